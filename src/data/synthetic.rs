@@ -1,0 +1,447 @@
+//! The planted-teacher generator, the default data of the demo.
+//!
+//! # Model
+//!
+//! Everything is drawn from one `ChaCha8Rng` seeded with `seed`
+//! (`SeedableRng::seed_from_u64`), in this order, so a spec always yields the
+//! same data:
+//!
+//! 1. the planted tokens: `active` distinct indices of `0..n`, drawn with
+//!    `rand::seq::index::sample(rng, n, active)` and then sorted, P = {k₁ < … < k_active};
+//! 2. the teacher: for each planted token k ∈ P (increasing) and each output
+//!    l = 0..c, a weight vector w_{k,l} ∈ R^d of i.i.d. N(0, 1) entries scaled
+//!    by 1/√active (drawn in the order k, l, q);
+//! 3. the inputs: X ∈ R^{N×n×d} of i.i.d. N(0, 1) entries, drawn sample-major
+//!    (sample i, token k, feature q);
+//! 4. the noise: ε ∈ R^{N×c} of i.i.d. N(0, 1) entries, sample-major.
+//!
+//! With the clean score s_{i,l} = Σ_{k∈P} ⟨x_{i,k}, w_{k,l}⟩ and
+//! z_{i,l} = s_{i,l} + noise·ε_{i,l}, the targets are
+//!
+//! - `real`: y_{i,l} = z_{i,l} (c outputs);
+//! - `binary` (c = 1): y_i = sign(z_{i,0}) ∈ {−1, +1}, with sign(0) = +1;
+//! - `classes` (c ≥ 2): label_i = argmax_l z_{i,l} (the first on ties), so c
+//!   is the number of classes.
+//!
+//! Only the tokens in P carry signal; a solver that recovers the planted
+//! tokens can be checked against the returned indices.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+
+use super::{checked_len, Dataset};
+use crate::error::{invalid, Result};
+
+/// What the targets of the synthetic data are (see the module's model).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    /// Real targets: the noisy teacher scores.
+    Real,
+    /// ±1 labels: the signs of the noisy teacher score (c = 1).
+    Binary,
+    /// Class labels: the argmax of the c noisy teacher scores (c ≥ 2).
+    Classes,
+}
+
+impl TargetKind {
+    fn parse(s: &str) -> Option<TargetKind> {
+        match s {
+            "real" => Some(TargetKind::Real),
+            "binary" => Some(TargetKind::Binary),
+            "classes" => Some(TargetKind::Classes),
+            _ => None,
+        }
+    }
+}
+
+/// The sizes and options of a planted-teacher data set.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct SyntheticSpec {
+    /// N, number of samples (key `N`).
+    pub n_samples: usize,
+    /// n, tokens per sample (key `n`).
+    pub n_tokens: usize,
+    /// d, features per token (key `d`).
+    pub n_features: usize,
+    /// c, outputs, or classes for `kind=classes` (key `c`).
+    pub n_outputs: usize,
+    /// Number of planted tokens, in 1..=n (key `active`).
+    pub active: usize,
+    /// Standard deviation of the noise added to the scores (key `noise`).
+    pub noise: f64,
+    /// Seed of the random generator (key `seed`).
+    pub seed: u64,
+    /// What the targets are (key `kind`: real, binary or classes).
+    pub kind: TargetKind,
+}
+
+impl Default for SyntheticSpec {
+    fn default() -> Self {
+        SyntheticSpec {
+            n_samples: 500,
+            n_tokens: 16,
+            n_features: 8,
+            n_outputs: 1,
+            active: 3,
+            noise: 0.1,
+            seed: 0,
+            kind: TargetKind::Real,
+        }
+    }
+}
+
+const KEYS: &str = "N, n, d, c, active, noise, seed, kind";
+
+impl SyntheticSpec {
+    /// Checks the sizes and the options against each other.
+    pub fn validate(&self) -> Result<()> {
+        let s = self;
+        for (key, v) in [
+            ("N", s.n_samples),
+            ("n", s.n_tokens),
+            ("d", s.n_features),
+            ("c", s.n_outputs),
+        ] {
+            if v == 0 {
+                return invalid(format!("synthetic data: {key} must be at least 1, got 0"));
+            }
+        }
+        if s.active == 0 || s.active > s.n_tokens {
+            return invalid(format!(
+                "synthetic data: active must be in 1..=n = 1..={}, got {}",
+                s.n_tokens, s.active
+            ));
+        }
+        if !(s.noise.is_finite() && s.noise >= 0.0) {
+            return invalid(format!(
+                "synthetic data: noise must be finite and ≥ 0, got {}",
+                s.noise
+            ));
+        }
+        match s.kind {
+            TargetKind::Classes if s.n_outputs < 2 => invalid(format!(
+                "synthetic data: kind=classes needs c ≥ 2 classes, got c = {}",
+                s.n_outputs
+            )),
+            TargetKind::Binary if s.n_outputs != 1 => invalid(format!(
+                "synthetic data: kind=binary needs c = 1, got c = {}",
+                s.n_outputs
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Parses the CLI form `synthetic` or
+/// `synthetic:N=1000,n=16,d=32,c=1,active=3,noise=0.1,seed=0,kind=real`;
+/// keys left out keep their defaults.
+pub fn parse(spec: &str) -> Result<SyntheticSpec> {
+    let spec = spec.trim();
+    let rest = match spec.split_once(':') {
+        None if spec == "synthetic" => "",
+        Some(("synthetic", rest)) => rest,
+        _ => {
+            return invalid(format!(
+                "'{spec}' is not a synthetic data spec: expected 'synthetic' or \
+                 'synthetic:key=value,…' with keys {KEYS}"
+            ))
+        }
+    };
+    let mut out = SyntheticSpec::default();
+    let mut seen: Vec<&str> = Vec::new();
+    for item in rest.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let Some((key, value)) = item.split_once('=') else {
+            return invalid(format!(
+                "synthetic data: '{item}' is not key=value (keys: {KEYS})"
+            ));
+        };
+        let (key, value) = (key.trim(), value.trim());
+        if seen.contains(&key) {
+            return invalid(format!("synthetic data: key {key} is given twice"));
+        }
+        seen.push(key);
+        set_key(&mut out, key, value)?;
+    }
+    out.validate()?;
+    Ok(out)
+}
+
+/// Sets one key of `spec` from its text.
+fn set_key(spec: &mut SyntheticSpec, key: &str, value: &str) -> Result<()> {
+    match key {
+        "N" => spec.n_samples = parse_value(key, value)?,
+        "n" => spec.n_tokens = parse_value(key, value)?,
+        "d" => spec.n_features = parse_value(key, value)?,
+        "c" => spec.n_outputs = parse_value(key, value)?,
+        "active" => spec.active = parse_value(key, value)?,
+        "noise" => spec.noise = parse_value(key, value)?,
+        "seed" => spec.seed = parse_value(key, value)?,
+        "kind" => {
+            let Some(kind) = TargetKind::parse(value) else {
+                return invalid(format!(
+                    "synthetic data: bad value '{value}' for key kind \
+                     (expected real, binary or classes)"
+                ));
+            };
+            spec.kind = kind;
+        }
+        _ => {
+            return invalid(format!(
+                "synthetic data: unknown key '{key}'; valid keys are {KEYS}"
+            ))
+        }
+    }
+    Ok(())
+}
+
+fn parse_value<T: std::str::FromStr>(key: &str, value: &str) -> Result<T> {
+    value
+        .parse()
+        .or_else(|_| invalid(format!("synthetic data: bad value '{value}' for key {key}")))
+}
+
+/// Generates the data set of `spec` and returns it with the sorted planted
+/// token indices (the model is in the module documentation).
+pub fn generate(spec: &SyntheticSpec) -> Result<(Dataset, Vec<usize>)> {
+    spec.validate()?;
+    let (n, t, d, c) = (
+        spec.n_samples,
+        spec.n_tokens,
+        spec.n_features,
+        spec.n_outputs,
+    );
+    checked_len("synthetic X", &[n, t, d], 8)?;
+    checked_len("synthetic y", &[n, c], 8)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
+
+    let mut planted = rand::seq::index::sample(&mut rng, t, spec.active).into_vec();
+    planted.sort_unstable();
+    let scale = 1.0 / (spec.active as f64).sqrt();
+    // w[(j·c + l)·d + q]: token planted[j], output l, feature q.
+    let w: Vec<f64> = normals(&mut rng, spec.active * c * d)
+        .map(|z| z * scale)
+        .collect();
+    let x: Vec<f64> = normals(&mut rng, n * t * d).collect();
+    let eps: Vec<f64> = normals(&mut rng, n * c).collect();
+
+    let z = noisy_scores(&x, &w, &eps, &planted, spec);
+    let ds = match spec.kind {
+        TargetKind::Real => Dataset::new_real(x, (n, t, d), z, c)?,
+        TargetKind::Binary => {
+            let y = z
+                .iter()
+                .map(|&v| if v >= 0.0 { 1.0 } else { -1.0 })
+                .collect();
+            Dataset::new_real(x, (n, t, d), y, 1)?
+        }
+        TargetKind::Classes => {
+            let labels = z.chunks_exact(c).map(argmax).collect();
+            Dataset::new_classes(x, (n, t, d), labels, c)?
+        }
+    };
+    Ok((ds, planted))
+}
+
+fn normals(rng: &mut ChaCha8Rng, count: usize) -> impl Iterator<Item = f64> + '_ {
+    (0..count).map(move |_| rng.sample::<f64, _>(StandardNormal))
+}
+
+/// z_{i,l} = Σ_{k∈P} ⟨x_{i,k}, w_{k,l}⟩ + noise·ε_{i,l}, sample-major (N×c).
+fn noisy_scores(
+    x: &[f64],
+    w: &[f64],
+    eps: &[f64],
+    planted: &[usize],
+    spec: &SyntheticSpec,
+) -> Vec<f64> {
+    let (t, d, c) = (spec.n_tokens, spec.n_features, spec.n_outputs);
+    let mut z = vec![0.0; spec.n_samples * c];
+    for (i, zi) in z.chunks_exact_mut(c).enumerate() {
+        for (l, zil) in zi.iter_mut().enumerate() {
+            let s: f64 = planted
+                .iter()
+                .enumerate()
+                .map(|(j, &k)| {
+                    let xk = &x[(i * t + k) * d..(i * t + k + 1) * d];
+                    let wk = &w[(j * c + l) * d..(j * c + l + 1) * d];
+                    xk.iter().zip(wk).map(|(a, b)| a * b).sum::<f64>()
+                })
+                .sum();
+            *zil = s + spec.noise * eps[i * c + l];
+        }
+    }
+    z
+}
+
+/// Index of the largest value, the first on ties.
+fn argmax(v: &[f64]) -> usize {
+    let mut best = 0;
+    for (l, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = l;
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(spec: &str) -> String {
+        parse(spec).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn parses_defaults_and_keys() {
+        assert_eq!(parse("synthetic").unwrap(), SyntheticSpec::default());
+        assert_eq!(parse(" synthetic: ").unwrap(), SyntheticSpec::default());
+        let s =
+            parse("synthetic:N=1000,n=16,d=32,c=4,active=5,noise=0.5,seed=9,kind=classes").unwrap();
+        let want = SyntheticSpec {
+            n_samples: 1000,
+            n_tokens: 16,
+            n_features: 32,
+            n_outputs: 4,
+            active: 5,
+            noise: 0.5,
+            seed: 9,
+            kind: TargetKind::Classes,
+        };
+        assert_eq!(s, want);
+        let d = SyntheticSpec::default();
+        assert_eq!(
+            (d.n_samples, d.n_tokens, d.n_features, d.n_outputs),
+            (500, 16, 8, 1)
+        );
+        assert_eq!(
+            (d.active, d.noise, d.seed, d.kind),
+            (3, 0.1, 0, TargetKind::Real)
+        );
+        let json = serde_json::to_string(&parse("synthetic:kind=binary").unwrap()).unwrap();
+        assert!(json.contains("\"kind\":\"binary\""), "{json}");
+    }
+
+    #[test]
+    fn parse_errors_name_the_problem() {
+        let e = err("synthetic:foo=1");
+        assert!(
+            e.contains("foo") && e.contains("active, noise, seed, kind"),
+            "{e}"
+        );
+        let e = err("synthetic:N=abc");
+        assert!(e.contains("'abc'") && e.contains("key N"), "{e}");
+        let e = err("synthetic:noise=-1");
+        assert!(e.contains("noise"), "{e}");
+        assert!(err("synthetic:noise=inf").contains("noise"));
+        assert!(err("synthetic:noise=nan").contains("noise"));
+        let e = err("synthetic:n=4,active=5");
+        assert!(e.contains("active") && e.contains("1..=4"), "{e}");
+        assert!(err("synthetic:active=0").contains("active"));
+        for key in ["N", "n", "d", "c"] {
+            let e = err(&format!("synthetic:{key}=0"));
+            assert!(e.contains(&format!("{key} must be at least 1")), "{e}");
+        }
+        assert!(err("synthetic:kind=classes").contains("c ≥ 2"));
+        assert!(err("synthetic:kind=binary,c=2").contains("c = 1"));
+        assert!(err("synthetic:kind=ordinal").contains("real, binary or classes"));
+        assert!(err("synthetic:N").contains("key=value"));
+        assert!(err("synthetic:N=1,N=2").contains("twice"));
+        assert!(err("synth").contains("not a synthetic data spec"));
+        assert!(err("synthetic:seed=-3").contains("seed"));
+    }
+
+    #[test]
+    fn generate_is_reproducible_and_seeded() {
+        let spec = parse("synthetic:N=50,n=10,d=4,c=2,active=3,seed=5").unwrap();
+        let (a, pa) = generate(&spec).unwrap();
+        let (b, pb) = generate(&spec).unwrap();
+        assert_eq!((&a.x, &a.y, &pa), (&b.x, &b.y, &pb));
+        assert_eq!(a.shape(), (50, 10, 4, 2));
+        assert_eq!(pa.len(), 3);
+        assert!(pa.windows(2).all(|w| w[0] < w[1]) && pa.iter().all(|&k| k < 10));
+        let other = SyntheticSpec { seed: 6, ..spec };
+        let (c, _) = generate(&other).unwrap();
+        assert_ne!(a.x, c.x);
+    }
+
+    #[test]
+    fn real_targets_follow_the_planted_teacher() {
+        // Without noise, y is a linear function of the planted tokens only:
+        // changing an unplanted token of a sample must not change its score,
+        // which we check through the least-squares residual of y on X_P.
+        let spec = parse("synthetic:N=200,n=6,d=3,active=2,noise=0").unwrap();
+        let (ds, planted) = generate(&spec).unwrap();
+        // Features of the planted tokens, N × (active·d).
+        let m = planted.len() * 3;
+        let rows: Vec<Vec<f64>> = (0..ds.n_samples)
+            .map(|i| {
+                planted
+                    .iter()
+                    .flat_map(|&k| ds.token(i, k).to_vec())
+                    .collect()
+            })
+            .collect();
+        // Normal equations (AᵀA) w = Aᵀy solved by Gaussian elimination.
+        let mut a = vec![vec![0.0; m + 1]; m];
+        for (r, &y) in rows.iter().zip(&ds.y) {
+            for p in 0..m {
+                for q in 0..m {
+                    a[p][q] += r[p] * r[q];
+                }
+                a[p][m] += r[p] * y;
+            }
+        }
+        for p in 0..m {
+            for q in p + 1..m {
+                let f = a[q][p] / a[p][p];
+                let pivot = a[p].clone();
+                for (v, pv) in a[q][p..].iter_mut().zip(&pivot[p..]) {
+                    *v -= f * pv;
+                }
+            }
+        }
+        let mut w = vec![0.0; m];
+        for p in (0..m).rev() {
+            let s: f64 = (p + 1..m).map(|k| a[p][k] * w[k]).sum();
+            w[p] = (a[p][m] - s) / a[p][p];
+        }
+        let max_res = rows
+            .iter()
+            .zip(&ds.y)
+            .map(|(r, y)| (r.iter().zip(&w).map(|(a, b)| a * b).sum::<f64>() - y).abs())
+            .fold(0.0, f64::max);
+        assert!(max_res < 1e-9, "residual {max_res}");
+    }
+
+    #[test]
+    fn binary_and_class_labels() {
+        let (ds, _) = generate(&parse("synthetic:N=300,kind=binary").unwrap()).unwrap();
+        assert!(ds.y.iter().all(|&v| v == 1.0 || v == -1.0));
+        assert!(ds.y.contains(&1.0) && ds.y.contains(&-1.0));
+        let (ds, planted) =
+            generate(&parse("synthetic:N=300,c=4,kind=classes,active=5").unwrap()).unwrap();
+        let labels = ds.labels.as_ref().unwrap();
+        assert_eq!(ds.n_outputs, 4);
+        assert_eq!(planted.len(), 5);
+        assert!(labels.iter().all(|&l| l < 4));
+        assert!((0..4).all(|l| labels.contains(&l)), "every class occurs");
+    }
+
+    #[test]
+    fn generate_refuses_bad_specs() {
+        let spec = SyntheticSpec {
+            active: 20,
+            ..SyntheticSpec::default()
+        };
+        assert!(generate(&spec).is_err());
+        let huge = SyntheticSpec {
+            n_samples: 1 << 40,
+            ..SyntheticSpec::default()
+        };
+        let e = generate(&huge).unwrap_err();
+        assert!(matches!(e, crate::Error::TooLarge(_)), "{e}");
+    }
+}

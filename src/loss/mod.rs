@@ -1,0 +1,262 @@
+//! Per-sample losses L(ŷ, y), convex in ŷ ∈ R^c, with what the solver needs:
+//! value and gradient, the dual value −L*(−θ) for the duality gap, the
+//! smoothness constant (Lipschitz constant of ∇L) and the optimal constant
+//! prediction (for an intercept and for β_max).
+
+mod cross_entropy;
+mod huber;
+mod logistic;
+mod squared;
+
+pub use cross_entropy::CrossEntropy;
+pub use huber::Huber;
+pub use logistic::Logistic;
+pub use squared::Squared;
+
+use crate::data::Dataset;
+use crate::error::{invalid, Result};
+
+/// What a per-sample loss provides.
+pub trait SampleLoss {
+    /// L(ŷ, y); writes ∇_ŷ L into `grad`.
+    fn value_grad(&self, yhat: &[f64], y: &[f64], grad: &mut [f64]) -> f64;
+    /// L(ŷ, y) alone.
+    fn value(&self, yhat: &[f64], y: &[f64]) -> f64;
+    /// −L*(−θ; y): the sample's term of the Fenchel dual objective. Only called
+    /// with θ = α·(−∇L(ŷ)) for α ∈ [0, 1] (and centred, for an intercept), where
+    /// it is finite.
+    fn dual_value(&self, theta: &[f64], y: &[f64]) -> f64;
+    /// γ with ∇L γ-Lipschitz: the dual is (1/γ)-strongly concave.
+    fn smoothness(&self) -> f64;
+}
+
+/// The losses by name; dispatch costs one branch per sample.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Loss {
+    /// ½‖ŷ − y‖², any number of outputs.
+    Squared,
+    /// log(1 + e^{−yŷ}), one output, y ∈ {−1, +1}.
+    Logistic,
+    /// Softmax cross-entropy, c ≥ 2 outputs, y a one-hot (or probability) row.
+    CrossEntropy,
+    /// Huber with threshold δ, any number of outputs, per coordinate.
+    Huber(f64),
+}
+
+macro_rules! dispatch {
+    ($self:expr, $l:ident => $e:expr) => {
+        match *$self {
+            Loss::Squared => {
+                let $l = Squared;
+                $e
+            }
+            Loss::Logistic => {
+                let $l = Logistic;
+                $e
+            }
+            Loss::CrossEntropy => {
+                let $l = CrossEntropy;
+                $e
+            }
+            Loss::Huber(delta) => {
+                let $l = Huber { delta };
+                $e
+            }
+        }
+    };
+}
+
+impl SampleLoss for Loss {
+    #[inline]
+    fn value_grad(&self, yhat: &[f64], y: &[f64], grad: &mut [f64]) -> f64 {
+        dispatch!(self, l => l.value_grad(yhat, y, grad))
+    }
+    #[inline]
+    fn value(&self, yhat: &[f64], y: &[f64]) -> f64 {
+        dispatch!(self, l => l.value(yhat, y))
+    }
+    #[inline]
+    fn dual_value(&self, theta: &[f64], y: &[f64]) -> f64 {
+        dispatch!(self, l => l.dual_value(theta, y))
+    }
+    fn smoothness(&self) -> f64 {
+        dispatch!(self, l => l.smoothness())
+    }
+}
+
+impl Loss {
+    /// Parses `squared`, `logistic`, `cross-entropy`, `huber` or `huber:DELTA`.
+    pub fn parse(s: &str) -> Result<Loss> {
+        match s {
+            "squared" => Ok(Loss::Squared),
+            "logistic" => Ok(Loss::Logistic),
+            "cross-entropy" | "ce" => Ok(Loss::CrossEntropy),
+            "huber" => Ok(Loss::Huber(1.0)),
+            _ => match s.strip_prefix("huber:").map(str::parse::<f64>) {
+                Some(Ok(d)) if d > 0.0 && d.is_finite() => Ok(Loss::Huber(d)),
+                Some(_) => invalid(format!(
+                    "huber threshold in '{s}' must be a positive number"
+                )),
+                None => invalid(format!(
+                    "unknown loss '{s}': use squared, logistic, cross-entropy or huber[:DELTA]"
+                )),
+            },
+        }
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            Loss::Squared => "squared".into(),
+            Loss::Logistic => "logistic".into(),
+            Loss::CrossEntropy => "cross-entropy".into(),
+            Loss::Huber(d) => format!("huber:{d}"),
+        }
+    }
+
+    /// Checks that the targets suit this loss.
+    pub fn check_targets(&self, ds: &Dataset) -> Result<()> {
+        match self {
+            Loss::Squared | Loss::Huber(_) => Ok(()),
+            Loss::Logistic => {
+                if ds.n_outputs != 1 {
+                    return invalid(format!(
+                        "logistic loss needs one output with y in {{-1, +1}}, the data has {} outputs: use cross-entropy for classes",
+                        ds.n_outputs
+                    ));
+                }
+                match ds.y.iter().position(|&v| v != 1.0 && v != -1.0) {
+                    Some(i) => invalid(format!(
+                        "logistic loss needs y in {{-1, +1}}, y[{i}] = {}: recode the labels",
+                        ds.y[i]
+                    )),
+                    None => Ok(()),
+                }
+            }
+            Loss::CrossEntropy => {
+                if ds.n_outputs < 2 {
+                    return invalid(
+                        "cross-entropy needs class labels (integer y) or a probability row per sample with at least 2 classes",
+                    );
+                }
+                for i in 0..ds.n_samples {
+                    let row = ds.target(i);
+                    let s: f64 = row.iter().sum();
+                    if row.iter().any(|&v| v < 0.0) || (s - 1.0).abs() > 1e-9 {
+                        return invalid(format!(
+                            "cross-entropy targets must be class labels or probability rows; row {i} sums to {s}"
+                        ));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Is this loss for classification (error reported as misclassification rate)?
+    pub fn is_classification(&self) -> bool {
+        matches!(self, Loss::Logistic | Loss::CrossEntropy)
+    }
+
+    /// The optimal constant prediction b* = argmin_b Σ_i L(b, y_i) (the
+    /// intercept at Z = 0), found by Newton/bisection-free closed forms where
+    /// they exist and by damped Newton otherwise.
+    pub fn best_constant(&self, ds: &Dataset) -> Vec<f64> {
+        let offsets = vec![0.0; ds.n_samples * ds.n_outputs];
+        self.best_intercept(&offsets, ds, None)
+    }
+
+    /// argmin_b Σ_i L(offset_i + b, y_i): the intercept for fixed predictions
+    /// `offset` (N×c). Gradient-norm-controlled Newton on the diagonal
+    /// Hessian, started at `start`.
+    pub fn best_intercept(&self, offset: &[f64], ds: &Dataset, start: Option<&[f64]>) -> Vec<f64> {
+        let c = ds.n_outputs;
+        let n = ds.n_samples as f64;
+        let mut b = start.map(|s| s.to_vec()).unwrap_or_else(|| vec![0.0; c]);
+        if matches!(self, Loss::Squared) {
+            for (l, bl) in b.iter_mut().enumerate() {
+                *bl = (0..ds.n_samples)
+                    .map(|i| ds.y[i * c + l] - offset[i * c + l])
+                    .sum::<f64>()
+                    / n;
+            }
+            return b;
+        }
+        let mut yhat = vec![0.0; c];
+        let mut g = vec![0.0; c];
+        let mut plus = vec![0.0; c];
+        for _ in 0..100 {
+            // Gradient, and a diagonal curvature estimate by finite differences of the gradient.
+            let mut grad = vec![0.0; c];
+            let mut curv = vec![0.0; c];
+            let mut val = 0.0;
+            for i in 0..ds.n_samples {
+                for l in 0..c {
+                    yhat[l] = offset[i * c + l] + b[l];
+                }
+                val += self.value_grad(&yhat, ds.target(i), &mut g);
+                for l in 0..c {
+                    grad[l] += g[l];
+                }
+                for l in 0..c {
+                    yhat[l] += 1e-5;
+                    self.value_grad(&yhat, ds.target(i), &mut plus);
+                    yhat[l] -= 1e-5;
+                    curv[l] += ((plus[l] - g[l]) / 1e-5).max(0.0);
+                }
+            }
+            let gnorm = grad.iter().map(|v| v * v).sum::<f64>().sqrt();
+            if gnorm <= 1e-13 * n.max(1.0) {
+                break;
+            }
+            // Newton step with backtracking on the total loss.
+            let step: Vec<f64> = (0..c)
+                .map(|l| -grad[l] / (curv[l] + 1e-12 * n).max(1e-300))
+                .collect();
+            let mut t = 1.0;
+            loop {
+                let trial: Vec<f64> = (0..c).map(|l| b[l] + t * step[l]).collect();
+                let tv: f64 = (0..ds.n_samples)
+                    .map(|i| {
+                        let yh: Vec<f64> = (0..c).map(|l| offset[i * c + l] + trial[l]).collect();
+                        self.value(&yh, ds.target(i))
+                    })
+                    .sum();
+                if tv <= val || t < 1e-10 {
+                    if tv <= val {
+                        b = trial;
+                    }
+                    break;
+                }
+                t *= 0.5;
+            }
+            if t < 1e-10 {
+                break;
+            }
+        }
+        b
+    }
+}
+
+/// Numerically stable log(1 + e^x).
+#[inline]
+pub(crate) fn log1pexp(x: f64) -> f64 {
+    if x > 0.0 {
+        x + (-x).exp().ln_1p()
+    } else {
+        x.exp().ln_1p()
+    }
+}
+
+/// s·ln s with 0·ln 0 = 0.
+#[inline]
+pub(crate) fn xlogx(s: f64) -> f64 {
+    if s <= 0.0 {
+        0.0
+    } else {
+        s * s.ln()
+    }
+}
+
+#[cfg(test)]
+mod tests;

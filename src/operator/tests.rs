@@ -1,0 +1,87 @@
+use super::*;
+use crate::data::Dataset;
+use rand::{Rng, SeedableRng};
+
+fn random_data(n: usize, t: usize, d: usize, c: usize, seed: u64) -> Dataset {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let x = (0..n * t * d).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let y = (0..n * c).map(|_| rng.random_range(-1.0..1.0)).collect();
+    Dataset::new_real(x, (n, t, d), y, c).unwrap()
+}
+
+/// The fused pass against a direct evaluation of ŷ and Xᵀ(ŷ − y), with and
+/// without gates, on subsets of blocks, across several chunks.
+#[test]
+fn fused_pass_matches_naive() {
+    let (n, t, d, c) = (700, 5, 3, 2);
+    let ds = random_data(n, t, d, c, 1);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+    let gates = GateMasks {
+        n_gates: 2,
+        mask: (0..n * 2).map(|_| rng.random_bool(0.5)).collect(),
+    };
+    for g in [None, Some(&gates)] {
+        let op = TokenOperator::new(&ds, g);
+        let nb = op.n_blocks();
+        let cd = c * d;
+        let coef: Vec<f64> = (0..nb * cd).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let b0 = vec![0.3, -0.2];
+        let fwd: Vec<usize> = (0..nb).filter(|b| b % 2 == 0).collect();
+        let adj: Vec<usize> = (0..nb).rev().collect();
+        let packed: Vec<f64> = fwd.iter().flat_map(|&b| coef[b * cd..(b + 1) * cd].to_vec()).collect();
+        let mut buf = op.buffers(nb);
+        let loss = op.fused_pass(&fwd, &packed, &b0, &adj, |i, yh, gr| {
+            let mut v = 0.0;
+            for l in 0..c {
+                gr[l] = yh[l] - ds.target(i)[l];
+                v += 0.5 * gr[l] * gr[l];
+            }
+            v
+        }, &mut buf);
+        let on = |i: usize, b: usize| g.map_or(true, |g| g.mask[i * g.n_gates + b / t]);
+        let mut naive_loss = 0.0;
+        let mut naive_grad = vec![0.0; nb * cd];
+        let mut naive_ig = vec![0.0; c];
+        for i in 0..n {
+            let mut r = b0.clone();
+            for &b in &fwd {
+                if on(i, b) {
+                    for l in 0..c {
+                        for q in 0..d {
+                            r[l] += ds.token(i, b % t)[q] * coef[b * cd + l * d + q];
+                        }
+                    }
+                }
+            }
+            for l in 0..c {
+                assert!((r[l] - buf.yhat[i * c + l]).abs() < 1e-12);
+                r[l] -= ds.target(i)[l];
+                naive_loss += 0.5 * r[l] * r[l];
+                naive_ig[l] += r[l];
+            }
+            for b in 0..nb {
+                if on(i, b) {
+                    for l in 0..c {
+                        for q in 0..d {
+                            naive_grad[b * cd + l * d + q] += r[l] * ds.token(i, b % t)[q];
+                        }
+                    }
+                }
+            }
+        }
+        assert!((loss - naive_loss).abs() < 1e-9 * naive_loss);
+        for (j, &b) in adj.iter().enumerate() {
+            for e in 0..cd {
+                assert!((buf.block_grad[j * cd + e] - naive_grad[b * cd + e]).abs() < 1e-9);
+            }
+        }
+        for l in 0..c {
+            assert!((buf.intercept_grad[l] - naive_ig[l]).abs() < 1e-9);
+        }
+        // Block norms are Frobenius norms of the gated rows.
+        for b in 0..nb {
+            let f: f64 = (0..n).filter(|&i| on(i, b)).map(|i| ds.token(i, b % t).iter().map(|v| v * v).sum::<f64>()).sum();
+            assert!((op.block_norms()[b] - f.sqrt()).abs() < 1e-9);
+        }
+    }
+}

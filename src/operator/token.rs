@@ -1,0 +1,214 @@
+use super::kernels::{axpy, dot};
+use super::PassBuffers;
+use crate::data::Dataset;
+use rayon::prelude::*;
+
+/// Gate indicators D_p(X_i) = 1[⟨X_i, G_p⟩ ≥ 0] for P gates (SPEC §3.4/§4d),
+/// stored N×P, with the gates themselves (to evaluate new data).
+#[derive(Clone, Debug)]
+pub struct GateMasks {
+    pub n_gates: usize,
+    /// N·P indicators, sample-major.
+    pub mask: Vec<bool>,
+}
+
+/// The map Z ↦ (⟨X_i, Z⟩)_i of SPEC §4a/§4b (no gates) or §4d (with gates),
+/// with per-block statistics the solver needs (norms for screening, column
+/// sums for the intercept), computed once.
+pub struct TokenOperator<'a> {
+    pub data: &'a Dataset,
+    pub gates: Option<&'a GateMasks>,
+    n_blocks: usize,
+    chunk_size: usize,
+    /// ‖X_b‖_F over the samples (gated rows count only where the gate is on).
+    block_norms: Vec<f64>,
+    /// Σ_i x_{i,b}, d per block.
+    block_sums: Vec<f64>,
+}
+
+/// At most this many chunks: results then depend on N only, not on the
+/// number of threads.
+const MAX_CHUNKS: usize = 32;
+const MIN_CHUNK: usize = 256;
+
+impl<'a> TokenOperator<'a> {
+    pub fn new(data: &'a Dataset, gates: Option<&'a GateMasks>) -> Self {
+        let n_blocks = data.n_tokens * gates.map_or(1, |g| g.n_gates);
+        let chunk_size = MIN_CHUNK.max(data.n_samples.div_ceil(MAX_CHUNKS));
+        let mut op = TokenOperator {
+            data,
+            gates,
+            n_blocks,
+            chunk_size,
+            block_norms: Vec::new(),
+            block_sums: Vec::new(),
+        };
+        op.compute_block_stats();
+        op
+    }
+
+    pub fn n_blocks(&self) -> usize {
+        self.n_blocks
+    }
+    pub fn n_samples(&self) -> usize {
+        self.data.n_samples
+    }
+    pub fn n_outputs(&self) -> usize {
+        self.data.n_outputs
+    }
+    pub fn block_dim(&self) -> usize {
+        self.data.n_features
+    }
+    pub fn block_norms(&self) -> &[f64] {
+        &self.block_norms
+    }
+    /// Σ_i x_{i,b} (d values).
+    pub fn block_sum(&self, b: usize) -> &[f64] {
+        let d = self.block_dim();
+        &self.block_sums[b * d..(b + 1) * d]
+    }
+
+    /// Is block b's row present in sample i (its gate on)?
+    #[inline]
+    fn gate_on(&self, i: usize, b: usize) -> bool {
+        match self.gates {
+            None => true,
+            Some(g) => g.mask[i * g.n_gates + b / self.data.n_tokens],
+        }
+    }
+
+    /// Sample i's d-vector for block b (before gating).
+    #[inline]
+    fn row(&self, i: usize, b: usize) -> &[f64] {
+        self.data.token(i, b % self.data.n_tokens)
+    }
+
+    /// (gate, token) of a block.
+    pub fn block_parts(&self, b: usize) -> (usize, usize) {
+        (b / self.data.n_tokens, b % self.data.n_tokens)
+    }
+
+    fn compute_block_stats(&mut self) {
+        let d = self.block_dim();
+        let mut norms = vec![0.0; self.n_blocks];
+        let mut sums = vec![0.0; self.n_blocks * d];
+        for i in 0..self.n_samples() {
+            for b in 0..self.n_blocks {
+                if self.gate_on(i, b) {
+                    let x = self.row(i, b);
+                    norms[b] += dot(x, x);
+                    axpy(1.0, x, &mut sums[b * d..(b + 1) * d]);
+                }
+            }
+        }
+        norms.iter_mut().for_each(|v| *v = v.sqrt());
+        self.block_norms = norms;
+        self.block_sums = sums;
+    }
+
+    /// Buffers sized for passes whose adjoint touches at most `max_adj` blocks.
+    pub fn buffers(&self, max_adj: usize) -> PassBuffers {
+        let (n, c, d) = (self.n_samples(), self.n_outputs(), self.block_dim());
+        let chunks = n.div_ceil(self.chunk_size);
+        let width = max_adj * c * d + c;
+        PassBuffers {
+            yhat: vec![0.0; n * c],
+            sample_grad: vec![0.0; n * c],
+            block_grad: vec![0.0; max_adj * c * d],
+            intercept_grad: vec![0.0; c],
+            partials: vec![vec![0.0; width]; chunks],
+            chunk_loss: vec![0.0; chunks],
+        }
+    }
+
+    /// One pass over the data: ŷ = b + Σ_{b ∈ fwd} X_b z_b (coefficients
+    /// `fwd_coef`, positional: block fwd[j] at j·c·d), then per sample
+    /// `loss(i, ŷ_i, grad_i)` (which returns the loss and writes ∇L_i), then
+    /// the adjoint Σ_i x_{i,b} ⊗ ∇L_i for each block of `adj` into
+    /// `buf.block_grad` (positional) and Σ_i ∇L_i into `buf.intercept_grad`.
+    /// Each sample's rows are read once, while they are in cache, for both.
+    /// Returns Σ_i L_i.
+    pub fn fused_pass<F>(
+        &self,
+        fwd: &[usize],
+        fwd_coef: &[f64],
+        intercept: &[f64],
+        adj: &[usize],
+        loss: F,
+        buf: &mut PassBuffers,
+    ) -> f64
+    where
+        F: Fn(usize, &[f64], &mut [f64]) -> f64 + Sync,
+    {
+        let (c, d) = (self.n_outputs(), self.block_dim());
+        let cd = c * d;
+        debug_assert_eq!(fwd_coef.len(), fwd.len() * cd);
+        debug_assert!(adj.len() * cd <= buf.block_grad.len());
+        let width = adj.len() * cd;
+        let cs = self.chunk_size;
+        buf.partials
+            .par_iter_mut()
+            .zip(buf.yhat.par_chunks_mut(cs * c))
+            .zip(buf.sample_grad.par_chunks_mut(cs * c))
+            .zip(buf.chunk_loss.par_iter_mut())
+            .enumerate()
+            .for_each(|(j, (((part, yh), sg), chunk_loss))| {
+                let part = &mut part[..width + c];
+                part.iter_mut().for_each(|v| *v = 0.0);
+                let mut total = 0.0;
+                for (r, (yi, gi)) in yh.chunks_exact_mut(c).zip(sg.chunks_exact_mut(c)).enumerate() {
+                    let i = j * cs + r;
+                    yi.copy_from_slice(intercept);
+                    for (zb, &b) in fwd_coef.chunks_exact(cd).zip(fwd) {
+                        if self.gate_on(i, b) {
+                            let x = self.row(i, b);
+                            for (y, z) in yi.iter_mut().zip(zb.chunks_exact(d)) {
+                                *y += dot(x, z);
+                            }
+                        }
+                    }
+                    total += loss(i, yi, gi);
+                    for (gb, &b) in part[..width].chunks_exact_mut(cd).zip(adj) {
+                        if self.gate_on(i, b) {
+                            let x = self.row(i, b);
+                            for (g, acc) in gi.iter().zip(gb.chunks_exact_mut(d)) {
+                                axpy(*g, x, acc);
+                            }
+                        }
+                    }
+                    axpy(1.0, gi, &mut part[width..]);
+                }
+                *chunk_loss = total;
+            });
+        // Fixed-order reduction.
+        let out = &mut buf.block_grad[..width];
+        out.copy_from_slice(&buf.partials[0][..width]);
+        buf.intercept_grad
+            .copy_from_slice(&buf.partials[0][width..width + c]);
+        for part in &buf.partials[1..] {
+            axpy(1.0, &part[..width], out);
+            axpy(1.0, &part[width..width + c], &mut buf.intercept_grad);
+        }
+        buf.chunk_loss.iter().sum()
+    }
+
+    /// Predictions ŷ for coefficients on all blocks (n_blocks·c·d) and an
+    /// intercept, without a loss (N×c).
+    pub fn predict(&self, coef: &[f64], intercept: &[f64]) -> Vec<f64> {
+        let cd = self.n_outputs() * self.block_dim();
+        let fwd: Vec<usize> = (0..self.n_blocks)
+            .filter(|&b| coef[b * cd..(b + 1) * cd].iter().any(|&v| v != 0.0))
+            .collect();
+        let packed: Vec<f64> = fwd
+            .iter()
+            .flat_map(|&b| coef[b * cd..(b + 1) * cd].iter().copied())
+            .collect();
+        let mut buf = self.buffers(0);
+        self.fused_pass(&fwd, &packed, intercept, &[], |_, _, g| {
+            g.iter_mut().for_each(|v| *v = 0.0);
+            0.0
+        }, &mut buf);
+        buf.yhat
+    }
+}
+

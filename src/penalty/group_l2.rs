@@ -1,0 +1,29 @@
+use super::{norm2, BlockPenalty};
+
+/// Σ_l ‖z_{b,l}‖₂ over the c rows of a block: group lasso with one group per
+/// (token, output). Prox: block soft-thresholding of each row. Dual norm:
+/// max_l ‖g_{b,l}‖₂.
+#[derive(Clone, Copy, Debug)]
+pub struct GroupL2;
+
+impl BlockPenalty for GroupL2 {
+    fn value(&self, block: &[f64], _c: usize, d: usize) -> f64 {
+        block.chunks_exact(d).map(norm2).sum()
+    }
+    fn prox(&self, block: &mut [f64], _c: usize, d: usize, tau: f64) {
+        for row in block.chunks_exact_mut(d) {
+            let nrm = norm2(row);
+            let scale = if nrm > tau { 1.0 - tau / nrm } else { 0.0 };
+            row.iter_mut().for_each(|v| *v *= scale);
+        }
+    }
+    fn dual_norm(&self, block: &[f64], _c: usize, d: usize) -> f64 {
+        block.chunks_exact(d).map(norm2).fold(0.0, f64::max)
+    }
+    fn heads(&self, block: &[f64], _c: usize, d: usize) -> usize {
+        block
+            .chunks_exact(d)
+            .filter(|r| r.iter().any(|&v| v != 0.0))
+            .count()
+    }
+}

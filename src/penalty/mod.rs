@@ -1,0 +1,69 @@
+//! Penalties Ω on the coefficient blocks, with their prox and dual norm.
+//!
+//! Coefficients are stored per block (a token, or a (gate, token) pair): a c×d
+//! matrix, output-major (row l is the d-vector z_{b,l}). Every penalty here is
+//! a sum over blocks, so the solver works block by block.
+
+mod group_l2;
+pub mod nuclear;
+
+pub use group_l2::GroupL2;
+pub use nuclear::Nuclear;
+
+/// What a block-separable penalty provides.
+pub trait BlockPenalty {
+    /// Ω(block).
+    fn value(&self, block: &[f64], c: usize, d: usize) -> f64;
+    /// block ← prox_{τΩ}(block).
+    fn prox(&self, block: &mut [f64], c: usize, d: usize, tau: f64);
+    /// Ω^D(block), the dual norm: the dual constraint is Ω^D(Xᵀθ)_b ≤ β.
+    fn dual_norm(&self, block: &[f64], c: usize, d: usize) -> f64;
+    /// The number of heads the block recovers into (nonzero groups or rank).
+    fn heads(&self, block: &[f64], c: usize, d: usize) -> usize;
+}
+
+/// The penalties by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Penalty {
+    /// Σ_l ‖z_{b,l}‖₂: one group per (block, output). SPEC §4a (c = 1) and §4b-ℓ₁.
+    GroupL2,
+    /// ‖Z_b‖_* (nuclear norm of the d×c block). SPEC §4b-ℓ₂.
+    Nuclear,
+}
+
+impl BlockPenalty for Penalty {
+    fn value(&self, block: &[f64], c: usize, d: usize) -> f64 {
+        match self {
+            Penalty::GroupL2 => GroupL2.value(block, c, d),
+            Penalty::Nuclear => Nuclear.value(block, c, d),
+        }
+    }
+    fn prox(&self, block: &mut [f64], c: usize, d: usize, tau: f64) {
+        match self {
+            Penalty::GroupL2 => GroupL2.prox(block, c, d, tau),
+            Penalty::Nuclear => Nuclear.prox(block, c, d, tau),
+        }
+    }
+    fn dual_norm(&self, block: &[f64], c: usize, d: usize) -> f64 {
+        match self {
+            Penalty::GroupL2 => GroupL2.dual_norm(block, c, d),
+            Penalty::Nuclear => Nuclear.dual_norm(block, c, d),
+        }
+    }
+    fn heads(&self, block: &[f64], c: usize, d: usize) -> usize {
+        match self {
+            Penalty::GroupL2 => GroupL2.heads(block, c, d),
+            Penalty::Nuclear => Nuclear.heads(block, c, d),
+        }
+    }
+}
+
+/// Euclidean norm.
+#[inline]
+pub(crate) fn norm2(v: &[f64]) -> f64 {
+    v.iter().map(|x| x * x).sum::<f64>().sqrt()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,123 @@
+//! Solvers for the convex programs: FISTA with adaptive restart on a working
+//! set of blocks, gap-safe screening, and a duality-gap certificate for every
+//! solution (SPEC §5).
+//!
+//! - [`certificate`]: the dual point, the gap, screening and working-set scores;
+//! - [`lipschitz`]: power iteration for the step size;
+//! - [`fista`]: the inner solver on a working set;
+//! - [`outer`]: the outer loop (screening, working sets, stopping);
+//! - [`path`]: β_max and warm-started regularisation paths.
+
+pub mod certificate;
+pub mod fista;
+pub mod lipschitz;
+pub mod outer;
+pub mod path;
+
+pub use certificate::Certificate;
+pub use outer::solve;
+pub use path::{beta_grid, beta_max, solve_path};
+
+use crate::error::{invalid, Result};
+
+/// How hard to work, and when to stop.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SolverOptions {
+    /// Stop when the relative duality gap gap / max(1, |P|) is at most this.
+    pub tol: f64,
+    /// Cap on FISTA iterations, all working sets together.
+    pub max_iter: usize,
+    /// Cap on wall-clock seconds.
+    pub max_seconds: f64,
+    /// FISTA checks its gap every this many iterations.
+    pub check_every: usize,
+    /// Gap-safe screening on or off.
+    pub screening: bool,
+    /// Working sets on or off (off: FISTA on all unscreened blocks).
+    pub working_sets: bool,
+    /// Size of the first working set.
+    pub ws_start: usize,
+}
+
+impl Default for SolverOptions {
+    fn default() -> Self {
+        SolverOptions {
+            tol: 1e-6,
+            max_iter: 100_000,
+            max_seconds: f64::INFINITY,
+            check_every: 10,
+            screening: true,
+            working_sets: true,
+            ws_start: 8,
+        }
+    }
+}
+
+impl SolverOptions {
+    pub fn validate(&self) -> Result<()> {
+        if !(self.tol > 0.0 && self.tol.is_finite()) {
+            return invalid(format!(
+                "tol must be a positive number, got {}",
+                self.tol
+            ));
+        }
+        if self.max_iter == 0 {
+            return invalid("max-iter must be at least 1");
+        }
+        if !(self.max_seconds > 0.0) {
+            return invalid(format!(
+                "max-seconds must be positive, got {}",
+                self.max_seconds
+            ));
+        }
+        if self.check_every == 0 || self.ws_start == 0 {
+            return invalid("check-every and ws-start must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Why a solve stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StopReason {
+    Converged,
+    MaxIter,
+    MaxSeconds,
+}
+
+/// A solution of a convex program, with its certificate and costs.
+#[derive(Clone, Debug)]
+pub struct Solution {
+    /// Coefficients on all blocks, n_blocks·c·d, block-major (row l of block b
+    /// at (b·c + l)·d).
+    pub coef: Vec<f64>,
+    /// Intercept, c (zeros without one).
+    pub intercept: Vec<f64>,
+    pub beta: f64,
+    /// The certificate on the full problem (all blocks).
+    pub certificate: Certificate,
+    pub iterations: usize,
+    /// Passes over the data, a pass over part of the blocks counted in proportion.
+    pub data_passes: f64,
+    pub seconds: f64,
+    pub stop: StopReason,
+    /// Blocks removed by gap-safe screening when the solve ended.
+    pub screened: usize,
+}
+
+impl Solution {
+    pub fn converged(&self) -> bool {
+        self.stop == StopReason::Converged
+    }
+
+    /// Blocks with a nonzero coefficient.
+    pub fn active_blocks(&self, block_len: usize) -> Vec<usize> {
+        self.coef
+            .chunks_exact(block_len)
+            .enumerate()
+            .filter(|(_, z)| z.iter().any(|&v| v != 0.0))
+            .map(|(b, _)| b)
+            .collect()
+    }
+}

@@ -1,0 +1,62 @@
+//! β_max and warm-started paths over a geometric β grid (SPEC §5).
+
+use super::certificate::dual_scores;
+use super::{solve, Solution, SolverOptions};
+use crate::error::{invalid, Result};
+use crate::loss::SampleLoss;
+use crate::problem::Problem;
+
+/// The smallest β at which Z = 0 is optimal: the largest dual norm of the
+/// correlation X_bᵀθ⁰, θ⁰ = −∇L at the predictions of Z = 0 (the best
+/// constant when an intercept is fitted, then centred). One data pass.
+pub fn beta_max(problem: &Problem) -> f64 {
+    let nb = problem.op.n_blocks();
+    let all: Vec<usize> = (0..nb).collect();
+    let b = problem.intercept_at_zero();
+    let mut buf = problem.op.buffers(nb);
+    let data = problem.op.data;
+    let loss = problem.loss;
+    problem.op.fused_pass(&[], &[], &b, &all, |i, yh, g| loss.value_grad(yh, data.target(i), g), &mut buf);
+    let mut scratch = vec![0.0; problem.block_len()];
+    let mut norms = Vec::with_capacity(nb);
+    dual_scores(problem, &all, &buf, &mut scratch, &mut norms)
+}
+
+/// `k` values from `hi` down to `hi·ratio`, geometrically spaced.
+pub fn beta_grid(hi: f64, ratio: f64, k: usize) -> Result<Vec<f64>> {
+    if !(hi > 0.0 && hi.is_finite()) {
+        return invalid(format!("the largest beta must be positive, got {hi} (is the data all zeros?)"));
+    }
+    if !(ratio > 0.0 && ratio < 1.0) {
+        return invalid(format!("the beta ratio must be in (0, 1), got {ratio}"));
+    }
+    if k == 0 {
+        return invalid("a path needs at least one beta");
+    }
+    if k == 1 {
+        return Ok(vec![hi]);
+    }
+    Ok((0..k)
+        .map(|j| hi * ratio.powf(j as f64 / (k - 1) as f64))
+        .collect())
+}
+
+/// Solves along `betas` (any order; warm starts follow it), calling
+/// `on_solution` after each solve.
+pub fn solve_path(
+    problem: &mut Problem,
+    betas: &[f64],
+    opts: &SolverOptions,
+    mut on_solution: impl FnMut(&Solution),
+) -> Result<Vec<Solution>> {
+    let mut out: Vec<Solution> = Vec::with_capacity(betas.len());
+    for &beta in betas {
+        crate::problem::check_beta(beta)?;
+        problem.beta = beta;
+        let warm = out.last().map(|s| (s.coef.as_slice(), s.intercept.as_slice()));
+        let sol = solve(problem, opts, warm)?;
+        on_solution(&sol);
+        out.push(sol);
+    }
+    Ok(out)
+}
