@@ -14,16 +14,20 @@
 //! - [`recovery`]: attention heads from a convex solution, and the nonconvex objective;
 //! - [`model`], [`report`], [`plot`]: saving, reporting and drawing results.
 
+pub mod bench;
+pub mod cli;
 pub mod data;
 pub mod error;
 pub mod loss;
+pub mod model;
 pub mod operator;
 pub mod penalty;
+pub mod plot;
 pub mod problem;
 pub mod recovery;
+pub mod report;
 pub mod solver;
 #[cfg(test)]
 pub(crate) mod testutil;
-pub mod plot;
 
 pub use error::{Error, Result};

@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Once, OnceLock};
 
-use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
 use plotters::coord::cartesian::Cartesian2d;
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -507,7 +507,7 @@ fn log_ticks(lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>, LabelStyle) {
         } else {
             (k0..=k1).map(|k| k as f64).collect()
         };
-        let plain = bold.iter().all(|&k| (-2.0..=3.0).contains(&k));
+        let plain = bold.iter().all(|&k| (-3.0..=4.0).contains(&k));
         let style = if plain {
             LabelStyle::Pow10Plain
         } else {
@@ -526,7 +526,7 @@ fn log_ticks(lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>, LabelStyle) {
     }
     // Very narrow range: linear ticks in data units, placed at their log10.
     let (vlo, vhi) = (10f64.powf(lo), 10f64.powf(hi));
-    let lin: Vec<f64> = multiples(vlo, vhi, nice_step(vhi - vlo, 5))
+    let lin: Vec<f64> = multiples(vlo, vhi, nice_step(vhi - vlo, 8))
         .into_iter()
         .filter(|&v| v > 0.0)
         .map(f64::log10)
@@ -771,9 +771,13 @@ impl<DB: DrawingBackend> Painter<'_, DB> {
             HPos::Center => -width / 2,
             HPos::Right => -width,
         };
+        // plotters puts the baseline at `size / 2` below the layout box top,
+        // which leaves text high; these shifts center digits and capitals
+        // on a `Center` anchor and put their tops at a `Top` anchor.
+        let px = f64::from(t.px);
         let dy = match t.v {
-            VPos::Top => 0,
-            VPos::Center => -height / 2,
+            VPos::Top => (0.12 * px).round() as i32,
+            VPos::Center => -height / 2 + (0.21 * px).round() as i32,
             VPos::Bottom => -height,
         };
         let style = style.pos(Pos::new(HPos::Left, VPos::Top));
@@ -1174,7 +1178,11 @@ impl Figure for LineFigure<'_, '_> {
                     None => x0 + pad,
                 };
                 let t = Txt::new(LEGEND_PX, HPos::Left, VPos::Center);
-                let t = if color.is_some() { t } else { t.color(NOTE_COLOR) };
+                let t = if color.is_some() {
+                    t
+                } else {
+                    t.color(NOTE_COLOR)
+                };
                 pt.text((text_x, yc), name, t)?;
             }
         }
@@ -1418,13 +1426,21 @@ fn draw_color_bar<DB: DrawingBackend>(
     let x1 = x0 + 22;
     let (lo, hi) = scale.limits();
     let height = (bottom - top).max(2);
-    for y in top..bottom {
+    let color_at = |y: i32| {
         let t = f64::from(bottom - 1 - y) / f64::from(height - 1);
-        root.draw(&Rectangle::new(
-            [(x0, y), (x1, y + 1)],
-            scale.color(lo + t * (hi - lo)).filled(),
-        ))
-        .map_err(de)?;
+        scale.color(lo + t * (hi - lo))
+    };
+    // One rectangle per run of equal color (the scale has 256 levels).
+    let mut y0 = top;
+    while y0 < bottom {
+        let color = color_at(y0);
+        let mut y1 = y0 + 1;
+        while y1 < bottom && color_at(y1) == color {
+            y1 += 1;
+        }
+        root.draw(&Rectangle::new([(x0, y0), (x1, y1)], color.filled()))
+            .map_err(de)?;
+        y0 = y1;
     }
     root.draw(&Rectangle::new(
         [(x0, top), (x1, bottom)],
@@ -1500,7 +1516,12 @@ impl Figure for BarFigure<'_> {
                 light: vec![],
             },
             y_labels: bold.iter().map(|&t| y_fmt.label(t)).collect(),
-            y: Axis { lo, hi, bold, light },
+            y: Axis {
+                lo,
+                hi,
+                bold,
+                light,
+            },
             x_labels: vec![],
             x_mesh: false,
             y_mesh: true,
@@ -1770,7 +1791,7 @@ mod tests {
         heatmap(&stem, &h).expect("heatmap");
         check_pair(&stem, "Mixing matrix");
 
-        let nan = vec![f64::NAN; 6];
+        let nan = [f64::NAN; 6];
         for (i, (rows, cols, vals)) in [(0, 0, &[][..]), (2, 3, &nan[..]), (0, 5, &[][..])]
             .into_iter()
             .enumerate()
@@ -1986,5 +2007,45 @@ mod tests {
             &values,
         )
         .expect("bar");
+
+        let s = vec![
+            series("empty", vec![], vec![]),
+            series("nan", vec![f64::NAN, 0.0], vec![1.0, f64::INFINITY]),
+        ];
+        let p = LinePlot {
+            title: "Nothing to draw",
+            x_label: "β",
+            y_label: "y",
+            log_x: true,
+            log_y: true,
+            series: &s,
+            points: false,
+        };
+        line_plot(&dir.join("line_empty"), &p).expect("line");
+        let row_names: Vec<String> = ["1e-3", "1e-2", "1e-1"].map(String::from).to_vec();
+        let h = Heatmap {
+            title: "Heatmap with NaN",
+            x_label: "token",
+            y_label: "β",
+            rows: 3,
+            cols: 4,
+            values: &[
+                0.0,
+                -1.0,
+                f64::NAN,
+                -3.0,
+                0.0,
+                0.0,
+                -0.5,
+                -0.25,
+                -2.0,
+                0.0,
+                0.0,
+                -1.0,
+            ],
+            row_names: Some(&row_names),
+            col_names: None,
+        };
+        heatmap(&dir.join("heat_nan"), &h).expect("heatmap");
     }
 }

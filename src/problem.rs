@@ -132,3 +132,13 @@ pub fn check_beta(beta: f64) -> Result<()> {
     }
     Ok(())
 }
+
+/// Mean of L(ŷ_i, y_i) over the samples.
+pub fn mean_loss(loss: Loss, data: &crate::data::Dataset, yhat: &[f64]) -> f64 {
+    let c = data.n_outputs;
+    yhat.chunks_exact(c)
+        .enumerate()
+        .map(|(i, p)| loss.value(p, data.target(i)))
+        .sum::<f64>()
+        / data.n_samples as f64
+}

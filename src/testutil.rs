@@ -1,3 +1,6 @@
+//! Naive index loops here are the reference the fast code is checked against.
+#![allow(clippy::needless_range_loop)]
+
 //! Random instances for the library's tests.
 
 use crate::data::Dataset;
@@ -10,9 +13,17 @@ use rand_chacha::ChaCha8Rng;
 /// nontrivial.
 pub fn random_instance(n: usize, t: usize, d: usize, c: usize, loss: Loss, seed: u64) -> Dataset {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let x: Vec<f64> = (0..n * t * d).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let x: Vec<f64> = (0..n * t * d)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
     let w: Vec<f64> = (0..t * c * d)
-        .map(|k| if (k / (c * d)) % 3 == 0 { rng.random_range(-1.0..1.0) } else { 0.0 })
+        .map(|k| {
+            if (k / (c * d)) % 3 == 0 {
+                rng.random_range(-1.0..1.0)
+            } else {
+                0.0
+            }
+        })
         .collect();
     let mut score = vec![0.0; n * c];
     for i in 0..n {
@@ -33,7 +44,13 @@ pub fn random_instance(n: usize, t: usize, d: usize, c: usize, loss: Loss, seed:
         Loss::Logistic => {
             let y = score
                 .iter()
-                .map(|s| if s + noise(&mut rng) >= 0.0 { 1.0 } else { -1.0 })
+                .map(|s| {
+                    if s + noise(&mut rng) >= 0.0 {
+                        1.0
+                    } else {
+                        -1.0
+                    }
+                })
                 .collect();
             Dataset::new_real(x, (n, t, d), y, 1).unwrap()
         }

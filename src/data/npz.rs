@@ -7,7 +7,7 @@
 //!
 //! Sizes: ndarray-npy allocates the array a `.npy` header describes before it
 //! reads the data, and offers no header-only read of an archive member. So
-//! before reading, [`check_visible_headers`] checks every `.npy` header that
+//! before reading, `check_visible_headers` checks every `.npy` header that
 //! the archive stores verbatim (uncompressed members, as `np.savez` writes
 //! them) and refuses shapes the archive cannot hold. A header inside a
 //! deflate-compressed member is only seen by ndarray-npy; a forged one can
@@ -275,17 +275,19 @@ fn read_from(bytes: &[u8], path: &Path) -> Result<Dataset> {
 /// stops forged shapes in uncompressed members before ndarray-npy allocates.
 fn check_visible_headers(bytes: &[u8], path: &Path) -> Result<()> {
     const MAGIC: &[u8] = b"\x93NUMPY";
-    let limit = (bytes.len() as u64)
+    let bound = (bytes.len() as u64)
         .saturating_mul(1032)
-        .saturating_add(1024)
-        .min(super::MAX_ARRAY_BYTES);
-    let too_large = |what: String| {
-        Error::TooLarge(format!(
-            "{}: {what}, more than this {}-byte archive can hold (limit {limit} bytes): \
-             the file is corrupt",
-            path.display(),
-            bytes.len()
-        ))
+        .saturating_add(1024);
+    let limit = bound.min(super::MAX_ARRAY_BYTES);
+    let too_large = |what: String, need: Option<u64>| {
+        let why = match need {
+            Some(need) if need <= bound => format!("above the limit of {limit} bytes"),
+            _ => format!(
+                "more than this {}-byte archive can hold: the file is corrupt",
+                bytes.len()
+            ),
+        };
+        Error::TooLarge(format!("{}: {what}, {why}", path.display()))
     };
     let mut start = 0;
     while let Some(off) = find(&bytes[start..], MAGIC) {
@@ -298,9 +300,8 @@ fn check_visible_headers(bytes: &[u8], path: &Path) -> Result<()> {
             _ => continue,
         };
         if header_len > limit {
-            return Err(too_large(format!(
-                "a .npy header claims {header_len} bytes"
-            )));
+            let what = format!("a .npy header claims {header_len} bytes");
+            return Err(too_large(what, Some(header_len)));
         }
         let Ok(header) = Header::from_reader(&mut &bytes[at..]) else {
             continue; // not a header after all, or a broken one ndarray-npy reports
@@ -315,21 +316,15 @@ fn check_visible_headers(bytes: &[u8], path: &Path) -> Result<()> {
             .shape
             .iter()
             .try_fold(elem, |acc, &s| acc.checked_mul(s as u64));
-        match need {
-            Some(need) if need <= limit => {}
-            Some(need) => {
-                return Err(too_large(format!(
-                    "an array of shape {:?} needs {need} bytes",
-                    header.shape
-                )))
-            }
-            None => {
-                return Err(too_large(format!(
-                    "an array of shape {:?} needs more than 2^64 bytes",
-                    header.shape
-                )))
-            }
+        if need.is_some_and(|b| b <= limit) {
+            continue;
         }
+        let bytes_needed = need.map_or("more than 2^64".to_string(), |b| b.to_string());
+        let what = format!(
+            "an array of shape {:?} needs {bytes_needed} bytes",
+            header.shape
+        );
+        return Err(too_large(what, need));
     }
     Ok(())
 }
@@ -740,10 +735,13 @@ mod tests {
     #[test]
     fn forged_sizes_are_refused_before_allocating() {
         let bytes = valid_npz(false);
-        let pos = find(&bytes, b"(5, 4, 3), }").expect("X header");
+        // Rewrite the dict from X's shape on, using the header's space padding.
+        let pos = find(&bytes, b"(5, 4, 3)").expect("X header");
+        let end = pos + find(&bytes[pos..], b"\n").unwrap();
+        let mut forged = b"(99999999999999, 4, 3), }".to_vec();
+        forged.resize(end - pos, b' ');
         let mut bad = bytes.clone();
-        let forged = b"(99999999999999, 4, 3), }";
-        bad[pos..pos + forged.len()].copy_from_slice(forged);
+        bad[pos..end].copy_from_slice(&forged);
         let e = read_npz_bytes(&bad).unwrap_err();
         assert!(matches!(e, Error::TooLarge(_)), "{e}");
         assert!(e.to_string().contains("9599999999999904 bytes"), "{e}");

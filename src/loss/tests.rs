@@ -1,3 +1,6 @@
+//! Naive index loops here are the reference the fast code is checked against.
+#![allow(clippy::needless_range_loop)]
+
 use super::*;
 use proptest::prelude::*;
 

@@ -1,10 +1,15 @@
+//! Naive index loops here are the reference the fast code is checked against.
+#![allow(clippy::needless_range_loop)]
+
 use super::*;
 use crate::data::Dataset;
 use rand::{Rng, SeedableRng};
 
 fn random_data(n: usize, t: usize, d: usize, c: usize, seed: u64) -> Dataset {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let x = (0..n * t * d).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let x = (0..n * t * d)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
     let y = (0..n * c).map(|_| rng.random_range(-1.0..1.0)).collect();
     Dataset::new_real(x, (n, t, d), y, c).unwrap()
 }
@@ -28,16 +33,26 @@ fn fused_pass_matches_naive() {
         let b0 = vec![0.3, -0.2];
         let fwd: Vec<usize> = (0..nb).filter(|b| b % 2 == 0).collect();
         let adj: Vec<usize> = (0..nb).rev().collect();
-        let packed: Vec<f64> = fwd.iter().flat_map(|&b| coef[b * cd..(b + 1) * cd].to_vec()).collect();
+        let packed: Vec<f64> = fwd
+            .iter()
+            .flat_map(|&b| coef[b * cd..(b + 1) * cd].to_vec())
+            .collect();
         let mut buf = op.buffers(nb);
-        let loss = op.fused_pass(&fwd, &packed, &b0, &adj, |i, yh, gr| {
-            let mut v = 0.0;
-            for l in 0..c {
-                gr[l] = yh[l] - ds.target(i)[l];
-                v += 0.5 * gr[l] * gr[l];
-            }
-            v
-        }, &mut buf);
+        let loss = op.fused_pass(
+            &fwd,
+            &packed,
+            &b0,
+            &adj,
+            |i, yh, gr| {
+                let mut v = 0.0;
+                for l in 0..c {
+                    gr[l] = yh[l] - ds.target(i)[l];
+                    v += 0.5 * gr[l] * gr[l];
+                }
+                v
+            },
+            &mut buf,
+        );
         let on = |i: usize, b: usize| g.map_or(true, |g| g.mask[i * g.n_gates + b / t]);
         let mut naive_loss = 0.0;
         let mut naive_grad = vec![0.0; nb * cd];
@@ -80,7 +95,10 @@ fn fused_pass_matches_naive() {
         }
         // Block norms are Frobenius norms of the gated rows.
         for b in 0..nb {
-            let f: f64 = (0..n).filter(|&i| on(i, b)).map(|i| ds.token(i, b % t).iter().map(|v| v * v).sum::<f64>()).sum();
+            let f: f64 = (0..n)
+                .filter(|&i| on(i, b))
+                .map(|i| ds.token(i, b % t).iter().map(|v| v * v).sum::<f64>())
+                .sum();
             assert!((op.block_norms()[b] - f.sqrt()).abs() < 1e-9);
         }
     }

@@ -156,7 +156,11 @@ impl<'a> TokenOperator<'a> {
                 let part = &mut part[..width + c];
                 part.iter_mut().for_each(|v| *v = 0.0);
                 let mut total = 0.0;
-                for (r, (yi, gi)) in yh.chunks_exact_mut(c).zip(sg.chunks_exact_mut(c)).enumerate() {
+                for (r, (yi, gi)) in yh
+                    .chunks_exact_mut(c)
+                    .zip(sg.chunks_exact_mut(c))
+                    .enumerate()
+                {
                     let i = j * cs + r;
                     yi.copy_from_slice(intercept);
                     for (zb, &b) in fwd_coef.chunks_exact(cd).zip(fwd) {
@@ -204,11 +208,17 @@ impl<'a> TokenOperator<'a> {
             .flat_map(|&b| coef[b * cd..(b + 1) * cd].iter().copied())
             .collect();
         let mut buf = self.buffers(0);
-        self.fused_pass(&fwd, &packed, intercept, &[], |_, _, g| {
-            g.iter_mut().for_each(|v| *v = 0.0);
-            0.0
-        }, &mut buf);
+        self.fused_pass(
+            &fwd,
+            &packed,
+            intercept,
+            &[],
+            |_, _, g| {
+                g.iter_mut().for_each(|v| *v = 0.0);
+                0.0
+            },
+            &mut buf,
+        );
         buf.yhat
     }
 }
-

@@ -55,7 +55,12 @@ pub fn head_penalty(h: &Head, norm: OutputNorm) -> f64 {
 
 /// Predictions of heads (plus intercept) on `data`, N×c, computed from the
 /// heads alone (dense attention rows, no use of one-hotness).
-pub fn head_predictions(heads: &[Head], data: &Dataset, gates: Option<&GateMasks>, intercept: &[f64]) -> Vec<f64> {
+pub fn head_predictions(
+    heads: &[Head],
+    data: &Dataset,
+    gates: Option<&GateMasks>,
+    intercept: &[f64],
+) -> Vec<f64> {
     let (n, t, d, c) = data.shape();
     let mut out = Vec::with_capacity(n * c);
     let mut mixed = vec![0.0; d];
@@ -110,11 +115,20 @@ pub fn nonconvex_objective(
 /// Map (ii): heads from convex coefficients (n_blocks·c·d, block b = p·n + k).
 /// Group penalty: one head per nonzero (block, output) with o = √‖z‖ e_l,
 /// v = z/√‖z‖. Nuclear: one head per singular triple, v = √σ u, o = √σ w.
-pub fn recover_heads(coef: &[f64], penalty: Penalty, n_tokens: usize, c: usize, d: usize, gated: bool) -> Vec<Head> {
+pub fn recover_heads(
+    coef: &[f64],
+    penalty: Penalty,
+    n_tokens: usize,
+    c: usize,
+    d: usize,
+    gated: bool,
+) -> Vec<Head> {
     let mut heads = Vec::new();
     for (b, block) in coef.chunks_exact(c * d).enumerate() {
         let (p, k) = (b / n_tokens, b % n_tokens);
-        let one_hot: Vec<f64> = (0..n_tokens).map(|j| if j == k { 1.0 } else { 0.0 }).collect();
+        let one_hot: Vec<f64> = (0..n_tokens)
+            .map(|j| if j == k { 1.0 } else { 0.0 })
+            .collect();
         let gate = gated.then_some(p);
         match penalty {
             Penalty::GroupL2 => {
@@ -156,7 +170,13 @@ pub fn recover_heads(coef: &[f64], penalty: Penalty, n_tokens: usize, c: usize, 
 }
 
 /// Map (i): the convex point of heads: z_{b,l} = Σ_{j on block's gate} a_{jk} o_{jl} v_j.
-pub fn heads_to_coef(heads: &[Head], n_blocks: usize, n_tokens: usize, c: usize, d: usize) -> Vec<f64> {
+pub fn heads_to_coef(
+    heads: &[Head],
+    n_blocks: usize,
+    n_tokens: usize,
+    c: usize,
+    d: usize,
+) -> Vec<f64> {
     let mut coef = vec![0.0; n_blocks * c * d];
     for h in heads {
         let p = h.gate.unwrap_or(0);

@@ -1,3 +1,6 @@
+//! Naive index loops here are the reference the fast code is checked against.
+#![allow(clippy::needless_range_loop)]
+
 use super::*;
 use crate::loss::Loss;
 use crate::operator::TokenOperator;
@@ -7,10 +10,19 @@ use crate::solver::{solve, SolverOptions};
 use crate::testutil::random_instance;
 use rand::{Rng, SeedableRng};
 
-fn random_heads(h: usize, t: usize, d: usize, c: usize, gates: usize, rng: &mut impl Rng) -> Vec<Head> {
+fn random_heads(
+    h: usize,
+    t: usize,
+    d: usize,
+    c: usize,
+    gates: usize,
+    rng: &mut impl Rng,
+) -> Vec<Head> {
     (0..h)
         .map(|_| {
-            let raw: Vec<f64> = (0..t).map(|_| rng.random_range(0.0..1.0f64).powi(3)).collect();
+            let raw: Vec<f64> = (0..t)
+                .map(|_| rng.random_range(0.0..1.0f64).powi(3))
+                .collect();
             let s: f64 = raw.iter().sum();
             Head {
                 attention: raw.iter().map(|v| v / s).collect(),
@@ -51,7 +63,10 @@ fn heads_map_to_a_convex_point_no_worse() {
             let prob = Problem::new(op, loss, penalty, beta, true).unwrap();
             let convex = prob.objective(&coef, &b);
             let nonconvex = nonconvex_objective(&heads, &ds, None, &b, loss, beta, penalty.into());
-            assert!(convex <= nonconvex + 1e-12, "{loss:?} {penalty:?}: {convex} > {nonconvex}");
+            assert!(
+                convex <= nonconvex + 1e-12,
+                "{loss:?} {penalty:?}: {convex} > {nonconvex}"
+            );
         }
     }
 }
@@ -75,7 +90,15 @@ fn recovered_heads_reproduce_the_convex_objective() {
                 assert_eq!(h.attention.iter().filter(|&&a| a == 0.0).count(), 5);
             }
             let convex = prob.objective(&sol.coef, &sol.intercept);
-            let nonconvex = nonconvex_objective(&heads, &ds, None, &sol.intercept, loss, prob.beta, penalty.into());
+            let nonconvex = nonconvex_objective(
+                &heads,
+                &ds,
+                None,
+                &sol.intercept,
+                loss,
+                prob.beta,
+                penalty.into(),
+            );
             assert!(
                 (convex - nonconvex).abs() <= 1e-9 * convex.abs().max(1.0),
                 "{loss:?} {penalty:?}: convex {convex} vs heads {nonconvex}"
@@ -111,9 +134,25 @@ fn gated_maps_hold() {
     }
     let prob = Problem::new(op, Loss::Squared, Penalty::GroupL2, 0.5, false).unwrap();
     let convex = prob.objective(&coef, &b);
-    let nonconvex = nonconvex_objective(&heads, &ds, Some(&gates), &b, Loss::Squared, 0.5, OutputNorm::L1);
+    let nonconvex = nonconvex_objective(
+        &heads,
+        &ds,
+        Some(&gates),
+        &b,
+        Loss::Squared,
+        0.5,
+        OutputNorm::L1,
+    );
     assert!(convex <= nonconvex + 1e-12);
     let rec = recover_heads(&coef, Penalty::GroupL2, 4, 1, 3, true);
-    let again = nonconvex_objective(&rec, &ds, Some(&gates), &b, Loss::Squared, 0.5, OutputNorm::L1);
+    let again = nonconvex_objective(
+        &rec,
+        &ds,
+        Some(&gates),
+        &b,
+        Loss::Squared,
+        0.5,
+        OutputNorm::L1,
+    );
     assert!((again - convex).abs() < 1e-9 * convex);
 }

@@ -98,7 +98,12 @@ pub fn dual_value(problem: &Problem, buf: &PassBuffers, alpha: f64) -> f64 {
 
 /// The certificate for primal value `primal` after a pass whose adjoint
 /// covered the blocks of the (reduced) problem; returns it and α.
-pub fn certify(problem: &Problem, buf: &PassBuffers, primal: f64, max_dual_norm: f64) -> (Certificate, f64) {
+pub fn certify(
+    problem: &Problem,
+    buf: &PassBuffers,
+    primal: f64,
+    max_dual_norm: f64,
+) -> (Certificate, f64) {
     let alpha = if max_dual_norm > problem.beta {
         problem.beta / max_dual_norm
     } else {

@@ -107,9 +107,16 @@ pub fn fista(
     let mut iterations = 0;
     let mut last_primal = f64::INFINITY;
 
-    let check = |x: &[f64], bx: &[f64], buf: &mut PassBuffers, fb_scratch: &mut [f64], norms: &mut Vec<f64>| {
+    let check = |x: &[f64],
+                 bx: &[f64],
+                 buf: &mut PassBuffers,
+                 fb_scratch: &mut [f64],
+                 norms: &mut Vec<f64>| {
         let lv = problem.op.fused_pass(ws, x, bx, ws, grad_fn, buf);
-        let pen: f64 = x.chunks_exact(cd).map(|z| problem.penalty.value(z, c, d)).sum();
+        let pen: f64 = x
+            .chunks_exact(cd)
+            .map(|z| problem.penalty.value(z, c, d))
+            .sum();
         let max = dual_scores(problem, ws, buf, fb_scratch, norms);
         certify(problem, buf, lv + beta * pen, max).0
     };

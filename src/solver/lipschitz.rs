@@ -23,11 +23,13 @@ pub fn max_eigenvalue(
     v.iter_mut()
         .enumerate()
         .for_each(|(k, x)| *x = 1.0 + ((k * 7919) % 13) as f64 / 13.0);
-    vb.iter_mut().for_each(|x| *x = if intercept { 1.0 } else { 0.0 });
+    vb.iter_mut()
+        .for_each(|x| *x = if intercept { 1.0 } else { 0.0 });
     let mut lambda = 0.0;
     let mut passes = 0;
     for _ in 0..iters {
-        let nrm = (v.iter().map(|x| x * x).sum::<f64>() + vb.iter().map(|x| x * x).sum::<f64>()).sqrt();
+        let nrm =
+            (v.iter().map(|x| x * x).sum::<f64>() + vb.iter().map(|x| x * x).sum::<f64>()).sqrt();
         if nrm == 0.0 {
             return (0.0, passes);
         }
@@ -50,7 +52,8 @@ pub fn max_eigenvalue(
         if intercept {
             vb.copy_from_slice(&buf.intercept_grad[..c]);
         }
-        let new = (v.iter().map(|x| x * x).sum::<f64>() + vb.iter().map(|x| x * x).sum::<f64>()).sqrt();
+        let new =
+            (v.iter().map(|x| x * x).sum::<f64>() + vb.iter().map(|x| x * x).sum::<f64>()).sqrt();
         let done = (new - lambda).abs() <= 1e-4 * new;
         lambda = new;
         if done {

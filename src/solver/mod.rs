@@ -56,15 +56,12 @@ impl Default for SolverOptions {
 impl SolverOptions {
     pub fn validate(&self) -> Result<()> {
         if !(self.tol > 0.0 && self.tol.is_finite()) {
-            return invalid(format!(
-                "tol must be a positive number, got {}",
-                self.tol
-            ));
+            return invalid(format!("tol must be a positive number, got {}", self.tol));
         }
         if self.max_iter == 0 {
             return invalid("max-iter must be at least 1");
         }
-        if !(self.max_seconds > 0.0) {
+        if self.max_seconds.is_nan() || self.max_seconds <= 0.0 {
             return invalid(format!(
                 "max-seconds must be positive, got {}",
                 self.max_seconds
@@ -121,3 +118,6 @@ impl Solution {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -11,7 +11,11 @@ use std::time::{Duration, Instant};
 
 /// Solves `problem` to relative gap `opts.tol` from an optional warm start
 /// (coefficients on all blocks, intercept).
-pub fn solve(problem: &Problem, opts: &SolverOptions, warm: Option<(&[f64], &[f64])>) -> Result<Solution> {
+pub fn solve(
+    problem: &Problem,
+    opts: &SolverOptions,
+    warm: Option<(&[f64], &[f64])>,
+) -> Result<Solution> {
     opts.validate()?;
     let start = Instant::now();
     let (c, d) = (problem.op.n_outputs(), problem.op.block_dim());
@@ -31,7 +35,11 @@ pub fn solve(problem: &Problem, opts: &SolverOptions, warm: Option<(&[f64], &[f6
                     nb * cd
                 ));
             }
-            let b0 = if problem.intercept { b0.to_vec() } else { vec![0.0; c] };
+            let b0 = if problem.intercept {
+                b0.to_vec()
+            } else {
+                vec![0.0; c]
+            };
             (z.to_vec(), b0)
         }
         None => (vec![0.0; nb * cd], problem.intercept_at_zero()),
@@ -41,7 +49,8 @@ pub fn solve(problem: &Problem, opts: &SolverOptions, warm: Option<(&[f64], &[f6
     let mut fb = FistaBuffers::new(nb, c, d);
     let mut budget = Budget {
         iterations_left: opts.max_iter,
-        deadline: (opts.max_seconds.is_finite()).then(|| start + Duration::from_secs_f64(opts.max_seconds)),
+        deadline: (opts.max_seconds.is_finite())
+            .then(|| start + Duration::from_secs_f64(opts.max_seconds)),
     };
     let mut candidates: Vec<usize> = (0..nb).collect();
     let mut dual_norms = Vec::with_capacity(nb);
@@ -66,7 +75,9 @@ pub fn solve(problem: &Problem, opts: &SolverOptions, warm: Option<(&[f64], &[f6
                 packed.extend_from_slice(z);
             }
         }
-        let lv = problem.op.fused_pass(&support, &packed, &b, &candidates, grad_fn, &mut buf);
+        let lv = problem
+            .op
+            .fused_pass(&support, &packed, &b, &candidates, grad_fn, &mut buf);
         passes += candidates.len() as f64 / nb as f64;
         let primal = lv + problem.penalty_value(&coef);
         let max = dual_scores(problem, &candidates, &buf, &mut scratch, &mut dual_norms);
@@ -97,7 +108,9 @@ pub fn solve(problem: &Problem, opts: &SolverOptions, warm: Option<(&[f64], &[f6
             for j in 0..candidates.len() {
                 let blk = candidates[j];
                 if alpha * dual_norms[j] + r * norms[blk] < problem.beta {
-                    coef[blk * cd..(blk + 1) * cd].iter_mut().for_each(|v| *v = 0.0);
+                    coef[blk * cd..(blk + 1) * cd]
+                        .iter_mut()
+                        .for_each(|v| *v = 0.0);
                 } else {
                     candidates[keep] = blk;
                     dual_norms[keep] = dual_norms[j];
@@ -122,13 +135,28 @@ pub fn solve(problem: &Problem, opts: &SolverOptions, warm: Option<(&[f64], &[f6
         };
 
         // Inner solve, warm-started from the current point.
-        let mut x: Vec<f64> = ws.iter().flat_map(|&blk| coef[blk * cd..(blk + 1) * cd].iter().copied()).collect();
+        let mut x: Vec<f64> = ws
+            .iter()
+            .flat_map(|&blk| coef[blk * cd..(blk + 1) * cd].iter().copied())
+            .collect();
         let inner_tol = (0.3 * cert.relative_gap).max(0.5 * opts.tol);
-        let res = fista(problem, &ws, &mut x, &mut b, inner_tol, opts, &mut budget, &mut buf, &mut fb);
+        let res = fista(
+            problem,
+            &ws,
+            &mut x,
+            &mut b,
+            inner_tol,
+            opts,
+            &mut budget,
+            &mut buf,
+            &mut fb,
+        );
         iterations += res.iterations;
         passes += res.passes;
         for blk in &candidates {
-            coef[blk * cd..(blk + 1) * cd].iter_mut().for_each(|v| *v = 0.0);
+            coef[blk * cd..(blk + 1) * cd]
+                .iter_mut()
+                .for_each(|v| *v = 0.0);
         }
         for (j, &blk) in ws.iter().enumerate() {
             coef[blk * cd..(blk + 1) * cd].copy_from_slice(&x[j * cd..(j + 1) * cd]);
@@ -154,7 +182,11 @@ pub fn solve(problem: &Problem, opts: &SolverOptions, warm: Option<(&[f64], &[f6
         data_passes: passes,
         seconds: start.elapsed().as_secs_f64(),
         stop,
-        screened: if candidates.len() < nb { nb - candidates.len() } else { screened_at_end },
+        screened: if candidates.len() < nb {
+            nb - candidates.len()
+        } else {
+            screened_at_end
+        },
     })
 }
 

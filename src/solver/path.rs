@@ -16,7 +16,14 @@ pub fn beta_max(problem: &Problem) -> f64 {
     let mut buf = problem.op.buffers(nb);
     let data = problem.op.data;
     let loss = problem.loss;
-    problem.op.fused_pass(&[], &[], &b, &all, |i, yh, g| loss.value_grad(yh, data.target(i), g), &mut buf);
+    problem.op.fused_pass(
+        &[],
+        &[],
+        &b,
+        &all,
+        |i, yh, g| loss.value_grad(yh, data.target(i), g),
+        &mut buf,
+    );
     let mut scratch = vec![0.0; problem.block_len()];
     let mut norms = Vec::with_capacity(nb);
     dual_scores(problem, &all, &buf, &mut scratch, &mut norms)
@@ -25,7 +32,9 @@ pub fn beta_max(problem: &Problem) -> f64 {
 /// `k` values from `hi` down to `hi·ratio`, geometrically spaced.
 pub fn beta_grid(hi: f64, ratio: f64, k: usize) -> Result<Vec<f64>> {
     if !(hi > 0.0 && hi.is_finite()) {
-        return invalid(format!("the largest beta must be positive, got {hi} (is the data all zeros?)"));
+        return invalid(format!(
+            "the largest beta must be positive, got {hi} (is the data all zeros?)"
+        ));
     }
     if !(ratio > 0.0 && ratio < 1.0) {
         return invalid(format!("the beta ratio must be in (0, 1), got {ratio}"));
@@ -53,7 +62,9 @@ pub fn solve_path(
     for &beta in betas {
         crate::problem::check_beta(beta)?;
         problem.beta = beta;
-        let warm = out.last().map(|s| (s.coef.as_slice(), s.intercept.as_slice()));
+        let warm = out
+            .last()
+            .map(|s| (s.coef.as_slice(), s.intercept.as_slice()));
         let sol = solve(problem, opts, warm)?;
         on_solution(&sol);
         out.push(sol);

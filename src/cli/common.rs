@@ -1,0 +1,212 @@
+//! What the subcommands share: loading data, splitting off validation data,
+//! building the problem, and output folders that never overwrite a user's
+//! files without --force.
+
+use crate::data::synthetic;
+use crate::data::tensors::read_dataset;
+use crate::data::Dataset;
+use crate::loss::Loss;
+use crate::problem::Program;
+use crate::solver::SolverOptions;
+use anyhow::{bail, Context};
+use clap::Args;
+use std::path::{Path, PathBuf};
+
+/// Marker file in every folder convexformer writes.
+pub const MARKER: &str = ".convexformer-output";
+
+/// Data, model and solver options shared by `fit` and `path`.
+#[derive(Args, Debug, Clone)]
+pub struct ProblemArgs {
+    /// A .npz or .safetensors file with X (N×n×d) and y, or
+    /// synthetic[:N=..,n=..,d=..,c=..,active=..,noise=..,seed=..,kind=real|binary|classes].
+    #[arg(long, default_value = "synthetic")]
+    pub data: String,
+    /// The convex program: scalar, vector-l1 or vector-l2.
+    #[arg(long, default_value = "scalar")]
+    pub model: String,
+    /// The loss: squared, logistic, cross-entropy or huber[:DELTA].
+    #[arg(long, default_value = "squared")]
+    pub loss: String,
+    /// Fit an unpenalized intercept.
+    #[arg(long)]
+    pub intercept: bool,
+    /// A held-out data file for validation error.
+    #[arg(long, conflicts_with = "val_frac")]
+    pub val: Option<PathBuf>,
+    /// Hold out this fraction of the data for validation error.
+    #[arg(long)]
+    pub val_frac: Option<f64>,
+    /// Seed of the validation split.
+    #[arg(long, default_value_t = 0)]
+    pub split_seed: u64,
+    /// Stop at this relative duality gap.
+    #[arg(long, default_value_t = 1e-6)]
+    pub tol: f64,
+    /// Cap on solver iterations (per solve).
+    #[arg(long, default_value_t = 100_000)]
+    pub max_iter: usize,
+    /// Cap on seconds (per solve).
+    #[arg(long)]
+    pub max_seconds: Option<f64>,
+    /// Turn gap-safe screening off.
+    #[arg(long)]
+    pub no_screening: bool,
+    /// Turn working sets off (FISTA on all unscreened tokens).
+    #[arg(long)]
+    pub no_working_sets: bool,
+}
+
+/// Loaded data: train, optional validation, where it came from.
+pub struct Loaded {
+    pub train: Dataset,
+    pub val: Option<Dataset>,
+    pub source: String,
+    /// Planted tokens, for synthetic data.
+    pub planted: Option<Vec<usize>>,
+}
+
+impl ProblemArgs {
+    pub fn program(&self) -> anyhow::Result<Program> {
+        Ok(Program::parse(&self.model)?)
+    }
+    pub fn loss(&self) -> anyhow::Result<Loss> {
+        Ok(Loss::parse(&self.loss)?)
+    }
+    pub fn solver_options(&self) -> anyhow::Result<SolverOptions> {
+        let o = SolverOptions {
+            tol: self.tol,
+            max_iter: self.max_iter,
+            max_seconds: self.max_seconds.unwrap_or(f64::INFINITY),
+            screening: !self.no_screening,
+            working_sets: !self.no_working_sets,
+            ..Default::default()
+        };
+        o.validate()?;
+        Ok(o)
+    }
+
+    pub fn load(&self) -> anyhow::Result<Loaded> {
+        let (data, planted) = load_data(&self.data)?;
+        let (train, val) = match (&self.val, self.val_frac) {
+            (Some(p), _) => {
+                let v = read_dataset(p).with_context(|| "reading the validation data")?;
+                if (v.n_tokens, v.n_features, v.n_outputs)
+                    != (data.n_tokens, data.n_features, data.n_outputs)
+                {
+                    bail!(
+                        "validation data {} has tokens {}×{} and {} outputs, the training data {}×{} and {}",
+                        p.display(),
+                        v.n_tokens,
+                        v.n_features,
+                        v.n_outputs,
+                        data.n_tokens,
+                        data.n_features,
+                        data.n_outputs
+                    );
+                }
+                (data, Some(v))
+            }
+            (None, Some(f)) => {
+                let (t, v) = data.split(f, self.split_seed)?;
+                (t, Some(v))
+            }
+            (None, None) => (data, None),
+        };
+        self.program()?.check(train.n_outputs)?;
+        self.loss()?.check_targets(&train)?;
+        Ok(Loaded {
+            train,
+            val,
+            source: self.data.clone(),
+            planted,
+        })
+    }
+}
+
+/// `synthetic[:...]` or a file path.
+pub fn load_data(spec: &str) -> anyhow::Result<(Dataset, Option<Vec<usize>>)> {
+    if spec == "synthetic" || spec.starts_with("synthetic:") {
+        let s = synthetic::parse(spec)?;
+        let (ds, planted) = synthetic::generate(&s)?;
+        return Ok((ds, Some(planted)));
+    }
+    let path = Path::new(spec);
+    Ok((read_dataset(path)?, None))
+}
+
+/// Makes `dir` ready for output: it must not exist, be empty, or `force`
+/// must be set. Writes the marker file.
+pub fn prepare_out_dir(dir: &Path, force: bool) -> anyhow::Result<()> {
+    if dir.exists() {
+        if !dir.is_dir() {
+            bail!(
+                "--out {} is a file, not a folder: choose a folder path",
+                dir.display()
+            );
+        }
+        let non_empty = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read output folder {}", dir.display()))?
+            .next()
+            .is_some();
+        if non_empty && !force {
+            bail!(
+                "output folder {} exists and is not empty: choose another --out, or pass --force to overwrite convexformer's files in it",
+                dir.display()
+            );
+        }
+    }
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create output folder {}", dir.display()))?;
+    std::fs::write(dir.join(MARKER), "written by convexformer\n")
+        .with_context(|| format!("cannot write in output folder {}", dir.display()))?;
+    Ok(())
+}
+
+/// Refuses to overwrite a file the user has unless `force`.
+pub fn check_out_file(path: &Path, force: bool) -> anyhow::Result<()> {
+    if path.exists() && !force {
+        bail!(
+            "{} exists: choose another --out, or pass --force to overwrite it",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let s = serde_json::to_string_pretty(value)?;
+    std::fs::write(path, s + "\n").with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The command line that produced an output, for reports.
+pub fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
+}
+
+/// A JSON description of a data set.
+pub fn data_json(l: &Loaded) -> serde_json::Value {
+    let (n, t, d, c) = l.train.shape();
+    serde_json::json!({
+        "source": l.source,
+        "n_samples": n,
+        "n_tokens": t,
+        "n_features": d,
+        "n_outputs": c,
+        "classes": l.train.labels.is_some(),
+        "validation_samples": l.val.as_ref().map(|v| v.n_samples),
+        "planted_tokens": l.planted,
+    })
+}
+
+/// A progress bar on stderr (hidden when stderr is not a terminal).
+pub fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::new(len);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {elapsed} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_prefix(what.to_string());
+    pb
+}

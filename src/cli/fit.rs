@@ -1,0 +1,124 @@
+//! `convexformer fit`: one certified solve.
+
+use super::common::{command_line, data_json, prepare_out_dir, write_json, ProblemArgs};
+use crate::model::{Model, ModelHeader};
+use crate::operator::TokenOperator;
+use crate::problem::Problem;
+use crate::report::SolveReport;
+use crate::solver::{beta_max, solve};
+use anyhow::bail;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct FitArgs {
+    #[command(flatten)]
+    pub problem: ProblemArgs,
+    /// Regularization strength β > 0.
+    #[arg(long, conflicts_with = "beta_frac")]
+    pub beta: Option<f64>,
+    /// β as a fraction of β_max (the smallest β whose solution is zero).
+    #[arg(long)]
+    pub beta_frac: Option<f64>,
+    /// Output folder (report.json, model.safetensors).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Overwrite convexformer's files in an existing output folder.
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub fn run(a: FitArgs) -> anyhow::Result<()> {
+    let program = a.problem.program()?;
+    let loss = a.problem.loss()?;
+    let opts = a.problem.solver_options()?;
+    if let Some(f) = a.beta_frac {
+        if !(f > 0.0 && f.is_finite()) {
+            bail!("--beta-frac must be a positive number (a fraction of beta_max), got {f}");
+        }
+    }
+    let beta_arg = match (a.beta, a.beta_frac) {
+        (Some(b), _) => {
+            crate::problem::check_beta(b)?;
+            Some(b)
+        }
+        (None, Some(_)) => None,
+        (None, None) => {
+            bail!("give the regularization: --beta B (B > 0) or --beta-frac F (β = F·β_max)")
+        }
+    };
+    let loaded = a.problem.load()?;
+    prepare_out_dir(&a.out, a.force)?;
+
+    let op = TokenOperator::new(&loaded.train, None);
+    let mut problem = Problem::new(op, loss, program.penalty(), 1.0, a.problem.intercept)?;
+    let bmax = beta_max(&problem);
+    problem.beta = beta_arg.unwrap_or_else(|| a.beta_frac.unwrap_or(1.0) * bmax);
+    crate::problem::check_beta(problem.beta)?;
+    let sol = solve(&problem, &opts, None)?;
+    let report = SolveReport::new(&problem, &sol, bmax, loaded.val.as_ref());
+
+    let d = &loaded.train;
+    let model = Model {
+        header: ModelHeader {
+            format: 1,
+            program,
+            loss,
+            beta: problem.beta,
+            n_tokens: d.n_tokens,
+            n_features: d.n_features,
+            n_outputs: d.n_outputs,
+            n_blocks: problem.op.n_blocks(),
+            intercept: problem.intercept,
+            heads: report.heads.clone(),
+        },
+        coef: sol.coef.clone(),
+        intercept: sol.intercept.clone(),
+    };
+    model.save(&a.out.join("model.safetensors"))?;
+    write_json(
+        &a.out.join("report.json"),
+        &serde_json::json!({
+            "command": command_line(),
+            "data": data_json(&loaded),
+            "program": program,
+            "loss": loss.name(),
+            "intercept": problem.intercept,
+            "solver": opts,
+            "result": report,
+        }),
+    )?;
+    print_summary(&report);
+    if report.recovery_relative_difference > 1e-9 {
+        eprintln!(
+            "warning: recovered heads differ from the convex objective by {:.3e} (relative): this is a bug, please report it",
+            report.recovery_relative_difference
+        );
+    }
+    println!(
+        "wrote {}/report.json and {}/model.safetensors",
+        a.out.display(),
+        a.out.display()
+    );
+    Ok(())
+}
+
+pub fn print_summary(r: &SolveReport) {
+    println!(
+        "beta {:.4e} ({:.3} of beta_max)  objective {:.8e}  gap {:.2e} (relative {:.2e})  {}",
+        r.beta,
+        r.beta / r.beta_max,
+        r.objective,
+        r.duality_gap,
+        r.relative_gap,
+        if r.converged {
+            "certified"
+        } else {
+            "NOT converged"
+        }
+    );
+    println!(
+        "{} iterations, {:.1} data passes, {:.3} s; active tokens {:?}; {} heads; heads' nonconvex objective differs by {:.1e}",
+        r.iterations, r.data_passes, r.seconds, r.active_tokens, r.n_heads, r.recovery_relative_difference
+    );
+}

@@ -1,0 +1,46 @@
+//! The command line. Each subcommand lives in its own file; `common` holds
+//! what they share (data loading, output folders, building a problem).
+
+mod bench;
+mod common;
+mod demo;
+mod fit;
+mod path;
+mod predict;
+
+use clap::{Parser, Subcommand};
+
+/// Convex attention: train attention heads through their convex
+/// reformulation, certify them with a duality gap, and read which tokens they use.
+/// Without a subcommand, runs the demo.
+#[derive(Parser, Debug)]
+#[command(name = "convexformer", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Solve one convex program to a certified gap; write report.json and model.safetensors.
+    Fit(fit::FitArgs),
+    /// Solve along a warm-started β path; write path.csv and plots.
+    Path(path::PathArgs),
+    /// Predict with a fitted model; write predictions as .npy (and metrics when y is present).
+    Predict(predict::PredictArgs),
+    /// Time the solver on the benchmark instances S and M.
+    Bench(bench::BenchArgs),
+    /// The demo: a path on planted synthetic data, with certificates and plots.
+    Demo(demo::DemoArgs),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Some(Command::Fit(a)) => fit::run(a),
+        Some(Command::Path(a)) => path::run(a),
+        Some(Command::Predict(a)) => predict::run(a),
+        Some(Command::Bench(a)) => bench::run(a),
+        Some(Command::Demo(a)) => demo::run(a),
+        None => demo::run(demo::DemoArgs::default()),
+    }
+}

@@ -1,0 +1,268 @@
+//! `convexformer path`: a warm-started β path with its table and plots.
+
+use super::common::{
+    command_line, data_json, prepare_out_dir, progress, write_json, Loaded, ProblemArgs,
+};
+use crate::loss::Loss;
+use crate::operator::TokenOperator;
+use crate::plot::{heatmap, line_plot, Heatmap, LinePlot, Series};
+use crate::problem::{Problem, Program};
+use crate::report::SolveReport;
+use crate::solver::{beta_grid, beta_max, solve_path, SolverOptions};
+use anyhow::Context;
+use clap::Args;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+#[derive(Args, Debug)]
+pub struct PathArgs {
+    #[command(flatten)]
+    pub problem: ProblemArgs,
+    /// Number of β values, from β_max down.
+    #[arg(long, default_value_t = 20)]
+    pub betas: usize,
+    /// The smallest β as a fraction of β_max.
+    #[arg(long, default_value_t = 0.01)]
+    pub ratio: f64,
+    /// Output folder (path.csv, path.json, plots).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Overwrite convexformer's files in an existing output folder.
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub fn run(a: PathArgs) -> anyhow::Result<()> {
+    let program = a.problem.program()?;
+    let loss = a.problem.loss()?;
+    let opts = a.problem.solver_options()?;
+    let loaded = a.problem.load()?;
+    prepare_out_dir(&a.out, a.force)?;
+    let reports = compute_path(
+        &loaded,
+        program,
+        loss,
+        a.problem.intercept,
+        a.betas,
+        a.ratio,
+        &opts,
+    )?;
+    write_path_outputs(&a.out, &loaded, program, loss, &opts, &reports)?;
+    print!("{}", table(&reports, loss));
+    println!("wrote {}/path.csv, path.json and plots", a.out.display());
+    Ok(())
+}
+
+/// Solves the path and builds a report per β (heads recovered and checked).
+pub fn compute_path(
+    loaded: &Loaded,
+    program: Program,
+    loss: Loss,
+    intercept: bool,
+    betas: usize,
+    ratio: f64,
+    opts: &SolverOptions,
+) -> anyhow::Result<Vec<SolveReport>> {
+    let op = TokenOperator::new(&loaded.train, None);
+    let mut problem = Problem::new(op, loss, program.penalty(), 1.0, intercept)?;
+    let bmax = beta_max(&problem);
+    let grid = beta_grid(bmax, ratio, betas)?;
+    let pb = progress(grid.len() as u64, "path");
+    let mut sols = Vec::with_capacity(grid.len());
+    solve_path(&mut problem, &grid, opts, |s| {
+        pb.inc(1);
+        pb.set_message(format!(
+            "beta {:.3e}, gap {:.1e}",
+            s.beta, s.certificate.relative_gap
+        ));
+        sols.push(s.clone());
+    })?;
+    pb.finish_and_clear();
+    Ok(sols
+        .iter()
+        .map(|s| {
+            problem.beta = s.beta;
+            SolveReport::new(&problem, s, bmax, loaded.val.as_ref())
+        })
+        .collect())
+}
+
+/// path.csv, path.json and the plots.
+pub fn write_path_outputs(
+    out: &Path,
+    loaded: &Loaded,
+    program: Program,
+    loss: Loss,
+    opts: &SolverOptions,
+    reports: &[SolveReport],
+) -> anyhow::Result<()> {
+    let mut csv = String::from(
+        "beta,beta_over_max,objective,dual_objective,duality_gap,relative_gap,converged,iterations,data_passes,seconds,active_count,active_tokens,n_heads,nonconvex_objective,recovery_relative_difference,train_error,validation_error\n",
+    );
+    for r in reports {
+        let active: Vec<String> = r.active_tokens.iter().map(|k| k.to_string()).collect();
+        writeln!(
+            csv,
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            r.beta,
+            r.beta / r.beta_max,
+            r.objective,
+            r.dual_objective,
+            r.duality_gap,
+            r.relative_gap,
+            r.converged,
+            r.iterations,
+            r.data_passes,
+            r.seconds,
+            r.active_tokens.len(),
+            active.join(";"),
+            r.n_heads,
+            r.nonconvex_objective,
+            r.recovery_relative_difference,
+            r.train_error,
+            r.validation_error
+                .map(|v| v.to_string())
+                .unwrap_or_default()
+        )?;
+    }
+    std::fs::write(out.join("path.csv"), csv).context("writing path.csv")?;
+    write_json(
+        &out.join("path.json"),
+        &serde_json::json!({
+            "command": command_line(),
+            "data": data_json(loaded),
+            "program": program,
+            "loss": loss.name(),
+            "solver": opts,
+            "path": reports,
+        }),
+    )?;
+    plot_path(out, loaded, program, reports)
+}
+
+/// Active tokens vs β, group norms vs β, and the token-sparsity map.
+fn plot_path(
+    out: &Path,
+    loaded: &Loaded,
+    program: Program,
+    reports: &[SolveReport],
+) -> anyhow::Result<()> {
+    let t = loaded.train.n_tokens;
+    let x: Vec<f64> = reports.iter().map(|r| r.beta / r.beta_max).collect();
+    let count = Series {
+        name: "active tokens".into(),
+        x: x.clone(),
+        y: reports
+            .iter()
+            .map(|r| r.active_tokens.len() as f64)
+            .collect(),
+    };
+    line_plot(
+        &out.join("active_tokens"),
+        &LinePlot {
+            title: "Active tokens along the path",
+            x_label: "beta / beta_max",
+            y_label: "active tokens",
+            log_x: true,
+            log_y: false,
+            series: &[count],
+            points: true,
+        },
+    )?;
+    // Norm of each token's head weights (Σ over heads on that token of ‖v‖·‖o‖ = its penalty share).
+    let norms: Vec<Vec<f64>> = reports.iter().map(|r| token_norms(r, t, program)).collect();
+    let series: Vec<Series> = (0..t)
+        .filter(|&k| norms.iter().any(|n| n[k] > 0.0))
+        .map(|k| Series {
+            name: format!("token {k}"),
+            x: x.clone(),
+            y: norms.iter().map(|n| n[k]).collect(),
+        })
+        .collect();
+    line_plot(
+        &out.join("group_norms"),
+        &LinePlot {
+            title: "Token group norms along the path",
+            x_label: "beta / beta_max",
+            y_label: "group norm",
+            log_x: true,
+            log_y: false,
+            series: &series,
+            points: false,
+        },
+    )?;
+    let values: Vec<f64> = norms.iter().flatten().copied().collect();
+    let row_names: Vec<String> = x.iter().map(|v| format!("{v:.3}")).collect();
+    let col_names: Vec<String> = (0..t).map(|k| k.to_string()).collect();
+    heatmap(
+        &out.join("token_sparsity"),
+        &Heatmap {
+            title: "Token usage (group norm) per beta",
+            x_label: "token",
+            y_label: "beta / beta_max",
+            rows: reports.len(),
+            cols: t,
+            values: &values,
+            row_names: Some(&row_names),
+            col_names: Some(&col_names),
+        },
+    )?;
+    Ok(())
+}
+
+/// The penalty carried by each token: Σ over its heads of ½(‖v‖² + ‖o‖²),
+/// which equals its group norm (ℓ₁ outputs) or nuclear norm (ℓ₂).
+pub fn token_norms(r: &SolveReport, t: usize, program: Program) -> Vec<f64> {
+    let norm = program.penalty().into();
+    let mut out = vec![0.0; t];
+    for h in &r.heads {
+        if let Some(k) = h.attention.iter().position(|&a| a == 1.0) {
+            out[k] += crate::recovery::head_penalty(h, norm);
+        }
+    }
+    out
+}
+
+/// The printed table.
+pub fn table(reports: &[SolveReport], loss: Loss) -> String {
+    let err = if loss.is_classification() {
+        "err rate"
+    } else {
+        "mse"
+    };
+    let mut s = format!(
+        "{:>10} {:>9} {:>14} {:>9} {:>6} {:>7} {:>9} {:>10} {:>10}  active tokens\n",
+        "beta",
+        "b/bmax",
+        "objective",
+        "rel gap",
+        "iters",
+        "passes",
+        "heads=cvx",
+        format!("train {err}"),
+        format!("val {err}")
+    );
+    for r in reports {
+        let _ = writeln!(
+            s,
+            "{:>10.3e} {:>9.4} {:>14.8e} {:>9.1e} {:>6} {:>7.1} {:>9} {:>10.4} {:>10}  {:?}",
+            r.beta,
+            r.beta / r.beta_max,
+            r.objective,
+            r.relative_gap,
+            r.iterations,
+            r.data_passes,
+            if r.recovery_relative_difference <= 1e-9 {
+                "yes"
+            } else {
+                "NO"
+            },
+            r.train_error,
+            r.validation_error
+                .map(|v| format!("{v:.4}"))
+                .unwrap_or_else(|| "-".into()),
+            r.active_tokens
+        );
+    }
+    s
+}

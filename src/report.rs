@@ -1,0 +1,156 @@
+//! What a solve reports (report.json), and error metrics.
+
+use crate::data::Dataset;
+use crate::loss::Loss;
+use crate::penalty::Penalty;
+use crate::problem::Problem;
+use crate::recovery::{nonconvex_objective, recover_heads, Head};
+use crate::solver::Solution;
+
+/// The fields every solve reports (issue: certified core), plus recovery.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SolveReport {
+    pub beta: f64,
+    pub beta_max: f64,
+    pub objective: f64,
+    pub dual_objective: f64,
+    pub duality_gap: f64,
+    pub relative_gap: f64,
+    pub converged: bool,
+    pub stop_reason: crate::solver::StopReason,
+    pub iterations: usize,
+    pub data_passes: f64,
+    pub seconds: f64,
+    /// Blocks (tokens) with a nonzero coefficient.
+    pub active_tokens: Vec<usize>,
+    /// For the ℓ₁ vector program: the active tokens of each output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active_tokens_per_output: Option<Vec<Vec<usize>>>,
+    pub screened_blocks: usize,
+    /// The nonconvex objective (SPEC §3) of the recovered heads.
+    pub nonconvex_objective: f64,
+    /// |nonconvex − objective| / max(1, |objective|): must be ≤ 1e-9.
+    pub recovery_relative_difference: f64,
+    pub n_heads: usize,
+    pub heads: Vec<Head>,
+    pub intercept: Vec<f64>,
+    /// Mean squared error (real targets) or misclassification rate.
+    pub train_error: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation_error: Option<f64>,
+}
+
+impl SolveReport {
+    /// Builds the report: recovers the heads and evaluates them in the
+    /// nonconvex objective; `val` adds the held-out error.
+    pub fn new(
+        problem: &Problem,
+        sol: &Solution,
+        beta_max: f64,
+        val: Option<&Dataset>,
+    ) -> SolveReport {
+        let data = problem.op.data;
+        let (n, c, d) = (data.n_tokens, data.n_outputs, data.n_features);
+        let heads = recover_heads(
+            &sol.coef,
+            problem.penalty,
+            n,
+            c,
+            d,
+            problem.op.gates.is_some(),
+        );
+        let nonconvex = nonconvex_objective(
+            &heads,
+            data,
+            problem.op.gates,
+            &sol.intercept,
+            problem.loss,
+            problem.beta,
+            problem.penalty.into(),
+        );
+        let objective = sol.certificate.primal;
+        let active = sol.active_blocks(c * d);
+        let per_output = (problem.penalty == Penalty::GroupL2 && c > 1).then(|| {
+            (0..c)
+                .map(|l| {
+                    active
+                        .iter()
+                        .copied()
+                        .filter(|&b| {
+                            sol.coef[(b * c + l) * d..(b * c + l + 1) * d]
+                                .iter()
+                                .any(|&v| v != 0.0)
+                        })
+                        .collect()
+                })
+                .collect()
+        });
+        let train_yhat = problem.op.predict(&sol.coef, &sol.intercept);
+        SolveReport {
+            beta: problem.beta,
+            beta_max,
+            objective,
+            dual_objective: sol.certificate.dual,
+            duality_gap: sol.certificate.gap,
+            relative_gap: sol.certificate.relative_gap,
+            converged: sol.converged(),
+            stop_reason: sol.stop,
+            iterations: sol.iterations,
+            data_passes: sol.data_passes,
+            seconds: sol.seconds,
+            active_tokens: active,
+            active_tokens_per_output: per_output,
+            screened_blocks: sol.screened,
+            nonconvex_objective: nonconvex,
+            recovery_relative_difference: (nonconvex - objective).abs() / objective.abs().max(1.0),
+            n_heads: heads.len(),
+            heads,
+            intercept: sol.intercept.clone(),
+            train_error: error(problem.loss, data, &train_yhat),
+            validation_error: val.map(|v| {
+                let op = crate::operator::TokenOperator::new(v, None);
+                error(problem.loss, v, &op.predict(&sol.coef, &sol.intercept))
+            }),
+        }
+    }
+}
+
+/// Mean squared error per sample (½ not included) for regression losses;
+/// misclassification rate for logistic (sign) and cross-entropy (argmax).
+pub fn error(loss: Loss, data: &Dataset, yhat: &[f64]) -> f64 {
+    let c = data.n_outputs;
+    let n = data.n_samples as f64;
+    match loss {
+        Loss::Logistic => {
+            yhat.iter()
+                .zip(&data.y)
+                .filter(|(p, y)| (if **p >= 0.0 { 1.0 } else { -1.0 }) != **y)
+                .count() as f64
+                / n
+        }
+        Loss::CrossEntropy => {
+            (0..data.n_samples)
+                .filter(|&i| argmax(&yhat[i * c..(i + 1) * c]) != argmax(data.target(i)))
+                .count() as f64
+                / n
+        }
+        Loss::Squared | Loss::Huber(_) => {
+            yhat.iter()
+                .zip(&data.y)
+                .map(|(p, y)| (p - y) * (p - y))
+                .sum::<f64>()
+                / n
+        }
+    }
+}
+
+/// Index of the largest value (the first on ties).
+pub fn argmax(v: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
+}

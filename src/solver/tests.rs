@@ -1,0 +1,233 @@
+//! Naive index loops here are the reference the fast code is checked against.
+#![allow(clippy::needless_range_loop)]
+
+use super::*;
+use crate::loss::{Loss, SampleLoss};
+use crate::operator::TokenOperator;
+use crate::penalty::{BlockPenalty, Penalty};
+use crate::problem::Problem;
+use crate::testutil::random_instance;
+use proptest::prelude::*;
+
+const CASES: [(Loss, Penalty, usize); 6] = [
+    (Loss::Squared, Penalty::GroupL2, 1),
+    (Loss::Logistic, Penalty::GroupL2, 1),
+    (Loss::Squared, Penalty::GroupL2, 3),
+    (Loss::CrossEntropy, Penalty::GroupL2, 4),
+    (Loss::Squared, Penalty::Nuclear, 3),
+    (Loss::Huber(0.5), Penalty::GroupL2, 2),
+];
+
+fn opts(tol: f64) -> SolverOptions {
+    SolverOptions {
+        tol,
+        ..Default::default()
+    }
+}
+
+/// KKT conditions checked from scratch at a solution: for every block,
+/// g_b = X_bᵀ∇L; zero blocks need Ω^D(g_b) ≤ β; nonzero blocks need
+/// −g_b ∈ β∂Ω(z_b), tested as ⟨−g_b, z_b⟩ = βΩ(z_b) and Ω^D(g_b) ≤ β.
+fn kkt_violation(prob: &Problem, sol: &Solution) -> f64 {
+    let (c, d) = (prob.op.n_outputs(), prob.op.block_dim());
+    let nb = prob.op.n_blocks();
+    let all: Vec<usize> = (0..nb).collect();
+    let mut buf = prob.op.buffers(nb);
+    let data = prob.op.data;
+    let loss = prob.loss;
+    prob.op.fused_pass(
+        &all,
+        &sol.coef,
+        &sol.intercept,
+        &all,
+        |i, y, g| loss.value_grad(y, data.target(i), g),
+        &mut buf,
+    );
+    let mut worst: f64 = 0.0;
+    for b in 0..nb {
+        let g = &buf.block_grad[b * c * d..(b + 1) * c * d];
+        let z = &sol.coef[b * c * d..(b + 1) * c * d];
+        worst = worst.max(prob.penalty.dual_norm(g, c, d) / prob.beta - 1.0);
+        let om = prob.penalty.value(z, c, d);
+        if om > 0.0 {
+            let inner: f64 = -g.iter().zip(z).map(|(a, b)| a * b).sum::<f64>();
+            worst = worst.max((inner - prob.beta * om).abs() / (prob.beta * om));
+        }
+    }
+    if prob.intercept {
+        let n = prob.op.n_samples() as f64;
+        worst = worst.max(
+            buf.intercept_grad
+                .iter()
+                .map(|v| v.abs() / n)
+                .fold(0.0, f64::max),
+        );
+    }
+    worst
+}
+
+#[test]
+fn solves_converge_certify_and_satisfy_kkt() {
+    for seed in 0..4 {
+        for (loss, pen, c) in CASES {
+            let ds = random_instance(120, 10, 4, c, loss, seed);
+            let mut prob =
+                Problem::new(TokenOperator::new(&ds, None), loss, pen, 1.0, seed % 2 == 1).unwrap();
+            prob.beta = 0.1 * beta_max(&prob);
+            let sol = solve(&prob, &opts(1e-9), None).unwrap();
+            assert!(sol.converged(), "{loss:?} {pen:?}: {:?}", sol.certificate);
+            let cert = sol.certificate;
+            assert!(
+                cert.gap >= -1e-12 * cert.primal.abs().max(1.0),
+                "negative gap {cert:?}"
+            );
+            assert!(cert.relative_gap <= 1e-9);
+            let v = kkt_violation(&prob, &sol);
+            assert!(v < 1e-3, "{loss:?} {pen:?} seed {seed}: KKT violation {v}");
+            // Screening and working sets change the path, not the answer.
+            let plain = SolverOptions {
+                screening: false,
+                working_sets: false,
+                ..opts(1e-9)
+            };
+            let other = solve(&prob, &plain, None).unwrap();
+            let scale = cert.primal.abs().max(1.0);
+            assert!((other.certificate.primal - cert.primal).abs() <= 2e-9 * scale);
+        }
+    }
+}
+
+#[test]
+fn beta_max_is_the_threshold_of_the_zero_solution() {
+    for (loss, pen, c) in CASES {
+        let ds = random_instance(80, 6, 3, c, loss, 11);
+        for intercept in [false, true] {
+            let mut prob =
+                Problem::new(TokenOperator::new(&ds, None), loss, pen, 1.0, intercept).unwrap();
+            let bmax = beta_max(&prob);
+            prob.beta = bmax * 1.0001;
+            let above = solve(&prob, &opts(1e-10), None).unwrap();
+            assert!(
+                above.coef.iter().all(|&v| v == 0.0),
+                "{loss:?}: nonzero above beta_max"
+            );
+            prob.beta = bmax * 0.97;
+            let below = solve(&prob, &opts(1e-10), None).unwrap();
+            assert!(
+                below.coef.iter().any(|&v| v != 0.0),
+                "{loss:?}: zero below beta_max"
+            );
+        }
+    }
+}
+
+#[test]
+fn budget_stops_are_reported_and_still_certified() {
+    let ds = random_instance(200, 12, 5, 1, Loss::Logistic, 3);
+    let mut prob = Problem::new(
+        TokenOperator::new(&ds, None),
+        Loss::Logistic,
+        Penalty::GroupL2,
+        1.0,
+        true,
+    )
+    .unwrap();
+    prob.beta = 0.01 * beta_max(&prob);
+    let sol = solve(
+        &prob,
+        &SolverOptions {
+            max_iter: 3,
+            ..opts(1e-12)
+        },
+        None,
+    )
+    .unwrap();
+    assert_eq!(sol.stop, StopReason::MaxIter);
+    assert!(sol.certificate.gap > 0.0);
+    let full = solve(&prob, &opts(1e-10), None).unwrap();
+    // The early dual is a lower bound on the optimum, the primal an upper bound.
+    assert!(sol.certificate.dual <= full.certificate.primal + 1e-9);
+    assert!(sol.certificate.primal >= full.certificate.dual - 1e-9);
+}
+
+#[test]
+fn bad_options_are_refused() {
+    let ds = random_instance(10, 3, 2, 1, Loss::Squared, 0);
+    let prob = Problem::new(
+        TokenOperator::new(&ds, None),
+        Loss::Squared,
+        Penalty::GroupL2,
+        1.0,
+        false,
+    )
+    .unwrap();
+    for bad in [
+        SolverOptions {
+            tol: 0.0,
+            ..Default::default()
+        },
+        SolverOptions {
+            tol: f64::NAN,
+            ..Default::default()
+        },
+        SolverOptions {
+            max_iter: 0,
+            ..Default::default()
+        },
+        SolverOptions {
+            max_seconds: -1.0,
+            ..Default::default()
+        },
+    ] {
+        assert!(solve(&prob, &bad, None).is_err());
+    }
+    for beta in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        let e = Problem::new(
+            TokenOperator::new(&ds, None),
+            Loss::Squared,
+            Penalty::GroupL2,
+            beta,
+            false,
+        );
+        assert!(e.err().unwrap().to_string().contains("beta"));
+    }
+    assert!(beta_grid(1.0, 1.5, 3).is_err());
+    assert!(beta_grid(0.0, 0.5, 3).is_err());
+}
+
+#[test]
+fn path_is_warm_started_and_sparsity_grows_as_beta_falls() {
+    let ds = random_instance(150, 12, 4, 1, Loss::Squared, 5);
+    let mut prob = Problem::new(
+        TokenOperator::new(&ds, None),
+        Loss::Squared,
+        Penalty::GroupL2,
+        1.0,
+        true,
+    )
+    .unwrap();
+    let betas = beta_grid(beta_max(&prob), 0.01, 8).unwrap();
+    let sols = solve_path(&mut prob, &betas, &opts(1e-8), |_| {}).unwrap();
+    assert_eq!(sols[0].active_blocks(4).len(), 0);
+    let last = sols.last().unwrap().active_blocks(4).len();
+    assert!(last >= 4, "only {last} active at the end of the path");
+    assert!(sols.iter().all(|s| s.converged()));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    /// For any data and β, the certificate brackets the optimum: a solve's
+    /// dual never exceeds another solve's primal, at any accuracy.
+    #[test]
+    fn gap_is_a_valid_bound(seed in 0u64..10_000, frac in 0.02f64..1.2, it in 1usize..40) {
+        let ds = random_instance(50, 5, 3, 1, Loss::Squared, seed);
+        let mut prob = Problem::new(TokenOperator::new(&ds, None), Loss::Squared, Penalty::GroupL2, 1.0, seed % 2 == 0).unwrap();
+        prob.beta = frac * beta_max(&prob);
+        let rough = solve(&prob, &SolverOptions { max_iter: it, ..opts(1e-12) }, None).unwrap();
+        let exact = solve(&prob, &opts(1e-11), None).unwrap();
+        let s = exact.certificate.primal.abs().max(1.0);
+        prop_assert!(rough.certificate.gap >= -1e-12 * s);
+        prop_assert!(rough.certificate.dual <= exact.certificate.primal + 1e-10 * s);
+        prop_assert!(exact.certificate.dual <= rough.certificate.primal + 1e-10 * s);
+    }
+}

@@ -1,0 +1,5 @@
+//! Helpers shared by the integration tests.
+
+// Each test target compiles this module on its own and uses only part of it.
+#[allow(dead_code)]
+pub mod clarabel_ref;
