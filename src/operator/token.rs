@@ -24,18 +24,32 @@ pub struct TokenOperator<'a> {
     block_norms: Vec<f64>,
     /// Σ_i x_{i,b}, d per block.
     block_sums: Vec<f64>,
+    /// The tokens, token-major (x_{i,k} at (k·N + i)·d): a pass over a few
+    /// tokens then reads a few sequential streams instead of striding
+    /// through every sample. One copy of X, made once per operator.
+    xt: Vec<f64>,
 }
 
 /// At most this many chunks: results then depend on N only, not on the
 /// number of threads.
 const MAX_CHUNKS: usize = 32;
 const MIN_CHUNK: usize = 256;
+/// Samples per sub-batch of the fused pass.
+const SUB_BATCH: usize = 64;
 
 impl<'a> TokenOperator<'a> {
     pub fn new(data: &'a Dataset, gates: Option<&'a GateMasks>) -> Self {
         let n_blocks = data.n_tokens * gates.map_or(1, |g| g.n_gates);
         let chunk_size = MIN_CHUNK.max(data.n_samples.div_ceil(MAX_CHUNKS));
+        let (n, t, d) = (data.n_samples, data.n_tokens, data.n_features);
+        let mut xt = Vec::with_capacity(n * t * d);
+        for k in 0..t {
+            for i in 0..n {
+                xt.extend_from_slice(data.token(i, k));
+            }
+        }
         let mut op = TokenOperator {
+            xt,
             data,
             gates,
             n_blocks,
@@ -80,7 +94,9 @@ impl<'a> TokenOperator<'a> {
     /// Sample i's d-vector for block b (before gating).
     #[inline]
     fn row(&self, i: usize, b: usize) -> &[f64] {
-        self.data.token(i, b % self.data.n_tokens)
+        let d = self.data.n_features;
+        let off = ((b % self.data.n_tokens) * self.data.n_samples + i) * d;
+        &self.xt[off..off + d]
     }
 
     /// (gate, token) of a block.
@@ -155,32 +171,42 @@ impl<'a> TokenOperator<'a> {
             .for_each(|(j, (((part, yh), sg), chunk_loss))| {
                 let part = &mut part[..width + c];
                 part.iter_mut().for_each(|v| *v = 0.0);
+                let (grads, igrad) = part.split_at_mut(width);
+                let rows = yh.len() / c;
                 let mut total = 0.0;
-                for (r, (yi, gi)) in yh
-                    .chunks_exact_mut(c)
-                    .zip(sg.chunks_exact_mut(c))
-                    .enumerate()
-                {
-                    let i = j * cs + r;
-                    yi.copy_from_slice(intercept);
-                    for (zb, &b) in fwd_coef.chunks_exact(cd).zip(fwd) {
-                        if self.gate_on(i, b) {
-                            let x = self.row(i, b);
-                            for (y, z) in yi.iter_mut().zip(zb.chunks_exact(d)) {
-                                *y += dot(x, z);
+                // Sub-batches: the forward rows of a sub-batch stay in cache
+                // while the adjoint streams each token's rows in order.
+                for start in (0..rows).step_by(SUB_BATCH) {
+                    let end = (start + SUB_BATCH).min(rows);
+                    for r in start..end {
+                        let i = j * cs + r;
+                        let yi = &mut yh[r * c..(r + 1) * c];
+                        let gi = &mut sg[r * c..(r + 1) * c];
+                        yi.copy_from_slice(intercept);
+                        for (zb, &b) in fwd_coef.chunks_exact(cd).zip(fwd) {
+                            if self.gate_on(i, b) {
+                                let x = self.row(i, b);
+                                for (y, z) in yi.iter_mut().zip(zb.chunks_exact(d)) {
+                                    *y += dot(x, z);
+                                }
+                            }
+                        }
+                        total += loss(i, yi, gi);
+                        axpy(1.0, gi, igrad);
+                    }
+                    for (gb, &b) in grads.chunks_exact_mut(cd).zip(adj) {
+                        for r in start..end {
+                            let i = j * cs + r;
+                            if self.gate_on(i, b) {
+                                let x = self.row(i, b);
+                                for (g, acc) in
+                                    sg[r * c..(r + 1) * c].iter().zip(gb.chunks_exact_mut(d))
+                                {
+                                    axpy(*g, x, acc);
+                                }
                             }
                         }
                     }
-                    total += loss(i, yi, gi);
-                    for (gb, &b) in part[..width].chunks_exact_mut(cd).zip(adj) {
-                        if self.gate_on(i, b) {
-                            let x = self.row(i, b);
-                            for (g, acc) in gi.iter().zip(gb.chunks_exact_mut(d)) {
-                                axpy(*g, x, acc);
-                            }
-                        }
-                    }
-                    axpy(1.0, gi, &mut part[width..]);
                 }
                 *chunk_loss = total;
             });

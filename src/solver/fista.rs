@@ -88,13 +88,14 @@ pub fn fista(
     let beta = problem.beta;
     let intercept = problem.intercept;
 
-    // Step size 1/L, L = γ·λ_max with a margin for the power-iteration estimate.
+    // Step size 1/L, L = γ·λ_max with a 10% margin for the power-iteration
+    // estimate (which approaches λ_max from below); the objective check
+    // below enlarges L if that was not enough.
     let (lam, lip_passes) = {
-        let (v, rest) = fb.y.split_at_mut(len);
-        let _ = rest;
-        max_eigenvalue(problem, ws, v, &mut fb.by, buf, 50)
+        let v = &mut fb.y[..len];
+        max_eigenvalue(problem, ws, v, &mut fb.by, buf, 20)
     };
-    let mut lipschitz = 1.05 * problem.loss.smoothness() * lam.max(1e-300);
+    let mut lipschitz = 1.1 * problem.loss.smoothness() * lam.max(1e-300);
     let mut passes = lip_passes as f64 * frac;
 
     let y = &mut fb.y[..len];

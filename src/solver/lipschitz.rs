@@ -54,7 +54,7 @@ pub fn max_eigenvalue(
         }
         let new =
             (v.iter().map(|x| x * x).sum::<f64>() + vb.iter().map(|x| x * x).sum::<f64>()).sqrt();
-        let done = (new - lambda).abs() <= 1e-4 * new;
+        let done = (new - lambda).abs() <= 1e-3 * new;
         lambda = new;
         if done {
             break;

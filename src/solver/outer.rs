@@ -78,6 +78,7 @@ pub fn solve(
         let lv = problem
             .op
             .fused_pass(&support, &packed, &b, &candidates, grad_fn, &mut buf);
+
         passes += candidates.len() as f64 / nb as f64;
         let primal = lv + problem.penalty_value(&coef);
         let max = dual_scores(problem, &candidates, &buf, &mut scratch, &mut dual_norms);
@@ -153,6 +154,7 @@ pub fn solve(
         );
         iterations += res.iterations;
         passes += res.passes;
+
         for blk in &candidates {
             coef[blk * cd..(blk + 1) * cd]
                 .iter_mut()
