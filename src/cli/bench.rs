@@ -20,9 +20,21 @@ pub struct BenchArgs {
     /// Also write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Time the nonconvex baselines' training steps instead (steps per second).
+    #[arg(long)]
+    pub training: bool,
 }
 
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
+    if a.training {
+        use crate::baselines::bench::{training_benchmark, training_table, TRAINING_SIZE};
+        let r = training_benchmark(&TRAINING_SIZE, 2.0, 20)?;
+        print!("{}", training_table(&TRAINING_SIZE, &r));
+        if let Some(p) = a.json {
+            write_json(&p, &serde_json::json!({ "size": TRAINING_SIZE, "results": r }))?;
+        }
+        return Ok(());
+    }
     let opts = SolverOptions {
         tol: a.tol,
         ..Default::default()

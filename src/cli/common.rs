@@ -41,7 +41,7 @@ pub struct ProblemArgs {
     #[arg(long, default_value_t = 0)]
     pub split_seed: u64,
     /// Stop at this relative duality gap.
-    #[arg(long, default_value_t = 1e-6)]
+    #[arg(long, default_value_t = 1e-6, allow_negative_numbers = true)]
     pub tol: f64,
     /// Cap on solver iterations (per solve).
     #[arg(long, default_value_t = 100_000)]

@@ -99,16 +99,24 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         opts.tol,
         reports.len()
     );
+    let exact: Vec<f64> = reports
+        .iter()
+        .filter(|r| r.active_tokens == planted)
+        .map(|r| r.beta / r.beta_max)
+        .collect();
+    match (exact.first(), exact.last()) {
+        (Some(hi), Some(lo)) => println!(
+            "planted tokens recovered exactly for beta/beta_max in [{lo:.4}, {hi:.4}] ({} of {} path points)",
+            exact.len(),
+            reports.len()
+        ),
+        _ => println!("the planted tokens were NOT recovered exactly at any beta of the path"),
+    }
     println!(
-        "best validation error at beta/beta_max = {:.4}: active tokens {:?} (planted {:?}) -> {}",
+        "best validation error at beta/beta_max = {:.4}: active tokens {:?} ({})",
         best.beta / best.beta_max,
         best.active_tokens,
-        planted,
-        if best.active_tokens == planted {
-            "planted tokens recovered exactly"
-        } else {
-            "NOT the planted set"
-        }
+        if best.active_tokens == planted { "the planted set" } else { "not the planted set" }
     );
     println!(
         "attention of the {} recovered heads is one-hot on tokens {:?}",

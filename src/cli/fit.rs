@@ -15,10 +15,10 @@ pub struct FitArgs {
     #[command(flatten)]
     pub problem: ProblemArgs,
     /// Regularization strength β > 0.
-    #[arg(long, conflicts_with = "beta_frac")]
+    #[arg(long, conflicts_with = "beta_frac", allow_negative_numbers = true)]
     pub beta: Option<f64>,
     /// β as a fraction of β_max (the smallest β whose solution is zero).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub beta_frac: Option<f64>,
     /// Output folder (report.json, model.safetensors).
     #[arg(long)]

@@ -3,6 +3,7 @@
 
 mod bench;
 mod common;
+mod compare;
 mod demo;
 mod fit;
 mod path;
@@ -32,6 +33,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// The demo: a path on planted synthetic data, with certificates and plots.
     Demo(demo::DemoArgs),
+    /// The certified convex solve against simplex- and softmax-attention training; write compare.csv, summary.json and plots.
+    Compare(Box<compare::CompareArgs>),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -41,6 +44,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Predict(a)) => predict::run(a),
         Some(Command::Bench(a)) => bench::run(a),
         Some(Command::Demo(a)) => demo::run(a),
+        Some(Command::Compare(a)) => compare::run(*a),
         None => demo::run(demo::DemoArgs::default()),
     }
 }

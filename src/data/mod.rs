@@ -129,7 +129,7 @@ impl Dataset {
         if let Some(p) = self.x.iter().position(|v| !v.is_finite()) {
             let (i, r) = (p / (t * d), p % (t * d));
             return invalid(format!(
-                "X[{i}, {}, {}] is {} : remove or impute non-finite values",
+                "X[{i}, {}, {}] is {}: remove or impute non-finite values",
                 r / d,
                 r % d,
                 self.x[p]
