@@ -29,6 +29,9 @@ pub struct ModelHeader {
     pub intercept: bool,
     /// The recovered attention heads.
     pub heads: Vec<Head>,
+    /// How the gates were drawn (gated model only; tensor `gates`, P×n×d).
+    #[serde(default)]
+    pub gates: Option<crate::operator::GateSpec>,
 }
 
 /// A loaded model.
@@ -38,6 +41,8 @@ pub struct Model {
     /// n_blocks·c·d coefficients, block-major.
     pub coef: Vec<f64>,
     pub intercept: Vec<f64>,
+    /// Gate matrices, P×n×d (gated model only).
+    pub gates: Option<Vec<f64>>,
 }
 
 const KEY: &str = "convexformer";
@@ -62,8 +67,13 @@ impl Model {
             KEY.to_string(),
             serde_json::to_string(h).expect("header serializes"),
         )]);
-        let bytes =
-            safetensors::serialize([("Z", zv), ("intercept", bv)], Some(meta)).map_err(fmt)?;
+        let g = self.gates.as_deref().map(to_bytes);
+        let mut views = vec![("Z", zv), ("intercept", bv)];
+        if let (Some(g), Some(spec)) = (&g, h.gates) {
+            let shape = vec![spec.n_gates, h.n_tokens, h.n_features];
+            views.push(("gates", TensorView::new(Dtype::F64, shape, g).map_err(fmt)?));
+        }
+        let bytes = safetensors::serialize(views, Some(meta)).map_err(fmt)?;
         std::fs::write(path, bytes).map_err(|source| Error::Io {
             path: path.to_path_buf(),
             source,
@@ -122,10 +132,15 @@ impl Model {
             vec![header.n_blocks, header.n_outputs, header.n_features],
         )?;
         let intercept = read("intercept", vec![header.n_outputs])?;
+        let gates = match header.gates {
+            Some(spec) => Some(read("gates", vec![spec.n_gates, header.n_tokens, header.n_features])?),
+            None => None,
+        };
         Ok(Model {
             header,
             coef,
             intercept,
+            gates,
         })
     }
 
@@ -138,11 +153,6 @@ impl Model {
                 h.n_tokens, h.n_features, data.n_tokens, data.n_features
             )));
         }
-        if h.n_blocks != h.n_tokens {
-            return Err(Error::Invalid(
-                "gated models predict through their gates (not supported here yet)".into(),
-            ));
-        }
         // The operator's predictions need the data's output count to be the model's.
         let mut shaped = data.clone();
         if shaped.n_outputs != h.n_outputs {
@@ -150,7 +160,19 @@ impl Model {
             shaped.y = vec![0.0; data.n_samples * h.n_outputs];
             shaped.labels = None;
         }
-        let op = crate::operator::TokenOperator::new(&shaped, None);
+        let masks = match (h.gates, &self.gates) {
+            (Some(spec), Some(vectors)) => Some(
+                crate::operator::Gates {
+                    spec,
+                    n_tokens: h.n_tokens,
+                    n_features: h.n_features,
+                    vectors: vectors.clone(),
+                }
+                .masks(&shaped)?,
+            ),
+            _ => None,
+        };
+        let op = crate::operator::TokenOperator::new(&shaped, masks.as_ref());
         Ok(op.predict(&self.coef, &self.intercept))
     }
 }

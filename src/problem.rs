@@ -16,6 +16,8 @@ pub enum Program {
     VectorL1,
     /// SPEC §4b with ℓ₂ output norm: nuclear norm per token.
     VectorL2,
+    /// SPEC §4d: attention + gated-ReLU neuron; a group per (gate, token, output).
+    Gated,
 }
 
 impl Program {
@@ -24,8 +26,9 @@ impl Program {
             "scalar" => Ok(Program::Scalar),
             "vector-l1" => Ok(Program::VectorL1),
             "vector-l2" => Ok(Program::VectorL2),
+            "gated" => Ok(Program::Gated),
             _ => invalid(format!(
-                "unknown model '{s}': use scalar, vector-l1 or vector-l2"
+                "unknown model '{s}': use scalar, vector-l1, vector-l2 or gated"
             )),
         }
     }
@@ -34,11 +37,12 @@ impl Program {
             Program::Scalar => "scalar",
             Program::VectorL1 => "vector-l1",
             Program::VectorL2 => "vector-l2",
+            Program::Gated => "gated",
         }
     }
     pub fn penalty(&self) -> Penalty {
         match self {
-            Program::Scalar | Program::VectorL1 => Penalty::GroupL2,
+            Program::Scalar | Program::VectorL1 | Program::Gated => Penalty::GroupL2,
             Program::VectorL2 => Penalty::Nuclear,
         }
     }

@@ -2,6 +2,7 @@
 
 use crate::data::Dataset;
 use crate::loss::Loss;
+use crate::operator::GateMasks;
 use crate::penalty::Penalty;
 use crate::problem::Problem;
 use crate::recovery::{nonconvex_objective, recover_heads, Head};
@@ -26,6 +27,9 @@ pub struct SolveReport {
     /// For the ℓ₁ vector program: the active tokens of each output.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub active_tokens_per_output: Option<Vec<Vec<usize>>>,
+    /// For the gated model: the active (gate, token) pairs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active_gate_tokens: Option<Vec<(usize, usize)>>,
     pub screened_blocks: usize,
     /// The nonconvex objective (SPEC §3) of the recovered heads.
     pub nonconvex_objective: f64,
@@ -43,11 +47,18 @@ pub struct SolveReport {
 impl SolveReport {
     /// Builds the report: recovers the heads and evaluates them in the
     /// nonconvex objective; `val` adds the held-out error.
-    pub fn new(
+    pub fn new(problem: &Problem, sol: &Solution, beta_max: f64, val: Option<&Dataset>) -> SolveReport {
+        Self::with_gated_val(problem, sol, beta_max, val, None)
+    }
+
+    /// As [`SolveReport::new`], for a gated model whose validation data has
+    /// the gate indicators `val_gates`.
+    pub fn with_gated_val(
         problem: &Problem,
         sol: &Solution,
         beta_max: f64,
         val: Option<&Dataset>,
+        val_gates: Option<&GateMasks>,
     ) -> SolveReport {
         let data = problem.op.data;
         let (n, c, d) = (data.n_tokens, data.n_outputs, data.n_features);
@@ -70,6 +81,8 @@ impl SolveReport {
         );
         let objective = sol.certificate.primal;
         let active = sol.active_blocks(c * d);
+        let gated = problem.op.gates.is_some();
+        let active_gate_tokens = gated.then(|| active.iter().map(|&b| problem.op.block_parts(b)).collect());
         let per_output = (problem.penalty == Penalty::GroupL2 && c > 1).then(|| {
             (0..c)
                 .map(|l| {
@@ -98,7 +111,15 @@ impl SolveReport {
             iterations: sol.iterations,
             data_passes: sol.data_passes,
             seconds: sol.seconds,
-            active_tokens: active,
+            active_tokens: if gated {
+                let mut t: Vec<usize> = active.iter().map(|&b| b % n).collect();
+                t.sort_unstable();
+                t.dedup();
+                t
+            } else {
+                active
+            },
+            active_gate_tokens,
             active_tokens_per_output: per_output,
             screened_blocks: sol.screened,
             nonconvex_objective: nonconvex,
@@ -108,7 +129,7 @@ impl SolveReport {
             intercept: sol.intercept.clone(),
             train_error: error(problem.loss, data, &train_yhat),
             validation_error: val.map(|v| {
-                let op = crate::operator::TokenOperator::new(v, None);
+                let op = crate::operator::TokenOperator::new(v, val_gates);
                 error(problem.loss, v, &op.predict(&sol.coef, &sol.intercept))
             }),
         }

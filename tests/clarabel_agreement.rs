@@ -312,3 +312,56 @@ fn nuclear_with_several_outputs_has_no_reference() {
     let err = reference_solve(&inst.ds, Loss::Squared, Penalty::Nuclear, 0.1, false).err();
     assert_eq!(err.as_deref(), Some("nuclear norm needs an SDP cone"));
 }
+
+/// The gated program (SPEC §4d) is the group lasso on the gate-expanded
+/// tokens D_p(X_i)·x_{i,k}: Clarabel solves that expanded problem explicitly,
+/// our solver the gated one through its masks, on 20 instances per loss.
+#[test]
+fn gated_agrees_with_clarabel_on_the_expanded_problem() {
+    use convexformer::operator::{GateKind, GateSpec, Gates};
+    let opts = SolverOptions {
+        tol: 1e-9,
+        ..SolverOptions::default()
+    };
+    for case in [CASES[0], CASES[1], CASES[3]] {
+        let mut worst = 0.0f64;
+        for index in 0..INSTANCES {
+            let inst = instance(&case, index + 100);
+            let (n, t, d, c) = inst.ds.shape();
+            let spec = GateSpec {
+                n_gates: 3,
+                kind: if index % 2 == 0 { GateKind::Gaussian } else { GateKind::Samples },
+                tokenwise: index % 3 == 0,
+                seed: index as u64,
+            };
+            let gates = Gates::draw(spec, &inst.ds).unwrap();
+            let masks = gates.masks(&inst.ds).unwrap();
+            // Expanded tokens: block (p, k) of sample i is D_p(X_i)·x_{i,k}.
+            let mut x = Vec::with_capacity(n * 3 * t * d);
+            for i in 0..n {
+                for p in 0..3 {
+                    let on = if masks.mask[i * 3 + p] { 1.0 } else { 0.0 };
+                    for k in 0..t {
+                        x.extend(inst.ds.token(i, k).iter().map(|v| on * v));
+                    }
+                }
+            }
+            let mut expanded = inst.ds.clone();
+            expanded.n_tokens = 3 * t;
+            expanded.x = x;
+            let op = TokenOperator::new(&inst.ds, Some(&masks));
+            let mut p = Problem::new(op, case.loss, case.penalty, 1.0, inst.intercept).unwrap();
+            p.beta = inst.beta_frac * beta_max(&p);
+            let what = format!("gated {} #{index} (N={n}, n={t}, d={d}, c={c})", case.name);
+            let reference = reference_solve(&expanded, case.loss, case.penalty, p.beta, inst.intercept)
+                .unwrap_or_else(|e| panic!("{what}: reference failed: {e}"));
+            let sol = solve(&p, &opts, None).unwrap();
+            assert!(sol.converged(), "{what}: not converged");
+            let rel = (sol.certificate.primal - reference).abs() / reference.abs().max(1.0);
+            assert!(rel <= VALUE_TOL, "{what}: ours {} vs reference {reference}: {rel:.3e}", sol.certificate.primal);
+            assert_brackets(&sol, reference, &what);
+            worst = worst.max(rel);
+        }
+        eprintln!("gated {:<28} {INSTANCES} instances, worst relative difference {worst:.3e}", case.name);
+    }
+}

@@ -154,3 +154,27 @@ fn the_demo_recovers_the_planted_tokens_with_certificates() {
     let o = cf(&[], dir.path());
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+#[test]
+fn gated_model_fits_saves_its_gates_and_predicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = cf(
+        &["fit", "--data", DATA, "--model", "gated", "--gates", "4", "--gate-kind", "samples", "--beta-frac", "0.1", "--out", "g"],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = json(&dir.path().join("g/report.json"));
+    assert_eq!(r["result"]["converged"], true);
+    assert!(r["result"]["recovery_relative_difference"].as_f64().unwrap() <= 1e-9);
+    assert!(r["result"]["active_gate_tokens"].as_array().is_some_and(|a| !a.is_empty()));
+    let train_err = r["result"]["train_error"].as_f64().unwrap();
+    // Predicting on the training data through the saved gates gives the training error.
+    let (ds, _) = convexformer::data::synthetic::generate(&convexformer::data::synthetic::parse(DATA).unwrap()).unwrap();
+    write_npz(&dir.path().join("d.npz"), &ds).unwrap();
+    let o = cf(&["predict", "--model", "g", "--data", "d.npz", "--out", "p.npy"], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = json(&dir.path().join("p.metrics.json"));
+    assert!((m["error"].as_f64().unwrap() - train_err).abs() < 1e-9 * train_err.max(1.0), "{m} vs {train_err}");
+    let o = cf(&["fit", "--data", DATA, "--model", "gated", "--gates", "0", "--beta", "1", "--out", "h"], dir.path());
+    assert!(!o.status.success() && stderr(&o).contains("gate"));
+}

@@ -6,6 +6,7 @@ use crate::data::synthetic;
 use crate::data::tensors::read_dataset;
 use crate::data::Dataset;
 use crate::loss::Loss;
+use crate::operator::{GateKind, GateMasks, GateSpec, Gates};
 use crate::problem::Program;
 use crate::solver::SolverOptions;
 use anyhow::{bail, Context};
@@ -22,7 +23,7 @@ pub struct ProblemArgs {
     /// synthetic[:N=..,n=..,d=..,c=..,active=..,noise=..,seed=..,kind=real|binary|classes].
     #[arg(long, default_value = "synthetic")]
     pub data: String,
-    /// The convex program: scalar, vector-l1 or vector-l2.
+    /// The convex program: scalar, vector-l1, vector-l2 or gated (SPEC §4d; see --gates).
     #[arg(long, default_value = "scalar")]
     pub model: String,
     /// The loss: squared, logistic, cross-entropy or huber[:DELTA].
@@ -55,6 +56,25 @@ pub struct ProblemArgs {
     /// Turn working sets off (FISTA on all unscreened tokens).
     #[arg(long)]
     pub no_working_sets: bool,
+    /// Gated model: number of gates P.
+    #[arg(long, default_value_t = 8)]
+    pub gates: usize,
+    /// Gated model: gates drawn as gaussian or from training samples.
+    #[arg(long, default_value = "gaussian")]
+    pub gate_kind: String,
+    /// Gated model: token-wise gates (each gate reads one token row).
+    #[arg(long)]
+    pub gate_tokenwise: bool,
+    /// Gated model: seed of the gates.
+    #[arg(long, default_value_t = 0)]
+    pub gate_seed: u64,
+}
+
+/// The gates of a gated model and their indicators on the loaded data.
+pub struct Gating {
+    pub gates: Gates,
+    pub train: GateMasks,
+    pub val: Option<GateMasks>,
 }
 
 /// Loaded data: train, optional validation, where it came from.
@@ -84,6 +104,23 @@ impl ProblemArgs {
         };
         o.validate()?;
         Ok(o)
+    }
+
+    /// Draws the gates when the program is gated.
+    pub fn gating(&self, loaded: &Loaded) -> anyhow::Result<Option<Gating>> {
+        if self.program()? != Program::Gated {
+            return Ok(None);
+        }
+        let spec = GateSpec {
+            n_gates: self.gates,
+            kind: GateKind::parse(&self.gate_kind)?,
+            tokenwise: self.gate_tokenwise,
+            seed: self.gate_seed,
+        };
+        let gates = Gates::draw(spec, &loaded.train)?;
+        let train = gates.masks(&loaded.train)?;
+        let val = loaded.val.as_ref().map(|v| gates.masks(v)).transpose()?;
+        Ok(Some(Gating { gates, train, val }))
     }
 
     pub fn load(&self) -> anyhow::Result<Loaded> {

@@ -62,6 +62,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     let opts = SolverOptions::default();
     let reports = compute_path(
         &loaded,
+        None,
         Program::Scalar,
         Loss::Squared,
         false,

@@ -50,13 +50,20 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
     let loaded = a.problem.load()?;
     prepare_out_dir(&a.out, a.force)?;
 
-    let op = TokenOperator::new(&loaded.train, None);
+    let gating = a.problem.gating(&loaded)?;
+    let op = TokenOperator::new(&loaded.train, gating.as_ref().map(|g| &g.train));
     let mut problem = Problem::new(op, loss, program.penalty(), 1.0, a.problem.intercept)?;
     let bmax = beta_max(&problem);
     problem.beta = beta_arg.unwrap_or_else(|| a.beta_frac.unwrap_or(1.0) * bmax);
     crate::problem::check_beta(problem.beta)?;
     let sol = solve(&problem, &opts, None)?;
-    let report = SolveReport::new(&problem, &sol, bmax, loaded.val.as_ref());
+    let report = SolveReport::with_gated_val(
+        &problem,
+        &sol,
+        bmax,
+        loaded.val.as_ref(),
+        gating.as_ref().and_then(|g| g.val.as_ref()),
+    );
 
     let d = &loaded.train;
     let model = Model {
@@ -71,7 +78,9 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
             n_blocks: problem.op.n_blocks(),
             intercept: problem.intercept,
             heads: report.heads.clone(),
+            gates: gating.as_ref().map(|g| g.gates.spec),
         },
+        gates: gating.as_ref().map(|g| g.gates.vectors.clone()),
         coef: sol.coef.clone(),
         intercept: sol.intercept.clone(),
     };

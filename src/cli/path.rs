@@ -1,6 +1,6 @@
 //! `convexformer path`: a warm-started β path with its table and plots.
 
-use super::common::{
+use super::common::{Gating, 
     command_line, data_json, prepare_out_dir, progress, write_json, Loaded, ProblemArgs,
 };
 use crate::loss::Loss;
@@ -37,9 +37,11 @@ pub fn run(a: PathArgs) -> anyhow::Result<()> {
     let loss = a.problem.loss()?;
     let opts = a.problem.solver_options()?;
     let loaded = a.problem.load()?;
+    let gating = a.problem.gating(&loaded)?;
     prepare_out_dir(&a.out, a.force)?;
     let reports = compute_path(
         &loaded,
+        gating.as_ref(),
         program,
         loss,
         a.problem.intercept,
@@ -54,8 +56,10 @@ pub fn run(a: PathArgs) -> anyhow::Result<()> {
 }
 
 /// Solves the path and builds a report per β (heads recovered and checked).
+#[allow(clippy::too_many_arguments)]
 pub fn compute_path(
     loaded: &Loaded,
+    gating: Option<&Gating>,
     program: Program,
     loss: Loss,
     intercept: bool,
@@ -63,7 +67,7 @@ pub fn compute_path(
     ratio: f64,
     opts: &SolverOptions,
 ) -> anyhow::Result<Vec<SolveReport>> {
-    let op = TokenOperator::new(&loaded.train, None);
+    let op = TokenOperator::new(&loaded.train, gating.map(|g| &g.train));
     let mut problem = Problem::new(op, loss, program.penalty(), 1.0, intercept)?;
     let bmax = beta_max(&problem);
     let grid = beta_grid(bmax, ratio, betas)?;
@@ -82,7 +86,7 @@ pub fn compute_path(
         .iter()
         .map(|s| {
             problem.beta = s.beta;
-            SolveReport::new(&problem, s, bmax, loaded.val.as_ref())
+            SolveReport::with_gated_val(&problem, s, bmax, loaded.val.as_ref(), gating.and_then(|g| g.val.as_ref()))
         })
         .collect())
 }

@@ -7,9 +7,11 @@
 //! its gate indicator D_p(X_i) ∈ {0, 1}. Predictions are
 //! ŷ_{i,l} = b_l + Σ_b ⟨x_{i,b}, z_{b,l}⟩.
 
+pub mod gates;
 mod kernels;
 mod token;
 
+pub use gates::{GateKind, GateSpec, Gates};
 pub use token::{GateMasks, TokenOperator};
 
 /// Buffers of one fused pass, allocated once per solve and reused: a pass
