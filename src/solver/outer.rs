@@ -168,8 +168,9 @@ pub fn solve(
         if problem.intercept {
             let offset: Vec<f64> = buf
                 .yhat
-                .chunks_exact(c)
-                .flat_map(|p| p.iter().zip(&b).map(|(v, bl)| v - bl).collect::<Vec<_>>())
+                .iter()
+                .enumerate()
+                .map(|(j, v)| v - b[j % c])
                 .collect();
             b = problem.loss.best_intercept(&offset, data, Some(&b));
         }
