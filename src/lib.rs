@@ -12,12 +12,15 @@
 //! - [`problem`]: a convex program = operator × loss × penalty × β;
 //! - [`solver`]: FISTA, working sets, gap-safe screening, certificates, paths;
 //! - [`recovery`]: attention heads from a convex solution, and the nonconvex objective;
+//! - [`sequence`]: the sequence-output program (SPEC §4c), certified, with its heads;
 //! - [`model`], [`report`], [`plot`]: saving, reporting and drawing results.
 
 pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod error;
+pub mod grok;
+pub mod layer;
 pub mod loss;
 pub mod model;
 pub mod operator;
@@ -26,6 +29,7 @@ pub mod plot;
 pub mod problem;
 pub mod recovery;
 pub mod report;
+pub mod sequence;
 pub mod solver;
 #[cfg(test)]
 pub(crate) mod testutil;

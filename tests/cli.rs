@@ -50,6 +50,14 @@ fn fit_writes_a_certified_report_and_a_model_that_predicts() {
     assert!(dir.path().join("p.npy").exists());
     let m = json(&dir.path().join("p.metrics.json"));
     assert!(m["error"].as_f64().unwrap() < 0.5, "{m}");
+    // Inputs without targets: predictions, no metrics.
+    let x = ndarray::Array3::from_shape_vec((ds.n_samples, ds.n_tokens, ds.n_features), ds.x.clone()).unwrap();
+    let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(dir.path().join("xonly.npz")).unwrap());
+    npz.add_array("X", &x).unwrap();
+    npz.finish().unwrap();
+    let o = cf(&["predict", "--model", "fit", "--data", "xonly.npz", "--out", "q.npy"], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(dir.path().join("q.npy").exists() && !dir.path().join("q.metrics.json").exists());
     // Refuses to overwrite the predictions without --force.
     let o = cf(&["predict", "--model", "fit", "--data", "d.npz", "--out", "p.npy"], dir.path());
     assert!(!o.status.success());
@@ -177,4 +185,20 @@ fn gated_model_fits_saves_its_gates_and_predicts() {
     assert!((m["error"].as_f64().unwrap() - train_err).abs() < 1e-9 * train_err.max(1.0), "{m} vs {train_err}");
     let o = cf(&["fit", "--data", DATA, "--model", "gated", "--gates", "0", "--beta", "1", "--out", "h"], dir.path());
     assert!(!o.status.success() && stderr(&o).contains("gate"));
+}
+
+#[test]
+fn sequence_model_is_certified_and_plots_its_mixing_matrices() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = cf(&["fit", "--model", "sequence", "--data", "synthetic:N=200,n=5,d=3,c=2", "--beta-frac", "0.1", "--out", "s"], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = json(&dir.path().join("s/report.json"));
+    assert_eq!(r["result"]["converged"], true);
+    assert!(r["result"]["recovery_relative_difference"].as_f64().unwrap() <= 1e-9);
+    assert!(dir.path().join("s/mixing_0.png").exists());
+    // Too large for memory: refused with the size and the alternative.
+    let o = cf(&["fit", "--model", "sequence", "--data", "synthetic:N=2,n=4000,d=64,c=8", "--beta", "1", "--out", "big"], dir.path());
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("bytes") && e.contains("vector-l1"), "{e}");
 }

@@ -29,6 +29,9 @@ pub struct FitArgs {
 }
 
 pub fn run(a: FitArgs) -> anyhow::Result<()> {
+    if a.problem.model == "sequence" {
+        return super::sequence::run(a);
+    }
     let program = a.problem.program()?;
     let loss = a.problem.loss()?;
     let opts = a.problem.solver_options()?;

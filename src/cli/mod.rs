@@ -8,6 +8,7 @@ mod demo;
 mod fit;
 mod path;
 mod predict;
+mod sequence;
 
 use clap::{Parser, Subcommand};
 

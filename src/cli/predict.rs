@@ -13,7 +13,7 @@ pub struct PredictArgs {
     /// The output folder of `fit` (or its model.safetensors).
     #[arg(long)]
     pub model: PathBuf,
-    /// Data to predict on (.npz, .safetensors or synthetic:...).
+    /// Data to predict on (.npz, .safetensors or synthetic:...); `y` is optional.
     #[arg(long)]
     pub data: String,
     /// Where to write the N×c predictions (.npy).
@@ -30,13 +30,17 @@ pub fn run(a: PredictArgs) -> anyhow::Result<()> {
     }
     check_out_file(&a.out, a.force)?;
     let model = Model::load(&a.model)?;
-    let (data, _) = load_data(&a.data)?;
+    let (data, has_y) = if a.data.starts_with("synthetic") {
+        (load_data(&a.data)?.0, true)
+    } else {
+        crate::data::tensors::read_inputs(std::path::Path::new(&a.data), false)?
+    };
     let yhat = model.predict(&data)?;
     let c = model.header.n_outputs;
     write_npy_matrix(&a.out, data.n_samples, c, &yhat)?;
     println!("wrote {} ({}×{})", a.out.display(), data.n_samples, c);
-    // Metrics when the data's targets match the model's outputs.
-    if data.n_outputs == c {
+    // Metrics when the data has targets that match the model's outputs.
+    if has_y && data.n_outputs == c {
         let loss = model.header.loss;
         let err = error(loss, &data, &yhat);
         let mean_loss = crate::problem::mean_loss(loss, &data, &yhat);

@@ -33,17 +33,33 @@ pub const MAX_CLASSES: usize = 1 << 16;
 /// into memory first (for the header checks), so the peak memory is about the
 /// file's size plus the data set's.
 pub fn read_npz(path: &Path) -> Result<Dataset> {
+    read_npz_inputs(path, true).map(|(ds, _)| ds)
+}
+
+/// Reads `X`, and `y` when the file has it (`require_y` false): without `y`
+/// the data set holds zero targets and the flag says so (for prediction).
+pub fn read_npz_inputs(path: &Path, require_y: bool) -> Result<(Dataset, bool)> {
     if path.is_dir() {
         return Err(format_error(path, "is a directory, not a .npz file"));
     }
     let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
-    read_from(&bytes, path)
+    read_from(&bytes, path, require_y)
 }
 
 /// Reads a data set from the bytes of a `.npz` file, by the same code as
 /// [`read_npz`] (errors name the path `<memory>`).
 pub fn read_npz_bytes(bytes: &[u8]) -> Result<Dataset> {
-    read_from(bytes, Path::new("<memory>"))
+    read_from(bytes, Path::new("<memory>"), true).map(|(ds, _)| ds)
+}
+
+/// The `y` of a file that has none: zero targets, one per sample of `x`.
+pub(crate) fn zero_targets(x: &RawArray) -> RawArray {
+    let n = x.shape.first().copied().unwrap_or(0);
+    RawArray {
+        shape: vec![n],
+        dtype: Dtype::F64,
+        values: Values::Float(vec![0.0; n]),
+    }
 }
 
 /// Writes `ds` as an uncompressed `.npz`: `X` as float64 (N, n, d), `y` as
@@ -241,7 +257,7 @@ fn labels_from_ints(values: &[i64], path: &Path) -> Result<(Vec<usize>, usize)> 
 }
 
 /// The shared reader: `path` only names the source in errors.
-fn read_from(bytes: &[u8], path: &Path) -> Result<Dataset> {
+fn read_from(bytes: &[u8], path: &Path, require_y: bool) -> Result<(Dataset, bool)> {
     check_visible_headers(bytes, path)?;
     let mut npz = NpzReader::new(Cursor::new(bytes)).map_err(|e| {
         format_error(
@@ -252,8 +268,9 @@ fn read_from(bytes: &[u8], path: &Path) -> Result<Dataset> {
     let names = npz
         .names()
         .map_err(|e| format_error(path, format!("cannot list the arrays of the archive: {e}")))?;
+    let has_y = names.iter().any(|n| n == "y");
     for want in ["X", "y"] {
-        if !names.iter().any(|n| n == want) {
+        if !names.iter().any(|n| n == want) && (want == "X" || require_y) {
             return Err(format_error(
                 path,
                 format!(
@@ -264,8 +281,8 @@ fn read_from(bytes: &[u8], path: &Path) -> Result<Dataset> {
         }
     }
     let x = read_array(&mut npz, "X", path)?;
-    let y = read_array(&mut npz, "y", path)?;
-    dataset_from_arrays(x, y, path)
+    let y = if has_y { read_array(&mut npz, "y", path)? } else { zero_targets(&x) };
+    Ok((dataset_from_arrays(x, y, path)?, has_y))
 }
 
 /// Refuses, before anything is allocated, a `.npy` header stored verbatim in
@@ -273,7 +290,7 @@ fn read_from(bytes: &[u8], path: &Path) -> Result<Dataset> {
 /// expands at most 1032:1, so no member of a valid archive of S bytes holds
 /// more than 1032·S bytes; the check thus never rejects a valid file, and it
 /// stops forged shapes in uncompressed members before ndarray-npy allocates.
-fn check_visible_headers(bytes: &[u8], path: &Path) -> Result<()> {
+pub(crate) fn check_visible_headers(bytes: &[u8], path: &Path) -> Result<()> {
     const MAGIC: &[u8] = b"\x93NUMPY";
     let bound = (bytes.len() as u64)
         .saturating_mul(1032)
@@ -334,7 +351,11 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Reads the array `name`, whatever its supported element type.
-fn read_array<R: Read + Seek>(npz: &mut NpzReader<R>, name: &str, path: &Path) -> Result<RawArray> {
+pub(crate) fn read_array<R: Read + Seek>(
+    npz: &mut NpzReader<R>,
+    name: &str,
+    path: &Path,
+) -> Result<RawArray> {
     let dtype = probe_dtype(npz, name, path)?;
     let (shape, values) = match dtype {
         Dtype::F32 => floats(read_as::<f32, R>(npz, name, path)?, f64::from),

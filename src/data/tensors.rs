@@ -19,13 +19,25 @@ use crate::error::{Error, Result};
 
 /// Reads a data set from a `.npz` or `.safetensors` file, by its extension.
 pub fn read_dataset(path: &Path) -> Result<Dataset> {
+    read_inputs(path, true).map(|(ds, _)| ds)
+}
+
+/// As [`read_dataset`], but `y` may be missing when `require_y` is false:
+/// the data set then holds zero targets and the flag is false.
+pub fn read_inputs(path: &Path, require_y: bool) -> Result<(Dataset, bool)> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
     match ext.as_deref() {
-        Some("npz") => super::npz::read_npz(path),
-        Some("safetensors") => read_safetensors(path),
+        Some("npz") => super::npz::read_npz_inputs(path, require_y),
+        Some("safetensors") => {
+            if path.is_dir() {
+                return Err(format_error(path, "is a directory, not a .safetensors file"));
+            }
+            let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
+            read_from(&bytes, path, require_y)
+        }
         _ => Err(Error::Invalid(format!(
             "cannot tell the format of data file {}: supported extensions are .npz and .safetensors",
             path.display()
@@ -42,13 +54,13 @@ pub fn read_safetensors(path: &Path) -> Result<Dataset> {
         ));
     }
     let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
-    read_from(&bytes, path)
+    read_from(&bytes, path, true).map(|(ds, _)| ds)
 }
 
 /// Reads a data set from the bytes of a `.safetensors` file, by the same code
 /// as [`read_safetensors`] (errors name the path `<memory>`).
 pub fn read_safetensors_bytes(bytes: &[u8]) -> Result<Dataset> {
-    read_from(bytes, Path::new("<memory>"))
+    read_from(bytes, Path::new("<memory>"), true).map(|(ds, _)| ds)
 }
 
 /// Writes `ds` as `.safetensors`: `X` as F64 (N, n, d), `y` as F64 (N, c) for
@@ -84,7 +96,7 @@ fn le_bytes<const K: usize>(values: impl Iterator<Item = [u8; K]>) -> Vec<u8> {
 }
 
 /// The shared reader: `path` only names the source in errors.
-fn read_from(bytes: &[u8], path: &Path) -> Result<Dataset> {
+fn read_from(bytes: &[u8], path: &Path, require_y: bool) -> Result<(Dataset, bool)> {
     let st = SafeTensors::deserialize(bytes).map_err(|e| {
         format_error(
             path,
@@ -93,8 +105,9 @@ fn read_from(bytes: &[u8], path: &Path) -> Result<Dataset> {
     })?;
     let mut names: Vec<&str> = st.names();
     names.sort_unstable();
+    let has_y = names.contains(&"y");
     for want in ["X", "y"] {
-        if !names.contains(&want) {
+        if !names.contains(&want) && (want == "X" || require_y) {
             return Err(format_error(
                 path,
                 format!(
@@ -105,8 +118,8 @@ fn read_from(bytes: &[u8], path: &Path) -> Result<Dataset> {
         }
     }
     let x = raw_array(&st, "X", path)?;
-    let y = raw_array(&st, "y", path)?;
-    dataset_from_arrays(x, y, path)
+    let y = if has_y { raw_array(&st, "y", path)? } else { super::npz::zero_targets(&x) };
+    Ok((dataset_from_arrays(x, y, path)?, has_y))
 }
 
 /// Tensor `name` converted to f64 or i64 values (safetensors data is

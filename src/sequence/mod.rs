@@ -1,0 +1,364 @@
+//! The sequence-output program of SPEC §4c (Appendix A.7, eq. 33, corrected),
+//! certified by a duality gap, with head recovery.
+//!
+//! # Model and program
+//!
+//! Sample i: X_i ∈ R^{n×d}, targets Y_i ∈ R^{n×c} (real) or one class label
+//! per position (cross-entropy over c classes per position). The loss of a
+//! sample is Σ_r L(F(X_i)[r, :], Y_i[r, :]). For each (feature q, output l)
+//! an n×n matrix C_{ql}, and F(X)[r, l] = Σ_{q,k} C_{ql}[r, k] X[k, q]:
+//!
+//! ```text
+//! C_m = min Σ_i L(F(X_i), Y_i) + β Σ_{q,l} ‖C_{ql}‖_{∞,1}
+//!       subject to: every C_{ql} has equal row sums,    ‖C‖_{∞,1} = max_r Σ_k |C[r,k]|
+//! ```
+//!
+//! It equals the nonconvex sequence model of eq. (30), F(X) = Σ_j o_j W_j X V_j
+//! with penalty β/2 Σ_j (‖V_j‖₁² + o_j²), through the two maps of
+//! [`recovery`]. Without the equal-row-sum constraint (the printed eq. 33) the
+//! program is a strict relaxation: the tests exhibit an instance where its
+//! optimum is strictly smaller.
+//!
+//! # The split form the solver uses (exact)
+//!
+//! Let K = {C ∈ R^{n×n} : C ≥ 0, all row sums equal}. On K the common row sum
+//! is t(C) = (1/n)·1ᵀC1, a linear function. Then
+//!
+//! ```text
+//! C_m = min over C⁺_{ql}, C⁻_{ql} ∈ K of Σ_i L(F_i(C⁺ − C⁻)) + (β/n) Σ_{q,l,±} 1ᵀC±_{ql}1.
+//! ```
+//!
+//! Proof. (≥) A pair in K with row sums t± gives C = C⁺ − C⁻ whose rows all
+//! sum to t⁺ − t⁻ (equal row sums) and Σ_k |C[r, k]| ≤ Σ_k (C⁺ + C⁻)[r, k] =
+//! t⁺ + t⁻ for every row, so ‖C‖_{∞,1} ≤ t⁺ + t⁻ = (1/n) 1ᵀ(C⁺ + C⁻)1: the
+//! pair's objective is at least the objective of a feasible C. (≤) For
+//! feasible C with common row sum s and m = ‖C‖_{∞,1}, the split of SPEC
+//! §4c (ii) (positive and negative parts plus half the row slack
+//! (m − Σ_k |C[r, k]|)/2 on one entry of each row, in both) gives C± ∈ K with
+//! row sums t± = (m ± s)/2, so t⁺ + t⁻ = m: the same objective. ∎
+//! ([`recovery::split_matrix`]; the tests check both directions numerically.)
+//!
+//! The split form is smooth + linear + ι_K, so FISTA applies with the prox
+//! C± ← Π_K(V − step·β/n), an exact O(n² log n) projection per matrix
+//! ([`projection`]).
+//!
+//! # Certificate
+//!
+//! For min f(𝒜x) + ⟨w, x⟩ + ι_K(x) the Fenchel dual is max −f*(−θ) subject to
+//! w − 𝒜ᵀθ ∈ K* (because (⟨w, ·⟩ + ι_K)*(s) = ι{w − s ∈ K*}). K is generated
+//! by the matrices with one-hot rows, so S ∈ K* ⟺ Σ_r min_k S[r, k] ≥ 0.
+//! With w = (β/n)·11ᵀ for C⁺ and the operator −𝒜 for C⁻, and G_{ql} the
+//! correlation (𝒜ᵀθ)_{ql}[r, k] = Σ_i θ_i[r, l] X_i[k, q], the dual is
+//!
+//! ```text
+//! D(θ) = −Σ_{i,r} L*(−θ_{i,r})  s.t.  Σ_r max_k G_{ql}[r, k] ≤ β  and  Σ_r max_k (−G_{ql}[r, k]) ≤ β  for all (q, l).
+//! ```
+//!
+//! (max(Σ_r max_k G, Σ_r max_k (−G)) is the dual of ‖·‖_{∞,1} restricted to
+//! the equal-row-sum subspace, SPEC §5.) The solver takes θ = −∇L at its
+//! iterate, scaled by min(1, β / the largest constraint value), and reports
+//! gap = P − D with P the objective at C = C⁺ − C⁻. β_max is the largest
+//! constraint value at θ⁰ = −∇L(0) ([`sequence_beta_max`]): for β ≥ β_max,
+//! C = 0 is optimal.
+//!
+//! # Size
+//!
+//! The pair has 2·n²·d·c parameters: right for short sequences (algorithmic
+//! tasks). [`solve_sequence`] refuses, before allocating, a problem whose
+//! buffers exceed [`MAX_SEQUENCE_BYTES`]; for long sequences use the vector
+//! program (SPEC §4b, `--model vector-l1`) per output row
+//! ([`SequenceDataset::position`] gives that data set).
+
+pub mod data;
+pub mod figures;
+pub mod operator;
+pub mod projection;
+pub mod recovery;
+mod solver;
+pub mod synthetic;
+
+pub use data::{
+    check_sequence_targets, read_sequence_npz, read_sequence_npz_bytes, write_sequence_npz,
+    SequenceDataset,
+};
+pub use figures::plot_mixing_matrices;
+pub use recovery::{
+    recover_sequence_heads, sequence_heads_to_coef, sequence_nonconvex_objective,
+    sequence_objective, SequenceHead,
+};
+pub use synthetic::{generate_sequence, parse_sequence_synthetic, SequenceSyntheticSpec};
+
+use std::time::Instant;
+
+use crate::error::{invalid, Error, Result};
+use crate::loss::{Loss, SampleLoss};
+use crate::solver::{Certificate, SolverOptions, StopReason};
+
+/// Largest memory, in bytes, the solver's coefficient buffers may take.
+pub const MAX_SEQUENCE_BYTES: u64 = 2 << 30;
+
+/// Coefficient-sized (n²·d·c) buffers the solver keeps: the pair (C⁺, C⁻)
+/// three times (iterate, previous iterate, extrapolated point) and three
+/// work matrices (C in product layout, the gradient in both layouts).
+pub const SEQUENCE_BUFFERS: u64 = 9;
+
+/// The bytes the solver's coefficient buffers need for n tokens, d features
+/// and c outputs: n²·d·c·8·[`SEQUENCE_BUFFERS`] (None on overflow).
+pub fn sequence_bytes(n: usize, d: usize, c: usize) -> Option<u64> {
+    (n as u64)
+        .checked_mul(n as u64)?
+        .checked_mul(d as u64)?
+        .checked_mul(c as u64)?
+        .checked_mul(8 * SEQUENCE_BUFFERS)
+}
+
+/// `Error::TooLarge` when the program for (n, d, c) would not fit.
+pub fn check_sequence_size(n: usize, d: usize, c: usize) -> Result<()> {
+    match sequence_bytes(n, d, c) {
+        Some(b) if b <= MAX_SEQUENCE_BYTES => Ok(()),
+        b => Err(Error::TooLarge(format!(
+            "the sequence program with n = {n} tokens, d = {d} features and c = {c} outputs has \
+             2·n²·d·c = {} parameters and needs {} bytes of solver buffers, above the limit of \
+             {MAX_SEQUENCE_BYTES} bytes: use the vector program (--model vector-l1) per output \
+             row for long sequences",
+            [n, n, d, c]
+                .iter()
+                .try_fold(2u128, |acc, &v| acc.checked_mul(v as u128))
+                .map_or("more than 2^128".to_string(), |p| p.to_string()),
+            b.map_or("more than 2^64".to_string(), |b| b.to_string()),
+        ))),
+    }
+}
+
+/// A solution of the sequence program, with its certificate, costs and heads.
+#[derive(Clone, Debug)]
+pub struct SequenceSolution {
+    /// C_{ql}, d·c matrices n×n: C_{ql}[r, k] at ((q·c + l)·n + r)·n + k
+    /// ([`operator::matrix_index`]). Every matrix has equal row sums.
+    pub coef: Vec<f64>,
+    pub n_tokens: usize,
+    pub n_features: usize,
+    pub n_outputs: usize,
+    pub beta: f64,
+    /// Primal P(C), dual D(θ), gap and relative gap at `coef`.
+    pub certificate: Certificate,
+    pub iterations: usize,
+    /// Matrix products over all of the data (forward or adjoint), SPEC §5.
+    pub data_passes: f64,
+    pub seconds: f64,
+    pub stop: StopReason,
+    /// Heads recovered from `coef` (SPEC §4c (ii)).
+    pub heads: Vec<SequenceHead>,
+    /// The nonconvex objective of eq. (30) evaluated on `heads`.
+    pub nonconvex_objective: f64,
+}
+
+impl SequenceSolution {
+    pub fn converged(&self) -> bool {
+        self.stop == StopReason::Converged
+    }
+
+    /// The n×n matrix C_{ql}, row-major.
+    pub fn matrix(&self, q: usize, l: usize) -> &[f64] {
+        let nn = self.n_tokens * self.n_tokens;
+        let b = q * self.n_outputs + l;
+        &self.coef[b * nn..(b + 1) * nn]
+    }
+
+    /// The (q, l) whose matrix is not zero.
+    pub fn active_matrices(&self) -> Vec<(usize, usize)> {
+        let nn = self.n_tokens * self.n_tokens;
+        self.coef
+            .chunks_exact(nn)
+            .enumerate()
+            .filter(|(_, m)| m.iter().any(|&v| v != 0.0))
+            .map(|(b, _)| (b / self.n_outputs, b % self.n_outputs))
+            .collect()
+    }
+
+    /// Predictions (N×n×c) on `data`.
+    pub fn predict(&self, data: &SequenceDataset) -> Result<Vec<f64>> {
+        let (_, n, d, c) = data.shape();
+        if (n, d, c) != (self.n_tokens, self.n_features, self.n_outputs) {
+            return invalid(format!(
+                "the model has n = {}, d = {}, c = {} but the data have n = {n}, d = {d}, c = {c}",
+                self.n_tokens, self.n_features, self.n_outputs
+            ));
+        }
+        Ok(recovery::coef_predictions(&self.coef, data))
+    }
+}
+
+fn check_inputs(data: &SequenceDataset, loss: Loss, beta: f64) -> Result<()> {
+    data.validate()?;
+    check_sequence_targets(loss, data)?;
+    if !(beta > 0.0 && beta.is_finite()) {
+        return invalid(format!("beta must be a positive number, got {beta}"));
+    }
+    let (_, n, d, c) = data.shape();
+    check_sequence_size(n, d, c)
+}
+
+/// β_max = max_{ql} max(Σ_r max_k G⁰_{ql}, Σ_r max_k (−G⁰_{ql})) with
+/// G⁰ = 𝒜ᵀθ⁰, θ⁰ = −∇L(0): the smallest β at which C = 0 is optimal.
+pub fn sequence_beta_max(data: &SequenceDataset, loss: Loss) -> Result<f64> {
+    data.validate()?;
+    check_sequence_targets(loss, data)?;
+    let (n_s, n, d, c) = data.shape();
+    check_sequence_size(n, d, c)?;
+    let op = operator::SequenceOperator::new(data);
+    let zero = vec![0.0; c];
+    let mut grad = vec![0.0; n_s * n * c];
+    for (g, y) in grad.chunks_exact_mut(c).zip(data.y.chunks_exact(c)) {
+        loss.value_grad(&zero, y, g);
+    }
+    let mut gprod = vec![0.0; op.n_coef()];
+    let mut gmat = vec![0.0; op.n_coef()];
+    op.adjoint(&grad, &mut gprod);
+    op.from_product(&gprod, &mut gmat);
+    // The constraint is symmetric in ±G, so G = 𝒜ᵀ∇L serves for 𝒜ᵀθ⁰ = −G.
+    Ok(solver::max_constraint(&gmat, n))
+}
+
+/// Solves the sequence program at `beta` to relative gap `opts.tol` (FISTA
+/// with restart on the split form; `opts.screening`, `working_sets` and
+/// `ws_start` do not apply), recovers the heads and evaluates them in the
+/// nonconvex objective.
+pub fn solve_sequence(
+    data: &SequenceDataset,
+    loss: Loss,
+    beta: f64,
+    opts: &SolverOptions,
+) -> Result<SequenceSolution> {
+    opts.validate()?;
+    check_inputs(data, loss, beta)?;
+    let start = Instant::now();
+    let out = solver::run(data, loss, beta, opts, start);
+    let (_, n, d, c) = data.shape();
+    let heads = recover_sequence_heads(&out.coef, n, d, c)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let nonconvex_objective = sequence_nonconvex_objective(&heads, data, loss, beta);
+    Ok(SequenceSolution {
+        coef: out.coef,
+        n_tokens: n,
+        n_features: d,
+        n_outputs: c,
+        beta,
+        certificate: out.certificate,
+        iterations: out.iterations,
+        data_passes: out.passes,
+        seconds,
+        stop: out.stop,
+        heads,
+        nonconvex_objective,
+    })
+}
+
+/// What a sequence solve reports (report.json for `fit --model sequence`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SequenceReport {
+    pub model: &'static str,
+    pub loss: String,
+    pub n_samples: usize,
+    pub n_tokens: usize,
+    pub n_features: usize,
+    pub n_outputs: usize,
+    pub beta: f64,
+    pub beta_max: f64,
+    pub objective: f64,
+    pub dual_objective: f64,
+    pub duality_gap: f64,
+    pub relative_gap: f64,
+    pub converged: bool,
+    pub stop_reason: StopReason,
+    pub iterations: usize,
+    pub data_passes: f64,
+    pub seconds: f64,
+    /// The nonconvex objective (eq. 30) of the recovered heads.
+    pub nonconvex_objective: f64,
+    /// |nonconvex − objective| / max(1, |objective|).
+    pub recovery_relative_difference: f64,
+    /// The (q, l) with a nonzero matrix C_{ql}.
+    pub active_matrices: Vec<(usize, usize)>,
+    pub n_heads: usize,
+    pub heads: Vec<SequenceHead>,
+    /// Per position: mean squared error (real targets) or misclassification rate.
+    pub train_error: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation_error: Option<f64>,
+}
+
+impl SequenceReport {
+    pub fn new(
+        data: &SequenceDataset,
+        loss: Loss,
+        sol: &SequenceSolution,
+        beta_max: f64,
+        val: Option<&SequenceDataset>,
+    ) -> Result<SequenceReport> {
+        let objective = sol.certificate.primal;
+        let train_yhat = sol.predict(data)?;
+        let validation_error = match val {
+            Some(v) => Some(sequence_error(loss, v, &sol.predict(v)?)),
+            None => None,
+        };
+        Ok(SequenceReport {
+            model: "sequence",
+            loss: loss.name(),
+            n_samples: data.n_samples,
+            n_tokens: data.n_tokens,
+            n_features: data.n_features,
+            n_outputs: data.n_outputs,
+            beta: sol.beta,
+            beta_max,
+            objective,
+            dual_objective: sol.certificate.dual,
+            duality_gap: sol.certificate.gap,
+            relative_gap: sol.certificate.relative_gap,
+            converged: sol.converged(),
+            stop_reason: sol.stop,
+            iterations: sol.iterations,
+            data_passes: sol.data_passes,
+            seconds: sol.seconds,
+            nonconvex_objective: sol.nonconvex_objective,
+            recovery_relative_difference: (sol.nonconvex_objective - objective).abs()
+                / objective.abs().max(1.0),
+            active_matrices: sol.active_matrices(),
+            n_heads: sol.heads.len(),
+            heads: sol.heads.clone(),
+            train_error: sequence_error(loss, data, &train_yhat),
+            validation_error,
+        })
+    }
+}
+
+/// Per position: mean of Σ_l (ŷ − y)² (regression losses), or the
+/// misclassification rate (sign for logistic, argmax for cross-entropy).
+pub fn sequence_error(loss: Loss, data: &SequenceDataset, yhat: &[f64]) -> f64 {
+    let c = data.n_outputs;
+    let rows = (data.n_samples * data.n_tokens) as f64;
+    let pairs = yhat.chunks_exact(c).zip(data.y.chunks_exact(c));
+    match loss {
+        Loss::Logistic => {
+            pairs
+                .filter(|(p, y)| (if p[0] >= 0.0 { 1.0 } else { -1.0 }) != y[0])
+                .count() as f64
+                / rows
+        }
+        Loss::CrossEntropy => {
+            pairs
+                .filter(|(p, y)| crate::report::argmax(p) != crate::report::argmax(y))
+                .count() as f64
+                / rows
+        }
+        Loss::Squared | Loss::Huber(_) => {
+            pairs
+                .map(|(p, y)| p.iter().zip(y).map(|(a, b)| (a - b) * (a - b)).sum::<f64>())
+                .sum::<f64>()
+                / rows
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
