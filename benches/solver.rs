@@ -15,7 +15,9 @@ fn solves(c: &mut Criterion) {
     for s in SIZES {
         let data = instance(&s).expect("instance");
         let opts = SolverOptions::default();
-        g.bench_function(s.name, |b| b.iter(|| black_box(run(&s, &data, &opts).expect("solve"))));
+        g.bench_function(s.name, |b| {
+            b.iter(|| black_box(run(&s, &data, &opts).expect("solve")))
+        });
     }
     g.finish();
 }

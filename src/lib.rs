@@ -15,12 +15,11 @@
 //! - [`sequence`]: the sequence-output program (SPEC §4c), certified, with its heads;
 //! - [`model`], [`report`], [`plot`]: saving, reporting and drawing results.
 
+pub mod baselines;
 pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod error;
-pub mod grok;
-pub mod layer;
 pub mod loss;
 pub mod model;
 pub mod operator;

@@ -133,7 +133,10 @@ impl Model {
         )?;
         let intercept = read("intercept", vec![header.n_outputs])?;
         let gates = match header.gates {
-            Some(spec) => Some(read("gates", vec![spec.n_gates, header.n_tokens, header.n_features])?),
+            Some(spec) => Some(read(
+                "gates",
+                vec![spec.n_gates, header.n_tokens, header.n_features],
+            )?),
             None => None,
         };
         Ok(Model {

@@ -47,7 +47,12 @@ pub struct SolveReport {
 impl SolveReport {
     /// Builds the report: recovers the heads and evaluates them in the
     /// nonconvex objective; `val` adds the held-out error.
-    pub fn new(problem: &Problem, sol: &Solution, beta_max: f64, val: Option<&Dataset>) -> SolveReport {
+    pub fn new(
+        problem: &Problem,
+        sol: &Solution,
+        beta_max: f64,
+        val: Option<&Dataset>,
+    ) -> SolveReport {
         Self::with_gated_val(problem, sol, beta_max, val, None)
     }
 
@@ -82,7 +87,8 @@ impl SolveReport {
         let objective = sol.certificate.primal;
         let active = sol.active_blocks(c * d);
         let gated = problem.op.gates.is_some();
-        let active_gate_tokens = gated.then(|| active.iter().map(|&b| problem.op.block_parts(b)).collect());
+        let active_gate_tokens =
+            gated.then(|| active.iter().map(|&b| problem.op.block_parts(b)).collect());
         let per_output = (problem.penalty == Penalty::GroupL2 && c > 1).then(|| {
             (0..c)
                 .map(|l| {

@@ -330,7 +330,11 @@ fn gated_agrees_with_clarabel_on_the_expanded_problem() {
             let (n, t, d, c) = inst.ds.shape();
             let spec = GateSpec {
                 n_gates: 3,
-                kind: if index % 2 == 0 { GateKind::Gaussian } else { GateKind::Samples },
+                kind: if index % 2 == 0 {
+                    GateKind::Gaussian
+                } else {
+                    GateKind::Samples
+                },
                 tokenwise: index % 3 == 0,
                 seed: index as u64,
             };
@@ -353,15 +357,23 @@ fn gated_agrees_with_clarabel_on_the_expanded_problem() {
             let mut p = Problem::new(op, case.loss, case.penalty, 1.0, inst.intercept).unwrap();
             p.beta = inst.beta_frac * beta_max(&p);
             let what = format!("gated {} #{index} (N={n}, n={t}, d={d}, c={c})", case.name);
-            let reference = reference_solve(&expanded, case.loss, case.penalty, p.beta, inst.intercept)
-                .unwrap_or_else(|e| panic!("{what}: reference failed: {e}"));
+            let reference =
+                reference_solve(&expanded, case.loss, case.penalty, p.beta, inst.intercept)
+                    .unwrap_or_else(|e| panic!("{what}: reference failed: {e}"));
             let sol = solve(&p, &opts, None).unwrap();
             assert!(sol.converged(), "{what}: not converged");
             let rel = (sol.certificate.primal - reference).abs() / reference.abs().max(1.0);
-            assert!(rel <= VALUE_TOL, "{what}: ours {} vs reference {reference}: {rel:.3e}", sol.certificate.primal);
+            assert!(
+                rel <= VALUE_TOL,
+                "{what}: ours {} vs reference {reference}: {rel:.3e}",
+                sol.certificate.primal
+            );
             assert_brackets(&sol, reference, &what);
             worst = worst.max(rel);
         }
-        eprintln!("gated {:<28} {INSTANCES} instances, worst relative difference {worst:.3e}", case.name);
+        eprintln!(
+            "gated {:<28} {INSTANCES} instances, worst relative difference {worst:.3e}",
+            case.name
+        );
     }
 }

@@ -25,13 +25,36 @@ const DATA: &str = "synthetic:N=300,n=10,d=4,active=2,noise=0.05,seed=3";
 #[test]
 fn fit_writes_a_certified_report_and_a_model_that_predicts() {
     let dir = tempfile::tempdir().unwrap();
-    let o = cf(&["fit", "--data", DATA, "--beta-frac", "0.2", "--val-frac", "0.2", "--out", "fit"], dir.path());
+    let o = cf(
+        &[
+            "fit",
+            "--data",
+            DATA,
+            "--beta-frac",
+            "0.2",
+            "--val-frac",
+            "0.2",
+            "--out",
+            "fit",
+        ],
+        dir.path(),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let r = json(&dir.path().join("fit/report.json"));
     let res = &r["result"];
     for key in [
-        "objective", "dual_objective", "duality_gap", "relative_gap", "iterations", "data_passes", "seconds", "beta",
-        "active_tokens", "converged", "nonconvex_objective", "heads",
+        "objective",
+        "dual_objective",
+        "duality_gap",
+        "relative_gap",
+        "iterations",
+        "data_passes",
+        "seconds",
+        "beta",
+        "active_tokens",
+        "converged",
+        "nonconvex_objective",
+        "heads",
     ] {
         assert!(!res[key].is_null(), "report lacks {key}");
     }
@@ -43,23 +66,50 @@ fn fit_writes_a_certified_report_and_a_model_that_predicts() {
     assert!(r["command"].as_str().unwrap().contains("--beta-frac 0.2"));
 
     // Predict on data written to .npz, with metrics.
-    let (ds, _) = convexformer::data::synthetic::generate(&convexformer::data::synthetic::parse(DATA).unwrap()).unwrap();
+    let (ds, _) = convexformer::data::synthetic::generate(
+        &convexformer::data::synthetic::parse(DATA).unwrap(),
+    )
+    .unwrap();
     write_npz(&dir.path().join("d.npz"), &ds).unwrap();
-    let o = cf(&["predict", "--model", "fit", "--data", "d.npz", "--out", "p.npy"], dir.path());
+    let o = cf(
+        &[
+            "predict", "--model", "fit", "--data", "d.npz", "--out", "p.npy",
+        ],
+        dir.path(),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(dir.path().join("p.npy").exists());
     let m = json(&dir.path().join("p.metrics.json"));
     assert!(m["error"].as_f64().unwrap() < 0.5, "{m}");
     // Inputs without targets: predictions, no metrics.
-    let x = ndarray::Array3::from_shape_vec((ds.n_samples, ds.n_tokens, ds.n_features), ds.x.clone()).unwrap();
-    let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(dir.path().join("xonly.npz")).unwrap());
+    let x =
+        ndarray::Array3::from_shape_vec((ds.n_samples, ds.n_tokens, ds.n_features), ds.x.clone())
+            .unwrap();
+    let mut npz =
+        ndarray_npy::NpzWriter::new(std::fs::File::create(dir.path().join("xonly.npz")).unwrap());
     npz.add_array("X", &x).unwrap();
     npz.finish().unwrap();
-    let o = cf(&["predict", "--model", "fit", "--data", "xonly.npz", "--out", "q.npy"], dir.path());
+    let o = cf(
+        &[
+            "predict",
+            "--model",
+            "fit",
+            "--data",
+            "xonly.npz",
+            "--out",
+            "q.npy",
+        ],
+        dir.path(),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(dir.path().join("q.npy").exists() && !dir.path().join("q.metrics.json").exists());
     // Refuses to overwrite the predictions without --force.
-    let o = cf(&["predict", "--model", "fit", "--data", "d.npz", "--out", "p.npy"], dir.path());
+    let o = cf(
+        &[
+            "predict", "--model", "fit", "--data", "d.npz", "--out", "p.npy",
+        ],
+        dir.path(),
+    );
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--force"));
 }
@@ -67,7 +117,20 @@ fn fit_writes_a_certified_report_and_a_model_that_predicts() {
 #[test]
 fn path_writes_csv_and_plots() {
     let dir = tempfile::tempdir().unwrap();
-    let o = cf(&["path", "--data", DATA, "--betas", "6", "--model", "vector-l1", "--out", "p"], dir.path());
+    let o = cf(
+        &[
+            "path",
+            "--data",
+            DATA,
+            "--betas",
+            "6",
+            "--model",
+            "vector-l1",
+            "--out",
+            "p",
+        ],
+        dir.path(),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let csv = std::fs::read_to_string(dir.path().join("p/path.csv")).unwrap();
     assert_eq!(csv.lines().count(), 7);
@@ -75,7 +138,13 @@ fn path_writes_csv_and_plots() {
     for f in ["active_tokens", "group_norms", "token_sparsity"] {
         for ext in ["png", "svg"] {
             let p = dir.path().join(format!("p/{f}.{ext}"));
-            assert!(std::fs::metadata(&p).map(|m| m.len() > 100).unwrap_or(false), "{}", p.display());
+            assert!(
+                std::fs::metadata(&p)
+                    .map(|m| m.len() > 100)
+                    .unwrap_or(false),
+                "{}",
+                p.display()
+            );
         }
     }
 }
@@ -84,16 +153,49 @@ fn path_writes_csv_and_plots() {
 fn classification_programs_run() {
     let dir = tempfile::tempdir().unwrap();
     for (model, loss, data) in [
-        ("scalar", "logistic", "synthetic:N=200,n=6,d=3,kind=binary,active=2"),
-        ("vector-l1", "cross-entropy", "synthetic:N=200,n=6,d=3,c=3,kind=classes,active=2"),
-        ("vector-l2", "cross-entropy", "synthetic:N=200,n=6,d=3,c=3,kind=classes,active=2"),
+        (
+            "scalar",
+            "logistic",
+            "synthetic:N=200,n=6,d=3,kind=binary,active=2",
+        ),
+        (
+            "vector-l1",
+            "cross-entropy",
+            "synthetic:N=200,n=6,d=3,c=3,kind=classes,active=2",
+        ),
+        (
+            "vector-l2",
+            "cross-entropy",
+            "synthetic:N=200,n=6,d=3,c=3,kind=classes,active=2",
+        ),
     ] {
         let out = format!("o-{model}-{loss}");
-        let o = cf(&["fit", "--data", data, "--model", model, "--loss", loss, "--beta-frac", "0.3", "--intercept", "--out", &out], dir.path());
+        let o = cf(
+            &[
+                "fit",
+                "--data",
+                data,
+                "--model",
+                model,
+                "--loss",
+                loss,
+                "--beta-frac",
+                "0.3",
+                "--intercept",
+                "--out",
+                &out,
+            ],
+            dir.path(),
+        );
         assert!(o.status.success(), "{model} {loss}: {}", stderr(&o));
         let r = json(&dir.path().join(out).join("report.json"));
         assert_eq!(r["result"]["converged"], true);
-        assert!(r["result"]["recovery_relative_difference"].as_f64().unwrap() <= 1e-9);
+        assert!(
+            r["result"]["recovery_relative_difference"]
+                .as_f64()
+                .unwrap()
+                <= 1e-9
+        );
     }
 }
 
@@ -102,22 +204,114 @@ fn bad_input_fails_cleanly_and_overwrites_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
     let cases: &[(&[&str], &str)] = &[
-        (&["fit", "--data", DATA, "--beta", "0", "--out", "a"], "beta"),
-        (&["fit", "--data", DATA, "--beta", "-1", "--out", "a"], "beta"),
+        (
+            &["fit", "--data", DATA, "--beta", "0", "--out", "a"],
+            "beta",
+        ),
+        (
+            &["fit", "--data", DATA, "--beta", "-1", "--out", "a"],
+            "beta",
+        ),
         (&["fit", "--data", DATA, "--out", "a"], "--beta"),
-        (&["fit", "--data", DATA, "--beta", "1", "--tol", "0", "--out", "a"], "tol"),
-        (&["fit", "--data", DATA, "--beta", "1", "--model", "mlp", "--out", "a"], "unknown model"),
-        (&["fit", "--data", DATA, "--beta", "1", "--loss", "hinge", "--out", "a"], "unknown loss"),
-        (&["fit", "--data", DATA, "--beta", "1", "--loss", "logistic", "--out", "a"], "logistic"),
-        (&["fit", "--data", "synthetic:N=0", "--beta", "1", "--out", "a"], "N"),
-        (&["fit", "--data", "synthetic:foo=1", "--beta", "1", "--out", "a"], "foo"),
-        (&["fit", "--data", "missing.npz", "--beta", "1", "--out", "a"], "missing.npz"),
-        (&["fit", "--data", "bad.npz", "--beta", "1", "--out", "a"], "bad.npz"),
-        (&["fit", "--data", "nan.npz", "--beta", "1", "--out", "a"], "non-finite"),
-        (&["fit", "--data", "data.txt", "--beta", "1", "--out", "a"], ".npz"),
-        (&["fit", "--data", DATA, "--beta", "1", "--model", "scalar", "--out", "a", "--unknown"], "unexpected argument"),
-        (&["fit", "--data", "synthetic:c=2", "--beta", "1", "--model", "scalar", "--out", "a"], "one output"),
-        (&["predict", "--model", "nowhere", "--data", DATA, "--out", "x.npy"], "nowhere"),
+        (
+            &[
+                "fit", "--data", DATA, "--beta", "1", "--tol", "0", "--out", "a",
+            ],
+            "tol",
+        ),
+        (
+            &[
+                "fit", "--data", DATA, "--beta", "1", "--model", "mlp", "--out", "a",
+            ],
+            "unknown model",
+        ),
+        (
+            &[
+                "fit", "--data", DATA, "--beta", "1", "--loss", "hinge", "--out", "a",
+            ],
+            "unknown loss",
+        ),
+        (
+            &[
+                "fit", "--data", DATA, "--beta", "1", "--loss", "logistic", "--out", "a",
+            ],
+            "logistic",
+        ),
+        (
+            &[
+                "fit",
+                "--data",
+                "synthetic:N=0",
+                "--beta",
+                "1",
+                "--out",
+                "a",
+            ],
+            "N",
+        ),
+        (
+            &[
+                "fit",
+                "--data",
+                "synthetic:foo=1",
+                "--beta",
+                "1",
+                "--out",
+                "a",
+            ],
+            "foo",
+        ),
+        (
+            &["fit", "--data", "missing.npz", "--beta", "1", "--out", "a"],
+            "missing.npz",
+        ),
+        (
+            &["fit", "--data", "bad.npz", "--beta", "1", "--out", "a"],
+            "bad.npz",
+        ),
+        (
+            &["fit", "--data", "nan.npz", "--beta", "1", "--out", "a"],
+            "non-finite",
+        ),
+        (
+            &["fit", "--data", "data.txt", "--beta", "1", "--out", "a"],
+            ".npz",
+        ),
+        (
+            &[
+                "fit",
+                "--data",
+                DATA,
+                "--beta",
+                "1",
+                "--model",
+                "scalar",
+                "--out",
+                "a",
+                "--unknown",
+            ],
+            "unexpected argument",
+        ),
+        (
+            &[
+                "fit",
+                "--data",
+                "synthetic:c=2",
+                "--beta",
+                "1",
+                "--model",
+                "scalar",
+                "--out",
+                "a",
+            ],
+            "one output",
+        ),
+        (
+            &[
+                "predict", "--model", "nowhere", "--data", DATA, "--out", "x.npy",
+            ],
+            "nowhere",
+        ),
     ];
     std::fs::write(p.join("bad.npz"), b"PK\x03\x04 definitely not a zip").unwrap();
     std::fs::write(p.join("data.txt"), b"1 2 3").unwrap();
@@ -126,7 +320,8 @@ fn bad_input_fails_cleanly_and_overwrites_nothing() {
     x[[1, 0, 1]] = f64::NAN;
     let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(p.join("nan.npz")).unwrap());
     npz.add_array("X", &x).unwrap();
-    npz.add_array("y", &ndarray::Array1::<f64>::ones(4)).unwrap();
+    npz.add_array("y", &ndarray::Array1::<f64>::ones(4))
+        .unwrap();
     npz.finish().unwrap();
     for (args, needle) in cases {
         let o = cf(args, p);
@@ -138,14 +333,35 @@ fn bad_input_fails_cleanly_and_overwrites_nothing() {
     // An output folder with the user's file in it is refused, the file untouched.
     std::fs::create_dir(p.join("mine")).unwrap();
     std::fs::write(p.join("mine/notes.txt"), "keep me").unwrap();
-    let o = cf(&["fit", "--data", DATA, "--beta-frac", "0.5", "--out", "mine"], p);
+    let o = cf(
+        &["fit", "--data", DATA, "--beta-frac", "0.5", "--out", "mine"],
+        p,
+    );
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--force"));
-    assert_eq!(std::fs::read_to_string(p.join("mine/notes.txt")).unwrap(), "keep me");
+    assert_eq!(
+        std::fs::read_to_string(p.join("mine/notes.txt")).unwrap(),
+        "keep me"
+    );
     assert!(!p.join("mine/report.json").exists());
-    let o = cf(&["fit", "--data", DATA, "--beta-frac", "0.5", "--out", "mine", "--force"], p);
+    let o = cf(
+        &[
+            "fit",
+            "--data",
+            DATA,
+            "--beta-frac",
+            "0.5",
+            "--out",
+            "mine",
+            "--force",
+        ],
+        p,
+    );
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(std::fs::read_to_string(p.join("mine/notes.txt")).unwrap(), "keep me");
+    assert_eq!(
+        std::fs::read_to_string(p.join("mine/notes.txt")).unwrap(),
+        "keep me"
+    );
 }
 
 #[test]
@@ -155,9 +371,15 @@ fn the_demo_recovers_the_planted_tokens_with_certificates() {
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("certified: 12/12"), "{out}");
-    assert!(out.contains("reproduce the convex objective in 12/12"), "{out}");
+    assert!(
+        out.contains("reproduce the convex objective in 12/12"),
+        "{out}"
+    );
     assert!(out.contains("planted tokens recovered"), "{out}");
-    assert!(dir.path().join("convexformer-demo/token_sparsity.png").exists());
+    assert!(dir
+        .path()
+        .join("convexformer-demo/token_sparsity.png")
+        .exists());
     // A second demo run replaces its own output.
     let o = cf(&[], dir.path());
     assert!(o.status.success(), "{}", stderr(&o));
@@ -167,37 +389,105 @@ fn the_demo_recovers_the_planted_tokens_with_certificates() {
 fn gated_model_fits_saves_its_gates_and_predicts() {
     let dir = tempfile::tempdir().unwrap();
     let o = cf(
-        &["fit", "--data", DATA, "--model", "gated", "--gates", "4", "--gate-kind", "samples", "--beta-frac", "0.1", "--out", "g"],
+        &[
+            "fit",
+            "--data",
+            DATA,
+            "--model",
+            "gated",
+            "--gates",
+            "4",
+            "--gate-kind",
+            "samples",
+            "--beta-frac",
+            "0.1",
+            "--out",
+            "g",
+        ],
         dir.path(),
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let r = json(&dir.path().join("g/report.json"));
     assert_eq!(r["result"]["converged"], true);
-    assert!(r["result"]["recovery_relative_difference"].as_f64().unwrap() <= 1e-9);
-    assert!(r["result"]["active_gate_tokens"].as_array().is_some_and(|a| !a.is_empty()));
+    assert!(
+        r["result"]["recovery_relative_difference"]
+            .as_f64()
+            .unwrap()
+            <= 1e-9
+    );
+    assert!(r["result"]["active_gate_tokens"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty()));
     let train_err = r["result"]["train_error"].as_f64().unwrap();
     // Predicting on the training data through the saved gates gives the training error.
-    let (ds, _) = convexformer::data::synthetic::generate(&convexformer::data::synthetic::parse(DATA).unwrap()).unwrap();
+    let (ds, _) = convexformer::data::synthetic::generate(
+        &convexformer::data::synthetic::parse(DATA).unwrap(),
+    )
+    .unwrap();
     write_npz(&dir.path().join("d.npz"), &ds).unwrap();
-    let o = cf(&["predict", "--model", "g", "--data", "d.npz", "--out", "p.npy"], dir.path());
+    let o = cf(
+        &[
+            "predict", "--model", "g", "--data", "d.npz", "--out", "p.npy",
+        ],
+        dir.path(),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let m = json(&dir.path().join("p.metrics.json"));
-    assert!((m["error"].as_f64().unwrap() - train_err).abs() < 1e-9 * train_err.max(1.0), "{m} vs {train_err}");
-    let o = cf(&["fit", "--data", DATA, "--model", "gated", "--gates", "0", "--beta", "1", "--out", "h"], dir.path());
+    assert!(
+        (m["error"].as_f64().unwrap() - train_err).abs() < 1e-9 * train_err.max(1.0),
+        "{m} vs {train_err}"
+    );
+    let o = cf(
+        &[
+            "fit", "--data", DATA, "--model", "gated", "--gates", "0", "--beta", "1", "--out", "h",
+        ],
+        dir.path(),
+    );
     assert!(!o.status.success() && stderr(&o).contains("gate"));
 }
 
 #[test]
 fn sequence_model_is_certified_and_plots_its_mixing_matrices() {
     let dir = tempfile::tempdir().unwrap();
-    let o = cf(&["fit", "--model", "sequence", "--data", "synthetic:N=200,n=5,d=3,c=2", "--beta-frac", "0.1", "--out", "s"], dir.path());
+    let o = cf(
+        &[
+            "fit",
+            "--model",
+            "sequence",
+            "--data",
+            "synthetic:N=200,n=5,d=3,c=2",
+            "--beta-frac",
+            "0.1",
+            "--out",
+            "s",
+        ],
+        dir.path(),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let r = json(&dir.path().join("s/report.json"));
     assert_eq!(r["result"]["converged"], true);
-    assert!(r["result"]["recovery_relative_difference"].as_f64().unwrap() <= 1e-9);
+    assert!(
+        r["result"]["recovery_relative_difference"]
+            .as_f64()
+            .unwrap()
+            <= 1e-9
+    );
     assert!(dir.path().join("s/mixing_0.png").exists());
     // Too large for memory: refused with the size and the alternative.
-    let o = cf(&["fit", "--model", "sequence", "--data", "synthetic:N=2,n=4000,d=64,c=8", "--beta", "1", "--out", "big"], dir.path());
+    let o = cf(
+        &[
+            "fit",
+            "--model",
+            "sequence",
+            "--data",
+            "synthetic:N=2,n=4000,d=64,c=8",
+            "--beta",
+            "1",
+            "--out",
+            "big",
+        ],
+        dir.path(),
+    );
     assert!(!o.status.success());
     let e = stderr(&o);
     assert!(e.contains("bytes") && e.contains("vector-l1"), "{e}");

@@ -28,10 +28,13 @@ pub struct BenchArgs {
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     if a.training {
         use crate::baselines::bench::{training_benchmark, training_table, TRAINING_SIZE};
-        let r = training_benchmark(&TRAINING_SIZE, 2.0, 20)?;
+        let r = training_benchmark(&TRAINING_SIZE, 2.0, 5)?;
         print!("{}", training_table(&TRAINING_SIZE, &r));
         if let Some(p) = a.json {
-            write_json(&p, &serde_json::json!({ "size": TRAINING_SIZE, "results": r }))?;
+            write_json(
+                &p,
+                &serde_json::json!({ "size": TRAINING_SIZE, "results": r }),
+            )?;
         }
         return Ok(());
     }

@@ -60,7 +60,7 @@ pub struct CompareArgs {
     pub budget_seconds: f64,
     /// Comma-separated: simplex (with --parametrization), simplex-logits,
     /// simplex-projected, softmax.
-    #[arg(long, default_value = "simplex,softmax")]
+    #[arg(long, default_value = "simplex-projected,simplex-logits,softmax")]
     pub methods: String,
     /// How `simplex` keeps attention rows in the simplex: projected (projected
     /// gradient) or logits (softmax of logits).
@@ -69,7 +69,8 @@ pub struct CompareArgs {
     /// adam, adamw or sgd (with momentum).
     #[arg(long, default_value = "adam")]
     pub optimizer: String,
-    /// Peak learning rate (default: 0.05 for simplex attention, 0.01 for softmax attention).
+    /// Peak learning rate (default: 0.05 for projected simplex attention, 0.2
+    /// for simplex attention with logits, 0.01 for softmax attention).
     #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
     /// SGD momentum.
@@ -224,7 +225,8 @@ fn summarize(o: &TrainOutcome, cert: &Certificate, checked: bool) -> RunSummary 
     }
 }
 
-/// Seconds of a certified solve to relative gap `tol`.
+/// Seconds of a certified solve to relative gap `tol` (the fastest of three:
+/// these solves take milliseconds, where a busy machine's noise is large).
 fn convex_time_to(
     problem: &Problem,
     base: &SolverOptions,
@@ -234,8 +236,14 @@ fn convex_time_to(
         tol,
         ..base.clone()
     };
-    let s = solve(problem, &opts, None)?;
-    Ok((s.seconds, s.converged()))
+    let mut best = (f64::INFINITY, false);
+    for _ in 0..3 {
+        let s = solve(problem, &opts, None)?;
+        if s.seconds < best.0 {
+            best = (s.seconds, s.converged());
+        }
+    }
+    Ok(best)
 }
 
 pub fn run(a: CompareArgs) -> anyhow::Result<()> {
@@ -377,9 +385,10 @@ pub fn run(a: CompareArgs) -> anyhow::Result<()> {
             read_token: a.read_token,
             precision,
             optimizer,
-            lr: a.lr.unwrap_or(match m.model {
-                ModelKind::Simplex => 0.05,
-                ModelKind::Softmax => 0.01,
+            lr: a.lr.unwrap_or(match (m.model, m.parametrization) {
+                (ModelKind::Simplex, Parametrization::Projected) => 0.05,
+                (ModelKind::Simplex, Parametrization::Logits) => 0.2,
+                (ModelKind::Softmax, _) => 0.01,
             }),
             momentum: a.momentum,
             warmup_steps: a.warmup,
@@ -441,7 +450,7 @@ pub fn run(a: CompareArgs) -> anyhow::Result<()> {
 
     // 3. Outputs.
     std::fs::write(a.out.join("compare.csv"), csv).context("writing compare.csv")?;
-    let table = table(&summaries, &methods, &convex_times, sol.seconds, a.seeds);
+    let table = table(&summaries, &methods, &convex_times, &cert, a.seeds);
     let softmax_note = "softmax attention is a different model class (SPEC §2-3): its objective can legitimately fall below the convex optimum, so the lower-bound check is not applied to it; negative suboptimality means it fits this objective better than any simplex-attention model can";
     write_json(
         &a.out.join("summary.json"),
@@ -513,7 +522,7 @@ fn table(
     runs: &[RunSummary],
     methods: &[Method],
     convex: &[(f64, bool)],
-    convex_seconds: f64,
+    cert: &Certificate,
     seeds: usize,
 ) -> String {
     let mut s = String::new();
@@ -536,7 +545,7 @@ fn table(
         "convex (certified)",
         "-",
         "0 (reference)",
-        format!("{convex_seconds:.3} s"),
+        format!("gap {:.1e}", cert.relative_gap),
         conv(0),
         conv(1)
     );
@@ -566,7 +575,7 @@ fn table(
     }
     let _ = writeln!(
         s,
-        "(steps/s and final: median over {seeds} seed(s); best: over all seeds; times: median over the seeds that reached it, training seconds at the first recorded point; convex: a solve to that certified relative gap, its best column is the time of the reference solve)"
+        "(steps/s and final: median over {seeds} seed(s); best: over all seeds; times: median over the seeds that reached it, training seconds at the first recorded point; convex: a solve to that certified relative gap, fastest of 3; its best column is the reference solve's relative gap)"
     );
     s
 }
@@ -669,7 +678,7 @@ fn plot_outputs(
     heatmap(
         &out.join("attention_maps"),
         &Heatmap {
-            title: "Attention by head: convex (recovered), simplex (learned), softmax (read-out row, mean over samples)",
+            title: "Attention: convex, simplex (learned), softmax (read-out row, mean)",
             x_label: "token",
             y_label: "head",
             rows: names.len(),
@@ -684,8 +693,8 @@ fn plot_outputs(
 
 fn short(name: &str) -> &str {
     match name {
-        "simplex-projected" => "simplex-proj",
-        "simplex-logits" => "simplex-logit",
+        "simplex-projected" => "proj",
+        "simplex-logits" => "logit",
         other => other,
     }
 }

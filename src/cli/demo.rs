@@ -117,7 +117,11 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         "best validation error at beta/beta_max = {:.4}: active tokens {:?} ({})",
         best.beta / best.beta_max,
         best.active_tokens,
-        if best.active_tokens == planted { "the planted set" } else { "not the planted set" }
+        if best.active_tokens == planted {
+            "the planted set"
+        } else {
+            "not the planted set"
+        }
     );
     println!(
         "attention of the {} recovered heads is one-hot on tokens {:?}",

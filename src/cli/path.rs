@@ -1,7 +1,7 @@
 //! `convexformer path`: a warm-started β path with its table and plots.
 
-use super::common::{Gating, 
-    command_line, data_json, prepare_out_dir, progress, write_json, Loaded, ProblemArgs,
+use super::common::{
+    command_line, data_json, prepare_out_dir, progress, write_json, Gating, Loaded, ProblemArgs,
 };
 use crate::loss::Loss;
 use crate::operator::TokenOperator;
@@ -86,7 +86,13 @@ pub fn compute_path(
         .iter()
         .map(|s| {
             problem.beta = s.beta;
-            SolveReport::with_gated_val(&problem, s, bmax, loaded.val.as_ref(), gating.and_then(|g| g.val.as_ref()))
+            SolveReport::with_gated_val(
+                &problem,
+                s,
+                bmax,
+                loaded.val.as_ref(),
+                gating.and_then(|g| g.val.as_ref()),
+            )
         })
         .collect())
 }

@@ -4,8 +4,8 @@ use super::common::{command_line, prepare_out_dir, write_json};
 use super::fit::FitArgs;
 use crate::loss::Loss;
 use crate::sequence::{
-    generate_sequence, parse_sequence_synthetic, plot_mixing_matrices, read_sequence_npz, sequence_beta_max, solve_sequence,
-    SequenceDataset, SequenceReport,
+    generate_sequence, parse_sequence_synthetic, plot_mixing_matrices, read_sequence_npz,
+    sequence_beta_max, solve_sequence, SequenceDataset, SequenceReport,
 };
 use anyhow::bail;
 use rand::seq::SliceRandom;
@@ -26,11 +26,18 @@ fn load(spec: &str) -> anyhow::Result<SequenceDataset> {
     Ok(read_sequence_npz(path)?)
 }
 
-fn split(ds: SequenceDataset, frac: Option<f64>, seed: u64) -> anyhow::Result<(SequenceDataset, Option<SequenceDataset>)> {
+fn split(
+    ds: SequenceDataset,
+    frac: Option<f64>,
+    seed: u64,
+) -> anyhow::Result<(SequenceDataset, Option<SequenceDataset>)> {
     let Some(f) = frac else { return Ok((ds, None)) };
     let n_val = ((ds.n_samples as f64) * f).round() as usize;
     if !(f > 0.0 && f < 1.0) || n_val == 0 || n_val >= ds.n_samples {
-        bail!("--val-frac {f} of {} samples leaves an empty train or validation set", ds.n_samples);
+        bail!(
+            "--val-frac {f} of {} samples leaves an empty train or validation set",
+            ds.n_samples
+        );
     }
     let mut idx: Vec<usize> = (0..ds.n_samples).collect();
     idx.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
@@ -47,12 +54,18 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
     if a.problem.intercept {
         bail!("the sequence model fits no intercept: drop --intercept");
     }
-    let (train, val) = split(load(&a.problem.data)?, a.problem.val_frac, a.problem.split_seed)?;
+    let (train, val) = split(
+        load(&a.problem.data)?,
+        a.problem.val_frac,
+        a.problem.split_seed,
+    )?;
     let bmax = sequence_beta_max(&train, loss)?;
     let beta = match (a.beta, a.beta_frac) {
         (Some(b), _) => b,
         (None, Some(f)) => f * bmax,
-        (None, None) => bail!("give the regularization: --beta B (B > 0) or --beta-frac F (β = F·β_max)"),
+        (None, None) => {
+            bail!("give the regularization: --beta B (B > 0) or --beta-frac F (β = F·β_max)")
+        }
     };
     crate::problem::check_beta(beta)?;
     prepare_out_dir(&a.out, a.force)?;
@@ -80,6 +93,10 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
         report.n_heads,
         report.recovery_relative_difference
     );
-    println!("wrote {}/report.json and {} mixing-matrix plots", a.out.display(), plots.len());
+    println!(
+        "wrote {}/report.json and {} mixing-matrix plots",
+        a.out.display(),
+        plots.len()
+    );
     Ok(())
 }

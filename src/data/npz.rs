@@ -281,7 +281,11 @@ fn read_from(bytes: &[u8], path: &Path, require_y: bool) -> Result<(Dataset, boo
         }
     }
     let x = read_array(&mut npz, "X", path)?;
-    let y = if has_y { read_array(&mut npz, "y", path)? } else { zero_targets(&x) };
+    let y = if has_y {
+        read_array(&mut npz, "y", path)?
+    } else {
+        zero_targets(&x)
+    };
     Ok((dataset_from_arrays(x, y, path)?, has_y))
 }
 

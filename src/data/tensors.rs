@@ -118,7 +118,11 @@ fn read_from(bytes: &[u8], path: &Path, require_y: bool) -> Result<(Dataset, boo
         }
     }
     let x = raw_array(&st, "X", path)?;
-    let y = if has_y { raw_array(&st, "y", path)? } else { super::npz::zero_targets(&x) };
+    let y = if has_y {
+        raw_array(&st, "y", path)?
+    } else {
+        super::npz::zero_targets(&x)
+    };
     Ok((dataset_from_arrays(x, y, path)?, has_y))
 }
 

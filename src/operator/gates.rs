@@ -63,8 +63,12 @@ impl Gates {
         let mut vectors = Vec::with_capacity(len);
         for _ in 0..spec.n_gates {
             match spec.kind {
-                GateKind::Gaussian => vectors.extend((0..t * d).map(|_| rng.sample::<f64, _>(StandardNormal))),
-                GateKind::Samples => vectors.extend_from_slice(train.sample(rng.random_range(0..n))),
+                GateKind::Gaussian => {
+                    vectors.extend((0..t * d).map(|_| rng.sample::<f64, _>(StandardNormal)))
+                }
+                GateKind::Samples => {
+                    vectors.extend_from_slice(train.sample(rng.random_range(0..n)))
+                }
             }
         }
         if spec.tokenwise {
@@ -116,7 +120,12 @@ mod tests {
     fn gates_are_seeded_tokenwise_and_sign_tests() {
         let ds = random_instance(30, 4, 3, 1, Loss::Squared, 0);
         for kind in [GateKind::Gaussian, GateKind::Samples] {
-            let spec = GateSpec { n_gates: 5, kind, tokenwise: true, seed: 9 };
+            let spec = GateSpec {
+                n_gates: 5,
+                kind,
+                tokenwise: true,
+                seed: 9,
+            };
             let g = Gates::draw(spec, &ds).unwrap();
             assert_eq!(g.vectors, Gates::draw(spec, &ds).unwrap().vectors);
             // Token-wise: gate p lives on row p mod n only.
@@ -130,12 +139,26 @@ mod tests {
             let m = g.masks(&ds).unwrap();
             for i in 0..30 {
                 for p in 0..5 {
-                    let s: f64 = ds.sample(i).iter().zip(&g.vectors[p * 12..(p + 1) * 12]).map(|(a, b)| a * b).sum();
+                    let s: f64 = ds
+                        .sample(i)
+                        .iter()
+                        .zip(&g.vectors[p * 12..(p + 1) * 12])
+                        .map(|(a, b)| a * b)
+                        .sum();
                     assert_eq!(m.mask[i * 5 + p], s >= 0.0);
                 }
             }
         }
-        assert!(Gates::draw(GateSpec { n_gates: 0, kind: GateKind::Gaussian, tokenwise: false, seed: 0 }, &ds).is_err());
+        assert!(Gates::draw(
+            GateSpec {
+                n_gates: 0,
+                kind: GateKind::Gaussian,
+                tokenwise: false,
+                seed: 0
+            },
+            &ds
+        )
+        .is_err());
         assert!(GateKind::parse("relu").is_err());
     }
 }

@@ -1,0 +1,701 @@
+//! Nonconvex baselines (issue #3): attention heads trained directly by
+//! gradient methods with candle autograd, to compare with the certified
+//! convex solve on equal terms.
+//!
+//! - [`simplex`]: simplex attention (SPEC §3), the nonconvex side of the convex
+//!   programs; its objective can never fall below the certified lower bound;
+//! - [`softmax`]: standard multi-head softmax attention (SPEC §2), a different
+//!   model class;
+//! - [`optim`]: Adam, AdamW, SGD with momentum; warmup and decay;
+//! - [`loss`]: the core's losses as tensor ops;
+//! - [`bench`]: training steps per second.
+//!
+//! [`train`] runs one configuration and records, at intervals, the step, the
+//! training seconds (evaluation excluded), the objective on the full training
+//! set evaluated exactly in f64, and the train and test errors.
+//!
+//! Scaling: the trainer differentiates P/N (for a minibatch B:
+//! (1/|B|) Σ_{i∈B} L_i + (1/N)·penalty, an unbiased estimate of P/N), so that
+//! learning rates do not depend on N; the minimizers are those of P.
+
+pub mod bench;
+pub mod loss;
+pub mod ops;
+pub mod optim;
+pub mod simplex;
+pub mod softmax;
+
+#[cfg(test)]
+mod tests;
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::data::Dataset;
+use crate::error::{invalid, Error, Result};
+use crate::loss::{Loss, SampleLoss};
+use crate::recovery::{head_predictions, nonconvex_objective, Head, OutputNorm};
+use crate::solver::Certificate;
+
+pub use optim::{Decay, OptimizerKind, Schedule};
+pub use simplex::{project_simplex, SimplexModel};
+pub use softmax::{SoftmaxModel, SoftmaxParams};
+
+/// Which model is trained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// Simplex attention (SPEC §3).
+    Simplex,
+    /// Softmax attention (SPEC §2).
+    Softmax,
+}
+
+impl ModelKind {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "simplex" => Ok(ModelKind::Simplex),
+            "softmax" => Ok(ModelKind::Softmax),
+            _ => invalid(format!("unknown model '{s}': use simplex or softmax")),
+        }
+    }
+}
+
+/// How simplex attention keeps a_j ∈ Δ_n.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Parametrization {
+    /// a_j = softmax(logits_j).
+    Logits,
+    /// a_j a parameter, projected onto Δ_n after every step.
+    Projected,
+}
+
+impl Parametrization {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "logits" | "softmax-logits" => Ok(Parametrization::Logits),
+            "projected" | "projection" => Ok(Parametrization::Projected),
+            _ => invalid(format!(
+                "unknown parametrization '{s}': use logits (softmax of logits) or projected (projected gradient)"
+            )),
+        }
+    }
+    pub fn name(&self) -> &'static str {
+        match self {
+            Parametrization::Logits => "logits",
+            Parametrization::Projected => "projected",
+        }
+    }
+}
+
+/// Floating-point type of the training computation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    F32,
+    F64,
+}
+
+impl Precision {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "f32" => Ok(Precision::F32),
+            "f64" => Ok(Precision::F64),
+            _ => invalid(format!("unknown dtype '{s}': use f32 or f64")),
+        }
+    }
+    pub fn dtype(&self) -> DType {
+        match self {
+            Precision::F32 => DType::F32,
+            Precision::F64 => DType::F64,
+        }
+    }
+    pub fn name(&self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F64 => "f64",
+        }
+    }
+}
+
+/// The objective a baseline minimizes: loss, β, output norm (of the convex
+/// program it is compared with; unused by softmax attention), intercept.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Objective {
+    pub loss: Loss,
+    pub beta: f64,
+    pub output_norm: OutputNorm,
+    pub intercept: bool,
+}
+
+impl Objective {
+    pub fn validate(&self, data: &Dataset) -> Result<()> {
+        crate::problem::check_beta(self.beta)?;
+        self.loss.check_targets(data)
+    }
+}
+
+/// One training configuration.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Baseline {
+    pub model: ModelKind,
+    /// h ≥ 1.
+    pub heads: usize,
+    /// Simplex attention only.
+    pub parametrization: Parametrization,
+    /// Softmax attention only: d_k (default d).
+    pub key_dim: Option<usize>,
+    /// Softmax attention only: the read-out token (default the last).
+    pub read_token: Option<usize>,
+    pub precision: Precision,
+    pub optimizer: OptimizerKind,
+    /// Peak learning rate, > 0.
+    pub lr: f64,
+    /// SGD momentum μ ∈ [0, 1).
+    pub momentum: f64,
+    pub warmup_steps: usize,
+    pub decay: Decay,
+    /// Final learning rate as a fraction of `lr`.
+    pub min_lr_frac: f64,
+    /// Cap on optimizer steps (None: the time budget alone).
+    pub max_steps: Option<usize>,
+    /// Minibatch size (None: full batch).
+    pub batch_size: Option<usize>,
+    pub seed: u64,
+    /// Cap on training seconds (None: the step cap alone).
+    pub budget_seconds: Option<f64>,
+    /// About how many points to record (log-spaced in steps, plus evenly in time).
+    pub record_points: usize,
+}
+
+impl Default for Baseline {
+    fn default() -> Self {
+        Baseline {
+            model: ModelKind::Simplex,
+            heads: 4,
+            parametrization: Parametrization::Projected,
+            key_dim: None,
+            read_token: None,
+            precision: Precision::F64,
+            optimizer: OptimizerKind::Adam,
+            lr: 0.02,
+            momentum: 0.9,
+            warmup_steps: 20,
+            decay: Decay::Cosine,
+            min_lr_frac: 0.01,
+            max_steps: None,
+            batch_size: None,
+            seed: 0,
+            budget_seconds: Some(10.0),
+            record_points: 200,
+        }
+    }
+}
+
+impl Baseline {
+    /// Checks the configuration against the data's shape.
+    pub fn validate(&self, data: &Dataset) -> Result<()> {
+        if self.heads == 0 {
+            return invalid("heads must be at least 1, got 0");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return invalid(format!(
+                "learning rate must be a positive finite number, got {}",
+                self.lr
+            ));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return invalid(format!("momentum must be in [0, 1), got {}", self.momentum));
+        }
+        if !(0.0..=1.0).contains(&self.min_lr_frac) {
+            return invalid(format!(
+                "the final learning-rate fraction must be in [0, 1], got {}",
+                self.min_lr_frac
+            ));
+        }
+        match (self.max_steps, self.budget_seconds) {
+            (None, None) => return invalid("give a step cap, a time budget, or both"),
+            (Some(0), _) => return invalid("the step cap must be at least 1"),
+            (_, Some(b)) if b.is_nan() || b <= 0.0 => {
+                return invalid(format!("the time budget must be positive seconds, got {b}"))
+            }
+            _ => {}
+        }
+        if let Some(b) = self.batch_size {
+            if b == 0 || b > data.n_samples {
+                return invalid(format!(
+                    "batch size must be in 1..={} (the number of training samples), got {b}",
+                    data.n_samples
+                ));
+            }
+        }
+        if self.key_dim == Some(0) {
+            return invalid("key dimension d_k must be at least 1");
+        }
+        if let Some(r) = self.read_token {
+            if r >= data.n_tokens {
+                return invalid(format!(
+                    "read-out token {r} is out of range: samples have {} tokens (0..{})",
+                    data.n_tokens, data.n_tokens
+                ));
+            }
+        }
+        if self.record_points == 0 {
+            return invalid("record at least 1 point");
+        }
+        Ok(())
+    }
+
+    /// A short name: `simplex-projected`, `simplex-logits` or `softmax`.
+    pub fn method_name(&self) -> String {
+        match self.model {
+            ModelKind::Simplex => format!("simplex-{}", self.parametrization.name()),
+            ModelKind::Softmax => "softmax".into(),
+        }
+    }
+}
+
+/// One recorded point of a run.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct TrainPoint {
+    pub step: usize,
+    /// Training seconds so far (evaluation excluded).
+    pub seconds: f64,
+    /// The objective on the full training set, in f64.
+    pub objective: f64,
+    pub train_error: f64,
+    pub test_error: Option<f64>,
+}
+
+/// What the callback of [`train`] tells the trainer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Stop,
+}
+
+/// The result of one run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TrainOutcome {
+    pub method: String,
+    pub seed: u64,
+    pub points: Vec<TrainPoint>,
+    pub steps: usize,
+    /// Training seconds (evaluation excluded).
+    pub seconds: f64,
+    /// Wall seconds including evaluation.
+    pub wall_seconds: f64,
+    pub final_objective: f64,
+    /// The objective became non-finite.
+    pub diverged: bool,
+    /// The callback stopped the run.
+    pub stopped_early: bool,
+    /// h×n, row-major: the attention rows (simplex), or the read-out row's
+    /// attention averaged over the training samples (softmax).
+    pub attention: Vec<f64>,
+    /// The learned heads (simplex attention).
+    pub heads: Option<Vec<Head>>,
+    pub intercept: Vec<f64>,
+}
+
+/// Either model.
+enum Model {
+    Simplex(SimplexModel),
+    Softmax(SoftmaxModel),
+}
+
+/// The f64 evaluation of a model on the training and test data.
+struct Evaluator<'a> {
+    obj: Objective,
+    train: &'a Dataset,
+    test: Option<&'a Dataset>,
+    x_train: Tensor,
+    x_test: Option<Tensor>,
+}
+
+impl<'a> Evaluator<'a> {
+    fn new(obj: Objective, train: &'a Dataset, test: Option<&'a Dataset>) -> Result<Self> {
+        Ok(Evaluator {
+            obj,
+            train,
+            test,
+            x_train: data_x(train, DType::F64)?,
+            x_test: match test {
+                Some(t) => Some(data_x(t, DType::F64)?),
+                None => None,
+            },
+        })
+    }
+
+    /// (objective, train error, test error).
+    fn eval(&self, model: &Model) -> Result<(f64, f64, Option<f64>)> {
+        let o = &self.obj;
+        match model {
+            Model::Simplex(m) => {
+                let heads = m.to_heads()?;
+                let b = m.intercept_f64()?;
+                let objective = nonconvex_objective(
+                    &heads,
+                    self.train,
+                    None,
+                    &b,
+                    o.loss,
+                    o.beta,
+                    o.output_norm,
+                );
+                let yhat = head_predictions(&heads, self.train, None, &b);
+                let test = self.test.map(|t| {
+                    let yt = head_predictions(&heads, t, None, &b);
+                    crate::report::error(o.loss, t, &yt)
+                });
+                Ok((
+                    objective,
+                    crate::report::error(o.loss, self.train, &yhat),
+                    test,
+                ))
+            }
+            Model::Softmax(m) => {
+                let m64 = m.to_f64()?;
+                let p = m64.params()?;
+                let yhat = to_f64_vec(&m64.predict(&self.x_train).map_err(cerr)?)?;
+                let c = self.train.n_outputs;
+                let fit: f64 = yhat
+                    .chunks_exact(c)
+                    .enumerate()
+                    .map(|(i, y)| o.loss.value(y, self.train.target(i)))
+                    .sum();
+                let sq = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>();
+                let pen = 0.5 * o.beta * (sq(&p.query) + sq(&p.key) + sq(&p.value) + sq(&p.output));
+                let test = match (self.test, &self.x_test) {
+                    (Some(t), Some(xt)) => {
+                        let yt = to_f64_vec(&m64.predict(xt).map_err(cerr)?)?;
+                        Some(crate::report::error(o.loss, t, &yt))
+                    }
+                    _ => None,
+                };
+                Ok((
+                    fit + pen,
+                    crate::report::error(o.loss, self.train, &yhat),
+                    test,
+                ))
+            }
+        }
+    }
+}
+
+/// Trains `cfg` on `train`, recording points (see the module doc); `on_point`
+/// sees every recorded point and may stop the run (or fail it).
+pub fn train(
+    cfg: &Baseline,
+    obj: &Objective,
+    train: &Dataset,
+    test: Option<&Dataset>,
+    mut on_point: impl FnMut(&TrainPoint) -> Result<Flow>,
+) -> Result<TrainOutcome> {
+    cfg.validate(train)?;
+    obj.validate(train)?;
+    if let Some(t) = test {
+        if (t.n_tokens, t.n_features, t.n_outputs)
+            != (train.n_tokens, train.n_features, train.n_outputs)
+        {
+            return invalid(format!(
+                "test data has tokens {}×{} and {} outputs, the training data {}×{} and {}",
+                t.n_tokens,
+                t.n_features,
+                t.n_outputs,
+                train.n_tokens,
+                train.n_features,
+                train.n_outputs
+            ));
+        }
+    }
+    let wall = Instant::now();
+    let (n_samples, n, d, c) = train.shape();
+    let dtype = cfg.precision.dtype();
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let model = match cfg.model {
+        ModelKind::Simplex => Model::Simplex(SimplexModel::init(
+            cfg.heads,
+            (n, d, c),
+            cfg.parametrization,
+            obj.intercept,
+            dtype,
+            &mut rng,
+        )?),
+        ModelKind::Softmax => Model::Softmax(SoftmaxModel::init(
+            cfg.heads,
+            cfg.key_dim.unwrap_or(d),
+            cfg.read_token.unwrap_or(n - 1),
+            (n, d, c),
+            obj.intercept,
+            dtype,
+            &mut rng,
+        )?),
+    };
+    let (decayed, plain, projected) = match &model {
+        Model::Simplex(m) => (
+            m.decayed_vars(obj.output_norm),
+            m.plain_vars(obj.output_norm),
+            m.projected_vars(),
+        ),
+        Model::Softmax(m) => (m.decayed_vars(), m.plain_vars(), vec![]),
+    };
+    let mut opt = optim::Stepper::new(
+        cfg.optimizer,
+        decayed,
+        plain,
+        projected,
+        cfg.lr,
+        cfg.momentum,
+        obj.beta / n_samples as f64,
+    )?;
+    let schedule = Schedule {
+        lr: cfg.lr,
+        warmup_steps: cfg.warmup_steps,
+        decay: cfg.decay,
+        min_lr_frac: cfg.min_lr_frac,
+    };
+    let decoupled = cfg.optimizer == OptimizerKind::AdamW;
+    let x = data_x(train, dtype)?;
+    let y = Tensor::from_slice(&train.y, (n_samples, c), &Device::Cpu)
+        .and_then(|t| t.to_dtype(dtype))
+        .map_err(cerr)?;
+    let eval = Evaluator::new(*obj, train, test)?;
+
+    let mut batches = Batcher::new(n_samples, cfg.batch_size, cfg.seed);
+    let mut points = Vec::new();
+    let mut train_secs = 0.0;
+    let mut next_log_step = 1usize;
+    let budget = cfg.budget_seconds.unwrap_or(f64::INFINITY);
+    let max_steps = cfg.max_steps.unwrap_or(usize::MAX);
+    let time_every = budget / cfg.record_points as f64;
+    let step_every = cfg
+        .max_steps
+        .map_or(usize::MAX, |s| (s / cfg.record_points).max(1));
+    let mut last_time_record = 0.0;
+    let mut diverged = false;
+    let mut stopped_early = false;
+
+    let mut record = |step: usize, secs: f64, points: &mut Vec<TrainPoint>| -> Result<Flow> {
+        let (objective, train_error, test_error) = eval.eval(&model)?;
+        let p = TrainPoint {
+            step,
+            seconds: secs,
+            objective,
+            train_error,
+            test_error,
+        };
+        points.push(p);
+        on_point(&p)
+    };
+    if record(0, 0.0, &mut points)? == Flow::Stop {
+        stopped_early = true;
+    }
+    let mut step = 0usize;
+    while !stopped_early && step < max_steps && train_secs < budget {
+        let t0 = Instant::now();
+        let progress = if cfg.max_steps.is_some() {
+            (step as f64 / max_steps as f64).max(train_secs / budget)
+        } else {
+            train_secs / budget
+        };
+        opt.set_lr(schedule.lr_at(step, progress));
+        let (xb, yb, nb) = match batches.next() {
+            None => (x.clone(), y.clone(), n_samples),
+            Some(idx) => {
+                let t = Tensor::from_slice(&idx, idx.len(), &Device::Cpu).map_err(cerr)?;
+                (
+                    x.index_select(&t, 0).map_err(cerr)?,
+                    y.index_select(&t, 0).map_err(cerr)?,
+                    idx.len(),
+                )
+            }
+        };
+        let (lw, pw) = (1.0 / nb as f64, 1.0 / n_samples as f64);
+        let value = match &model {
+            Model::Simplex(m) => m.weighted_objective(&xb, &yb, obj, lw, pw, decoupled),
+            Model::Softmax(m) => m.weighted_objective(&xb, &yb, obj, lw, pw, decoupled),
+        }
+        .map_err(cerr)?;
+        let v = value
+            .to_dtype(DType::F64)
+            .and_then(|t| t.to_scalar::<f64>())
+            .map_err(cerr)?;
+        if !v.is_finite() {
+            diverged = true;
+            train_secs += t0.elapsed().as_secs_f64();
+            step += 1;
+            break;
+        }
+        let grads = value.backward().map_err(cerr)?;
+        opt.step(&grads)?;
+        if let Model::Simplex(m) = &model {
+            m.project()?;
+        }
+        train_secs += t0.elapsed().as_secs_f64();
+        step += 1;
+        let due = step >= next_log_step
+            || step % step_every == 0
+            || train_secs - last_time_record >= time_every;
+        if due && step < max_steps && train_secs < budget {
+            next_log_step = next_log_step
+                .max(((step as f64) * 1.1).ceil() as usize)
+                .max(step + 1);
+            last_time_record = train_secs;
+            if record(step, train_secs, &mut points)? == Flow::Stop {
+                stopped_early = true;
+            }
+        }
+    }
+    if points.last().map(|p| p.step) != Some(step) {
+        record(step, train_secs, &mut points)?;
+    }
+    let final_objective = points.last().map(|p| p.objective).unwrap_or(f64::NAN);
+    let (attention, heads, intercept) = match &model {
+        Model::Simplex(m) => (m.attention_f64()?, Some(m.to_heads()?), m.intercept_f64()?),
+        Model::Softmax(m) => {
+            let m64 = m.to_f64()?;
+            let p = m64.read_attention(&eval.x_train).map_err(cerr)?;
+            // Mean over samples: h×n.
+            let mean = p.mean(0).map_err(cerr)?;
+            let b = m64.params()?.intercept.unwrap_or_else(|| vec![0.0; c]);
+            (to_f64_vec(&mean)?, None, b)
+        }
+    };
+    Ok(TrainOutcome {
+        method: cfg.method_name(),
+        seed: cfg.seed,
+        points,
+        steps: step,
+        seconds: train_secs,
+        wall_seconds: wall.elapsed().as_secs_f64(),
+        final_objective,
+        diverged,
+        stopped_early,
+        attention,
+        heads,
+        intercept,
+    })
+}
+
+/// Two process-wide settings that make candle training 2–5× faster, applied
+/// once. A library must not change its host process behind its back, so
+/// `train` does not call this: the `convexformer` binary does, at start-up.
+///
+/// - candle asks for its thread count before every product, and without
+///   `RAYON_NUM_THREADS` it re-reads the CPU list from /proc each time (a
+///   quarter of a small training step, measured). When the user has not set
+///   it, `RAYON_NUM_THREADS` is set to the count candle would find, after
+///   rayon's global pool (the solver's) has started with its own default, so
+///   neither count changes. `std::env` serializes the accesses.
+/// - candle allocates a fresh buffer for every op; glibc hands buffers above
+///   its mmap/trim thresholds back to the kernel on free, so every step pays
+///   page faults for the same sizes again (softmax attention ran 2.5× slower,
+///   measured). The thresholds are raised (mmap 32 MiB, the most glibc
+///   allows; trim 1 GiB): freed memory is kept for reuse instead.
+pub fn tune_process_for_training() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+            let _ = rayon::current_num_threads();
+            let n = candle_core::utils::get_num_threads();
+            std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        }
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        {
+            extern "C" {
+                fn mallopt(param: i32, value: i32) -> i32;
+            }
+            const M_TRIM_THRESHOLD: i32 = -1;
+            const M_MMAP_THRESHOLD: i32 = -3;
+            // SAFETY: mallopt only changes glibc's allocation thresholds; it
+            // is thread-safe and the values are within its documented ranges.
+            unsafe {
+                mallopt(M_MMAP_THRESHOLD, 32 << 20);
+                mallopt(M_TRIM_THRESHOLD, 1 << 30);
+            }
+        }
+    });
+}
+
+/// Minibatches: a fresh permutation every epoch (None for full batch).
+struct Batcher {
+    batch: Option<usize>,
+    order: Vec<u32>,
+    pos: usize,
+    rng: ChaCha8Rng,
+}
+
+impl Batcher {
+    fn new(n: usize, batch: Option<usize>, seed: u64) -> Self {
+        Batcher {
+            batch: batch.filter(|&b| b < n),
+            order: (0..n as u32).collect(),
+            pos: n,
+            rng: ChaCha8Rng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15),
+        }
+    }
+
+    fn next(&mut self) -> Option<Vec<u32>> {
+        let b = self.batch?;
+        if self.pos + b > self.order.len() {
+            self.order.shuffle(&mut self.rng);
+            self.pos = 0;
+        }
+        let idx = self.order[self.pos..self.pos + b].to_vec();
+        self.pos += b;
+        Some(idx)
+    }
+}
+
+/// The point-4 check of issue #3: a simplex-attention objective (of feasible
+/// heads) can never be below the certified lower bound `cert.dual`; a value
+/// below it by more than 1e-9·max(1, |P*|) means a bug in one of the two
+/// computations, and is an error naming both numbers.
+pub fn check_lower_bound(objective: f64, cert: &Certificate, what: &str) -> Result<()> {
+    let tol = 1e-9 * cert.primal.abs().max(1.0);
+    if objective.is_nan() || objective < cert.dual - tol {
+        return Err(Error::Invalid(format!(
+            "lower-bound check FAILED: {what} has objective {objective:.12e}, below the certified convex lower bound {:.12e} (convex primal {:.12e}, gap {:.3e}) by {:.3e}, more than the tolerance {tol:.1e}. Simplex attention cannot beat its convex program: one of the two computations has a bug",
+            cert.dual,
+            cert.primal,
+            cert.gap,
+            cert.dual - objective
+        )));
+    }
+    Ok(())
+}
+
+/// Maps a candle error into the crate's error.
+pub(crate) fn cerr(e: candle_core::Error) -> Error {
+    Error::Invalid(format!("tensor computation failed: {e}"))
+}
+
+/// `len` N(0, std²) values.
+pub(crate) fn randn_vec(rng: &mut ChaCha8Rng, len: usize, std: f64) -> Vec<f64> {
+    (0..len)
+        .map(|_| std * <StandardNormal as Distribution<f64>>::sample(&StandardNormal, rng))
+        .collect()
+}
+
+/// All values of a tensor as f64, row-major.
+pub(crate) fn to_f64_vec(t: &Tensor) -> Result<Vec<f64>> {
+    t.to_dtype(DType::F64)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1::<f64>())
+        .map_err(cerr)
+}
+
+/// The tokens of `data` as an N×n×d tensor of `dtype`.
+pub fn data_x(data: &Dataset, dtype: DType) -> Result<Tensor> {
+    let (n, t, d, _) = data.shape();
+    Tensor::from_slice(&data.x, (n, t, d), &Device::Cpu)
+        .and_then(|x| x.to_dtype(dtype))
+        .map_err(cerr)
+}
