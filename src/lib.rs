@@ -20,6 +20,8 @@ pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod error;
+pub mod grok;
+pub mod layer;
 pub mod loss;
 pub mod model;
 pub mod operator;

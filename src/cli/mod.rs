@@ -6,6 +6,7 @@ mod common;
 mod compare;
 mod demo;
 mod fit;
+mod grok;
 mod path;
 mod predict;
 mod sequence;
@@ -36,6 +37,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// The certified convex solve against simplex- and softmax-attention training; write compare.csv, summary.json and plots.
     Compare(Box<compare::CompareArgs>),
+    /// Grokking on modular arithmetic: standard vs convex-attention transformers vs the certified global convex model; write curves.csv, summary.json and plots.
+    Grok(Box<grok::GrokArgs>),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -46,6 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Bench(a)) => bench::run(a),
         Some(Command::Demo(a)) => demo::run(a),
         Some(Command::Compare(a)) => compare::run(*a),
+        Some(Command::Grok(a)) => grok::run(*a),
         None => demo::run(demo::DemoArgs::default()),
     }
 }

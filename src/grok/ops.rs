@@ -1,0 +1,328 @@
+//! Fused CPU kernels of the transformer, with hand-written backward passes
+//! (see [`crate::layer::ops`] for why): layer norm, and causal multi-head
+//! softmax attention read straight from the fused Q|K|V projection.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType,
+};
+
+use crate::layer::ops::{tensor_values, values};
+
+/// y = (x − μ)/√(σ² + ε) · w + b over the last dimension.
+struct LayerNormOp {
+    eps: f64,
+}
+
+impl LayerNormOp {
+    /// Per row: (x̂ row written into `xhat`, 1/√(σ² + ε)).
+    fn normalize<T: WithDType>(&self, x: &[T], xhat: &mut [f64]) -> f64 {
+        let d = x.len() as f64;
+        let mean = x.iter().map(|v| v.to_f64()).sum::<f64>() / d;
+        let var = x
+            .iter()
+            .map(|v| {
+                let c = v.to_f64() - mean;
+                c * c
+            })
+            .sum::<f64>()
+            / d;
+        let rstd = 1.0 / (var + self.eps).sqrt();
+        for (o, v) in xhat.iter_mut().zip(x) {
+            *o = (v.to_f64() - mean) * rstd;
+        }
+        rstd
+    }
+
+    fn fwd<T: WithDType>(&self, x: &[T], w: &[T], b: &[T]) -> Vec<T> {
+        let d = w.len();
+        let mut out = Vec::with_capacity(x.len());
+        let mut xhat = vec![0.0; d];
+        for row in x.chunks_exact(d) {
+            self.normalize(row, &mut xhat);
+            for q in 0..d {
+                out.push(T::from_f64(xhat[q]) * w[q] + b[q]);
+            }
+        }
+        out
+    }
+
+    /// (dx, dw, db).
+    fn bwd<T: WithDType>(&self, x: &[T], w: &[T], g: &[T]) -> (Vec<T>, Vec<T>, Vec<T>) {
+        let d = w.len();
+        let mut dx = Vec::with_capacity(x.len());
+        let mut dw = vec![0.0f64; d];
+        let mut db = vec![0.0f64; d];
+        let mut xhat = vec![0.0; d];
+        let mut gx = vec![0.0; d];
+        for (row, gr) in x.chunks_exact(d).zip(g.chunks_exact(d)) {
+            let rstd = self.normalize(row, &mut xhat);
+            let (mut m1, mut m2) = (0.0, 0.0);
+            for q in 0..d {
+                let gv = gr[q].to_f64();
+                dw[q] += gv * xhat[q];
+                db[q] += gv;
+                gx[q] = gv * w[q].to_f64();
+                m1 += gx[q];
+                m2 += gx[q] * xhat[q];
+            }
+            let (m1, m2) = (m1 / d as f64, m2 / d as f64);
+            for q in 0..d {
+                dx.push(T::from_f64(rstd * (gx[q] - m1 - xhat[q] * m2)));
+            }
+        }
+        let cast = |v: Vec<f64>| v.into_iter().map(T::from_f64).collect();
+        (dx, cast(dw), cast(db))
+    }
+}
+
+impl CustomOp3 for LayerNormOp {
+    fn name(&self) -> &'static str {
+        "grok-layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let st = match s1.dtype() {
+            DType::F32 => CpuStorage::F32(self.fwd(
+                values::<f32>(s1, l1)?,
+                values::<f32>(s2, l2)?,
+                values::<f32>(s3, l3)?,
+            )),
+            DType::F64 => CpuStorage::F64(self.fwd(
+                values::<f64>(s1, l1)?,
+                values::<f64>(s2, l2)?,
+                values::<f64>(s3, l3)?,
+            )),
+            dt => candle_core::bail!("layer norm supports f32 and f64, got {dt:?}"),
+        };
+        Ok((st, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        fn go<T: WithDType>(
+            op: &LayerNormOp,
+            x: &Tensor,
+            w: &Tensor,
+            g: &Tensor,
+        ) -> Result<(Tensor, Tensor, Tensor)> {
+            let (dx, dw, db) = op.bwd(
+                &tensor_values::<T>(x)?,
+                &tensor_values::<T>(w)?,
+                &tensor_values::<T>(g)?,
+            );
+            Ok((
+                Tensor::from_vec(dx, x.shape(), x.device())?,
+                Tensor::from_vec(dw, w.shape(), w.device())?,
+                Tensor::from_vec(db, w.shape(), w.device())?,
+            ))
+        }
+        let (dx, dw, db) = match x.dtype() {
+            DType::F32 => go::<f32>(self, x, w, g)?,
+            DType::F64 => go::<f64>(self, x, w, g)?,
+            dt => candle_core::bail!("layer norm supports f32 and f64, got {dt:?}"),
+        };
+        Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+/// Fused layer norm of `x` (last dimension D) with weight and bias (D).
+pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op3(&w.contiguous()?, &b.contiguous()?, LayerNormOp { eps })
+}
+
+/// Causal multi-head softmax attention on the fused projection
+/// qkv = X·[W_Q | W_K | W_V] (B×n×3D, head j at columns j·d_h of each part):
+/// out[b, r, j·d_h..] = Σ_{k≤r} softmax_k(q_r·k_k/√d_h) v_k, for every r
+/// (B×n×D) or only r = n − 1 (`last`, B×D).
+struct CausalAttention {
+    heads: usize,
+    last: bool,
+}
+
+impl CausalAttention {
+    fn dims(&self, shape: &Shape) -> Result<(usize, usize, usize)> {
+        let (b, n, d3) = shape.dims3()?;
+        if d3 % 3 != 0 || (d3 / 3) % self.heads != 0 {
+            candle_core::bail!("attention: qkv of shape {shape:?} for {} heads", self.heads);
+        }
+        Ok((b, n, d3 / 3))
+    }
+
+    fn rows(&self, n: usize) -> std::ops::Range<usize> {
+        if self.last {
+            n - 1..n
+        } else {
+            0..n
+        }
+    }
+
+    /// The attention probabilities of query r of head j in sample `s`
+    /// (s = the sample's n×3D values), into `p` (length r + 1).
+    fn probs<T: WithDType>(&self, s: &[T], r: usize, j: usize, d: usize, p: &mut Vec<f64>) {
+        let dh = d / self.heads;
+        let scale = 1.0 / (dh as f64).sqrt();
+        let q = &s[r * 3 * d + j * dh..r * 3 * d + (j + 1) * dh];
+        p.clear();
+        let mut mx = f64::NEG_INFINITY;
+        for k in 0..=r {
+            let kk = &s[k * 3 * d + d + j * dh..k * 3 * d + d + (j + 1) * dh];
+            let mut dot = T::zero();
+            for (&a, &b) in q.iter().zip(kk) {
+                dot += a * b;
+            }
+            let v = dot.to_f64() * scale;
+            mx = mx.max(v);
+            p.push(v);
+        }
+        let mut z = 0.0;
+        for v in p.iter_mut() {
+            *v = (*v - mx).exp();
+            z += *v;
+        }
+        for v in p.iter_mut() {
+            *v /= z;
+        }
+    }
+
+    fn fwd<T: WithDType>(&self, x: &[T], b: usize, n: usize, d: usize) -> Vec<T> {
+        let (h, dh) = (self.heads, d / self.heads);
+        let rows = self.rows(n);
+        let mut out = vec![T::zero(); b * rows.len() * d];
+        let mut p = Vec::with_capacity(n);
+        for bi in 0..b {
+            let s = &x[bi * n * 3 * d..(bi + 1) * n * 3 * d];
+            for (ri, r) in rows.clone().enumerate() {
+                let o = &mut out[(bi * rows.len() + ri) * d..(bi * rows.len() + ri + 1) * d];
+                for j in 0..h {
+                    self.probs(s, r, j, d, &mut p);
+                    let oj = &mut o[j * dh..(j + 1) * dh];
+                    for (k, &pk) in p.iter().enumerate() {
+                        let pk = T::from_f64(pk);
+                        let v = &s[k * 3 * d + 2 * d + j * dh..k * 3 * d + 2 * d + (j + 1) * dh];
+                        for (oe, &ve) in oj.iter_mut().zip(v) {
+                            *oe += pk * ve;
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn bwd<T: WithDType>(&self, x: &[T], g: &[T], b: usize, n: usize, d: usize) -> Vec<T> {
+        let (h, dh) = (self.heads, d / self.heads);
+        let scale = 1.0 / (dh as f64).sqrt();
+        let rows = self.rows(n);
+        let nr = rows.len();
+        let mut dx = vec![T::zero(); x.len()];
+        let mut p = Vec::with_capacity(n);
+        let mut ds = vec![0.0; n];
+        for bi in 0..b {
+            let off = bi * n * 3 * d;
+            let s = &x[off..off + n * 3 * d];
+            for (ri, r) in rows.clone().enumerate() {
+                let gr = &g[(bi * nr + ri) * d..(bi * nr + ri + 1) * d];
+                for j in 0..h {
+                    self.probs(s, r, j, d, &mut p);
+                    let gj = &gr[j * dh..(j + 1) * dh];
+                    // dp_k = g·v_k; dv_k += p_k g; ds_k = p_k (dp_k − Σ p dp).
+                    let mut pdp = 0.0;
+                    for (k, &pk) in p.iter().enumerate() {
+                        let vo = k * 3 * d + 2 * d + j * dh;
+                        let mut dp = T::zero();
+                        for (e, &ge) in gj.iter().enumerate() {
+                            dp += ge * s[vo + e];
+                            dx[off + vo + e] += T::from_f64(pk) * ge;
+                        }
+                        ds[k] = dp.to_f64();
+                        pdp += pk * ds[k];
+                    }
+                    let qo = r * 3 * d + j * dh;
+                    for (k, &pk) in p.iter().enumerate() {
+                        let dsk = T::from_f64(pk * (ds[k] - pdp) * scale);
+                        let ko = k * 3 * d + d + j * dh;
+                        for e in 0..dh {
+                            // d q_r += ds_k k_k; d k_k += ds_k q_r.
+                            let (qe, ke) = (s[qo + e], s[ko + e]);
+                            dx[off + qo + e] += dsk * ke;
+                            dx[off + ko + e] += dsk * qe;
+                        }
+                    }
+                }
+            }
+        }
+        dx
+    }
+}
+
+impl CustomOp1 for CausalAttention {
+    fn name(&self) -> &'static str {
+        "grok-causal-attention"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (b, n, d) = self.dims(l.shape())?;
+        let shape: Shape = if self.last {
+            (b, d).into()
+        } else {
+            (b, n, d).into()
+        };
+        let st = match s.dtype() {
+            DType::F32 => CpuStorage::F32(self.fwd(values::<f32>(s, l)?, b, n, d)),
+            DType::F64 => CpuStorage::F64(self.fwd(values::<f64>(s, l)?, b, n, d)),
+            dt => candle_core::bail!("attention supports f32 and f64, got {dt:?}"),
+        };
+        Ok((st, shape))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        let (b, n, d) = self.dims(x.shape())?;
+        let dx = match x.dtype() {
+            DType::F32 => Tensor::from_vec(
+                self.bwd(
+                    &tensor_values::<f32>(x)?,
+                    &tensor_values::<f32>(g)?,
+                    b,
+                    n,
+                    d,
+                ),
+                x.shape(),
+                x.device(),
+            )?,
+            DType::F64 => Tensor::from_vec(
+                self.bwd(
+                    &tensor_values::<f64>(x)?,
+                    &tensor_values::<f64>(g)?,
+                    b,
+                    n,
+                    d,
+                ),
+                x.shape(),
+                x.device(),
+            )?,
+            dt => candle_core::bail!("attention supports f32 and f64, got {dt:?}"),
+        };
+        Ok(Some(dx))
+    }
+}
+
+/// Fused causal attention on `qkv` (B×n×3D): B×n×D, or B×D with `last`.
+pub fn causal_attention(qkv: &Tensor, heads: usize, last: bool) -> Result<Tensor> {
+    qkv.contiguous()?.apply_op1(CausalAttention { heads, last })
+}

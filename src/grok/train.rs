@@ -1,0 +1,330 @@
+//! Training the transformers (models a and b) with AdamW on minibatches.
+//!
+//! Per step: a minibatch (a fresh permutation of the training pairs every
+//! epoch, remainders dropped), the mean cross-entropy of its logits, one
+//! backward pass and one AdamW update (β₁, β₂, ε = 1e-8, learning rate with a
+//! linear warmup (step+1)/warmup, then constant).
+//!
+//! Weight decay: decoupled (AdamW) on every parameter of model (a). In model
+//! (b) the convex layers' parameters are under their group penalty R
+//! ([`crate::layer`]) instead: by default also decoupled, θ ← θ − η_t·λ·∇R(θ)
+//! after the Adam update, which for the ½‖V‖² + ½‖O‖² part is exactly AdamW's
+//! weight decay with λ, so the two models differ only in the attention and
+//! in ½Σ_j‖W_j‖²_{∞,1} replacing ½‖Q‖² + ½‖K‖²; or coupled, λ·R added to the
+//! loss (`PenaltyMode::Coupled`).
+//!
+//! Evaluation (not timed): loss and accuracy on the whole training and
+//! validation sets at step 0, at steps 1, 2, 4, …, 2^k below `eval_every`,
+//! at every multiple of `eval_every`, and at the last step. A "first step at
+//! which accuracy reaches 99%" is therefore known to within `eval_every` steps.
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::data::{Examples, SEQ_LEN};
+use super::model::{Transformer, TransformerConfig};
+use crate::baselines::cerr;
+use crate::error::{invalid, Result};
+
+/// How the convex layers' group penalty enters training.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PenaltyMode {
+    /// θ ← θ − η_t·λ·∇R(θ) after each Adam step (like AdamW's weight decay).
+    Decoupled,
+    /// λ·R added to the loss (through Adam's preconditioner).
+    Coupled,
+}
+
+impl PenaltyMode {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "decoupled" => Ok(PenaltyMode::Decoupled),
+            "coupled" => Ok(PenaltyMode::Coupled),
+            _ => invalid(format!(
+                "unknown penalty mode '{s}': use decoupled or coupled"
+            )),
+        }
+    }
+}
+
+/// Optimizer and schedule.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TrainConfig {
+    pub steps: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub weight_decay: f64,
+    pub warmup_steps: usize,
+    /// λ of the convex layers' group penalty.
+    pub penalty: f64,
+    pub penalty_mode: PenaltyMode,
+    pub eval_every: usize,
+    pub seed: u64,
+    /// f32 (default) or f64.
+    #[serde(skip)]
+    pub dtype: DType,
+}
+
+impl Default for TrainConfig {
+    /// The common grokking setup: AdamW, lr 1e-3, betas (0.9, 0.98), weight
+    /// decay 1, batch 512, 10 warmup steps; the convex penalty λ = 1.
+    fn default() -> Self {
+        TrainConfig {
+            steps: 5000,
+            batch_size: 512,
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.98,
+            weight_decay: 1.0,
+            warmup_steps: 10,
+            penalty: 1.0,
+            penalty_mode: PenaltyMode::Decoupled,
+            eval_every: 100,
+            seed: 0,
+            dtype: DType::F32,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.steps == 0 || self.batch_size == 0 || self.eval_every == 0 {
+            return invalid("steps, batch size and eval-every must be at least 1");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return invalid(format!(
+                "the learning rate must be positive, got {}",
+                self.lr
+            ));
+        }
+        if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
+            return invalid(format!(
+                "Adam betas must be in [0, 1), got ({}, {})",
+                self.beta1, self.beta2
+            ));
+        }
+        if !(self.weight_decay >= 0.0 && self.penalty >= 0.0) {
+            return invalid("weight decay and penalty must be ≥ 0");
+        }
+        Ok(())
+    }
+
+    /// The learning rate at `step` (0-based).
+    pub fn lr_at(&self, step: usize) -> f64 {
+        if step < self.warmup_steps {
+            self.lr * (step + 1) as f64 / self.warmup_steps as f64
+        } else {
+            self.lr
+        }
+    }
+}
+
+/// One evaluation.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Record {
+    pub step: usize,
+    /// Training seconds so far (evaluation excluded).
+    pub seconds: f64,
+    pub train_loss: f64,
+    pub train_acc: f64,
+    pub val_loss: f64,
+    pub val_acc: f64,
+}
+
+/// A finished run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TrainRun {
+    pub records: Vec<Record>,
+    pub steps: usize,
+    pub seconds: f64,
+    pub steps_per_second: f64,
+    pub n_params: usize,
+    /// The loss became non-finite.
+    pub diverged: bool,
+}
+
+/// Token ids and labels as tensors.
+pub struct Batches {
+    pub tokens: Tensor,
+    pub labels: Tensor,
+}
+
+impl Batches {
+    pub fn new(e: &Examples, dev: &Device) -> Result<Self> {
+        let n = e.len();
+        Ok(Batches {
+            tokens: Tensor::from_slice(&e.tokens, (n, SEQ_LEN), dev).map_err(cerr)?,
+            labels: Tensor::from_slice(&e.answers, n, dev).map_err(cerr)?,
+        })
+    }
+}
+
+/// (mean cross-entropy, accuracy) of `model` on all of `data`, in chunks.
+pub fn evaluate(model: &Transformer, data: &Batches) -> Result<(f64, f64)> {
+    let n = data.labels.dims1().map_err(cerr)?;
+    let chunk = 4096;
+    let (mut loss, mut correct) = (0.0, 0usize);
+    let mut start = 0;
+    while start < n {
+        let len = chunk.min(n - start);
+        let t = data.tokens.narrow(0, start, len).map_err(cerr)?;
+        let y = data.labels.narrow(0, start, len).map_err(cerr)?;
+        let logits = model.forward(&t).map_err(cerr)?.detach();
+        let l = candle_nn::loss::cross_entropy(&logits, &y)
+            .and_then(|v| v.to_dtype(DType::F64))
+            .and_then(|v| v.to_scalar::<f64>())
+            .map_err(cerr)?;
+        loss += l * len as f64;
+        let pred = logits.argmax(1).map_err(cerr)?;
+        correct += pred
+            .eq(&y)
+            .and_then(|m| m.to_dtype(DType::F64))
+            .and_then(|m| m.sum_all())
+            .and_then(|m| m.to_scalar::<f64>())
+            .map_err(cerr)? as usize;
+        start += len;
+    }
+    Ok((loss / n as f64, correct as f64 / n as f64))
+}
+
+/// Steps at which to evaluate: 0, powers of two below `every`, multiples of
+/// `every`, and the last.
+pub fn is_eval_step(step: usize, every: usize, last: usize) -> bool {
+    step == 0 || step == last || step % every == 0 || (step < every && step.is_power_of_two())
+}
+
+/// Trains a freshly initialized `config` network; `on_record` sees each
+/// evaluation as it is made.
+pub fn train(
+    config: TransformerConfig,
+    cfg: &TrainConfig,
+    train: &Examples,
+    val: &Examples,
+    mut on_record: impl FnMut(&Record),
+) -> Result<TrainRun> {
+    cfg.validate()?;
+    if train.is_empty() || val.is_empty() {
+        return invalid("the training and validation sets must not be empty");
+    }
+    let dev = Device::Cpu;
+    let model = Transformer::init(config, cfg.dtype, &dev, cfg.seed).map_err(cerr)?;
+    let tr = Batches::new(train, &dev)?;
+    let va = Batches::new(val, &dev)?;
+    let coupled = cfg.penalty_mode == PenaltyMode::Coupled;
+    let (decayed, penalized): (Vec<_>, Vec<_>) = model.params.iter().partition(|p| !p.penalized);
+    let params = |wd: f64| ParamsAdamW {
+        lr: cfg.lr,
+        beta1: cfg.beta1,
+        beta2: cfg.beta2,
+        eps: 1e-8,
+        weight_decay: wd,
+    };
+    let mut opt_decay = AdamW::new(
+        decayed.iter().map(|p| p.var.clone()).collect(),
+        params(cfg.weight_decay),
+    )
+    .map_err(cerr)?;
+    let penalized_vars: Vec<_> = penalized.iter().map(|p| p.var.clone()).collect();
+    let mut opt_pen = AdamW::new(penalized_vars.clone(), params(0.0)).map_err(cerr)?;
+
+    let n = train.len();
+    let bs = cfg.batch_size.min(n);
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    let mut pos = n;
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed_0fba_7c00);
+
+    let mut records = Vec::new();
+    let mut secs = 0.0;
+    let mut diverged = false;
+    let mut record = |step: usize, secs: f64, records: &mut Vec<Record>| -> Result<()> {
+        let (train_loss, train_acc) = evaluate(&model, &tr)?;
+        let (val_loss, val_acc) = evaluate(&model, &va)?;
+        let r = Record {
+            step,
+            seconds: secs,
+            train_loss,
+            train_acc,
+            val_loss,
+            val_acc,
+        };
+        on_record(&r);
+        records.push(r);
+        Ok(())
+    };
+    record(0, 0.0, &mut records)?;
+    let mut step = 0;
+    while step < cfg.steps {
+        let t0 = Instant::now();
+        if pos + bs > n {
+            order.shuffle(&mut rng);
+            pos = 0;
+        }
+        let idx = Tensor::from_slice(&order[pos..pos + bs], bs, &dev).map_err(cerr)?;
+        pos += bs;
+        let lr = cfg.lr_at(step);
+        opt_decay.set_learning_rate(lr);
+        opt_pen.set_learning_rate(lr);
+        let x = tr.tokens.index_select(&idx, 0).map_err(cerr)?;
+        let y = tr.labels.index_select(&idx, 0).map_err(cerr)?;
+        let logits = model.forward(&x).map_err(cerr)?;
+        let mut loss = candle_nn::loss::cross_entropy(&logits, &y).map_err(cerr)?;
+        if coupled && cfg.penalty > 0.0 {
+            if let Some(p) = model.group_penalty().map_err(cerr)? {
+                loss = (loss + (p * cfg.penalty).map_err(cerr)?).map_err(cerr)?;
+            }
+        }
+        let lv = loss
+            .to_dtype(DType::F64)
+            .and_then(|v| v.to_scalar::<f64>())
+            .map_err(cerr)?;
+        if !lv.is_finite() {
+            diverged = true;
+            secs += t0.elapsed().as_secs_f64();
+            step += 1;
+            break;
+        }
+        let grads = loss.backward().map_err(cerr)?;
+        opt_decay.step(&grads).map_err(cerr)?;
+        if !penalized_vars.is_empty() {
+            opt_pen.step(&grads).map_err(cerr)?;
+            if !coupled && cfg.penalty > 0.0 {
+                if let Some(p) = model.group_penalty().map_err(cerr)? {
+                    let g = p.backward().map_err(cerr)?;
+                    let scale = lr * cfg.penalty;
+                    for v in &penalized_vars {
+                        if let Some(gv) = g.get(v) {
+                            let next =
+                                (v.as_tensor() - (gv * scale).map_err(cerr)?).map_err(cerr)?;
+                            v.set(&next).map_err(cerr)?;
+                        }
+                    }
+                }
+            }
+        }
+        secs += t0.elapsed().as_secs_f64();
+        step += 1;
+        if is_eval_step(step, cfg.eval_every, cfg.steps) {
+            record(step, secs, &mut records)?;
+        }
+    }
+    if records.last().map(|r| r.step) != Some(step) {
+        record(step, secs, &mut records)?;
+    }
+    let n_params = model.n_params();
+    Ok(TrainRun {
+        records,
+        steps: step,
+        seconds: secs,
+        steps_per_second: step as f64 / secs.max(1e-12),
+        n_params,
+        diverged,
+    })
+}

@@ -1,0 +1,205 @@
+//! Fused CPU kernels with hand-written backward passes.
+//!
+//! candle's autograd differentiates the permutes, narrows and broadcasts of a
+//! composed implementation through many small strided copies, which on the
+//! CPU costs several times the useful arithmetic for the short sequences
+//! (n = 4) of the grokking experiment. These custom ops compute the same
+//! functions in one pass each, forward and backward; tests compare them with
+//! the composed versions and with finite differences (f64).
+//!
+//! Inputs must be contiguous (callers make them so) and f32 or f64; the ops
+//! run on the CPU only (the composed path is used elsewhere).
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
+
+/// The contiguous values of a CPU storage seen through `l`.
+pub(crate) fn values<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
+    let (a, b) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("fused op: input must be contiguous".into()))?;
+    Ok(&s.as_slice::<T>()?[a..b])
+}
+
+/// The values of a tensor as a Vec (copied, contiguous).
+pub(crate) fn tensor_values<T: WithDType>(t: &Tensor) -> Result<Vec<T>> {
+    t.flatten_all()?.to_vec1::<T>()
+}
+
+/// Token mixing per head: out[b, r, j·dh + e] = Σ_k W[j, r, k] · xv[b, k, j·dh + e],
+/// for every r (B×n×D) or only r = n − 1 (`last`, B×D).
+pub(crate) struct TokenMix {
+    pub heads: usize,
+    pub last: bool,
+}
+
+impl TokenMix {
+    fn dims(&self, xl: &Layout, wl: &Layout) -> Result<(usize, usize, usize)> {
+        let (b, n, d) = xl.shape().dims3()?;
+        let (h, n1, n2) = wl.shape().dims3()?;
+        if h != self.heads || n1 != n || n2 != n || d % h != 0 {
+            candle_core::bail!(
+                "token mix: values {:?}, mixing {:?}, {} heads",
+                xl.shape(),
+                wl.shape(),
+                self.heads
+            );
+        }
+        Ok((b, n, d))
+    }
+
+    fn rows(&self, n: usize) -> std::ops::Range<usize> {
+        if self.last {
+            n - 1..n
+        } else {
+            0..n
+        }
+    }
+
+    fn fwd<T: WithDType>(&self, x: &[T], w: &[T], b: usize, n: usize, d: usize) -> Vec<T> {
+        let h = self.heads;
+        let dh = d / h;
+        let rows = self.rows(n);
+        let nr = rows.len();
+        let mut out = vec![T::zero(); b * nr * d];
+        for bi in 0..b {
+            let xb = &x[bi * n * d..(bi + 1) * n * d];
+            for (ri, r) in rows.clone().enumerate() {
+                let o = &mut out[(bi * nr + ri) * d..(bi * nr + ri + 1) * d];
+                for j in 0..h {
+                    let oj = &mut o[j * dh..(j + 1) * dh];
+                    for k in 0..n {
+                        let wv = w[(j * n + r) * n + k];
+                        if wv == T::zero() {
+                            continue;
+                        }
+                        let xk = &xb[k * d + j * dh..k * d + (j + 1) * dh];
+                        for (oe, &xe) in oj.iter_mut().zip(xk) {
+                            *oe += wv * xe;
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// (d xv, d W).
+    #[allow(clippy::too_many_arguments)]
+    fn bwd<T: WithDType>(
+        &self,
+        x: &[T],
+        w: &[T],
+        g: &[T],
+        b: usize,
+        n: usize,
+        d: usize,
+    ) -> (Vec<T>, Vec<T>) {
+        let h = self.heads;
+        let dh = d / h;
+        let rows = self.rows(n);
+        let nr = rows.len();
+        let mut dx = vec![T::zero(); b * n * d];
+        let mut dw = vec![T::zero(); h * n * n];
+        for bi in 0..b {
+            let xb = &x[bi * n * d..(bi + 1) * n * d];
+            for (ri, r) in rows.clone().enumerate() {
+                let gr = &g[(bi * nr + ri) * d..(bi * nr + ri + 1) * d];
+                for j in 0..h {
+                    let gj = &gr[j * dh..(j + 1) * dh];
+                    for k in 0..n {
+                        let wi = (j * n + r) * n + k;
+                        let xk = &xb[k * d + j * dh..k * d + (j + 1) * dh];
+                        let mut s = T::zero();
+                        for (&ge, &xe) in gj.iter().zip(xk) {
+                            s += ge * xe;
+                        }
+                        dw[wi] += s;
+                        let wv = w[wi];
+                        if wv != T::zero() {
+                            let dxk =
+                                &mut dx[(bi * n + k) * d + j * dh..(bi * n + k) * d + (j + 1) * dh];
+                            for (de, &ge) in dxk.iter_mut().zip(gj) {
+                                *de += wv * ge;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (dx, dw)
+    }
+}
+
+impl CustomOp2 for TokenMix {
+    fn name(&self) -> &'static str {
+        "convex-token-mix"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (b, n, d) = self.dims(l1, l2)?;
+        let shape: Shape = if self.last {
+            (b, d).into()
+        } else {
+            (b, n, d).into()
+        };
+        let st = match s1.dtype() {
+            DType::F32 => {
+                CpuStorage::F32(self.fwd(values::<f32>(s1, l1)?, values::<f32>(s2, l2)?, b, n, d))
+            }
+            DType::F64 => {
+                CpuStorage::F64(self.fwd(values::<f64>(s1, l1)?, values::<f64>(s2, l2)?, b, n, d))
+            }
+            dt => candle_core::bail!("token mix supports f32 and f64, got {dt:?}"),
+        };
+        Ok((st, shape))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (b, n, d) = x.dims3()?;
+        fn go<T: WithDType>(
+            op: &TokenMix,
+            x: &Tensor,
+            w: &Tensor,
+            g: &Tensor,
+            (b, n, d): (usize, usize, usize),
+        ) -> Result<(Tensor, Tensor)> {
+            let (dx, dw) = op.bwd(
+                &tensor_values::<T>(x)?,
+                &tensor_values::<T>(w)?,
+                &tensor_values::<T>(g)?,
+                b,
+                n,
+                d,
+            );
+            Ok((
+                Tensor::from_vec(dx, x.shape(), x.device())?,
+                Tensor::from_vec(dw, w.shape(), w.device())?,
+            ))
+        }
+        let (dx, dw) = match x.dtype() {
+            DType::F32 => go::<f32>(self, x, w, g, (b, n, d))?,
+            DType::F64 => go::<f64>(self, x, w, g, (b, n, d))?,
+            dt => candle_core::bail!("token mix supports f32 and f64, got {dt:?}"),
+        };
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+/// The fused token mixing of [`TokenMix`] on `xv` (B×n×D) and `w` (h×n×n).
+pub fn token_mix(xv: &Tensor, w: &Tensor, heads: usize, last: bool) -> Result<Tensor> {
+    xv.contiguous()?
+        .apply_op2(&w.contiguous()?, TokenMix { heads, last })
+}
