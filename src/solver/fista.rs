@@ -61,11 +61,16 @@ pub struct InnerResult {
     pub certificate: Certificate,
     /// Set when the budget ran out.
     pub stopped: Option<StopReason>,
+    /// The Lipschitz constant used at the end (valid for any subset of W).
+    pub lipschitz: f64,
 }
 
 /// Solves the problem reduced to `ws` from the warm start (`x`, `bx`) until
 /// its relative gap is at most `tol`. On return `buf` holds the pass at the
-/// returned point (ŷ in `buf.yhat`).
+/// returned point (ŷ in `buf.yhat`). `lipschitz_hint`, when given, is a
+/// Lipschitz constant valid for W (one from a superset of W is: by Cauchy
+/// interlacing λ_max of a principal submatrix of XᵀX is no larger), and
+/// saves the power iteration.
 #[allow(clippy::too_many_arguments)]
 pub fn fista(
     problem: &Problem,
@@ -77,6 +82,7 @@ pub fn fista(
     budget: &mut Budget,
     buf: &mut PassBuffers,
     fb: &mut FistaBuffers,
+    lipschitz_hint: Option<f64>,
 ) -> InnerResult {
     let (c, d) = (problem.op.n_outputs(), problem.op.block_dim());
     let cd = c * d;
@@ -91,12 +97,17 @@ pub fn fista(
     // Step size 1/L, L = γ·λ_max with a 10% margin for the power-iteration
     // estimate (which approaches λ_max from below); the objective check
     // below enlarges L if that was not enough.
-    let (lam, lip_passes) = {
-        let v = &mut fb.y[..len];
-        max_eigenvalue(problem, ws, v, &mut fb.by, buf, 20)
+    let (mut lipschitz, mut passes) = match lipschitz_hint {
+        Some(l) => (l, 0.0),
+        None => {
+            let v = &mut fb.y[..len];
+            let (lam, lip_passes) = max_eigenvalue(problem, ws, v, &mut fb.by, buf, 20);
+            (
+                1.1 * problem.loss.smoothness() * lam.max(1e-300),
+                lip_passes as f64 * frac,
+            )
+        }
     };
-    let mut lipschitz = 1.1 * problem.loss.smoothness() * lam.max(1e-300);
-    let mut passes = lip_passes as f64 * frac;
 
     let y = &mut fb.y[..len];
     let x_old = &mut fb.x_old[..len];
@@ -130,6 +141,7 @@ pub fn fista(
                 passes: passes + frac,
                 certificate,
                 stopped: Some(stop),
+                lipschitz,
             };
         }
         // Gradient step from y and prox.
@@ -186,6 +198,7 @@ pub fn fista(
                     passes,
                     certificate,
                     stopped: None,
+                    lipschitz,
                 };
             }
             // The power-iteration estimate was too low if the objective

@@ -58,6 +58,7 @@ pub fn solve(
     let mut packed = Vec::with_capacity(nb * cd);
     let mut support: Vec<usize> = Vec::with_capacity(nb);
     let mut prev_ws: Vec<usize> = Vec::new();
+    let mut prev_lipschitz: Option<f64> = None;
     let mut iterations = 0;
     let mut passes = 0.0;
     let mut screened_at_end = 0;
@@ -151,7 +152,9 @@ pub fn solve(
             &mut budget,
             &mut buf,
             &mut fb,
+            prev_lipschitz.filter(|_| ws.iter().all(|blk| prev_ws.binary_search(blk).is_ok())),
         );
+        prev_lipschitz = Some(res.lipschitz);
         iterations += res.iterations;
         passes += res.passes;
 
