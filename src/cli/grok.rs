@@ -5,6 +5,18 @@
 //! and (c) the global convex model (SPEC §4d) along a β path, certified. Writes
 //! curves.csv, summary.json, grok.png/svg (accuracy against steps, log
 //! scale) and grok_loss.png/svg. See `crate::grok` for the definitions.
+//!
+//! ```text
+//! convexformer grok --out grok-out                       # the default comparison, ~8 min on 2 cores
+//! convexformer grok --layers 1,2 --seeds 3 --steps 20000 --model standard,convex --out long
+//! convexformer grok --model global --global-betas 4 --global-max-seconds 120 --out global
+//! python3 scripts/grok_pytorch.py --steps 300 --threads 2   # the PyTorch twin of model (a)
+//! ```
+//!
+//! candle's element-wise thread pool is turned off (CANDLE_NUM_THREADS=1
+//! unless set): its spin barrier costs more than it saves on these small
+//! tensors. Matrix products still use RAYON_NUM_THREADS threads (default: the
+//! physical cores).
 
 use super::common::{command_line, prepare_out_dir, write_json};
 use crate::grok::{

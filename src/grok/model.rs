@@ -16,6 +16,11 @@
 //! query, its residual update and its MLP for that position alone (keys and
 //! values still come from every position). The logits are exactly those of
 //! the full computation; it saves most of the last block's work.
+//!
+//! On the CPU, layer norm, attention, bias additions and the convex token
+//! mixing run as fused kernels with hand-written backward passes
+//! ([`super::ops`], [`crate::layer::ops`]); the composed tensor-op versions
+//! are kept (any device) and the tests check both against each other.
 
 use candle_core::{DType, Device, Module, Result, Tensor, Var, D};
 use rand::{Rng, SeedableRng};
@@ -125,6 +130,7 @@ impl Dense {
             _ => x.matmul(&self.weight)?,
         };
         match &self.bias {
+            Some(b) if fused(&y) => super::ops::bias_add(&y, b),
             Some(b) => y.broadcast_add(b),
             None => Ok(y),
         }
@@ -411,6 +417,17 @@ impl Transformer {
         })
     }
 
+    /// E[tok] + P[pos]: (B, n, D).
+    fn embed(&self, tokens: &Tensor, b: usize, n: usize, d: usize) -> Result<Tensor> {
+        let e = self.tok_emb.index_select(&tokens.flatten_all()?, 0)?;
+        if fused(&e) {
+            // The position table as a bias over rows of n·D.
+            let pos = self.pos_emb.flatten_all()?;
+            return super::ops::bias_add(&e.reshape((b, n * d))?, &pos)?.reshape((b, n, d));
+        }
+        e.reshape((b, n, d))?.broadcast_add(&self.pos_emb)
+    }
+
     /// Logits (B, classes) for token ids (B, n) (u32).
     pub fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
         let (b, n) = tokens.dims2()?;
@@ -421,11 +438,7 @@ impl Transformer {
             );
         }
         let d = self.config.width;
-        let mut h = self
-            .tok_emb
-            .index_select(&tokens.flatten_all()?, 0)?
-            .reshape((b, n, d))?
-            .broadcast_add(&self.pos_emb)?;
+        let mut h = self.embed(tokens, b, n, d)?;
         let (last, rest) = self.blocks.split_last().expect("at least one block");
         for blk in rest {
             h = blk.forward(&h)?;
@@ -439,11 +452,7 @@ impl Transformer {
     pub fn forward_all_positions(&self, tokens: &Tensor) -> Result<Tensor> {
         let (b, n) = tokens.dims2()?;
         let d = self.config.width;
-        let mut h = self
-            .tok_emb
-            .index_select(&tokens.flatten_all()?, 0)?
-            .reshape((b, n, d))?
-            .broadcast_add(&self.pos_emb)?;
+        let mut h = self.embed(tokens, b, n, d)?;
         for blk in &self.blocks {
             h = blk.forward(&h)?;
         }

@@ -1,11 +1,15 @@
 //! Fused CPU kernels of the transformer, with hand-written backward passes
-//! (see [`crate::layer::ops`] for why): layer norm, and causal multi-head
-//! softmax attention read straight from the fused Q|K|V projection.
+//! (see [`crate::layer::ops`] for why): layer norm, causal multi-head
+//! softmax attention read straight from the fused Q|K|V projection, and bias
+//! addition. Work is split over rows with rayon; sums across rows are added
+//! in a fixed order, so results do not depend on the number of threads.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType,
 };
+
+use rayon::prelude::*;
 
 use crate::layer::ops::{tensor_values, values};
 
@@ -14,65 +18,91 @@ struct LayerNormOp {
     eps: f64,
 }
 
+/// Rows per parallel work unit.
+const ROWS: usize = 64;
+
 impl LayerNormOp {
-    /// Per row: (x̂ row written into `xhat`, 1/√(σ² + ε)).
-    fn normalize<T: WithDType>(&self, x: &[T], xhat: &mut [f64]) -> f64 {
-        let d = x.len() as f64;
-        let mean = x.iter().map(|v| v.to_f64()).sum::<f64>() / d;
-        let var = x
-            .iter()
-            .map(|v| {
-                let c = v.to_f64() - mean;
-                c * c
-            })
-            .sum::<f64>()
-            / d;
-        let rstd = 1.0 / (var + self.eps).sqrt();
-        for (o, v) in xhat.iter_mut().zip(x) {
-            *o = (v.to_f64() - mean) * rstd;
+    /// (mean, 1/√(σ² + ε)) of one row.
+    fn stats<T: WithDType>(&self, x: &[T]) -> (T, T) {
+        let d = T::from_f64(x.len() as f64);
+        let mut sum = T::zero();
+        for &v in x {
+            sum += v;
         }
-        rstd
+        let mean = sum / d;
+        let mut ss = T::zero();
+        for &v in x {
+            let c = v - mean;
+            ss += c * c;
+        }
+        let var = (ss / d).to_f64();
+        (mean, T::from_f64(1.0 / (var + self.eps).sqrt()))
     }
 
     fn fwd<T: WithDType>(&self, x: &[T], w: &[T], b: &[T]) -> Vec<T> {
         let d = w.len();
-        let mut out = Vec::with_capacity(x.len());
-        let mut xhat = vec![0.0; d];
-        for row in x.chunks_exact(d) {
-            self.normalize(row, &mut xhat);
-            for q in 0..d {
-                out.push(T::from_f64(xhat[q]) * w[q] + b[q]);
-            }
-        }
+        let mut out = vec![T::zero(); x.len()];
+        out.par_chunks_mut(d * ROWS)
+            .zip(x.par_chunks(d * ROWS))
+            .for_each(|(o, xs)| {
+                for (orow, row) in o.chunks_exact_mut(d).zip(xs.chunks_exact(d)) {
+                    let (mean, rstd) = self.stats(row);
+                    for q in 0..d {
+                        orow[q] = (row[q] - mean) * rstd * w[q] + b[q];
+                    }
+                }
+            });
         out
     }
 
     /// (dx, dw, db).
     fn bwd<T: WithDType>(&self, x: &[T], w: &[T], g: &[T]) -> (Vec<T>, Vec<T>, Vec<T>) {
         let d = w.len();
-        let mut dx = Vec::with_capacity(x.len());
-        let mut dw = vec![0.0f64; d];
-        let mut db = vec![0.0f64; d];
-        let mut xhat = vec![0.0; d];
-        let mut gx = vec![0.0; d];
-        for (row, gr) in x.chunks_exact(d).zip(g.chunks_exact(d)) {
-            let rstd = self.normalize(row, &mut xhat);
-            let (mut m1, mut m2) = (0.0, 0.0);
+        let mut dx = vec![T::zero(); x.len()];
+        // Per-chunk partial sums, added in chunk order: results do not depend
+        // on the threads.
+        let partials: Vec<(Vec<T>, Vec<T>)> = dx
+            .par_chunks_mut(d * ROWS)
+            .zip(x.par_chunks(d * ROWS))
+            .zip(g.par_chunks(d * ROWS))
+            .map(|((dxs, xs), gs)| {
+                let mut dw = vec![T::zero(); d];
+                let mut db = vec![T::zero(); d];
+                let mut xhat = vec![T::zero(); d];
+                let mut gx = vec![T::zero(); d];
+                let inv_d = T::from_f64(1.0 / d as f64);
+                for ((dxr, row), gr) in dxs
+                    .chunks_exact_mut(d)
+                    .zip(xs.chunks_exact(d))
+                    .zip(gs.chunks_exact(d))
+                {
+                    let (mean, rstd) = self.stats(row);
+                    let (mut m1, mut m2) = (T::zero(), T::zero());
+                    for q in 0..d {
+                        xhat[q] = (row[q] - mean) * rstd;
+                        dw[q] += gr[q] * xhat[q];
+                        db[q] += gr[q];
+                        gx[q] = gr[q] * w[q];
+                        m1 += gx[q];
+                        m2 += gx[q] * xhat[q];
+                    }
+                    let (m1, m2) = (m1 * inv_d, m2 * inv_d);
+                    for q in 0..d {
+                        dxr[q] = rstd * (gx[q] - m1 - xhat[q] * m2);
+                    }
+                }
+                (dw, db)
+            })
+            .collect();
+        let mut dw = vec![T::zero(); d];
+        let mut db = vec![T::zero(); d];
+        for (a, b) in &partials {
             for q in 0..d {
-                let gv = gr[q].to_f64();
-                dw[q] += gv * xhat[q];
-                db[q] += gv;
-                gx[q] = gv * w[q].to_f64();
-                m1 += gx[q];
-                m2 += gx[q] * xhat[q];
-            }
-            let (m1, m2) = (m1 / d as f64, m2 / d as f64);
-            for q in 0..d {
-                dx.push(T::from_f64(rstd * (gx[q] - m1 - xhat[q] * m2)));
+                dw[q] += a[q];
+                db[q] += b[q];
             }
         }
-        let cast = |v: Vec<f64>| v.into_iter().map(T::from_f64).collect();
-        (dx, cast(dw), cast(db))
+        (dx, dw, db)
     }
 }
 
@@ -203,70 +233,80 @@ impl CausalAttention {
     fn fwd<T: WithDType>(&self, x: &[T], b: usize, n: usize, d: usize) -> Vec<T> {
         let (h, dh) = (self.heads, d / self.heads);
         let rows = self.rows(n);
-        let mut out = vec![T::zero(); b * rows.len() * d];
-        let mut p = Vec::with_capacity(n);
-        for bi in 0..b {
-            let s = &x[bi * n * 3 * d..(bi + 1) * n * 3 * d];
-            for (ri, r) in rows.clone().enumerate() {
-                let o = &mut out[(bi * rows.len() + ri) * d..(bi * rows.len() + ri + 1) * d];
-                for j in 0..h {
-                    self.probs(s, r, j, d, &mut p);
-                    let oj = &mut o[j * dh..(j + 1) * dh];
-                    for (k, &pk) in p.iter().enumerate() {
-                        let pk = T::from_f64(pk);
-                        let v = &s[k * 3 * d + 2 * d + j * dh..k * 3 * d + 2 * d + (j + 1) * dh];
-                        for (oe, &ve) in oj.iter_mut().zip(v) {
-                            *oe += pk * ve;
+        let nr = rows.len();
+        let mut out = vec![T::zero(); b * nr * d];
+        out.par_chunks_mut(nr * d)
+            .zip(x.par_chunks(n * 3 * d))
+            .with_min_len(ROWS)
+            .for_each_init(
+                || Vec::with_capacity(n),
+                |p, (o, s)| {
+                    for (ri, r) in rows.clone().enumerate() {
+                        let o = &mut o[ri * d..(ri + 1) * d];
+                        for j in 0..h {
+                            self.probs(s, r, j, d, p);
+                            let oj = &mut o[j * dh..(j + 1) * dh];
+                            for (k, &pk) in p.iter().enumerate() {
+                                let pk = T::from_f64(pk);
+                                let v = &s
+                                    [k * 3 * d + 2 * d + j * dh..k * 3 * d + 2 * d + (j + 1) * dh];
+                                for (oe, &ve) in oj.iter_mut().zip(v) {
+                                    *oe += pk * ve;
+                                }
+                            }
                         }
                     }
-                }
-            }
-        }
+                },
+            );
         out
     }
 
-    fn bwd<T: WithDType>(&self, x: &[T], g: &[T], b: usize, n: usize, d: usize) -> Vec<T> {
+    fn bwd<T: WithDType>(&self, x: &[T], g: &[T], n: usize, d: usize) -> Vec<T> {
         let (h, dh) = (self.heads, d / self.heads);
         let scale = 1.0 / (dh as f64).sqrt();
         let rows = self.rows(n);
         let nr = rows.len();
         let mut dx = vec![T::zero(); x.len()];
-        let mut p = Vec::with_capacity(n);
-        let mut ds = vec![0.0; n];
-        for bi in 0..b {
-            let off = bi * n * 3 * d;
-            let s = &x[off..off + n * 3 * d];
-            for (ri, r) in rows.clone().enumerate() {
-                let gr = &g[(bi * nr + ri) * d..(bi * nr + ri + 1) * d];
-                for j in 0..h {
-                    self.probs(s, r, j, d, &mut p);
-                    let gj = &gr[j * dh..(j + 1) * dh];
-                    // dp_k = g·v_k; dv_k += p_k g; ds_k = p_k (dp_k − Σ p dp).
-                    let mut pdp = 0.0;
-                    for (k, &pk) in p.iter().enumerate() {
-                        let vo = k * 3 * d + 2 * d + j * dh;
-                        let mut dp = T::zero();
-                        for (e, &ge) in gj.iter().enumerate() {
-                            dp += ge * s[vo + e];
-                            dx[off + vo + e] += T::from_f64(pk) * ge;
+        dx.par_chunks_mut(n * 3 * d)
+            .zip(x.par_chunks(n * 3 * d))
+            .zip(g.par_chunks(nr * d))
+            .with_min_len(ROWS)
+            .for_each_init(
+                || (Vec::with_capacity(n), vec![0.0; n]),
+                |(p, ds), ((dx, s), gb)| {
+                    for (ri, r) in rows.clone().enumerate() {
+                        let gr = &gb[ri * d..(ri + 1) * d];
+                        for j in 0..h {
+                            self.probs(s, r, j, d, p);
+                            let gj = &gr[j * dh..(j + 1) * dh];
+                            // dp_k = g·v_k; dv_k += p_k g; ds_k = p_k (dp_k − Σ p dp).
+                            let mut pdp = 0.0;
+                            for (k, &pk) in p.iter().enumerate() {
+                                let vo = k * 3 * d + 2 * d + j * dh;
+                                let mut dp = T::zero();
+                                let pkt = T::from_f64(pk);
+                                for (e, &ge) in gj.iter().enumerate() {
+                                    dp += ge * s[vo + e];
+                                    dx[vo + e] += pkt * ge;
+                                }
+                                ds[k] = dp.to_f64();
+                                pdp += pk * ds[k];
+                            }
+                            let qo = r * 3 * d + j * dh;
+                            for (k, &pk) in p.iter().enumerate() {
+                                let dsk = T::from_f64(pk * (ds[k] - pdp) * scale);
+                                let ko = k * 3 * d + d + j * dh;
+                                for e in 0..dh {
+                                    // d q_r += ds_k k_k; d k_k += ds_k q_r.
+                                    let (qe, ke) = (s[qo + e], s[ko + e]);
+                                    dx[qo + e] += dsk * ke;
+                                    dx[ko + e] += dsk * qe;
+                                }
+                            }
                         }
-                        ds[k] = dp.to_f64();
-                        pdp += pk * ds[k];
                     }
-                    let qo = r * 3 * d + j * dh;
-                    for (k, &pk) in p.iter().enumerate() {
-                        let dsk = T::from_f64(pk * (ds[k] - pdp) * scale);
-                        let ko = k * 3 * d + d + j * dh;
-                        for e in 0..dh {
-                            // d q_r += ds_k k_k; d k_k += ds_k q_r.
-                            let (qe, ke) = (s[qo + e], s[ko + e]);
-                            dx[off + qo + e] += dsk * ke;
-                            dx[off + ko + e] += dsk * qe;
-                        }
-                    }
-                }
-            }
-        }
+                },
+            );
         dx
     }
 }
@@ -292,27 +332,15 @@ impl CustomOp1 for CausalAttention {
     }
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
-        let (b, n, d) = self.dims(x.shape())?;
+        let (_, n, d) = self.dims(x.shape())?;
         let dx = match x.dtype() {
             DType::F32 => Tensor::from_vec(
-                self.bwd(
-                    &tensor_values::<f32>(x)?,
-                    &tensor_values::<f32>(g)?,
-                    b,
-                    n,
-                    d,
-                ),
+                self.bwd(&tensor_values::<f32>(x)?, &tensor_values::<f32>(g)?, n, d),
                 x.shape(),
                 x.device(),
             )?,
             DType::F64 => Tensor::from_vec(
-                self.bwd(
-                    &tensor_values::<f64>(x)?,
-                    &tensor_values::<f64>(g)?,
-                    b,
-                    n,
-                    d,
-                ),
+                self.bwd(&tensor_values::<f64>(x)?, &tensor_values::<f64>(g)?, n, d),
                 x.shape(),
                 x.device(),
             )?,
@@ -325,4 +353,90 @@ impl CustomOp1 for CausalAttention {
 /// Fused causal attention on `qkv` (B×n×3D): B×n×D, or B×D with `last`.
 pub fn causal_attention(qkv: &Tensor, heads: usize, last: bool) -> Result<Tensor> {
     qkv.contiguous()?.apply_op1(CausalAttention { heads, last })
+}
+
+/// x + b with b broadcast over the rows of x (…×C); the backward pass sums
+/// the gradient's rows in one sequential sweep (candle's broadcast backward
+/// reduces over a strided dimension, several times slower).
+struct BiasAdd;
+
+impl BiasAdd {
+    fn fwd<T: WithDType>(x: &[T], b: &[T]) -> Vec<T> {
+        let c = b.len();
+        let mut out = x.to_vec();
+        for row in out.chunks_exact_mut(c) {
+            for (o, &bv) in row.iter_mut().zip(b) {
+                *o += bv;
+            }
+        }
+        out
+    }
+
+    fn col_sums<T: WithDType>(g: &[T], c: usize) -> Vec<T> {
+        let mut s = vec![T::zero(); c];
+        for row in g.chunks_exact(c) {
+            for (a, &v) in s.iter_mut().zip(row) {
+                *a += v;
+            }
+        }
+        s
+    }
+}
+
+impl candle_core::CustomOp2 for BiasAdd {
+    fn name(&self) -> &'static str {
+        "grok-bias-add"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let st = match s1.dtype() {
+            DType::F32 => {
+                CpuStorage::F32(Self::fwd(values::<f32>(s1, l1)?, values::<f32>(s2, l2)?))
+            }
+            DType::F64 => {
+                CpuStorage::F64(Self::fwd(values::<f64>(s1, l1)?, values::<f64>(s2, l2)?))
+            }
+            dt => candle_core::bail!("bias add supports f32 and f64, got {dt:?}"),
+        };
+        Ok((st, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let c = b.elem_count();
+        let db = match g.dtype() {
+            DType::F32 => Tensor::from_vec(
+                Self::col_sums(&tensor_values::<f32>(g)?, c),
+                b.shape(),
+                b.device(),
+            )?,
+            DType::F64 => Tensor::from_vec(
+                Self::col_sums(&tensor_values::<f64>(g)?, c),
+                b.shape(),
+                b.device(),
+            )?,
+            dt => candle_core::bail!("bias add supports f32 and f64, got {dt:?}"),
+        };
+        Ok((Some(g.clone()), Some(db)))
+    }
+}
+
+/// x + b, b (C) broadcast over the rows of x (…×C), fused on the CPU.
+pub fn bias_add(x: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let c = x.dims().last().copied().unwrap_or(0);
+    if b.dims() != [c] {
+        candle_core::bail!("bias add: bias {:?} for input {:?}", b.dims(), x.dims());
+    }
+    x.contiguous()?.apply_op2(&b.contiguous()?, BiasAdd)
 }

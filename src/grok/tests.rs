@@ -325,6 +325,19 @@ fn fused_kernels_match_composed_ops_and_finite_differences() {
         let d = maxdiff(gf.get(v).unwrap(), gc.get(v).unwrap());
         assert!(d < 1e-10, "layer norm gradient differs by {d}");
     }
+    // Bias add: value and both gradients against broadcast_add.
+    let xb = Var::from_tensor(&randn(&[5, 8], 11)).unwrap();
+    let bb = Var::from_tensor(&randn(&[8], 12)).unwrap();
+    let gb = randn(&[5, 8], 13);
+    let f = super::ops::bias_add(xb.as_tensor(), bb.as_tensor()).unwrap();
+    let c = xb.as_tensor().broadcast_add(bb.as_tensor()).unwrap();
+    assert!(maxdiff(&f, &c) < 1e-15);
+    let gf = (f * &gb).unwrap().sum_all().unwrap().backward().unwrap();
+    let gc = (c * &gb).unwrap().sum_all().unwrap().backward().unwrap();
+    for v in [&xb, &bb] {
+        assert!(maxdiff(gf.get(v).unwrap(), gc.get(v).unwrap()) < 1e-12);
+    }
+    assert!(super::ops::bias_add(xb.as_tensor(), &randn(&[7], 1)).is_err());
     // Attention: value and gradients against the composed version, all rows
     // and the last row, then a finite-difference check of the fused backward.
     let m = Transformer::init(tiny_config(1, AttentionKind::Softmax), DType::F64, &dev, 9).unwrap();

@@ -12,6 +12,7 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
+use rayon::prelude::*;
 
 /// The contiguous values of a CPU storage seen through `l`.
 pub(crate) fn values<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
@@ -25,6 +26,9 @@ pub(crate) fn values<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<
 pub(crate) fn tensor_values<T: WithDType>(t: &Tensor) -> Result<Vec<T>> {
     t.flatten_all()?.to_vec1::<T>()
 }
+
+/// Samples per parallel work unit.
+const CHUNK: usize = 64;
 
 /// Token mixing per head: out[b, r, j·dh + e] = Σ_k W[j, r, k] · xv[b, k, j·dh + e],
 /// for every r (B×n×D) or only r = n − 1 (`last`, B×D).
@@ -62,69 +66,80 @@ impl TokenMix {
         let rows = self.rows(n);
         let nr = rows.len();
         let mut out = vec![T::zero(); b * nr * d];
-        for bi in 0..b {
-            let xb = &x[bi * n * d..(bi + 1) * n * d];
-            for (ri, r) in rows.clone().enumerate() {
-                let o = &mut out[(bi * nr + ri) * d..(bi * nr + ri + 1) * d];
-                for j in 0..h {
-                    let oj = &mut o[j * dh..(j + 1) * dh];
-                    for k in 0..n {
-                        let wv = w[(j * n + r) * n + k];
-                        if wv == T::zero() {
-                            continue;
-                        }
-                        let xk = &xb[k * d + j * dh..k * d + (j + 1) * dh];
-                        for (oe, &xe) in oj.iter_mut().zip(xk) {
-                            *oe += wv * xe;
-                        }
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    /// (d xv, d W).
-    #[allow(clippy::too_many_arguments)]
-    fn bwd<T: WithDType>(
-        &self,
-        x: &[T],
-        w: &[T],
-        g: &[T],
-        b: usize,
-        n: usize,
-        d: usize,
-    ) -> (Vec<T>, Vec<T>) {
-        let h = self.heads;
-        let dh = d / h;
-        let rows = self.rows(n);
-        let nr = rows.len();
-        let mut dx = vec![T::zero(); b * n * d];
-        let mut dw = vec![T::zero(); h * n * n];
-        for bi in 0..b {
-            let xb = &x[bi * n * d..(bi + 1) * n * d];
-            for (ri, r) in rows.clone().enumerate() {
-                let gr = &g[(bi * nr + ri) * d..(bi * nr + ri + 1) * d];
-                for j in 0..h {
-                    let gj = &gr[j * dh..(j + 1) * dh];
-                    for k in 0..n {
-                        let wi = (j * n + r) * n + k;
-                        let xk = &xb[k * d + j * dh..k * d + (j + 1) * dh];
-                        let mut s = T::zero();
-                        for (&ge, &xe) in gj.iter().zip(xk) {
-                            s += ge * xe;
-                        }
-                        dw[wi] += s;
-                        let wv = w[wi];
-                        if wv != T::zero() {
-                            let dxk =
-                                &mut dx[(bi * n + k) * d + j * dh..(bi * n + k) * d + (j + 1) * dh];
-                            for (de, &ge) in dxk.iter_mut().zip(gj) {
-                                *de += wv * ge;
+        out.par_chunks_mut(nr * d)
+            .zip(x.par_chunks(n * d))
+            .with_min_len(CHUNK)
+            .for_each(|(ob, xb)| {
+                for (ri, r) in rows.clone().enumerate() {
+                    let o = &mut ob[ri * d..(ri + 1) * d];
+                    for j in 0..h {
+                        let oj = &mut o[j * dh..(j + 1) * dh];
+                        for k in 0..n {
+                            let wv = w[(j * n + r) * n + k];
+                            if wv == T::zero() {
+                                continue;
+                            }
+                            let xk = &xb[k * d + j * dh..k * d + (j + 1) * dh];
+                            for (oe, &xe) in oj.iter_mut().zip(xk) {
+                                *oe += wv * xe;
                             }
                         }
                     }
                 }
+            });
+        out
+    }
+
+    /// (d xv, d W).
+    fn bwd<T: WithDType>(&self, x: &[T], w: &[T], g: &[T], n: usize, d: usize) -> (Vec<T>, Vec<T>) {
+        let h = self.heads;
+        let dh = d / h;
+        let rows = self.rows(n);
+        let nr = rows.len();
+        let mut dx = vec![T::zero(); x.len()];
+        // Per-chunk partial sums of dW, added in chunk order (results do not
+        // depend on the threads).
+        let partials: Vec<Vec<T>> = dx
+            .par_chunks_mut(n * d * CHUNK)
+            .zip(x.par_chunks(n * d * CHUNK))
+            .zip(g.par_chunks(nr * d * CHUNK))
+            .map(|((dxc, xc), gc)| {
+                let mut dw = vec![T::zero(); h * n * n];
+                for ((dxb, xb), gb) in dxc
+                    .chunks_exact_mut(n * d)
+                    .zip(xc.chunks_exact(n * d))
+                    .zip(gc.chunks_exact(nr * d))
+                {
+                    for (ri, r) in rows.clone().enumerate() {
+                        let gr = &gb[ri * d..(ri + 1) * d];
+                        for j in 0..h {
+                            let gj = &gr[j * dh..(j + 1) * dh];
+                            for k in 0..n {
+                                let wi = (j * n + r) * n + k;
+                                let xk = &xb[k * d + j * dh..k * d + (j + 1) * dh];
+                                let mut s = T::zero();
+                                for (&ge, &xe) in gj.iter().zip(xk) {
+                                    s += ge * xe;
+                                }
+                                dw[wi] += s;
+                                let wv = w[wi];
+                                if wv != T::zero() {
+                                    let dxk = &mut dxb[k * d + j * dh..k * d + (j + 1) * dh];
+                                    for (de, &ge) in dxk.iter_mut().zip(gj) {
+                                        *de += wv * ge;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                dw
+            })
+            .collect();
+        let mut dw = vec![T::zero(); h * n * n];
+        for part in &partials {
+            for (a, &v) in dw.iter_mut().zip(part) {
+                *a += v;
             }
         }
         (dx, dw)
@@ -168,19 +183,18 @@ impl CustomOp2 for TokenMix {
         _res: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (b, n, d) = x.dims3()?;
+        let (_, n, d) = x.dims3()?;
         fn go<T: WithDType>(
             op: &TokenMix,
             x: &Tensor,
             w: &Tensor,
             g: &Tensor,
-            (b, n, d): (usize, usize, usize),
+            (n, d): (usize, usize),
         ) -> Result<(Tensor, Tensor)> {
             let (dx, dw) = op.bwd(
                 &tensor_values::<T>(x)?,
                 &tensor_values::<T>(w)?,
                 &tensor_values::<T>(g)?,
-                b,
                 n,
                 d,
             );
@@ -190,8 +204,8 @@ impl CustomOp2 for TokenMix {
             ))
         }
         let (dx, dw) = match x.dtype() {
-            DType::F32 => go::<f32>(self, x, w, g, (b, n, d))?,
-            DType::F64 => go::<f64>(self, x, w, g, (b, n, d))?,
+            DType::F32 => go::<f32>(self, x, w, g, (n, d))?,
+            DType::F64 => go::<f64>(self, x, w, g, (n, d))?,
             dt => candle_core::bail!("token mix supports f32 and f64, got {dt:?}"),
         };
         Ok((Some(dx), Some(dw)))
