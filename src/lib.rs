@@ -13,6 +13,8 @@
 //! - [`solver`]: FISTA, working sets, gap-safe screening, certificates, paths;
 //! - [`recovery`]: attention heads from a convex solution, and the nonconvex objective;
 //! - [`sequence`]: the sequence-output program (SPEC §4c), certified, with its heads;
+//! - [`baselines`], [`layer`], [`grok`], [`teacher`]: nonconvex baselines, the
+//!   convex-attention layer, and the paper's two experiments;
 //! - [`model`], [`report`], [`plot`]: saving, reporting and drawing results.
 
 pub mod baselines;
@@ -32,6 +34,7 @@ pub mod recovery;
 pub mod report;
 pub mod sequence;
 pub mod solver;
+pub mod teacher;
 #[cfg(test)]
 pub(crate) mod testutil;
 

@@ -1,7 +1,9 @@
 //! A fitted convex model on disk: `model.safetensors` holding the convex
 //! coefficients `Z` (n_blocks × c × d) and `intercept` (c), with a JSON header
 //! (program, loss, β, shapes, the heads) in the safetensors metadata under the
-//! key `convexformer`.
+//! key `convexformer`. A sequence model (SPEC §4c) holds `C` (d × c × n × n)
+//! instead, and its header says `"program": "sequence"` ([`SavedModel`]
+//! tells the two apart).
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -11,7 +13,7 @@ use crate::recovery::Head;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Everything needed to predict, plus what the model means.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -82,58 +84,23 @@ impl Model {
 
     /// Loads `path`, or `path/model.safetensors` when `path` is a folder.
     pub fn load(path: &Path) -> Result<Model> {
-        let file = if path.is_dir() {
-            path.join("model.safetensors")
-        } else {
-            path.to_path_buf()
-        };
-        let bytes = std::fs::read(&file).map_err(|source| Error::Io {
-            path: file.clone(),
-            source,
-        })?;
-        let bad = |msg: String| Error::Format {
-            path: file.clone(),
-            msg,
-        };
-        let (_, meta) = SafeTensors::read_metadata(&bytes)
-            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-        let header: ModelHeader = meta
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get(KEY))
-            .ok_or_else(|| {
-                bad(format!(
-                    "no '{KEY}' header: not a model written by convexformer"
-                ))
-            })
-            .and_then(|s| {
-                serde_json::from_str(s).map_err(|e| bad(format!("bad model header: {e}")))
-            })?;
-        let st = SafeTensors::deserialize(&bytes)
-            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-        let read = |name: &str, shape: Vec<usize>| -> Result<Vec<f64>> {
-            let t = st
-                .tensor(name)
-                .map_err(|e| bad(format!("tensor '{name}': {e}")))?;
-            if t.dtype() != Dtype::F64 || t.shape() != shape.as_slice() {
-                return Err(bad(format!(
-                    "tensor '{name}' is {:?} {:?}, expected F64 {shape:?}",
-                    t.dtype(),
-                    t.shape()
-                )));
-            }
-            Ok(t.data()
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
-                .collect())
-        };
-        let coef = read(
+        match SavedModel::load(path)? {
+            SavedModel::Token(m) => Ok(m),
+            SavedModel::Sequence(_) => Err(Error::Invalid(format!(
+                "{} holds a sequence model (N×n×c predictions), not a token model",
+                path.display()
+            ))),
+        }
+    }
+
+    fn from_file(file: &ModelFile, header: ModelHeader) -> Result<Model> {
+        let coef = file.tensor(
             "Z",
             vec![header.n_blocks, header.n_outputs, header.n_features],
         )?;
-        let intercept = read("intercept", vec![header.n_outputs])?;
+        let intercept = file.tensor("intercept", vec![header.n_outputs])?;
         let gates = match header.gates {
-            Some(spec) => Some(read(
+            Some(spec) => Some(file.tensor(
                 "gates",
                 vec![spec.n_gates, header.n_tokens, header.n_features],
             )?),
@@ -177,5 +144,189 @@ impl Model {
         };
         let op = crate::operator::TokenOperator::new(&shaped, masks.as_ref());
         Ok(op.predict(&self.coef, &self.intercept))
+    }
+}
+
+/// The bytes of a model file and its JSON header, before the program is known.
+struct ModelFile {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    header: String,
+}
+
+impl ModelFile {
+    fn read(path: &Path) -> Result<ModelFile> {
+        let file = if path.is_dir() {
+            path.join("model.safetensors")
+        } else {
+            path.to_path_buf()
+        };
+        let bytes = std::fs::read(&file).map_err(|source| Error::Io {
+            path: file.clone(),
+            source,
+        })?;
+        let (_, meta) = SafeTensors::read_metadata(&bytes)
+            .map_err(|e| format_err(&file, format!("not a safetensors file: {e}")))?;
+        let header = meta
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(KEY))
+            .cloned()
+            .ok_or_else(|| {
+                format_err(
+                    &file,
+                    format!("no '{KEY}' header: not a model written by convexformer"),
+                )
+            })?;
+        Ok(ModelFile {
+            path: file,
+            bytes,
+            header,
+        })
+    }
+
+    fn bad(&self, msg: String) -> Error {
+        format_err(&self.path, msg)
+    }
+
+    /// The header's `program`, read loosely so that any program dispatches.
+    fn program(&self) -> Result<String> {
+        let v: serde_json::Value = serde_json::from_str(&self.header)
+            .map_err(|e| self.bad(format!("bad model header: {e}")))?;
+        Ok(v["program"].as_str().unwrap_or_default().to_string())
+    }
+
+    fn parse_header<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_str(&self.header).map_err(|e| self.bad(format!("bad model header: {e}")))
+    }
+
+    /// The F64 tensor `name`, which must have `shape`.
+    fn tensor(&self, name: &str, shape: Vec<usize>) -> Result<Vec<f64>> {
+        let st = SafeTensors::deserialize(&self.bytes)
+            .map_err(|e| self.bad(format!("not a safetensors file: {e}")))?;
+        let t = st
+            .tensor(name)
+            .map_err(|e| self.bad(format!("tensor '{name}': {e}")))?;
+        if t.dtype() != Dtype::F64 || t.shape() != shape.as_slice() {
+            return Err(self.bad(format!(
+                "tensor '{name}' is {:?} {:?}, expected F64 {shape:?}",
+                t.dtype(),
+                t.shape()
+            )));
+        }
+        Ok(t.data()
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect())
+    }
+}
+
+fn format_err(path: &Path, msg: String) -> Error {
+    Error::Format {
+        path: path.to_path_buf(),
+        msg,
+    }
+}
+
+/// The program name a sequence model's header carries.
+pub const SEQUENCE_PROGRAM: &str = "sequence";
+
+/// What a sequence model means (SPEC §4c). The heads are not stored: they
+/// follow from `C` by [`crate::sequence::recover_sequence_heads`], and for
+/// n² entries each they would swell the JSON header.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct SequenceModelHeader {
+    pub format: u32,
+    /// Always [`SEQUENCE_PROGRAM`].
+    pub program: String,
+    pub loss: Loss,
+    pub beta: f64,
+    pub n_tokens: usize,
+    pub n_features: usize,
+    pub n_outputs: usize,
+    pub n_heads: usize,
+}
+
+/// A fitted sequence model: tensor `C` (d × c × n × n, C_{ql}[r, k]).
+#[derive(Clone, Debug)]
+pub struct SequenceModel {
+    pub header: SequenceModelHeader,
+    /// Matrix-major coefficients, as [`crate::sequence::SequenceSolution::coef`].
+    pub coef: Vec<f64>,
+}
+
+impl SequenceModel {
+    fn shape(&self) -> Vec<usize> {
+        let h = &self.header;
+        vec![h.n_features, h.n_outputs, h.n_tokens, h.n_tokens]
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let c = to_bytes(&self.coef);
+        let view = TensorView::new(Dtype::F64, self.shape(), &c)
+            .map_err(|e| format_err(path, format!("cannot serialize the model: {e}")))?;
+        let meta = HashMap::from([(
+            KEY.to_string(),
+            serde_json::to_string(&self.header).expect("header serializes"),
+        )]);
+        let bytes = safetensors::serialize(vec![("C", view)], Some(meta))
+            .map_err(|e| format_err(path, format!("cannot serialize the model: {e}")))?;
+        std::fs::write(path, bytes).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    fn from_file(file: &ModelFile) -> Result<SequenceModel> {
+        let header: SequenceModelHeader = file.parse_header()?;
+        let mut m = SequenceModel {
+            header,
+            coef: Vec::new(),
+        };
+        m.coef = file.tensor("C", m.shape())?;
+        Ok(m)
+    }
+
+    /// Predictions N×n×c on `data`, which must have the model's n and d
+    /// (its targets, if any, are ignored).
+    pub fn predict(&self, data: &crate::sequence::SequenceDataset) -> Result<Vec<f64>> {
+        let h = &self.header;
+        let (_, n, d, _) = data.shape();
+        if (n, d) != (h.n_tokens, h.n_features) {
+            return Err(Error::Invalid(format!(
+                "the sequence model was fitted on n×d = {}×{} token matrices, the data has \
+                 {n}×{d}: give data with {} tokens of {} features",
+                h.n_tokens, h.n_features, h.n_tokens, h.n_features
+            )));
+        }
+        // The reference predictions read c from the data: give it the model's.
+        let mut shaped = data.clone();
+        if shaped.n_outputs != h.n_outputs {
+            shaped.n_outputs = h.n_outputs;
+            shaped.y = vec![0.0; data.n_samples * n * h.n_outputs];
+            shaped.labels = None;
+        }
+        Ok(crate::sequence::recovery::coef_predictions(
+            &self.coef, &shaped,
+        ))
+    }
+}
+
+/// Either kind of model file, told apart by the header's `program`.
+#[derive(Clone, Debug)]
+pub enum SavedModel {
+    Token(Model),
+    Sequence(SequenceModel),
+}
+
+impl SavedModel {
+    /// Loads `path`, or `path/model.safetensors` when `path` is a folder.
+    pub fn load(path: &Path) -> Result<SavedModel> {
+        let file = ModelFile::read(path)?;
+        if file.program()? == SEQUENCE_PROGRAM {
+            return Ok(SavedModel::Sequence(SequenceModel::from_file(&file)?));
+        }
+        let header: ModelHeader = file.parse_header()?;
+        Ok(SavedModel::Token(Model::from_file(&file, header)?))
     }
 }

@@ -492,3 +492,155 @@ fn sequence_model_is_certified_and_plots_its_mixing_matrices() {
     let e = stderr(&o);
     assert!(e.contains("bytes") && e.contains("vector-l1"), "{e}");
 }
+
+/// Small planted sequence data written to `d.npz` (and the data set).
+fn sequence_npz(dir: &Path, spec: &str, name: &str) -> convexformer::sequence::SequenceDataset {
+    use convexformer::sequence::{generate_sequence, parse_sequence_synthetic, write_sequence_npz};
+    let ds = generate_sequence(&parse_sequence_synthetic(spec).unwrap())
+        .unwrap()
+        .0;
+    write_sequence_npz(&dir.join(name), &ds).unwrap();
+    ds
+}
+
+#[test]
+fn sequence_model_saves_and_predicts_its_training_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = sequence_npz(
+        dir.path(),
+        "synthetic:N=60,n=4,d=3,c=2,noise=0.1,seed=5",
+        "d.npz",
+    );
+    let fit = |out: &str| {
+        cf(
+            &[
+                "fit",
+                "--model",
+                "sequence",
+                "--data",
+                "d.npz",
+                "--beta-frac",
+                "0.1",
+                "--out",
+                out,
+            ],
+            dir.path(),
+        )
+    };
+    let o = fit("s");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let train_error = json(&dir.path().join("s/report.json"))["result"]["train_error"]
+        .as_f64()
+        .unwrap();
+    let predict = |data: &str, out: &str| {
+        cf(
+            &[
+                "predict",
+                "--model-file",
+                "s/model.safetensors",
+                "--data",
+                data,
+                "--out",
+                out,
+            ],
+            dir.path(),
+        )
+    };
+    let o = predict("d.npz", "p.npy");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let p: ndarray::Array3<f64> = ndarray_npy::read_npy(dir.path().join("p.npy")).unwrap();
+    assert_eq!(p.shape(), &[60, 4, 2]);
+    // The training error, recomputed from the written predictions and in metrics.
+    let sse: f64 = p.iter().zip(&ds.y).map(|(a, b)| (a - b) * (a - b)).sum();
+    let mse = sse / (60 * 4) as f64;
+    assert!(
+        (mse - train_error).abs() <= 1e-9 * train_error.max(1.0),
+        "{mse} vs {train_error}"
+    );
+    let m = json(&dir.path().join("p.metrics.json"));
+    assert!((m["error"].as_f64().unwrap() - train_error).abs() <= 1e-9 * train_error.max(1.0));
+
+    // Wrong n: a clear error, no file.
+    sequence_npz(
+        dir.path(),
+        "synthetic:N=10,n=5,d=3,c=2,seed=6",
+        "wrong_n.npz",
+    );
+    let o = predict("wrong_n.npz", "q.npy");
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("4×3") && e.contains("5×3"), "{e}");
+    assert!(!dir.path().join("q.npy").exists());
+    // fit refuses to overwrite its output folder.
+    let o = fit("s");
+    assert!(!o.status.success() && stderr(&o).contains("--force"));
+}
+
+#[test]
+fn sequence_path_is_warm_started_certified_and_plotted() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "path",
+        "--model",
+        "sequence",
+        "--data",
+        "synthetic:N=60,n=4,d=2,c=2,seed=7",
+        "--betas",
+        "5",
+        "--ratio",
+        "0.05",
+        "--val-frac",
+        "0.25",
+        "--out",
+        "p",
+    ];
+    let o = cf(&args, dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let csv = std::fs::read_to_string(dir.path().join("p/path.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 6);
+    let col = |name: &str| rows[0].iter().position(|h| *h == name).unwrap();
+    assert_eq!(rows[1][col("beta_over_max")].parse::<f64>().unwrap(), 1.0);
+    assert_eq!(rows[1][col("active_count")], "0");
+    for r in &rows[1..] {
+        assert_eq!(r[col("converged")], "true");
+        assert!(r[col("relative_gap")].parse::<f64>().unwrap() <= 1e-6);
+        assert!(
+            r[col("recovery_relative_difference")]
+                .parse::<f64>()
+                .unwrap()
+                <= 1e-9
+        );
+        assert!(!r[col("validation_error")].is_empty());
+    }
+    // Objectives fall as β falls.
+    let obj: Vec<f64> = rows[1..]
+        .iter()
+        .map(|r| r[col("objective")].parse().unwrap())
+        .collect();
+    assert!(
+        obj.windows(2)
+            .all(|w| w[1] <= w[0] + 1e-5 * w[0].abs().max(1.0)),
+        "{obj:?}"
+    );
+    let j = json(&dir.path().join("p/path.json"));
+    assert_eq!(j["path"].as_array().unwrap().len(), 5);
+    for f in ["objective", "active_matrices"] {
+        for ext in ["png", "svg"] {
+            let p = dir.path().join(format!("p/{f}.{ext}"));
+            assert!(
+                std::fs::metadata(&p)
+                    .map(|m| m.len() > 100)
+                    .unwrap_or(false),
+                "{}",
+                p.display()
+            );
+        }
+    }
+    // No overwrite without --force; with it, the run succeeds.
+    let o = cf(&args, dir.path());
+    assert!(!o.status.success() && stderr(&o).contains("--force"));
+    let mut forced = args.to_vec();
+    forced.push("--force");
+    assert!(cf(&forced, dir.path()).status.success());
+}

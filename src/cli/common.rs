@@ -23,7 +23,7 @@ pub struct ProblemArgs {
     /// synthetic[:N=..,n=..,d=..,c=..,active=..,noise=..,seed=..,kind=real|binary|classes].
     #[arg(long, default_value = "synthetic")]
     pub data: String,
-    /// The convex program: scalar, vector-l1, vector-l2, gated (SPEC §4d; see --gates) or sequence (SPEC §4c; `fit` only).
+    /// The convex program: scalar, vector-l1, vector-l2, gated (SPEC §4d; see --gates) or sequence (SPEC §4c).
     #[arg(long, default_value = "scalar")]
     pub model: String,
     /// The loss: squared, logistic, cross-entropy or huber[:DELTA].

@@ -10,6 +10,7 @@ mod grok;
 mod path;
 mod predict;
 mod sequence;
+mod teacher;
 
 use clap::{Parser, Subcommand};
 
@@ -39,6 +40,8 @@ pub enum Command {
     Compare(Box<compare::CompareArgs>),
     /// Grokking on modular arithmetic: standard vs convex-attention transformers vs the certified global convex model; write curves.csv, summary.json and plots.
     Grok(Box<grok::GrokArgs>),
+    /// Student–teacher on a pretrained BERT-family model: softmax vs convex attention students learn its last attention sublayer; write curves.csv, summary.json and plots.
+    Teacher(Box<teacher::TeacherArgs>),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -50,6 +53,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Demo(a)) => demo::run(a),
         Some(Command::Compare(a)) => compare::run(*a),
         Some(Command::Grok(a)) => grok::run(*a),
+        Some(Command::Teacher(a)) => teacher::run(*a),
         None => demo::run(demo::DemoArgs::default()),
     }
 }

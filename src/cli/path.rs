@@ -33,6 +33,9 @@ pub struct PathArgs {
 }
 
 pub fn run(a: PathArgs) -> anyhow::Result<()> {
+    if a.problem.model == "sequence" {
+        return super::sequence::path::run(a);
+    }
     let program = a.problem.program()?;
     let loss = a.problem.loss()?;
     let opts = a.problem.solver_options()?;

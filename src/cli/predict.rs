@@ -2,7 +2,7 @@
 
 use super::common::{check_out_file, load_data, write_json};
 use crate::data::npz::write_npy_matrix;
-use crate::model::Model;
+use crate::model::SavedModel;
 use crate::report::error;
 use anyhow::bail;
 use clap::Args;
@@ -11,12 +11,12 @@ use std::path::PathBuf;
 #[derive(Args, Debug)]
 pub struct PredictArgs {
     /// The output folder of `fit` (or its model.safetensors).
-    #[arg(long)]
+    #[arg(long, alias = "model-file")]
     pub model: PathBuf,
     /// Data to predict on (.npz, .safetensors or synthetic:...); `y` is optional.
     #[arg(long)]
     pub data: String,
-    /// Where to write the N×c predictions (.npy).
+    /// Where to write the predictions (.npy): N×c, or N×n×c for a sequence model.
     #[arg(long)]
     pub out: PathBuf,
     /// Overwrite an existing output file.
@@ -29,7 +29,10 @@ pub fn run(a: PredictArgs) -> anyhow::Result<()> {
         bail!("--out must name a .npy file, got {}", a.out.display());
     }
     check_out_file(&a.out, a.force)?;
-    let model = Model::load(&a.model)?;
+    let model = match SavedModel::load(&a.model)? {
+        SavedModel::Token(m) => m,
+        SavedModel::Sequence(m) => return super::sequence::predict::run(&a, &m),
+    };
     let (data, has_y) = if a.data.starts_with("synthetic") {
         (load_data(&a.data)?.0, true)
     } else {

@@ -1,11 +1,15 @@
-//! `convexformer fit --model sequence`: the sequence-output program (SPEC §4c).
+//! `convexformer fit|path|predict` for the sequence-output program (SPEC §4c).
 
-use super::common::{command_line, prepare_out_dir, write_json};
+pub(super) mod path;
+pub(super) mod predict;
+
+use super::common::{command_line, prepare_out_dir, write_json, ProblemArgs};
 use super::fit::FitArgs;
 use crate::loss::Loss;
+use crate::model::{SequenceModel, SequenceModelHeader, SEQUENCE_PROGRAM};
 use crate::sequence::{
     generate_sequence, parse_sequence_synthetic, plot_mixing_matrices, read_sequence_npz,
-    sequence_beta_max, solve_sequence, SequenceDataset, SequenceReport,
+    sequence_beta_max, solve_sequence, SequenceDataset, SequenceReport, SequenceSolution,
 };
 use anyhow::bail;
 use rand::seq::SliceRandom;
@@ -45,20 +49,39 @@ fn split(
     Ok((ds.select(train), Some(ds.select(val))))
 }
 
-pub fn run(a: FitArgs) -> anyhow::Result<()> {
-    let loss = Loss::parse(&a.problem.loss)?;
-    let opts = a.problem.solver_options()?;
-    if a.problem.val.is_some() {
+/// Refuses the options the sequence program does not have; loads and splits.
+fn load_split(p: &ProblemArgs) -> anyhow::Result<(Loss, SequenceDataset, Option<SequenceDataset>)> {
+    let loss = Loss::parse(&p.loss)?;
+    if p.val.is_some() {
         bail!("--val is not supported for the sequence model yet: use --val-frac");
     }
-    if a.problem.intercept {
+    if p.intercept {
         bail!("the sequence model fits no intercept: drop --intercept");
     }
-    let (train, val) = split(
-        load(&a.problem.data)?,
-        a.problem.val_frac,
-        a.problem.split_seed,
-    )?;
+    let (train, val) = split(load(&p.data)?, p.val_frac, p.split_seed)?;
+    Ok((loss, train, val))
+}
+
+/// The model file's contents for a solution.
+fn to_model(sol: &SequenceSolution, loss: Loss) -> SequenceModel {
+    SequenceModel {
+        header: SequenceModelHeader {
+            format: 1,
+            program: SEQUENCE_PROGRAM.to_string(),
+            loss,
+            beta: sol.beta,
+            n_tokens: sol.n_tokens,
+            n_features: sol.n_features,
+            n_outputs: sol.n_outputs,
+            n_heads: sol.heads.len(),
+        },
+        coef: sol.coef.clone(),
+    }
+}
+
+pub fn run(a: FitArgs) -> anyhow::Result<()> {
+    let opts = a.problem.solver_options()?;
+    let (loss, train, val) = load_split(&a.problem)?;
     let bmax = sequence_beta_max(&train, loss)?;
     let beta = match (a.beta, a.beta_frac) {
         (Some(b), _) => b,
@@ -72,6 +95,7 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
     let sol = solve_sequence(&train, loss, beta, &opts)?;
     let report = SequenceReport::new(&train, loss, &sol, bmax, val.as_ref())?;
     let plots = plot_mixing_matrices(&a.out, "mixing", &report.heads, train.n_tokens)?;
+    to_model(&sol, loss).save(&a.out.join("model.safetensors"))?;
     write_json(
         &a.out.join("report.json"),
         &serde_json::json!({ "command": command_line(), "data": a.problem.data, "solver": opts, "result": report }),
@@ -94,7 +118,7 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
         report.recovery_relative_difference
     );
     println!(
-        "wrote {}/report.json and {} mixing-matrix plots",
+        "wrote {0}/report.json, {0}/model.safetensors and {1} mixing-matrix plots",
         a.out.display(),
         plots.len()
     );

@@ -290,7 +290,39 @@ pub fn read_sequence_npz_bytes(bytes: &[u8]) -> Result<SequenceDataset> {
     read_from(bytes, Path::new("<memory>"))
 }
 
-fn read_from(bytes: &[u8], path: &Path) -> Result<SequenceDataset> {
+/// Inputs to predict on: as [`read_sequence_npz`], but `y` may be absent
+/// (then the data set has c = 1 zero targets). Returns whether `y` was there.
+pub fn read_sequence_inputs(path: &Path) -> Result<(SequenceDataset, bool)> {
+    if path.is_dir() {
+        return Err(format_error(path, "is a directory, not a .npz file"));
+    }
+    let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
+    let (mut z, names) = open_npz(&bytes, path, &["X"])?;
+    let x = npz::read_array(&mut z, "X", path)?;
+    if names.iter().any(|n| n == "y") {
+        let y = npz::read_array(&mut z, "y", path)?;
+        return Ok((from_arrays(x, y, path)?, true));
+    }
+    let &[n_s, n, _] = x.shape.as_slice() else {
+        return Err(format_error(
+            path,
+            format!("X must be 3-D (N×n×d), got shape {:?}", x.shape),
+        ));
+    };
+    let y = RawArray {
+        shape: vec![n_s, n],
+        dtype: x.dtype,
+        values: Values::Float(vec![0.0; checked_len("y", &[n_s, n], 8)?]),
+    };
+    Ok((from_arrays(x, y, path)?, false))
+}
+
+/// An archive read from memory.
+type MemNpz<'a> = NpzReader<Cursor<&'a [u8]>>;
+
+/// Checks the archive's headers and that it holds the arrays `want`;
+/// returns it with the names of its arrays.
+fn open_npz<'a>(bytes: &'a [u8], path: &Path, want: &[&str]) -> Result<(MemNpz<'a>, Vec<String>)> {
     npz::check_visible_headers(bytes, path)?;
     let mut z = NpzReader::new(Cursor::new(bytes)).map_err(|e| {
         format_error(
@@ -301,17 +333,22 @@ fn read_from(bytes: &[u8], path: &Path) -> Result<SequenceDataset> {
     let names = z
         .names()
         .map_err(|e| format_error(path, format!("cannot list the arrays of the archive: {e}")))?;
-    for want in ["X", "y"] {
-        if !names.iter().any(|n| n == want) {
+    for &w in want {
+        if !names.iter().any(|n| n == w) {
             return Err(format_error(
                 path,
                 format!(
-                    "no array '{want}' in the archive, which holds {names:?}; expected X \
+                    "no array '{w}' in the archive, which holds {names:?}; expected X \
                      (N×n×d) and y (N×n×c floats, or N×n integer labels)"
                 ),
             ));
         }
     }
+    Ok((z, names))
+}
+
+fn read_from(bytes: &[u8], path: &Path) -> Result<SequenceDataset> {
+    let (mut z, _) = open_npz(bytes, path, &["X", "y"])?;
     let x = npz::read_array(&mut z, "X", path)?;
     let y = npz::read_array(&mut z, "y", path)?;
     from_arrays(x, y, path)

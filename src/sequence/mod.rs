@@ -78,8 +78,8 @@ mod solver;
 pub mod synthetic;
 
 pub use data::{
-    check_sequence_targets, read_sequence_npz, read_sequence_npz_bytes, write_sequence_npz,
-    SequenceDataset,
+    check_sequence_targets, read_sequence_inputs, read_sequence_npz, read_sequence_npz_bytes,
+    write_sequence_npz, SequenceDataset,
 };
 pub use figures::plot_mixing_matrices;
 pub use recovery::{
@@ -230,11 +230,36 @@ pub fn solve_sequence(
     beta: f64,
     opts: &SolverOptions,
 ) -> Result<SequenceSolution> {
+    solve_sequence_from(data, loss, beta, opts, None)
+}
+
+/// As [`solve_sequence`], started from `init` (matrix-major coefficients
+/// with equal row sums, e.g. the solution at a nearby β): along a path the
+/// previous solution is close, so far fewer iterations are needed.
+pub fn solve_sequence_from(
+    data: &SequenceDataset,
+    loss: Loss,
+    beta: f64,
+    opts: &SolverOptions,
+    init: Option<&[f64]>,
+) -> Result<SequenceSolution> {
     opts.validate()?;
     check_inputs(data, loss, beta)?;
-    let start = Instant::now();
-    let out = solver::run(data, loss, beta, opts, start);
     let (_, n, d, c) = data.shape();
+    let start_point = match init {
+        Some(coef) if coef.len() != n * n * d * c => {
+            return invalid(format!(
+                "the starting point has {} coefficients, the program with n = {n}, d = {d}, \
+                 c = {c} has n²·d·c = {}",
+                coef.len(),
+                n * n * d * c
+            ))
+        }
+        Some(coef) => Some(solver::split_start(coef, n)?),
+        None => None,
+    };
+    let start = Instant::now();
+    let out = solver::run(data, loss, beta, opts, start, start_point);
     let heads = recover_sequence_heads(&out.coef, n, d, c)?;
     let seconds = start.elapsed().as_secs_f64();
     let nonconvex_objective = sequence_nonconvex_objective(&heads, data, loss, beta);

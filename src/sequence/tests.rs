@@ -954,3 +954,116 @@ fn planted_timing() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Warm starts and model files
+// ---------------------------------------------------------------------------
+
+#[test]
+fn warm_start_reaches_the_cold_objective_in_fewer_iterations() {
+    for (case, (loss, c)) in [(Loss::Squared, 2), (Loss::CrossEntropy, 3)]
+        .into_iter()
+        .enumerate()
+    {
+        let data = instance(30, 4, 2, c, loss, 300 + case as u64);
+        let bmax = sequence_beta_max(&data, loss).unwrap();
+        let o = opts(1e-9, 200_000);
+        let prev = solve_sequence(&data, loss, 0.3 * bmax, &o).unwrap();
+        let cold = solve_sequence(&data, loss, 0.2 * bmax, &o).unwrap();
+        let warm = solve_sequence_from(&data, loss, 0.2 * bmax, &o, Some(&prev.coef)).unwrap();
+        assert!(cold.converged() && warm.converged(), "{loss:?}");
+        assert!(
+            rel(warm.certificate.primal, cold.certificate.primal) < 1e-7,
+            "{loss:?}: warm {} cold {}",
+            warm.certificate.primal,
+            cold.certificate.primal
+        );
+        assert!(rel(warm.nonconvex_objective, warm.certificate.primal) < 1e-9);
+        assert!(
+            warm.iterations < cold.iterations,
+            "{loss:?}: warm {} cold {}",
+            warm.iterations,
+            cold.iterations
+        );
+        // Started at its own optimum, a solve is certified at once.
+        let looser = opts(1e-7, 200_000);
+        let again =
+            solve_sequence_from(&data, loss, 0.2 * bmax, &looser, Some(&warm.coef)).unwrap();
+        assert!(again.converged() && again.iterations == 0, "{loss:?}");
+    }
+}
+
+#[test]
+fn warm_start_rejects_bad_starting_points() {
+    let data = instance(10, 3, 2, 1, Loss::Squared, 310);
+    let o = opts(1e-6, 100);
+    let short = vec![0.0; 5];
+    let e = solve_sequence_from(&data, Loss::Squared, 1.0, &o, Some(&short)).unwrap_err();
+    assert!(e.to_string().contains("coefficients"), "{e}");
+    // Unequal row sums: no pair in K × K gives this matrix.
+    let mut bad = vec![0.0; 3 * 3 * 2];
+    bad[0] = 1.0;
+    let e = solve_sequence_from(&data, Loss::Squared, 1.0, &o, Some(&bad)).unwrap_err();
+    assert!(e.to_string().contains("row sums"), "{e}");
+}
+
+#[test]
+fn sequence_model_file_round_trips_and_predicts_like_the_solution() {
+    use crate::model::{Model, SavedModel, SequenceModel, SequenceModelHeader};
+    let loss = Loss::Squared;
+    let data = instance(12, 3, 2, 2, loss, 320);
+    let bmax = sequence_beta_max(&data, loss).unwrap();
+    let sol = solve_sequence(&data, loss, 0.2 * bmax, &opts(1e-8, 50_000)).unwrap();
+    let model = SequenceModel {
+        header: SequenceModelHeader {
+            format: 1,
+            program: crate::model::SEQUENCE_PROGRAM.into(),
+            loss,
+            beta: sol.beta,
+            n_tokens: 3,
+            n_features: 2,
+            n_outputs: 2,
+            n_heads: sol.heads.len(),
+        },
+        coef: sol.coef.clone(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("model.safetensors");
+    model.save(&file).unwrap();
+    let SavedModel::Sequence(back) = SavedModel::load(dir.path()).unwrap() else {
+        panic!("a sequence model loaded as a token model");
+    };
+    assert_eq!(back.coef, sol.coef);
+    assert_eq!(back.header.n_heads, sol.heads.len());
+    assert_eq!(back.predict(&data).unwrap(), sol.predict(&data).unwrap());
+    // Targets of another width do not matter; n or d do.
+    let other = instance(4, 3, 2, 1, loss, 321);
+    assert_eq!(back.predict(&other).unwrap().len(), 4 * 3 * 2);
+    let wrong_n = instance(4, 4, 2, 2, loss, 322);
+    let e = back.predict(&wrong_n).unwrap_err().to_string();
+    assert!(e.contains("3×2") && e.contains("4×2"), "{e}");
+    let e = Model::load(&file).unwrap_err().to_string();
+    assert!(e.contains("sequence model"), "{e}");
+}
+
+#[test]
+fn inputs_without_targets_are_read_for_prediction() {
+    let data = instance(3, 2, 2, 1, Loss::Squared, 330);
+    let dir = tempfile::tempdir().unwrap();
+    let with_y = dir.path().join("d.npz");
+    write_sequence_npz(&with_y, &data).unwrap();
+    let (back, has_y) = read_sequence_inputs(&with_y).unwrap();
+    assert!(has_y && back == data);
+    let x_only = dir.path().join("x.npz");
+    let mut z = ndarray_npy::NpzWriter::new(std::fs::File::create(&x_only).unwrap());
+    z.add_array(
+        "X",
+        &ndarray::ArrayView3::from_shape((3, 2, 2), &data.x).unwrap(),
+    )
+    .unwrap();
+    z.finish().unwrap();
+    let (back, has_y) = read_sequence_inputs(&x_only).unwrap();
+    assert!(!has_y && back.x == data.x && back.y.iter().all(|&v| v == 0.0));
+    let e = read_sequence_inputs(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("directory"), "{e}");
+}

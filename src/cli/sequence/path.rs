@@ -1,0 +1,200 @@
+//! `convexformer path --model sequence`: a warm-started β path of the
+//! sequence program (SPEC §4c), each solution certified by its duality gap.
+
+use super::super::common::{command_line, prepare_out_dir, progress, write_json};
+use super::super::path::PathArgs;
+use crate::loss::Loss;
+use crate::plot::{line_plot, LinePlot, Series};
+use crate::sequence::{sequence_beta_max, solve_sequence_from, SequenceDataset, SequenceReport};
+use crate::solver::{beta_grid, SolverOptions};
+use anyhow::Context;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// One β of the path: the fit report plus what only the coefficients show.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PathPoint {
+    #[serde(flatten)]
+    pub report: SequenceReport,
+    /// Nonzero entries of C over all (q, l) matrices.
+    pub nonzero_coefficients: usize,
+}
+
+pub fn run(a: PathArgs) -> anyhow::Result<()> {
+    let opts = a.problem.solver_options()?;
+    let (loss, train, val) = super::load_split(&a.problem)?;
+    let bmax = sequence_beta_max(&train, loss)?;
+    let grid = beta_grid(bmax, a.ratio, a.betas)?;
+    prepare_out_dir(&a.out, a.force)?;
+    let points = compute_path(&train, val.as_ref(), loss, bmax, &grid, &opts)?;
+    std::fs::write(a.out.join("path.csv"), csv(&points)).context("writing path.csv")?;
+    write_json(
+        &a.out.join("path.json"),
+        &serde_json::json!({
+            "command": command_line(),
+            "data": a.problem.data,
+            "model": "sequence",
+            "loss": loss.name(),
+            "solver": opts,
+            "path": points,
+        }),
+    )?;
+    plot_path(&a.out, &points)?;
+    print!("{}", table(&points, loss));
+    println!("wrote {}/path.csv, path.json and plots", a.out.display());
+    Ok(())
+}
+
+/// Solves along `grid`, each solve started from the previous solution.
+pub fn compute_path(
+    train: &SequenceDataset,
+    val: Option<&SequenceDataset>,
+    loss: Loss,
+    bmax: f64,
+    grid: &[f64],
+    opts: &SolverOptions,
+) -> anyhow::Result<Vec<PathPoint>> {
+    let pb = progress(grid.len() as u64, "path");
+    let mut points = Vec::with_capacity(grid.len());
+    let mut prev: Option<Vec<f64>> = None;
+    for &beta in grid {
+        let sol = solve_sequence_from(train, loss, beta, opts, prev.as_deref())?;
+        pb.inc(1);
+        pb.set_message(format!(
+            "beta {beta:.3e}, gap {:.1e}",
+            sol.certificate.relative_gap
+        ));
+        points.push(PathPoint {
+            report: SequenceReport::new(train, loss, &sol, bmax, val)?,
+            nonzero_coefficients: sol.coef.iter().filter(|&&v| v != 0.0).count(),
+        });
+        prev = Some(sol.coef);
+    }
+    pb.finish_and_clear();
+    Ok(points)
+}
+
+/// path.csv: a row per β; active matrices as `q:l` pairs joined by `;`.
+pub fn csv(points: &[PathPoint]) -> String {
+    let mut s = String::from(
+        "beta,beta_over_max,objective,dual_objective,duality_gap,relative_gap,converged,iterations,data_passes,seconds,active_count,active_matrices,nonzero_coefficients,n_heads,nonconvex_objective,recovery_relative_difference,train_error,validation_error\n",
+    );
+    for p in points {
+        let r = &p.report;
+        let active: Vec<String> = r
+            .active_matrices
+            .iter()
+            .map(|(q, l)| format!("{q}:{l}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            r.beta,
+            r.beta / r.beta_max,
+            r.objective,
+            r.dual_objective,
+            r.duality_gap,
+            r.relative_gap,
+            r.converged,
+            r.iterations,
+            r.data_passes,
+            r.seconds,
+            r.active_matrices.len(),
+            active.join(";"),
+            p.nonzero_coefficients,
+            r.n_heads,
+            r.nonconvex_objective,
+            r.recovery_relative_difference,
+            r.train_error,
+            r.validation_error
+                .map(|v| v.to_string())
+                .unwrap_or_default()
+        );
+    }
+    s
+}
+
+/// objective.{png,svg} and active_matrices.{png,svg} against β/β_max.
+fn plot_path(out: &Path, points: &[PathPoint]) -> anyhow::Result<()> {
+    let x: Vec<f64> = points
+        .iter()
+        .map(|p| p.report.beta / p.report.beta_max)
+        .collect();
+    let curve = |name: &str, f: &dyn Fn(&PathPoint) -> f64| Series {
+        name: name.into(),
+        x: x.clone(),
+        y: points.iter().map(f).collect(),
+    };
+    let plots = [
+        (
+            "objective",
+            "Objective along the path",
+            curve("objective", &|p| p.report.objective),
+        ),
+        (
+            "active_matrices",
+            "Active (feature, output) matrices along the path",
+            curve("active matrices", &|p| {
+                p.report.active_matrices.len() as f64
+            }),
+        ),
+    ];
+    for (file, title, series) in plots {
+        line_plot(
+            &out.join(file),
+            &LinePlot {
+                title,
+                x_label: "beta / beta_max",
+                y_label: series.name.as_str(),
+                log_x: true,
+                log_y: false,
+                series: std::slice::from_ref(&series),
+                points: true,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// The printed table.
+fn table(points: &[PathPoint], loss: Loss) -> String {
+    let err = if loss.is_classification() {
+        "err rate"
+    } else {
+        "mse"
+    };
+    let mut s = format!(
+        "{:>10} {:>9} {:>14} {:>9} {:>6} {:>9} {:>10} {:>10}  active matrices\n",
+        "beta",
+        "b/bmax",
+        "objective",
+        "rel gap",
+        "iters",
+        "heads=cvx",
+        format!("train {err}"),
+        format!("val {err}")
+    );
+    for p in points {
+        let r = &p.report;
+        let _ = writeln!(
+            s,
+            "{:>10.3e} {:>9.4} {:>14.8e} {:>9.1e} {:>6} {:>9} {:>10.4} {:>10}  {}",
+            r.beta,
+            r.beta / r.beta_max,
+            r.objective,
+            r.relative_gap,
+            r.iterations,
+            if r.recovery_relative_difference <= 1e-9 {
+                "yes"
+            } else {
+                "NO"
+            },
+            r.train_error,
+            r.validation_error
+                .map(|v| format!("{v:.4}"))
+                .unwrap_or_else(|| "-".into()),
+            r.active_matrices.len()
+        );
+    }
+    s
+}

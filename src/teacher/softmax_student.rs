@@ -1,0 +1,234 @@
+//! Student (a): standard softmax attention (SPEC §2) trained from scratch
+//! with AdamW on the teacher's inputs: h heads, no query/key/value biases, an
+//! output projection with a bias, padding keys masked as in the teacher.
+//! One set of parameters computes every position; the loss is the squared
+//! error at the chosen output positions only, as for the convex student.
+
+use super::bert::mask_bias;
+use super::features::Features;
+use crate::error::{invalid, Error, Result};
+use candle_core::{Device, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use std::time::Instant;
+
+fn cerr(e: candle_core::Error) -> Error {
+    Error::Invalid(format!("softmax student: {e}"))
+}
+
+/// Hyper-parameters of student (a).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SoftmaxConfig {
+    pub heads: usize,
+    pub head_dim: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub batch: usize,
+    pub max_steps: usize,
+    pub max_seconds: f64,
+    pub eval_every: usize,
+    pub seed: u64,
+}
+
+/// The student's parameters.
+pub struct SoftmaxStudent {
+    pub wq: Var,
+    pub wk: Var,
+    pub wv: Var,
+    pub wo: Var,
+    pub bias: Var,
+    heads: usize,
+    head_dim: usize,
+}
+
+impl SoftmaxStudent {
+    /// Gaussian weights scaled by 1/√fan-in; the bias starts at `mean`.
+    pub fn init(dim: usize, cfg: &SoftmaxConfig, mean: &[f64], dev: &Device) -> Result<Self> {
+        if cfg.heads == 0 || cfg.head_dim == 0 {
+            return invalid("--softmax-heads and --softmax-head-dim must be at least 1");
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let inner = cfg.heads * cfg.head_dim;
+        let mut var = |rows: usize, cols: usize| -> Result<Var> {
+            let s = 1.0 / (rows as f64).sqrt();
+            let v: Vec<f32> = (0..rows * cols)
+                .map(|_| (s * rng.sample::<f64, _>(StandardNormal)) as f32)
+                .collect();
+            Var::from_vec(v, (rows, cols), dev).map_err(cerr)
+        };
+        let (wq, wk, wv, wo) = (
+            var(dim, inner)?,
+            var(dim, inner)?,
+            var(dim, inner)?,
+            var(inner, dim)?,
+        );
+        let b: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
+        Ok(SoftmaxStudent {
+            wq,
+            wk,
+            wv,
+            wo,
+            bias: Var::from_vec(b, dim, dev).map_err(cerr)?,
+            heads: cfg.heads,
+            head_dim: cfg.head_dim,
+        })
+    }
+
+    fn vars(&self) -> Vec<Var> {
+        vec![
+            self.wq.clone(),
+            self.wk.clone(),
+            self.wv.clone(),
+            self.wo.clone(),
+            self.bias.clone(),
+        ]
+    }
+
+    /// (outputs B×n×D, attention B×H×n×n) for inputs B×n×D and a key mask B×n.
+    pub fn forward(&self, x: &Tensor, mask: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        let (b, n, d) = x.dims3()?;
+        let (h, k) = (self.heads, self.head_dim);
+        let flat = x.reshape((b * n, d))?;
+        let split = |w: &Var| -> candle_core::Result<Tensor> {
+            flat.matmul(w.as_tensor())?
+                .reshape((b, n, h, k))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let (q, kk, v) = (split(&self.wq)?, split(&self.wk)?, split(&self.wv)?);
+        let scores = (q.matmul(&kk.t()?)? / (k as f64).sqrt())?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&mask_bias(mask)?)?)?;
+        let ctx = probs
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((b * n, h * k))?;
+        let out = ctx
+            .matmul(self.wo.as_tensor())?
+            .broadcast_add(self.bias.as_tensor())?
+            .reshape((b, n, d))?;
+        Ok((out, probs))
+    }
+}
+
+/// A batch of sentences as tensors: inputs, targets, key mask, loss weights
+/// (1 at the chosen positions that hold a token).
+pub struct Batch {
+    pub x: Tensor,
+    pub y: Tensor,
+    pub mask: Tensor,
+    pub weight: Tensor,
+    pub count: usize,
+}
+
+pub fn make_batch(f: &Features, idx: &[usize], positions: &[usize], dev: &Device) -> Result<Batch> {
+    let (n, d) = (f.n, f.dim);
+    let mut x = Vec::with_capacity(idx.len() * n * d);
+    let mut y = Vec::with_capacity(idx.len() * n * d);
+    let mut mask = vec![0f32; idx.len() * n];
+    let mut weight = vec![0f32; idx.len() * n];
+    let mut count = 0;
+    for (s, &i) in idx.iter().enumerate() {
+        x.extend_from_slice(&f.x[i * n * d..(i + 1) * n * d]);
+        y.extend_from_slice(&f.y[i * n * d..(i + 1) * n * d]);
+        mask[s * n..s * n + f.lengths[i]].fill(1.0);
+        for &r in positions.iter().filter(|&&r| r < f.lengths[i]) {
+            weight[s * n + r] = 1.0;
+            count += 1;
+        }
+    }
+    let b = idx.len();
+    Ok(Batch {
+        x: Tensor::from_vec(x, (b, n, d), dev).map_err(cerr)?,
+        y: Tensor::from_vec(y, (b, n, d), dev).map_err(cerr)?,
+        mask: Tensor::from_vec(mask, (b, n), dev).map_err(cerr)?,
+        weight: Tensor::from_vec(weight, (b, n, 1), dev).map_err(cerr)?,
+        count,
+    })
+}
+
+/// Mean over the weighted positions of ‖ŷ − y‖² / D.
+fn loss(out: &Tensor, batch: &Batch, d: usize) -> candle_core::Result<Tensor> {
+    let diff = (out - &batch.y)?.broadcast_mul(&batch.weight)?;
+    diff.sqr()?.sum_all()? / (batch.count.max(1) * d) as f64
+}
+
+/// Predictions at every position (N×n×D) and the attention (N×n×n, mean
+/// over heads) of the sentences `idx`.
+pub fn predict(
+    m: &SoftmaxStudent,
+    f: &Features,
+    idx: &[usize],
+    dev: &Device,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let mut out = Vec::with_capacity(idx.len() * f.n * f.dim);
+    let mut att = Vec::with_capacity(idx.len() * f.n * f.n);
+    for chunk in idx.chunks(256) {
+        let b = make_batch(f, chunk, &[], dev)?;
+        let (o, p) = m.forward(&b.x, &b.mask).map_err(cerr)?;
+        out.extend(
+            o.flatten_all()
+                .and_then(|t| t.to_vec1::<f32>())
+                .map_err(cerr)?,
+        );
+        let p = p
+            .mean(1)
+            .and_then(|t| t.flatten_all())
+            .and_then(|t| t.to_vec1::<f32>());
+        att.extend(p.map_err(cerr)?);
+    }
+    Ok((out, att))
+}
+
+/// Trains with AdamW on minibatches of `train` until `max_steps` or
+/// `max_seconds`; `on_eval(step, seconds, model)` runs every `eval_every`
+/// steps and at the end (its time is not counted in `seconds`).
+pub fn train(
+    f: &Features,
+    train_idx: &[usize],
+    positions: &[usize],
+    mean: &[f64],
+    cfg: &SoftmaxConfig,
+    mut on_eval: impl FnMut(usize, f64, &SoftmaxStudent) -> Result<()>,
+) -> Result<SoftmaxStudent> {
+    if cfg.batch == 0 || cfg.max_steps == 0 || cfg.eval_every == 0 {
+        return invalid("--softmax-batch, --softmax-steps and eval-every must be at least 1");
+    }
+    let dev = Device::Cpu;
+    let model = SoftmaxStudent::init(f.dim, cfg, mean, &dev)?;
+    let params = ParamsAdamW {
+        lr: cfg.lr,
+        weight_decay: cfg.weight_decay,
+        ..Default::default()
+    };
+    let mut opt = AdamW::new(model.vars(), params).map_err(cerr)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed);
+    let mut order = train_idx.to_vec();
+    let (mut pos, mut trained) = (order.len(), 0.0);
+    on_eval(0, 0.0, &model)?;
+    for step in 1..=cfg.max_steps {
+        let t0 = Instant::now();
+        if pos + cfg.batch > order.len() {
+            order.shuffle(&mut rng);
+            pos = 0;
+        }
+        let end = (pos + cfg.batch).min(order.len());
+        let batch = make_batch(f, &order[pos..end], positions, &dev)?;
+        pos = end;
+        let (out, _) = model.forward(&batch.x, &batch.mask).map_err(cerr)?;
+        let l = loss(&out, &batch, f.dim).map_err(cerr)?;
+        opt.backward_step(&l).map_err(cerr)?;
+        trained += t0.elapsed().as_secs_f64();
+        let last = step == cfg.max_steps || trained >= cfg.max_seconds;
+        if step % cfg.eval_every == 0 || last {
+            on_eval(step, trained, &model)?;
+        }
+        if last {
+            break;
+        }
+    }
+    Ok(model)
+}

@@ -1,0 +1,261 @@
+use super::bert::Teacher;
+use super::corpus::{read_corpus, split};
+use super::experiment::{run_experiment, tokens_for_mass, ExperimentConfig};
+use super::features::{extract, position_dataset, squared_errors, Projection};
+use super::softmax_student::SoftmaxConfig;
+use super::tiny::{write_tiny_bert, TinySize};
+use crate::solver::SolverOptions;
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{layer_norm, linear, VarBuilder};
+use candle_transformers::models::bert::{BertModel, Config};
+
+const CORPUS: &str = include_str!("../../tests/data/tiny_corpus.txt");
+
+fn sentences() -> Vec<String> {
+    CORPUS.lines().map(String::from).collect()
+}
+
+fn tiny(dir: &std::path::Path) -> Teacher {
+    write_tiny_bert(dir, CORPUS, TinySize::default(), 7).unwrap();
+    Teacher::load(dir).unwrap()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
+
+/// The target is the real last attention sublayer: completing the layer from
+/// it (residual, LayerNorm, feed-forward, LayerNorm) gives candle-transformers'
+/// full model output.
+#[test]
+fn target_completes_to_the_full_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = tiny(dir.path());
+    let toks = teacher.tokenize(&sentences()[..6], 12).unwrap();
+    let n = toks.iter().map(|t| t.ids.len()).max().unwrap();
+    let (x, y, probs) = teacher.run(&toks, n).unwrap();
+    // The attention rows are distributions that ignore padding.
+    let sums = probs.sum(3).unwrap();
+    assert!(max_diff(&sums, &sums.ones_like().unwrap()) < 1e-5);
+
+    let cfg: Config =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap())
+            .unwrap();
+    let vb = unsafe {
+        VarBuilder::from_mmaped_safetensors(
+            &[dir.path().join("model.safetensors")],
+            DType::F32,
+            &Device::Cpu,
+        )
+    }
+    .unwrap();
+    let full = BertModel::load(vb.clone(), &cfg).unwrap();
+    let b = toks.len();
+    let mut ids = vec![0u32; b * n];
+    let mut mask = vec![0u32; b * n];
+    for (i, t) in toks.iter().enumerate() {
+        ids[i * n..i * n + t.ids.len()].copy_from_slice(&t.ids);
+        mask[i * n..i * n + t.ids.len()].fill(1);
+    }
+    let ids = Tensor::from_vec(ids, (b, n), &Device::Cpu).unwrap();
+    let mask = Tensor::from_vec(mask, (b, n), &Device::Cpu).unwrap();
+    let want = full
+        .forward(&ids, &ids.zeros_like().unwrap(), Some(&mask))
+        .unwrap();
+
+    let l = vb.pp(format!("encoder.layer.{}", cfg.num_hidden_layers - 1));
+    let h = cfg.hidden_size;
+    let ln1 = layer_norm(h, cfg.layer_norm_eps, l.pp("attention.output.LayerNorm")).unwrap();
+    let inter = linear(h, cfg.intermediate_size, l.pp("intermediate.dense")).unwrap();
+    let out = linear(cfg.intermediate_size, h, l.pp("output.dense")).unwrap();
+    let ln2 = layer_norm(h, cfg.layer_norm_eps, l.pp("output.LayerNorm")).unwrap();
+    let a = ln1.forward(&(&y + &x).unwrap()).unwrap();
+    let f = out
+        .forward(&inter.forward(&a).unwrap().gelu_erf().unwrap())
+        .unwrap();
+    let got = ln2.forward(&(f + &a).unwrap()).unwrap();
+    let d = max_diff(&got, &want);
+    assert!(
+        d < 1e-4,
+        "completed layer differs from the full model by {d}"
+    );
+}
+
+#[test]
+fn features_zero_padding_and_position_sets_hold_the_right_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = tiny(dir.path());
+    let toks = teacher.tokenize(&sentences(), 10).unwrap();
+    let f = extract(&teacher, &toks, 7, |_| {}).unwrap();
+    assert_eq!(f.len(), 40);
+    assert!(f.lengths.iter().all(|&l| l <= 10) && f.n == 10);
+    for i in 0..f.len() {
+        for k in f.lengths[i]..f.n {
+            assert!(f.row(&f.x, i, k).iter().all(|&v| v == 0.0));
+            assert!(f.row(&f.y, i, k).iter().all(|&v| v == 0.0));
+        }
+    }
+    // Batching does not change the features.
+    let g = extract(&teacher, &toks, 40, |_| {}).unwrap();
+    let d =
+        f.x.iter()
+            .zip(&g.x)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+    assert!(d < 1e-5, "batch size changed the features by {d}");
+
+    // A full-rank projection whitens: the projected tokens' second moment is I.
+    let all: Vec<usize> = (0..f.len()).collect();
+    let p = Projection::fit(&f, &all, f.dim).unwrap();
+    assert!((p.energy_kept - 1.0).abs() < 1e-9);
+    let (ds, keep) = position_dataset(&f, &all, 0, &p).unwrap();
+    assert_eq!(keep.len(), f.len());
+    let d = f.dim;
+    let mut m = vec![0.0; d * d];
+    for row in ds.x.chunks_exact(d) {
+        for a in 0..d {
+            for b in 0..d {
+                m[a * d + b] += row[a] * row[b];
+            }
+        }
+    }
+    let tokens: usize = f.lengths.iter().sum();
+    for a in 0..d {
+        for b in 0..d {
+            let want = if a == b { 1.0 } else { 0.0 };
+            assert!(
+                (m[a * d + b] / tokens as f64 - want).abs() < 1e-6,
+                "moment ({a},{b})"
+            );
+        }
+    }
+    let (ds, keep) = position_dataset(&f, &all, 2, &p).unwrap();
+    assert_eq!(keep.len(), f.lengths.iter().filter(|&&l| l > 2).count());
+    for (s, &i) in keep.iter().enumerate() {
+        for k in f.lengths[i]..f.n {
+            let o = (s * f.n + k) * f.dim;
+            assert!(ds.x[o..o + f.dim].iter().all(|&v| v == 0.0));
+        }
+        let y: Vec<f64> = f.row(&f.y, i, 2).iter().map(|&v| v as f64).collect();
+        assert_eq!(ds.target(s), &y[..]);
+    }
+    let p4 = Projection::fit(&f, &all, 4).unwrap();
+    assert!(p4.energy_kept > 0.0 && p4.energy_kept < 1.0);
+    assert!(Projection::fit(&f, &all, 0).is_err());
+    assert!(Projection::fit(&f, &all, f.dim + 1).is_err());
+}
+
+fn config(positions: Vec<usize>) -> ExperimentConfig {
+    ExperimentConfig {
+        max_tokens: 10,
+        positions,
+        val_frac: 0.2,
+        test_frac: 0.2,
+        split_seed: 1,
+        proj_dim: 8,
+        betas: 4,
+        beta_ratio: 1e-2,
+        solver: SolverOptions::default(),
+        softmax: SoftmaxConfig {
+            heads: 2,
+            head_dim: 4,
+            lr: 1e-2,
+            weight_decay: 0.0,
+            batch: 8,
+            max_steps: 60,
+            max_seconds: 60.0,
+            eval_every: 20,
+            seed: 3,
+        },
+    }
+}
+
+#[test]
+fn the_experiment_certifies_the_convex_students_and_trains_the_softmax_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = tiny(dir.path());
+    let res = run_experiment(&teacher, &sentences(), &config(vec![0, 2]), |_| {}).unwrap();
+    assert_eq!(res.sentences, [24, 8, 8]);
+    assert_eq!(res.convex.len(), 2);
+    for s in &res.convex {
+        assert_eq!(s.points.len(), 4);
+        // Every point certified; the training loss falls as β falls.
+        for w in s.points.windows(2) {
+            assert!(w[1].certified && w[0].certified);
+            assert!(w[1].sse[0].0 <= w[0].sse[0].0 * (1.0 + 1e-6) + 1e-9);
+        }
+        // At β_max only the intercept: the training mean, relative error 1.
+        assert!(s.points[0].active_tokens.is_empty());
+        assert!((s.points[0].error(0) - 1.0).abs() < 1e-6);
+        assert!(s.points.last().unwrap().error(0) < 0.9);
+    }
+    let soft: Vec<_> = res.curves.iter().filter(|p| p.model == "softmax").collect();
+    assert_eq!(soft.first().unwrap().step, 0);
+    assert_eq!(soft.last().unwrap().step, 60);
+    assert!(soft.last().unwrap().train_error < soft[0].train_error);
+    let n = res.n;
+    assert_eq!(res.maps.teacher.len(), 2 * n);
+    for row in res.maps.convex.chunks(n) {
+        let s: f64 = row.iter().sum();
+        assert!(s == 0.0 || (s - 1.0).abs() < 1e-9);
+    }
+    // Teacher rows are averages of distributions over real tokens.
+    for row in res.maps.teacher.chunks(n) {
+        assert!(row.iter().all(|&v| (0.0..=1.0 + 1e-6).contains(&v)));
+    }
+    let len = res.example.pieces.len();
+    assert_eq!(res.example.teacher.len(), len * len);
+}
+
+#[test]
+fn bad_input_is_refused_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Teacher::load(dir.path()).err().unwrap().to_string();
+    assert!(err.contains("setup_teacher.sh"), "{err}");
+    let teacher = tiny(dir.path());
+    assert!(teacher.tokenize(&sentences(), 2).is_err());
+    let err = run_experiment(&teacher, &sentences(), &config(vec![40]), |_| {})
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("--positions"), "{err}");
+    assert!(run_experiment(&teacher, &sentences(), &config(vec![]), |_| {}).is_err());
+    let f = dir.path().join("c.txt");
+    std::fs::write(&f, "one\n\ntwo\none\n").unwrap();
+    assert!(read_corpus(&f, None)
+        .unwrap_err()
+        .to_string()
+        .contains("at least 10"));
+    assert!(read_corpus(&dir.path().join("missing.txt"), None).is_err());
+}
+
+#[test]
+fn corpus_split_is_disjoint_complete_and_seeded() {
+    let [a, b, c] = split(100, 0.1, 0.2, 5).unwrap();
+    assert_eq!((a.len(), b.len(), c.len()), (70, 10, 20));
+    let mut all: Vec<usize> = a.iter().chain(&b).chain(&c).copied().collect();
+    all.sort();
+    assert_eq!(all, (0..100).collect::<Vec<_>>());
+    assert_eq!(split(100, 0.1, 0.2, 5).unwrap()[2], c);
+    assert_ne!(split(100, 0.1, 0.2, 6).unwrap()[2], c);
+    assert!(split(3, 0.1, 0.2, 0).is_err());
+    assert!(split(100, 0.0, 0.2, 0).is_err());
+}
+
+#[test]
+fn small_helpers() {
+    assert_eq!(tokens_for_mass(&[0.5, 0.3, 0.2], 0.9), 3);
+    assert_eq!(tokens_for_mass(&[0.05, 0.95, 0.0], 0.9), 1);
+    assert_eq!(tokens_for_mass(&[0.0, 0.0], 0.9), 0);
+    let (num, den) = squared_errors(&[1.0f64, 2.0], &[1.0, 4.0], &[0.0, 0.0]);
+    assert_eq!((num, den), (4.0, 17.0));
+}
