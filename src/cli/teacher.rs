@@ -55,16 +55,17 @@ pub struct TeacherArgs {
     #[arg(long, default_value_t = 64)]
     pub proj_dim: usize,
     /// Convex student: β values on each position's path, from β_max down.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 6)]
     pub betas: usize,
     /// Convex student: the smallest β as a fraction of β_max.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 3e-2)]
     pub beta_ratio: f64,
     /// Convex student: relative duality gap to reach at each β.
     #[arg(long, default_value_t = 1e-6)]
     pub tol: f64,
-    /// Convex student: cap on the seconds of each β's solve.
-    #[arg(long, default_value_t = 60.0)]
+    /// Convex student: cap on the seconds of each β's solve (small β are
+    /// nearly interpolating and slow; the gap reached is reported).
+    #[arg(long, default_value_t = 20.0)]
     pub max_seconds: f64,
     /// Softmax student: heads and their dimension.
     #[arg(long, default_value_t = 12)]

@@ -18,7 +18,14 @@ fn random_data(n: usize, t: usize, d: usize, c: usize, seed: u64) -> Dataset {
 /// without gates, on subsets of blocks, across several chunks.
 #[test]
 fn fused_pass_matches_naive() {
-    let (n, t, d, c) = (700, 5, 3, 2);
+    // c = 9 takes the matrix-product path when ungated.
+    for c in [2, 9] {
+        check_fused_pass(c);
+    }
+}
+
+fn check_fused_pass(c: usize) {
+    let (n, t, d) = (700, 5, 3);
     let ds = random_data(n, t, d, c, 1);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
     let gates = GateMasks {
@@ -30,7 +37,7 @@ fn fused_pass_matches_naive() {
         let nb = op.n_blocks();
         let cd = c * d;
         let coef: Vec<f64> = (0..nb * cd).map(|_| rng.random_range(-1.0..1.0)).collect();
-        let b0 = vec![0.3, -0.2];
+        let b0: Vec<f64> = (0..c).map(|l| 0.3 - 0.1 * l as f64).collect();
         let fwd: Vec<usize> = (0..nb).filter(|b| b % 2 == 0).collect();
         let adj: Vec<usize> = (0..nb).rev().collect();
         let packed: Vec<f64> = fwd

@@ -1,6 +1,8 @@
 use super::kernels::{axpy, dot};
 use super::PassBuffers;
 use crate::data::Dataset;
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
 /// Gate indicators D_p(X_i) = 1[⟨X_i, G_p⟩ ≥ 0] for P gates (SPEC §3.4/§4d),
@@ -36,6 +38,15 @@ const MAX_CHUNKS: usize = 32;
 const MIN_CHUNK: usize = 256;
 /// Samples per sub-batch of the fused pass.
 const SUB_BATCH: usize = 64;
+/// From this many outputs on, ungated passes use matrix products per sub-batch.
+const GEMM_MIN_OUTPUTS: usize = 8;
+
+/// A sub-batch's first sample and its prediction and gradient rows.
+struct SubBatch<'s> {
+    i0: usize,
+    yh: &'s mut [f64],
+    sg: &'s mut [f64],
+}
 
 impl<'a> TokenOperator<'a> {
     pub fn new(data: &'a Dataset, gates: Option<&'a GateMasks>) -> Self {
@@ -178,6 +189,16 @@ impl<'a> TokenOperator<'a> {
                 // while the adjoint streams each token's rows in order.
                 for start in (0..rows).step_by(SUB_BATCH) {
                     let end = (start + SUB_BATCH).min(rows);
+                    if self.gates.is_none() && c >= GEMM_MIN_OUTPUTS {
+                        let s = SubBatch {
+                            i0: j * cs + start,
+                            yh: &mut yh[start * c..end * c],
+                            sg: &mut sg[start * c..end * c],
+                        };
+                        total += self
+                            .sub_batch_gemm(s, fwd, fwd_coef, intercept, adj, &loss, grads, igrad);
+                        continue;
+                    }
                     for r in start..end {
                         let i = j * cs + r;
                         let yi = &mut yh[r * c..(r + 1) * c];
@@ -220,6 +241,62 @@ impl<'a> TokenOperator<'a> {
             axpy(1.0, &part[width..width + c], &mut buf.intercept_grad);
         }
         buf.chunk_loss.iter().sum()
+    }
+
+    /// One sub-batch of an ungated pass with many outputs, as matrix
+    /// products: Ŷ += X_b Z_bᵀ per forward block, then G_b += ∇Lᵀ X_b per
+    /// adjoint block. Per sample, the loop above would stream every Z_b (c·d
+    /// values) from cache once per sample; here once per sub-batch.
+    #[allow(clippy::too_many_arguments)]
+    fn sub_batch_gemm<F>(
+        &self,
+        s: SubBatch,
+        fwd: &[usize],
+        fwd_coef: &[f64],
+        intercept: &[f64],
+        adj: &[usize],
+        loss: &F,
+        grads: &mut [f64],
+        igrad: &mut [f64],
+    ) -> f64
+    where
+        F: Fn(usize, &[f64], &mut [f64]) -> f64 + Sync,
+    {
+        let (c, d) = (self.n_outputs(), self.block_dim());
+        let m = s.yh.len() / c;
+        for y in s.yh.chunks_exact_mut(c) {
+            y.copy_from_slice(intercept);
+        }
+        for (zb, &b) in fwd_coef.chunks_exact(c * d).zip(fwd) {
+            let x = MatRef::from_row_major_slice(self.rows(s.i0, m, b), m, d);
+            let z = MatRef::from_row_major_slice(zb, c, d);
+            let y = MatMut::from_row_major_slice_mut(s.yh, m, c);
+            matmul(y, Accum::Add, x, z.transpose(), 1.0, Par::Seq);
+        }
+        let mut total = 0.0;
+        for (r, (yi, gi)) in
+            s.yh.chunks_exact(c)
+                .zip(s.sg.chunks_exact_mut(c))
+                .enumerate()
+        {
+            total += loss(s.i0 + r, yi, gi);
+            axpy(1.0, gi, igrad);
+        }
+        let g = MatRef::from_row_major_slice(s.sg, m, c);
+        for (gb, &b) in grads.chunks_exact_mut(c * d).zip(adj) {
+            let x = MatRef::from_row_major_slice(self.rows(s.i0, m, b), m, d);
+            let acc = MatMut::from_row_major_slice_mut(gb, c, d);
+            matmul(acc, Accum::Add, g.transpose(), x, 1.0, Par::Seq);
+        }
+        total
+    }
+
+    /// Rows of token block `b` for samples i0..i0+m, contiguous (m×d).
+    #[inline]
+    fn rows(&self, i0: usize, m: usize, b: usize) -> &[f64] {
+        let d = self.data.n_features;
+        let off = ((b % self.data.n_tokens) * self.data.n_samples + i0) * d;
+        &self.xt[off..off + m * d]
     }
 
     /// Predictions ŷ for coefficients on all blocks (n_blocks·c·d) and an
