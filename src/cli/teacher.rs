@@ -11,6 +11,7 @@
 
 use super::common::{command_line, prepare_out_dir, write_json};
 use crate::plot::{bar_plot, heatmap, line_plot, Heatmap, LinePlot, Series};
+use crate::problem::Program;
 use crate::solver::SolverOptions;
 use crate::teacher::corpus::read_corpus;
 use crate::teacher::softmax_student::SoftmaxConfig;
@@ -51,6 +52,10 @@ pub struct TeacherArgs {
     /// Seed of the sentence split.
     #[arg(long, default_value_t = 0)]
     pub split_seed: u64,
+    /// Convex student: vector-l1 (the paper's ℓ₁ output norm: a group per
+    /// token and output) or vector-l2 (nuclear norm per token: low rank).
+    #[arg(long, default_value = "vector-l1")]
+    pub program: String,
     /// Convex student: token features after projection (the model width keeps all).
     #[arg(long, default_value_t = 64)]
     pub proj_dim: usize,
@@ -120,7 +125,15 @@ impl TeacherArgs {
         if !(self.lr > 0.0 && self.weight_decay >= 0.0 && self.softmax_seconds > 0.0) {
             bail!("--lr and --softmax-seconds must be positive and --weight-decay nonnegative");
         }
+        let program = Program::parse(&self.program)?;
+        if !matches!(program, Program::VectorL1 | Program::VectorL2) {
+            bail!(
+                "--program must be vector-l1 or vector-l2, got {}",
+                self.program
+            );
+        }
         Ok(ExperimentConfig {
+            program,
             max_tokens: self.max_tokens,
             positions: parse_positions(&self.positions)?,
             val_frac: self.val_frac,

@@ -1,5 +1,5 @@
-//! Student (b): convex attention, SPEC §4b (vector outputs, ℓ₁ output norm)
-//! for each chosen output position r: ŷ_r = Σ_k Z_kᵀ x_k + b over the
+//! Student (b): convex attention, SPEC §4b (vector outputs; the paper's ℓ₁
+//! output norm, or our nuclear-norm ℓ₂ variant) for each chosen output position r: ŷ_r = Σ_k Z_kᵀ x_k + b over the
 //! (projected) tokens of the sentence, squared loss, solved along a
 //! warm-started β path by the core solver, each point certified by its
 //! duality gap. β is chosen on the validation sentences.
@@ -74,6 +74,7 @@ fn sse(sol: &Solution, op: &TokenOperator, data: &Dataset, mean: &[f64]) -> (f64
 /// β_max down to `ratio`·β_max; `sets` = [train, validation, test].
 pub fn fit_position(
     position: usize,
+    program: Program,
     sets: [&Dataset; 3],
     betas: usize,
     ratio: f64,
@@ -84,7 +85,12 @@ pub fn fit_position(
     let (n, k, d) = (train.n_tokens, train.n_features, train.n_outputs);
     check_size(n, k, d, train.n_samples)?;
     let mean = column_mean(&train.y, d);
-    let program = Program::VectorL1;
+    if !matches!(program, Program::VectorL1 | Program::VectorL2) {
+        return Err(Error::Invalid(format!(
+            "the convex student solves vector-l1 or vector-l2, not {}",
+            program.name()
+        )));
+    }
     let mut problem = Problem::new(
         TokenOperator::new(train, None),
         Loss::Squared,

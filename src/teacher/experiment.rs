@@ -7,12 +7,15 @@ use super::corpus::split;
 use super::features::{extract, position_dataset, squared_errors, Features, Projection};
 use super::softmax_student::{predict, train, SoftmaxConfig, SoftmaxStudent};
 use crate::error::{invalid, Result};
+use crate::problem::Program;
 use crate::solver::SolverOptions;
 use candle_core::Device;
 
 /// Everything the experiment needs besides the teacher and the sentences.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ExperimentConfig {
+    /// The convex student's program: vector-l1 (the paper's) or vector-l2.
+    pub program: Program,
     pub max_tokens: usize,
     pub positions: Vec<usize>,
     pub val_frac: f64,
@@ -226,6 +229,7 @@ pub fn run_experiment(
             .collect::<Result<_>>()?;
         let student = fit_position(
             r,
+            cfg.program,
             [&ds[0], &ds[1], &ds[2]],
             cfg.betas,
             cfg.beta_ratio,

@@ -156,6 +156,7 @@ fn features_zero_padding_and_position_sets_hold_the_right_rows() {
 
 fn config(positions: Vec<usize>) -> ExperimentConfig {
     ExperimentConfig {
+        program: crate::problem::Program::VectorL1,
         max_tokens: 10,
         positions,
         val_frac: 0.2,
