@@ -2,23 +2,8 @@
 
 use convexformer::data::npz::write_npz;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn cf(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_convexformer"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
+mod common;
+use common::cli::{cf, json, stderr};
 
 const DATA: &str = "synthetic:N=300,n=10,d=4,active=2,noise=0.05,seed=3";
 

@@ -1,20 +1,8 @@
 //! `convexformer grok` end to end on a tiny task: every model writes its
 //! curve, the summary has the milestones and the certificate, the plots exist.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn cf(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_convexformer"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod common;
+use common::cli::{cf, stderr};
 
 #[test]
 fn grok_writes_curves_summary_and_plots() {

@@ -3,16 +3,8 @@
 //! error definitions hold, bad input refused.
 
 use convexformer::teacher::tiny::{write_tiny_bert, TinySize};
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn cf(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_convexformer"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("runs")
-}
+mod common;
+use common::cli::cf;
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/tiny_corpus.txt");
 
