@@ -247,3 +247,44 @@ pub fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
     pb.set_prefix(what.to_string());
     pb
 }
+
+/// The regularization, given as β or as a fraction of β_max (fit, compare).
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct BetaArgs {
+    /// Regularization strength β > 0.
+    #[arg(long, conflicts_with = "beta_frac", allow_negative_numbers = true)]
+    pub beta: Option<f64>,
+    /// β as a fraction of β_max (the smallest β whose solution is zero).
+    #[arg(long, allow_negative_numbers = true)]
+    pub beta_frac: Option<f64>,
+}
+
+impl BetaArgs {
+    /// What can be checked before β_max is known. `default_frac` serves when
+    /// neither is given; without one, one of them is required.
+    pub fn check(&self, default_frac: Option<f64>) -> anyhow::Result<()> {
+        if let Some(f) = self.beta_frac {
+            if !(f > 0.0 && f.is_finite()) {
+                bail!("--beta-frac must be a positive number (a fraction of beta_max), got {f}");
+            }
+        }
+        if let Some(b) = self.beta {
+            crate::problem::check_beta(b)?;
+        }
+        if self.beta.is_none() && self.beta_frac.is_none() && default_frac.is_none() {
+            bail!("give the regularization: --beta B (B > 0) or --beta-frac F (β = F·β_max)");
+        }
+        Ok(())
+    }
+
+    /// β for this β_max (after [`BetaArgs::check`] with the same default).
+    pub fn resolve(&self, bmax: f64, default_frac: Option<f64>) -> anyhow::Result<f64> {
+        self.check(default_frac)?;
+        let beta = match self.beta {
+            Some(b) => b,
+            None => self.beta_frac.or(default_frac).unwrap_or(1.0) * bmax,
+        };
+        crate::problem::check_beta(beta)?;
+        Ok(beta)
+    }
+}

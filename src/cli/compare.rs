@@ -15,7 +15,9 @@
 //! Softmax attention is a different model class: its objective can lie below
 //! P*, it is reported but not checked.
 
-use super::common::{command_line, data_json, prepare_out_dir, write_json, Loaded, ProblemArgs};
+use super::common::{
+    command_line, data_json, prepare_out_dir, write_json, BetaArgs, Loaded, ProblemArgs,
+};
 use crate::baselines::{
     check_lower_bound, train, Baseline, Decay, Flow, ModelKind, Objective, OptimizerKind,
     Parametrization, Precision, TrainOutcome,
@@ -39,12 +41,9 @@ const STOP_REL: f64 = 1e-8;
 pub struct CompareArgs {
     #[command(flatten)]
     pub problem: ProblemArgs,
-    /// Regularization strength β > 0.
-    #[arg(long, conflicts_with = "beta_frac", allow_negative_numbers = true)]
-    pub beta: Option<f64>,
-    /// β as a fraction of β_max (default 0.1 when --beta is not given).
-    #[arg(long, allow_negative_numbers = true)]
-    pub beta_frac: Option<f64>,
+    /// β, or β as a fraction of β_max (default 0.1 when neither is given).
+    #[command(flatten)]
+    pub beta: BetaArgs,
     /// Heads of the trained models (default: the convex solution's recovered
     /// heads + --extra-heads, at least 1).
     #[arg(long)]
@@ -250,14 +249,7 @@ pub fn run(a: CompareArgs) -> anyhow::Result<()> {
     // Everything that can be checked before loading data.
     let program = a.problem.program()?;
     let loss = a.problem.loss()?;
-    if let Some(f) = a.beta_frac {
-        if !(f > 0.0 && f.is_finite()) {
-            bail!("--beta-frac must be a positive number (a fraction of beta_max), got {f}");
-        }
-    }
-    if let Some(b) = a.beta {
-        crate::problem::check_beta(b)?;
-    }
+    a.beta.check(Some(0.1))?;
     if a.seeds == 0 {
         bail!("--seeds must be at least 1");
     }
@@ -303,8 +295,7 @@ pub fn run(a: CompareArgs) -> anyhow::Result<()> {
     let op = TokenOperator::new(data, None);
     let mut problem = Problem::new(op, loss, program.penalty(), 1.0, a.problem.intercept)?;
     let bmax = beta_max(&problem);
-    problem.beta = a.beta.unwrap_or(a.beta_frac.unwrap_or(0.1) * bmax);
-    crate::problem::check_beta(problem.beta)?;
+    problem.beta = a.beta.resolve(bmax, Some(0.1))?;
     let opts = SolverOptions {
         tol: base_opts.tol.min(1e-10),
         ..base_opts.clone()

@@ -1,12 +1,11 @@
 //! `convexformer fit`: one certified solve.
 
-use super::common::{command_line, data_json, prepare_out_dir, write_json, ProblemArgs};
+use super::common::{command_line, data_json, prepare_out_dir, write_json, BetaArgs, ProblemArgs};
 use crate::model::{Model, ModelHeader};
 use crate::operator::TokenOperator;
 use crate::problem::Problem;
 use crate::report::SolveReport;
 use crate::solver::{beta_max, solve};
-use anyhow::bail;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -14,12 +13,8 @@ use std::path::PathBuf;
 pub struct FitArgs {
     #[command(flatten)]
     pub problem: ProblemArgs,
-    /// Regularization strength β > 0.
-    #[arg(long, conflicts_with = "beta_frac", allow_negative_numbers = true)]
-    pub beta: Option<f64>,
-    /// β as a fraction of β_max (the smallest β whose solution is zero).
-    #[arg(long, allow_negative_numbers = true)]
-    pub beta_frac: Option<f64>,
+    #[command(flatten)]
+    pub beta: BetaArgs,
     /// Output folder (report.json, model.safetensors).
     #[arg(long)]
     pub out: PathBuf,
@@ -35,21 +30,7 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
     let program = a.problem.program()?;
     let loss = a.problem.loss()?;
     let opts = a.problem.solver_options()?;
-    if let Some(f) = a.beta_frac {
-        if !(f > 0.0 && f.is_finite()) {
-            bail!("--beta-frac must be a positive number (a fraction of beta_max), got {f}");
-        }
-    }
-    let beta_arg = match (a.beta, a.beta_frac) {
-        (Some(b), _) => {
-            crate::problem::check_beta(b)?;
-            Some(b)
-        }
-        (None, Some(_)) => None,
-        (None, None) => {
-            bail!("give the regularization: --beta B (B > 0) or --beta-frac F (β = F·β_max)")
-        }
-    };
+    a.beta.check(None)?;
     let loaded = a.problem.load()?;
     prepare_out_dir(&a.out, a.force)?;
 
@@ -57,8 +38,7 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
     let op = TokenOperator::new(&loaded.train, gating.as_ref().map(|g| &g.train));
     let mut problem = Problem::new(op, loss, program.penalty(), 1.0, a.problem.intercept)?;
     let bmax = beta_max(&problem);
-    problem.beta = beta_arg.unwrap_or_else(|| a.beta_frac.unwrap_or(1.0) * bmax);
-    crate::problem::check_beta(problem.beta)?;
+    problem.beta = a.beta.resolve(bmax, None)?;
     let sol = solve(&problem, &opts, None)?;
     let report = SolveReport::with_gated_val(
         &problem,

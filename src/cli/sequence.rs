@@ -83,14 +83,7 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
     let opts = a.problem.solver_options()?;
     let (loss, train, val) = load_split(&a.problem)?;
     let bmax = sequence_beta_max(&train, loss)?;
-    let beta = match (a.beta, a.beta_frac) {
-        (Some(b), _) => b,
-        (None, Some(f)) => f * bmax,
-        (None, None) => {
-            bail!("give the regularization: --beta B (B > 0) or --beta-frac F (β = F·β_max)")
-        }
-    };
-    crate::problem::check_beta(beta)?;
+    let beta = a.beta.resolve(bmax, None)?;
     prepare_out_dir(&a.out, a.force)?;
     let sol = solve_sequence(&train, loss, beta, &opts)?;
     let report = SequenceReport::new(&train, loss, &sol, bmax, val.as_ref())?;
