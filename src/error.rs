@@ -21,6 +21,10 @@ pub enum Error {
     /// The problem would not fit in memory.
     #[error("too large: {0}")]
     TooLarge(String),
+    /// A tensor computation failed (candle): reported as what it is.
+    #[cfg(feature = "nn")]
+    #[error("tensor computation failed: {0}")]
+    Candle(#[from] candle_core::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

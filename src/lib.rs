@@ -13,27 +13,39 @@
 //! - [`solver`]: FISTA, working sets, gap-safe screening, certificates, paths;
 //! - [`recovery`]: attention heads from a convex solution, and the nonconvex objective;
 //! - [`sequence`]: the sequence-output program (SPEC §4c), certified, with its heads;
-//! - [`baselines`], [`layer`], [`grok`], [`teacher`]: nonconvex baselines, the
+//! - `baselines`, `layer`, `grok`, `teacher`: nonconvex baselines, the
 //!   convex-attention layer, and the paper's two experiments;
-//! - [`model`], [`report`], [`plot`]: saving, reporting and drawing results.
+//! - [`model`], [`report`], `plot`: saving, reporting and drawing results.
+//!
+//! Cargo features: the core above builds alone (`--no-default-features`);
+//! `plot` (plotters), `nn` (candle: baselines, layer, grokking), `teacher`
+//! (candle-transformers, tokenizers) and `cli` (the binary, all of them; the
+//! default) add the rest. The command line lives in the binary, not here.
 
-pub mod baselines;
+// The certified core: builds with `--no-default-features`.
 pub mod bench;
-pub mod cli;
 pub mod data;
 pub mod error;
-pub mod grok;
-pub mod layer;
 pub mod loss;
 pub mod model;
 pub mod operator;
 pub mod penalty;
-pub mod plot;
 pub mod problem;
 pub mod recovery;
 pub mod report;
 pub mod sequence;
 pub mod solver;
+
+// Behind features: figures, and everything built on candle.
+#[cfg(feature = "nn")]
+pub mod baselines;
+#[cfg(feature = "nn")]
+pub mod grok;
+#[cfg(feature = "nn")]
+pub mod layer;
+#[cfg(feature = "plot")]
+pub mod plot;
+#[cfg(feature = "teacher")]
 pub mod teacher;
 #[cfg(test)]
 pub(crate) mod testutil;

@@ -1,11 +1,14 @@
-//! The `convexformer` command line: see `convexformer --help`.
+//! The `convexformer` command line: see `convexformer --help`. The binary
+//! only parses arguments, calls the library and writes files.
+
+mod cli;
 
 use clap::Parser;
 
 fn main() {
-    let cli = convexformer::cli::Cli::parse();
-    convexformer::baselines::tune_process_for_training();
-    if let Err(e) = convexformer::cli::run(cli) {
+    let args = cli::Cli::parse();
+    cli::tune_process_for_training();
+    if let Err(e) = cli::run(args) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

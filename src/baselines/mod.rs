@@ -363,7 +363,7 @@ impl<'a> Evaluator<'a> {
             Model::Softmax(m) => {
                 let m64 = m.to_f64()?;
                 let p = m64.params()?;
-                let yhat = to_f64_vec(&m64.predict(&self.x_train).map_err(cerr)?)?;
+                let yhat = to_f64_vec(&m64.predict(&self.x_train)?)?;
                 let c = self.train.n_outputs;
                 let fit: f64 = yhat
                     .chunks_exact(c)
@@ -374,7 +374,7 @@ impl<'a> Evaluator<'a> {
                 let pen = 0.5 * o.beta * (sq(&p.query) + sq(&p.key) + sq(&p.value) + sq(&p.output));
                 let test = match (self.test, &self.x_test) {
                     (Some(t), Some(xt)) => {
-                        let yt = to_f64_vec(&m64.predict(xt).map_err(cerr)?)?;
+                        let yt = to_f64_vec(&m64.predict(xt)?)?;
                         Some(crate::report::error(o.loss, t, &yt))
                     }
                     _ => None,
@@ -464,8 +464,7 @@ pub fn train(
     let decoupled = cfg.optimizer == OptimizerKind::AdamW;
     let x = data_x(train, dtype)?;
     let y = Tensor::from_slice(&train.y, (n_samples, c), &Device::Cpu)
-        .and_then(|t| t.to_dtype(dtype))
-        .map_err(cerr)?;
+        .and_then(|t| t.to_dtype(dtype))?;
     let eval = Evaluator::new(*obj, train, test)?;
 
     let mut batches = Batcher::new(n_samples, cfg.batch_size, cfg.seed);
@@ -509,31 +508,25 @@ pub fn train(
         let (xb, yb, nb) = match batches.next() {
             None => (x.clone(), y.clone(), n_samples),
             Some(idx) => {
-                let t = Tensor::from_slice(&idx, idx.len(), &Device::Cpu).map_err(cerr)?;
-                (
-                    x.index_select(&t, 0).map_err(cerr)?,
-                    y.index_select(&t, 0).map_err(cerr)?,
-                    idx.len(),
-                )
+                let t = Tensor::from_slice(&idx, idx.len(), &Device::Cpu)?;
+                (x.index_select(&t, 0)?, y.index_select(&t, 0)?, idx.len())
             }
         };
         let (lw, pw) = (1.0 / nb as f64, 1.0 / n_samples as f64);
         let value = match &model {
             Model::Simplex(m) => m.weighted_objective(&xb, &yb, obj, lw, pw, decoupled),
             Model::Softmax(m) => m.weighted_objective(&xb, &yb, obj, lw, pw, decoupled),
-        }
-        .map_err(cerr)?;
+        }?;
         let v = value
             .to_dtype(DType::F64)
-            .and_then(|t| t.to_scalar::<f64>())
-            .map_err(cerr)?;
+            .and_then(|t| t.to_scalar::<f64>())?;
         if !v.is_finite() {
             diverged = true;
             train_secs += t0.elapsed().as_secs_f64();
             step += 1;
             break;
         }
-        let grads = value.backward().map_err(cerr)?;
+        let grads = value.backward()?;
         opt.step(&grads)?;
         if let Model::Simplex(m) = &model {
             m.project()?;
@@ -561,9 +554,9 @@ pub fn train(
         Model::Simplex(m) => (m.attention_f64()?, Some(m.to_heads()?), m.intercept_f64()?),
         Model::Softmax(m) => {
             let m64 = m.to_f64()?;
-            let p = m64.read_attention(&eval.x_train).map_err(cerr)?;
+            let p = m64.read_attention(&eval.x_train)?;
             // Mean over samples: h×n.
-            let mean = p.mean(0).map_err(cerr)?;
+            let mean = p.mean(0)?;
             let b = m64.params()?.intercept.unwrap_or_else(|| vec![0.0; c]);
             (to_f64_vec(&mean)?, None, b)
         }
@@ -582,46 +575,6 @@ pub fn train(
         heads,
         intercept,
     })
-}
-
-/// Two process-wide settings that make candle training 2–5× faster, applied
-/// once. A library must not change its host process behind its back, so
-/// `train` does not call this: the `convexformer` binary does, at start-up.
-///
-/// - candle asks for its thread count before every product, and without
-///   `RAYON_NUM_THREADS` it re-reads the CPU list from /proc each time (a
-///   quarter of a small training step, measured). When the user has not set
-///   it, `RAYON_NUM_THREADS` is set to the count candle would find, after
-///   rayon's global pool (the solver's) has started with its own default, so
-///   neither count changes. `std::env` serializes the accesses.
-/// - candle allocates a fresh buffer for every op; glibc hands buffers above
-///   its mmap/trim thresholds back to the kernel on free, so every step pays
-///   page faults for the same sizes again (softmax attention ran 2.5× slower,
-///   measured). The thresholds are raised (mmap 32 MiB, the most glibc
-///   allows; trim 1 GiB): freed memory is kept for reuse instead.
-pub fn tune_process_for_training() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-            let _ = rayon::current_num_threads();
-            let n = candle_core::utils::get_num_threads();
-            std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-        }
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        {
-            extern "C" {
-                fn mallopt(param: i32, value: i32) -> i32;
-            }
-            const M_TRIM_THRESHOLD: i32 = -1;
-            const M_MMAP_THRESHOLD: i32 = -3;
-            // SAFETY: mallopt only changes glibc's allocation thresholds; it
-            // is thread-safe and the values are within its documented ranges.
-            unsafe {
-                mallopt(M_MMAP_THRESHOLD, 32 << 20);
-                mallopt(M_TRIM_THRESHOLD, 1 << 30);
-            }
-        }
-    });
 }
 
 /// Minibatches: a fresh permutation every epoch (None for full batch).
@@ -672,11 +625,6 @@ pub fn check_lower_bound(objective: f64, cert: &Certificate, what: &str) -> Resu
     Ok(())
 }
 
-/// Maps a candle error into the crate's error.
-pub(crate) fn cerr(e: candle_core::Error) -> Error {
-    Error::Invalid(format!("tensor computation failed: {e}"))
-}
-
 /// `len` N(0, std²) values.
 pub(crate) fn randn_vec(rng: &mut ChaCha8Rng, len: usize, std: f64) -> Vec<f64> {
     (0..len)
@@ -689,7 +637,7 @@ pub(crate) fn to_f64_vec(t: &Tensor) -> Result<Vec<f64>> {
     t.to_dtype(DType::F64)
         .and_then(|t| t.flatten_all())
         .and_then(|t| t.to_vec1::<f64>())
-        .map_err(cerr)
+        .map_err(Error::from)
 }
 
 /// The tokens of `data` as an N×n×d tensor of `dtype`.
@@ -697,5 +645,5 @@ pub fn data_x(data: &Dataset, dtype: DType) -> Result<Tensor> {
     let (n, t, d, _) = data.shape();
     Tensor::from_slice(&data.x, (n, t, d), &Device::Cpu)
         .and_then(|x| x.to_dtype(dtype))
-        .map_err(cerr)
+        .map_err(Error::from)
 }

@@ -22,8 +22,6 @@ use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
-use super::cerr;
-
 /// Which optimizer trains a baseline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -250,7 +248,7 @@ impl Stepper {
                     ..Default::default()
                 },
             )
-            .map_err(cerr)
+            .map_err(crate::Error::from)
         };
         let rows = (!projected.is_empty()).then(|| RowAdam::new(projected.clone(), lr));
         Ok(match kind {
@@ -268,7 +266,7 @@ impl Stepper {
                 let mut all = decayed;
                 all.extend(plain);
                 all.extend(projected);
-                Stepper::Sgd(SgdMomentum::new(all, (lr, momentum)).map_err(cerr)?)
+                Stepper::Sgd(SgdMomentum::new(all, (lr, momentum))?)
             }
         })
     }
@@ -309,7 +307,7 @@ impl Stepper {
                 .and_then(|_| rows_step(rows)),
             Stepper::Sgd(o) => o.step(grads),
         }
-        .map_err(cerr)
+        .map_err(crate::Error::from)
     }
 }
 

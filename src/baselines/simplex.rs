@@ -25,7 +25,7 @@
 use candle_core::{DType, Device, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
-use super::{cerr, randn_vec, to_f64_vec, Objective, Parametrization};
+use super::{randn_vec, to_f64_vec, Objective, Parametrization};
 use crate::error::Result;
 use crate::recovery::{Head, OutputNorm};
 
@@ -131,10 +131,8 @@ impl SimplexModel {
         dtype: DType,
     ) -> Result<Self> {
         let var = |v: Vec<f64>, shape: (usize, usize)| -> Result<Var> {
-            let t = Tensor::from_vec(v, shape, &Device::Cpu)
-                .and_then(|t| t.to_dtype(dtype))
-                .map_err(cerr)?;
-            Var::from_tensor(&t).map_err(cerr)
+            let t = Tensor::from_vec(v, shape, &Device::Cpu).and_then(|t| t.to_dtype(dtype))?;
+            Var::from_tensor(&t).map_err(crate::Error::from)
         };
         Ok(SimplexModel {
             heads: h,
@@ -274,9 +272,8 @@ impl SimplexModel {
         let mut a = to_f64_vec(self.attn.as_tensor())?;
         a.chunks_exact_mut(self.n_tokens).for_each(project_simplex);
         let t = Tensor::from_vec(a, (self.heads, self.n_tokens), &Device::Cpu)
-            .and_then(|t| t.to_dtype(self.attn.dtype()))
-            .map_err(cerr)?;
-        self.attn.set(&t).map_err(cerr)
+            .and_then(|t| t.to_dtype(self.attn.dtype()))?;
+        self.attn.set(&t).map_err(crate::Error::from)
     }
 
     /// The attention rows in f64, exactly on Δ_n: softmax computed in f64 from

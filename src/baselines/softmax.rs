@@ -27,7 +27,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
 use super::ops::{matmul_const_left, matmul_const_right};
-use super::{cerr, randn_vec, to_f64_vec, Objective};
+use super::{randn_vec, to_f64_vec, Objective};
 use crate::error::Result;
 
 /// A softmax-attention model with its trainable parameters.
@@ -97,10 +97,8 @@ impl SoftmaxModel {
         dtype: DType,
     ) -> Result<Self> {
         let var = |v: &[f64], shape: &[usize]| -> Result<Var> {
-            let t = Tensor::from_slice(v, shape, &Device::Cpu)
-                .and_then(|t| t.to_dtype(dtype))
-                .map_err(cerr)?;
-            Var::from_tensor(&t).map_err(cerr)
+            let t = Tensor::from_slice(v, shape, &Device::Cpu).and_then(|t| t.to_dtype(dtype))?;
+            Var::from_tensor(&t).map_err(crate::Error::from)
         };
         let (h, k) = (heads, key_dim);
         Ok(SoftmaxModel {

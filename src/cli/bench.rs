@@ -1,9 +1,9 @@
 //! `convexformer bench`: the solver on the benchmark instances.
 
 use super::common::write_json;
-use crate::bench::{instance, run as run_one, size};
-use crate::solver::SolverOptions;
 use clap::Args;
+use convexformer::bench::{instance, run as run_one, size};
+use convexformer::solver::SolverOptions;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -27,7 +27,7 @@ pub struct BenchArgs {
 
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     if a.training {
-        use crate::baselines::bench::{training_benchmark, training_table, TRAINING_SIZE};
+        use convexformer::baselines::bench::{training_benchmark, training_table, TRAINING_SIZE};
         let r = training_benchmark(&TRAINING_SIZE, 2.0, 5)?;
         print!("{}", training_table(&TRAINING_SIZE, &r));
         if let Some(p) = a.json {

@@ -2,15 +2,15 @@
 //! building the problem, and output folders that never overwrite a user's
 //! files without --force.
 
-use crate::data::synthetic;
-use crate::data::tensors::read_dataset;
-use crate::data::Dataset;
-use crate::loss::Loss;
-use crate::operator::{GateKind, GateMasks, GateSpec, Gates};
-use crate::problem::Program;
-use crate::solver::SolverOptions;
 use anyhow::{bail, Context};
 use clap::Args;
+use convexformer::data::synthetic;
+use convexformer::data::tensors::read_dataset;
+use convexformer::data::Dataset;
+use convexformer::loss::Loss;
+use convexformer::operator::{GateKind, GateMasks, GateSpec, Gates};
+use convexformer::problem::Program;
+use convexformer::solver::SolverOptions;
 use std::path::{Path, PathBuf};
 
 /// Marker file in every folder convexformer writes.
@@ -269,7 +269,7 @@ impl BetaArgs {
             }
         }
         if let Some(b) = self.beta {
-            crate::problem::check_beta(b)?;
+            convexformer::problem::check_beta(b)?;
         }
         if self.beta.is_none() && self.beta_frac.is_none() && default_frac.is_none() {
             bail!("give the regularization: --beta B (B > 0) or --beta-frac F (β = F·β_max)");
@@ -284,7 +284,7 @@ impl BetaArgs {
             Some(b) => b,
             None => self.beta_frac.or(default_frac).unwrap_or(1.0) * bmax,
         };
-        crate::problem::check_beta(beta)?;
+        convexformer::problem::check_beta(beta)?;
         Ok(beta)
     }
 }

@@ -18,17 +18,17 @@
 use super::common::{
     command_line, data_json, prepare_out_dir, write_json, BetaArgs, Loaded, ProblemArgs,
 };
-use crate::baselines::{
+use anyhow::{bail, Context};
+use clap::Args;
+use convexformer::baselines::{
     check_lower_bound, train, Baseline, Decay, Flow, ModelKind, Objective, OptimizerKind,
     Parametrization, Precision, TrainOutcome,
 };
-use crate::operator::TokenOperator;
-use crate::plot::{heatmap, line_plot, Heatmap, LinePlot, Series};
-use crate::problem::Problem;
-use crate::report::SolveReport;
-use crate::solver::{beta_max, solve, Certificate, SolverOptions};
-use anyhow::{bail, Context};
-use clap::Args;
+use convexformer::operator::TokenOperator;
+use convexformer::plot::{heatmap, line_plot, Heatmap, LinePlot, Series};
+use convexformer::problem::Problem;
+use convexformer::report::SolveReport;
+use convexformer::solver::{beta_max, solve, Certificate, SolverOptions};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -578,17 +578,18 @@ fn plot_outputs(
     report: &SolveReport,
     n_tokens: usize,
 ) -> anyhow::Result<()> {
-    let series =
-        |x: &dyn Fn(&crate::baselines::TrainPoint) -> f64, y: &dyn Fn(f64) -> f64| -> Vec<Series> {
-            outcomes
-                .iter()
-                .map(|(m, o)| Series {
-                    name: format!("{} seed {}", m.name(), o.seed),
-                    x: o.points.iter().map(x).collect(),
-                    y: o.points.iter().map(|p| y(p.objective)).collect(),
-                })
-                .collect()
-        };
+    let series = |x: &dyn Fn(&convexformer::baselines::TrainPoint) -> f64,
+                  y: &dyn Fn(f64) -> f64|
+     -> Vec<Series> {
+        outcomes
+            .iter()
+            .map(|(m, o)| Series {
+                name: format!("{} seed {}", m.name(), o.seed),
+                x: o.points.iter().map(x).collect(),
+                y: o.points.iter().map(|p| y(p.objective)).collect(),
+            })
+            .collect()
+    };
     let rel = |v: f64| rel_subopt(v, cert);
     let by_time = series(&|p| p.seconds, &rel);
     line_plot(

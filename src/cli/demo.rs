@@ -3,12 +3,12 @@
 
 use super::common::{prepare_out_dir, Loaded, MARKER};
 use super::path::{compute_path, table, write_path_outputs};
-use crate::data::synthetic;
-use crate::loss::Loss;
-use crate::problem::Program;
-use crate::solver::SolverOptions;
 use anyhow::bail;
 use clap::Args;
+use convexformer::data::synthetic;
+use convexformer::loss::Loss;
+use convexformer::problem::Program;
+use convexformer::solver::SolverOptions;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]

@@ -1,12 +1,12 @@
 //! `convexformer fit`: one certified solve.
 
 use super::common::{command_line, data_json, prepare_out_dir, write_json, BetaArgs, ProblemArgs};
-use crate::model::{Model, ModelHeader};
-use crate::operator::TokenOperator;
-use crate::problem::Problem;
-use crate::report::SolveReport;
-use crate::solver::{beta_max, solve};
 use clap::Args;
+use convexformer::model::{Model, ModelHeader};
+use convexformer::operator::TokenOperator;
+use convexformer::problem::Problem;
+use convexformer::report::SolveReport;
+use convexformer::solver::{beta_max, solve};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]

@@ -4,7 +4,7 @@
 //! same network with convex attention, trained with AdamW for --steps steps,
 //! and (c) the global convex model (SPEC §4d) along a β path, certified. Writes
 //! curves.csv, summary.json, grok.png/svg (accuracy against steps, log
-//! scale) and grok_loss.png/svg. See `crate::grok` for the definitions.
+//! scale) and grok_loss.png/svg. See `convexformer::grok` for the definitions.
 //!
 //! ```text
 //! convexformer grok --out grok-out                       # the default comparison, ~8 min on 2 cores
@@ -19,15 +19,15 @@
 //! physical cores).
 
 use super::common::{command_line, prepare_out_dir, write_json};
-use crate::grok::{
-    run_global, run_milestones, train, AttentionKind, GlobalConfig, Milestones, ModOp, ModelChoice,
-    ModularTask, PenaltyMode, TrainConfig, TransformerConfig,
-};
-use crate::operator::GateKind;
-use crate::plot::{line_plot, LinePlot, Series};
 use anyhow::{bail, Context};
 use candle_core::DType;
 use clap::Args;
+use convexformer::grok::{
+    run_global, run_milestones, train, AttentionKind, GlobalConfig, Milestones, ModOp, ModelChoice,
+    ModularTask, PenaltyMode, TrainConfig, TransformerConfig,
+};
+use convexformer::operator::GateKind;
+use convexformer::plot::{line_plot, LinePlot, Series};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -280,7 +280,7 @@ pub fn run(a: GrokArgs) -> anyhow::Result<()> {
             "threads": candle_core::utils::get_num_threads(),
         },
         "global": gcfg,
-        "threshold": crate::grok::THRESHOLD,
+        "threshold": convexformer::grok::THRESHOLD,
         "x_axis": "transformers: optimizer steps (seconds: training time, evaluation excluded); global: position on the β path (0 = Z = 0 at β_max, k = k-th β), seconds: solver time",
         "runs": runs,
         "notes": notes,
@@ -310,7 +310,7 @@ fn run_transformer(
     let config = TransformerConfig {
         vocab: task.vocab(),
         n_classes: task.p as usize,
-        seq_len: crate::grok::data::SEQ_LEN,
+        seq_len: convexformer::grok::data::SEQ_LEN,
         width: a.width,
         heads: a.heads,
         layers,
@@ -400,7 +400,7 @@ fn run_global_model(
         .iter()
         .map(|p| (p.step, p.seconds, p.train_acc, p.val_acc))
         .collect();
-    let m = crate::grok::milestones(&pts);
+    let m = convexformer::grok::milestones(&pts);
     let last = run.points.last().expect("a point");
     let rows = run
         .points
@@ -523,7 +523,7 @@ fn notes(curves: &[Curve], runs: &[serde_json::Value], a: &GrokArgs, op: ModOp) 
     {
         out.push(format!(
             "no transformer reached {:.0}% validation accuracy within {} steps: the budget may be too short to see grokking ({} mod {} usually needs 10^4 or more steps at this setup). Rerun longer, e.g. `convexformer grok --op {} --p {} --frac {} --steps 20000 --model standard,convex --out DIR`",
-            crate::grok::THRESHOLD * 100.0,
+            convexformer::grok::THRESHOLD * 100.0,
             a.steps,
             op.name(),
             a.p,
@@ -537,7 +537,7 @@ fn notes(curves: &[Curve], runs: &[serde_json::Value], a: &GrokArgs, op: ModOp) 
             out.push(format!(
                 "{} never reached {:.0}% training accuracy in {} steps",
                 c.label(),
-                crate::grok::THRESHOLD * 100.0,
+                convexformer::grok::THRESHOLD * 100.0,
                 a.steps
             ));
         }

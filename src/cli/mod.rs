@@ -9,10 +9,13 @@ mod fit;
 mod grok;
 mod path;
 mod predict;
+mod process;
 mod sequence;
 mod teacher;
 
 use clap::{Parser, Subcommand};
+
+pub use process::tune_process_for_training;
 
 /// Convex attention: train attention heads through their convex
 /// reformulation, certify them with a duality gap, and read which tokens they use.

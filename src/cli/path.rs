@@ -3,14 +3,14 @@
 use super::common::{
     command_line, data_json, prepare_out_dir, progress, write_json, Gating, Loaded, ProblemArgs,
 };
-use crate::loss::Loss;
-use crate::operator::TokenOperator;
-use crate::plot::{heatmap, line_plot, Heatmap, LinePlot, Series};
-use crate::problem::{Problem, Program};
-use crate::report::SolveReport;
-use crate::solver::{beta_grid, beta_max, solve_path, SolverOptions};
 use anyhow::Context;
 use clap::Args;
+use convexformer::loss::Loss;
+use convexformer::operator::TokenOperator;
+use convexformer::plot::{heatmap, line_plot, Heatmap, LinePlot, Series};
+use convexformer::problem::{Problem, Program};
+use convexformer::report::SolveReport;
+use convexformer::solver::{beta_grid, beta_max, solve_path, SolverOptions};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -230,7 +230,7 @@ pub fn token_norms(r: &SolveReport, t: usize, program: Program) -> Vec<f64> {
     let mut out = vec![0.0; t];
     for h in &r.heads {
         if let Some(k) = h.attention.iter().position(|&a| a == 1.0) {
-            out[k] += crate::recovery::head_penalty(h, norm);
+            out[k] += convexformer::recovery::head_penalty(h, norm);
         }
     }
     out

@@ -1,11 +1,11 @@
 //! `convexformer predict`: predictions of a fitted model.
 
 use super::common::{check_out_file, load_data, write_json};
-use crate::data::npz::write_npy_matrix;
-use crate::model::SavedModel;
-use crate::report::error;
 use anyhow::bail;
 use clap::Args;
+use convexformer::data::npz::write_npy_matrix;
+use convexformer::model::SavedModel;
+use convexformer::report::error;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -36,7 +36,7 @@ pub fn run(a: PredictArgs) -> anyhow::Result<()> {
     let (data, has_y) = if a.data.starts_with("synthetic") {
         (load_data(&a.data)?.0, true)
     } else {
-        crate::data::tensors::read_inputs(std::path::Path::new(&a.data), false)?
+        convexformer::data::tensors::read_inputs(std::path::Path::new(&a.data), false)?
     };
     let yhat = model.predict(&data)?;
     let c = model.header.n_outputs;
@@ -46,7 +46,7 @@ pub fn run(a: PredictArgs) -> anyhow::Result<()> {
     if has_y && data.n_outputs == c {
         let loss = model.header.loss;
         let err = error(loss, &data, &yhat);
-        let mean_loss = crate::problem::mean_loss(loss, &data, &yhat);
+        let mean_loss = convexformer::problem::mean_loss(loss, &data, &yhat);
         let kind = if loss.is_classification() {
             "error rate"
         } else {

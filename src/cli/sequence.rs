@@ -5,13 +5,13 @@ pub(super) mod predict;
 
 use super::common::{command_line, prepare_out_dir, write_json, ProblemArgs};
 use super::fit::FitArgs;
-use crate::loss::Loss;
-use crate::model::{SequenceModel, SequenceModelHeader, SEQUENCE_PROGRAM};
-use crate::sequence::{
+use anyhow::bail;
+use convexformer::loss::Loss;
+use convexformer::model::{SequenceModel, SequenceModelHeader, SEQUENCE_PROGRAM};
+use convexformer::sequence::{
     generate_sequence, parse_sequence_synthetic, plot_mixing_matrices, read_sequence_npz,
     sequence_beta_max, solve_sequence, SequenceDataset, SequenceReport, SequenceSolution,
 };
-use anyhow::bail;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use std::path::Path;

@@ -1,5 +1,5 @@
 //! `convexformer teacher`: student–teacher on a pretrained BERT-family model
-//! (see `crate::teacher`). Writes curves.csv, positions.csv, summary.json and
+//! (see `convexformer::teacher`). Writes curves.csv, positions.csv, summary.json and
 //! plots: error against time, the attention maps of the teacher and of both
 //! students, an example sentence, token sparsity.
 //!
@@ -10,14 +10,14 @@
 //! ```
 
 use super::common::{command_line, prepare_out_dir, write_json};
-use crate::plot::{bar_plot, heatmap, line_plot, Heatmap, LinePlot, Series};
-use crate::problem::Program;
-use crate::solver::SolverOptions;
-use crate::teacher::corpus::read_corpus;
-use crate::teacher::softmax_student::SoftmaxConfig;
-use crate::teacher::{run_experiment, ExperimentConfig, ExperimentResult, Teacher};
 use anyhow::{bail, Context};
 use clap::Args;
+use convexformer::plot::{bar_plot, heatmap, line_plot, Heatmap, LinePlot, Series};
+use convexformer::problem::Program;
+use convexformer::solver::SolverOptions;
+use convexformer::teacher::corpus::read_corpus;
+use convexformer::teacher::softmax_student::SoftmaxConfig;
+use convexformer::teacher::{run_experiment, ExperimentConfig, ExperimentResult, Teacher};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -188,7 +188,7 @@ fn convex_chosen(res: &ExperimentResult) -> [f64; 3] {
     })
 }
 
-fn softmax_final(res: &ExperimentResult) -> Option<&crate::teacher::experiment::CurvePoint> {
+fn softmax_final(res: &ExperimentResult) -> Option<&convexformer::teacher::experiment::CurvePoint> {
     res.curves.iter().rev().find(|c| c.model == "softmax")
 }
 

@@ -28,7 +28,6 @@ use rand_chacha::ChaCha8Rng;
 
 use super::data::{Examples, SEQ_LEN};
 use super::model::{Transformer, TransformerConfig};
-use crate::baselines::cerr;
 use crate::error::{invalid, Result};
 
 /// How the convex layers' group penalty enters training.
@@ -161,35 +160,33 @@ impl Batches {
     pub fn new(e: &Examples, dev: &Device) -> Result<Self> {
         let n = e.len();
         Ok(Batches {
-            tokens: Tensor::from_slice(&e.tokens, (n, SEQ_LEN), dev).map_err(cerr)?,
-            labels: Tensor::from_slice(&e.answers, n, dev).map_err(cerr)?,
+            tokens: Tensor::from_slice(&e.tokens, (n, SEQ_LEN), dev)?,
+            labels: Tensor::from_slice(&e.answers, n, dev)?,
         })
     }
 }
 
 /// (mean cross-entropy, accuracy) of `model` on all of `data`, in chunks.
 pub fn evaluate(model: &Transformer, data: &Batches) -> Result<(f64, f64)> {
-    let n = data.labels.dims1().map_err(cerr)?;
+    let n = data.labels.dims1()?;
     let chunk = 4096;
     let (mut loss, mut correct) = (0.0, 0usize);
     let mut start = 0;
     while start < n {
         let len = chunk.min(n - start);
-        let t = data.tokens.narrow(0, start, len).map_err(cerr)?;
-        let y = data.labels.narrow(0, start, len).map_err(cerr)?;
-        let logits = model.forward(&t).map_err(cerr)?.detach();
+        let t = data.tokens.narrow(0, start, len)?;
+        let y = data.labels.narrow(0, start, len)?;
+        let logits = model.forward(&t)?.detach();
         let l = candle_nn::loss::cross_entropy(&logits, &y)
             .and_then(|v| v.to_dtype(DType::F64))
-            .and_then(|v| v.to_scalar::<f64>())
-            .map_err(cerr)?;
+            .and_then(|v| v.to_scalar::<f64>())?;
         loss += l * len as f64;
-        let pred = logits.argmax(1).map_err(cerr)?;
+        let pred = logits.argmax(1)?;
         correct += pred
             .eq(&y)
             .and_then(|m| m.to_dtype(DType::F64))
             .and_then(|m| m.sum_all())
-            .and_then(|m| m.to_scalar::<f64>())
-            .map_err(cerr)? as usize;
+            .and_then(|m| m.to_scalar::<f64>())? as usize;
         start += len;
     }
     Ok((loss / n as f64, correct as f64 / n as f64))
@@ -215,7 +212,7 @@ pub fn train(
         return invalid("the training and validation sets must not be empty");
     }
     let dev = Device::Cpu;
-    let model = Transformer::init(config, cfg.dtype, &dev, cfg.seed).map_err(cerr)?;
+    let model = Transformer::init(config, cfg.dtype, &dev, cfg.seed)?;
     let tr = Batches::new(train, &dev)?;
     let va = Batches::new(val, &dev)?;
     let coupled = cfg.penalty_mode == PenaltyMode::Coupled;
@@ -230,10 +227,9 @@ pub fn train(
     let mut opt_decay = AdamW::new(
         decayed.iter().map(|p| p.var.clone()).collect(),
         params(cfg.weight_decay),
-    )
-    .map_err(cerr)?;
+    )?;
     let penalized_vars: Vec<_> = penalized.iter().map(|p| p.var.clone()).collect();
-    let mut opt_pen = AdamW::new(penalized_vars.clone(), params(0.0)).map_err(cerr)?;
+    let mut opt_pen = AdamW::new(penalized_vars.clone(), params(0.0))?;
 
     let n = train.len();
     let bs = cfg.batch_size.min(n);
@@ -267,43 +263,41 @@ pub fn train(
             order.shuffle(&mut rng);
             pos = 0;
         }
-        let idx = Tensor::from_slice(&order[pos..pos + bs], bs, &dev).map_err(cerr)?;
+        let idx = Tensor::from_slice(&order[pos..pos + bs], bs, &dev)?;
         pos += bs;
         let lr = cfg.lr_at(step);
         opt_decay.set_learning_rate(lr);
         opt_pen.set_learning_rate(lr);
-        let x = tr.tokens.index_select(&idx, 0).map_err(cerr)?;
-        let y = tr.labels.index_select(&idx, 0).map_err(cerr)?;
-        let logits = model.forward(&x).map_err(cerr)?;
-        let mut loss = candle_nn::loss::cross_entropy(&logits, &y).map_err(cerr)?;
+        let x = tr.tokens.index_select(&idx, 0)?;
+        let y = tr.labels.index_select(&idx, 0)?;
+        let logits = model.forward(&x)?;
+        let mut loss = candle_nn::loss::cross_entropy(&logits, &y)?;
         if coupled && cfg.penalty > 0.0 {
-            if let Some(p) = model.group_penalty().map_err(cerr)? {
-                loss = (loss + (p * cfg.penalty).map_err(cerr)?).map_err(cerr)?;
+            if let Some(p) = model.group_penalty()? {
+                loss = (loss + (p * cfg.penalty)?)?;
             }
         }
         let lv = loss
             .to_dtype(DType::F64)
-            .and_then(|v| v.to_scalar::<f64>())
-            .map_err(cerr)?;
+            .and_then(|v| v.to_scalar::<f64>())?;
         if !lv.is_finite() {
             diverged = true;
             secs += t0.elapsed().as_secs_f64();
             step += 1;
             break;
         }
-        let grads = loss.backward().map_err(cerr)?;
-        opt_decay.step(&grads).map_err(cerr)?;
+        let grads = loss.backward()?;
+        opt_decay.step(&grads)?;
         if !penalized_vars.is_empty() {
-            opt_pen.step(&grads).map_err(cerr)?;
+            opt_pen.step(&grads)?;
             if !coupled && cfg.penalty > 0.0 {
-                if let Some(p) = model.group_penalty().map_err(cerr)? {
-                    let g = p.backward().map_err(cerr)?;
+                if let Some(p) = model.group_penalty()? {
+                    let g = p.backward()?;
                     let scale = lr * cfg.penalty;
                     for v in &penalized_vars {
                         if let Some(gv) = g.get(v) {
-                            let next =
-                                (v.as_tensor() - (gv * scale).map_err(cerr)?).map_err(cerr)?;
-                            v.set(&next).map_err(cerr)?;
+                            let next = (v.as_tensor() - (gv * scale)?)?;
+                            v.set(&next)?;
                         }
                     }
                 }

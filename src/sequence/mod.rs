@@ -70,6 +70,7 @@
 //! ([`SequenceDataset::position`] gives that data set).
 
 pub mod data;
+#[cfg(feature = "plot")]
 pub mod figures;
 pub mod operator;
 pub mod projection;
@@ -81,6 +82,7 @@ pub use data::{
     check_sequence_targets, read_sequence_inputs, read_sequence_npz, read_sequence_npz_bytes,
     write_sequence_npz, SequenceDataset,
 };
+#[cfg(feature = "plot")]
 pub use figures::plot_mixing_matrices;
 pub use recovery::{
     recover_sequence_heads, sequence_heads_to_coef, sequence_nonconvex_objective,

@@ -896,6 +896,7 @@ fn synthetic_spec_parses_and_generates_planted_heads() {
     assert!(ds.y.iter().all(|&v| v == 1.0 || v == -1.0));
 }
 
+#[cfg(feature = "plot")]
 #[test]
 fn mixing_matrices_are_plotted() {
     let dir = tempfile::tempdir().unwrap();

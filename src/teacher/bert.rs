@@ -22,10 +22,6 @@ use candle_transformers::models::bert::{BertModel, Config};
 use std::path::{Path, PathBuf};
 use tokenizers::{Tokenizer, TruncationParams};
 
-fn cerr(e: candle_core::Error) -> Error {
-    Error::Invalid(format!("teacher model: {e}"))
-}
-
 /// The last layer's self-attention sublayer, up to its output projection.
 pub struct LastAttention {
     query: Linear,
@@ -143,12 +139,11 @@ impl Teacher {
         };
         let mut frozen_cfg = config.clone();
         frozen_cfg.num_hidden_layers = layers - 1;
-        let frozen = BertModel::load(vb.clone(), &frozen_cfg).map_err(cerr)?;
+        let frozen = BertModel::load(vb.clone(), &frozen_cfg)?;
         let last = LastAttention::load(
             vb.pp(format!("encoder.layer.{}.attention", layers - 1)),
             &config,
-        )
-        .map_err(cerr)?;
+        )?;
         let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| {
             Error::Invalid(format!("{}: {e}", dir.join("tokenizer.json").display()))
         })?;
@@ -208,14 +203,11 @@ impl Teacher {
             mask[i * n..i * n + t.ids.len()].fill(1);
         }
         let dev = &self.device;
-        let ids = Tensor::from_vec(ids, (b, n), dev).map_err(cerr)?;
-        let mask = Tensor::from_vec(mask, (b, n), dev).map_err(cerr)?;
-        let types = ids.zeros_like().map_err(cerr)?;
-        let x = self
-            .frozen
-            .forward(&ids, &types, Some(&mask))
-            .map_err(cerr)?;
-        let (y, probs) = self.last.forward(&x, &mask).map_err(cerr)?;
+        let ids = Tensor::from_vec(ids, (b, n), dev)?;
+        let mask = Tensor::from_vec(mask, (b, n), dev)?;
+        let types = ids.zeros_like()?;
+        let x = self.frozen.forward(&ids, &types, Some(&mask))?;
+        let (y, probs) = self.last.forward(&x, &mask)?;
         Ok((x, y, probs))
     }
 }

@@ -15,10 +15,6 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use std::time::Instant;
 
-fn cerr(e: candle_core::Error) -> Error {
-    Error::Invalid(format!("softmax student: {e}"))
-}
-
 /// Hyper-parameters of student (a).
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct SoftmaxConfig {
@@ -57,7 +53,7 @@ impl SoftmaxStudent {
             let v: Vec<f32> = (0..rows * cols)
                 .map(|_| (s * rng.sample::<f64, _>(StandardNormal)) as f32)
                 .collect();
-            Var::from_vec(v, (rows, cols), dev).map_err(cerr)
+            Var::from_vec(v, (rows, cols), dev).map_err(Error::from)
         };
         let (wq, wk, wv, wo) = (
             var(dim, inner)?,
@@ -71,7 +67,7 @@ impl SoftmaxStudent {
             wk,
             wv,
             wo,
-            bias: Var::from_vec(b, dim, dev).map_err(cerr)?,
+            bias: Var::from_vec(b, dim, dev)?,
             heads: cfg.heads,
             head_dim: cfg.head_dim,
         })
@@ -142,10 +138,10 @@ pub fn make_batch(f: &Features, idx: &[usize], positions: &[usize], dev: &Device
     }
     let b = idx.len();
     Ok(Batch {
-        x: Tensor::from_vec(x, (b, n, d), dev).map_err(cerr)?,
-        y: Tensor::from_vec(y, (b, n, d), dev).map_err(cerr)?,
-        mask: Tensor::from_vec(mask, (b, n), dev).map_err(cerr)?,
-        weight: Tensor::from_vec(weight, (b, n, 1), dev).map_err(cerr)?,
+        x: Tensor::from_vec(x, (b, n, d), dev)?,
+        y: Tensor::from_vec(y, (b, n, d), dev)?,
+        mask: Tensor::from_vec(mask, (b, n), dev)?,
+        weight: Tensor::from_vec(weight, (b, n, 1), dev)?,
         count,
     })
 }
@@ -168,17 +164,13 @@ pub fn predict(
     let mut att = Vec::with_capacity(idx.len() * f.n * f.n);
     for chunk in idx.chunks(256) {
         let b = make_batch(f, chunk, &[], dev)?;
-        let (o, p) = m.forward(&b.x, &b.mask).map_err(cerr)?;
-        out.extend(
-            o.flatten_all()
-                .and_then(|t| t.to_vec1::<f32>())
-                .map_err(cerr)?,
-        );
+        let (o, p) = m.forward(&b.x, &b.mask)?;
+        out.extend(o.flatten_all().and_then(|t| t.to_vec1::<f32>())?);
         let p = p
             .mean(1)
             .and_then(|t| t.flatten_all())
             .and_then(|t| t.to_vec1::<f32>());
-        att.extend(p.map_err(cerr)?);
+        att.extend(p?);
     }
     Ok((out, att))
 }
@@ -204,7 +196,7 @@ pub fn train(
         weight_decay: cfg.weight_decay,
         ..Default::default()
     };
-    let mut opt = AdamW::new(model.vars(), params).map_err(cerr)?;
+    let mut opt = AdamW::new(model.vars(), params)?;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed);
     let mut order = train_idx.to_vec();
     let (mut pos, mut trained) = (order.len(), 0.0);
@@ -218,9 +210,9 @@ pub fn train(
         let end = (pos + cfg.batch).min(order.len());
         let batch = make_batch(f, &order[pos..end], positions, &dev)?;
         pos = end;
-        let (out, _) = model.forward(&batch.x, &batch.mask).map_err(cerr)?;
-        let l = loss(&out, &batch, f.dim).map_err(cerr)?;
-        opt.backward_step(&l).map_err(cerr)?;
+        let (out, _) = model.forward(&batch.x, &batch.mask)?;
+        let l = loss(&out, &batch, f.dim)?;
+        opt.backward_step(&l)?;
         trained += t0.elapsed().as_secs_f64();
         let last = step == cfg.max_steps || trained >= cfg.max_seconds;
         if step % cfg.eval_every == 0 || last {

@@ -3,11 +3,13 @@
 
 use super::super::common::{command_line, prepare_out_dir, progress, write_json};
 use super::super::path::PathArgs;
-use crate::loss::Loss;
-use crate::plot::{line_plot, LinePlot, Series};
-use crate::sequence::{sequence_beta_max, solve_sequence_from, SequenceDataset, SequenceReport};
-use crate::solver::{beta_grid, SolverOptions};
 use anyhow::Context;
+use convexformer::loss::Loss;
+use convexformer::plot::{line_plot, LinePlot, Series};
+use convexformer::sequence::{
+    sequence_beta_max, solve_sequence_from, SequenceDataset, SequenceReport,
+};
+use convexformer::solver::{beta_grid, SolverOptions};
 use std::fmt::Write as _;
 use std::path::Path;
 

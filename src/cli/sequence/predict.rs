@@ -2,10 +2,10 @@
 
 use super::super::common::{check_out_file, write_json};
 use super::super::predict::PredictArgs;
-use crate::model::SequenceModel;
-use crate::sequence::recovery::fit_value;
-use crate::sequence::{read_sequence_inputs, sequence_error};
 use anyhow::Context;
+use convexformer::model::SequenceModel;
+use convexformer::sequence::recovery::fit_value;
+use convexformer::sequence::{read_sequence_inputs, sequence_error};
 use std::path::Path;
 
 pub fn run(a: &PredictArgs, model: &SequenceModel) -> anyhow::Result<()> {
