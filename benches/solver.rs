@@ -4,7 +4,7 @@
 
 use convexformer::bench::{instance, run, SIZES};
 use convexformer::loss::{Loss, SampleLoss};
-use convexformer::operator::TokenOperator;
+use convexformer::operator::{LinearOperator, TokenOperator};
 use convexformer::solver::SolverOptions;
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;

@@ -5,6 +5,7 @@
 //! instead, and its header says `"program": "sequence"` ([`SavedModel`]
 //! tells the two apart).
 
+use crate::operator::LinearOperator;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::loss::Loss;

@@ -1,11 +1,14 @@
 //! The project's small plotting library: line plots, heatmaps and bar plots.
 //!
 //! Every function takes a path *stem* (`out`, without extension) and writes
-//! exactly two files, `out.png` (900×600 px) and `out.svg`, or neither: both
-//! pictures are drawn in memory first, then written.
+//! exactly two files, `out.png` (900×600 px) and `out.svg`, or neither.
 //!
-//! Text is drawn with DejaVu Sans, embedded from `assets/DejaVuSans.ttf` and
-//! registered once as the "sans-serif" family, so no system font is needed.
+//! Charts are built from plotters' own parts: `ChartBuilder` and
+//! `configure_mesh` for axes, ticks and grid, `log_scale()` for log axes,
+//! `with_key_points` for named ticks, `configure_series_labels` for legends,
+//! `DerivedColorMap` for heatmap colors. Text is DejaVu Sans, embedded from
+//! `assets/DejaVuSans.ttf` and registered as the "sans-serif" family; in the
+//! PNG it is laid out by ab_glyph (see [`Crisp`]).
 //!
 //! Data are taken as they come: non-finite values (and values ≤ 0 on a log
 //! axis) are skipped, with a note on the picture saying how many; a plot with
@@ -13,16 +16,22 @@
 //! Only inconsistent inputs (mismatched lengths) are errors.
 
 use std::ffi::OsString;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Once, OnceLock};
+use std::sync::OnceLock;
 
-use plotters::coord::cartesian::Cartesian2d;
-use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
+use ab_glyph::{point, Font, FontRef, ScaleFont};
+use plotters::coord::ranged1d::{BoldPoints, DefaultFormatting, Ranged, ValueFormatter};
+use std::ops::Range;
+
+use plotters::coord::combinators::{
+    BindKeyPoints, IntoLogRange, IntoPartialAxis, LogCoord, WithKeyPoints,
+};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::colors::colormaps::{ColorMap, DerivedColorMap};
 use plotters::style::text_anchor::{HPos, Pos, VPos};
+use plotters_backend::{BackendColor, BackendCoord, BackendTextStyle, DrawingErrorKind};
 
 use crate::error::{Error, Result};
 
@@ -35,27 +44,29 @@ const DESC_PX: u32 = 18;
 const TICK_PX: u32 = 15;
 const LEGEND_PX: u32 = 14;
 const NOTE_PX: u32 = 13;
+/// Height of the tick-label area under the plot, and the room it leaves.
+const X_AREA: u32 = 54;
+const MARGIN: u32 = 10;
+/// Width of the color-bar panel right of a heatmap.
+const BAR_PANEL: u32 = 104;
 /// At most this many series get their own legend entry.
 const MAX_LEGEND: usize = 12;
 const NOTE_COLOR: RGBColor = RGBColor(90, 90, 90);
 
 static FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
-static FONT_INIT: Once = Once::new();
-static FONT_OK: AtomicBool = AtomicBool::new(false);
 
-/// Registers the embedded DejaVu Sans as "sans-serif", once per process.
-fn ensure_font() -> Result<()> {
-    FONT_INIT.call_once(|| {
-        let ok = plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES).is_ok();
-        FONT_OK.store(ok, Ordering::Release);
-    });
-    if FONT_OK.load(Ordering::Acquire) {
-        Ok(())
-    } else {
-        Err(Error::Invalid(
-            "the embedded font assets/DejaVuSans.ttf could not be parsed; restore it from the repository".into(),
-        ))
-    }
+/// The embedded font, registered with plotters as "sans-serif" on first use.
+fn font() -> Result<&'static FontRef<'static>> {
+    static FONT_REF: OnceLock<Option<FontRef<'static>>> = OnceLock::new();
+    FONT_REF
+        .get_or_init(|| {
+            plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES).ok()?;
+            FontRef::try_from_slice(FONT_BYTES).ok()
+        })
+        .as_ref()
+        .ok_or_else(|| {
+            Error::Invalid("the embedded font assets/DejaVuSans.ttf could not be parsed; restore it from the repository".into())
+        })
 }
 
 // ---------------------------------------------------------------------------
@@ -121,7 +132,7 @@ pub fn line_plot(out: &Path, p: &LinePlot) -> Result<()> {
             )));
         }
     }
-    render(out, &LineFigure(p))
+    render(out, Figure::Line(p))
 }
 
 /// Writes `out.png` and `out.svg`: a heatmap of `h.values`.
@@ -129,39 +140,26 @@ pub fn line_plot(out: &Path, p: &LinePlot) -> Result<()> {
 /// Errors: [`Error::Invalid`] when `values`, `row_names` or `col_names` do not
 /// match `rows × cols`; [`Error::Io`] when a file cannot be written.
 pub fn heatmap(out: &Path, h: &Heatmap) -> Result<()> {
-    let n = h.rows.checked_mul(h.cols).ok_or_else(|| {
-        Error::Invalid(format!(
-            "{}: heatmap of {} × {} cells is too large",
-            out.display(),
-            h.rows,
-            h.cols
-        ))
-    })?;
+    let invalid = |msg: String| Err(Error::Invalid(format!("{}: heatmap {msg}", out.display())));
+    let Some(n) = h.rows.checked_mul(h.cols) else {
+        return invalid(format!("of {} × {} cells is too large", h.rows, h.cols));
+    };
     if h.values.len() != n {
-        return Err(Error::Invalid(format!(
-            "{}: heatmap of {} × {} cells needs {} values, got {}",
-            out.display(),
-            h.rows,
-            h.cols,
-            n,
-            h.values.len()
-        )));
+        let (r, c, got) = (h.rows, h.cols, h.values.len());
+        return invalid(format!("of {r} × {c} cells needs {n} values, got {got}"));
     }
     for (what, names, want) in [
         ("row_names", h.row_names, h.rows),
         ("col_names", h.col_names, h.cols),
     ] {
-        if let Some(names) = names {
-            if names.len() != want {
-                return Err(Error::Invalid(format!(
-                    "{}: heatmap {what} has {} names for {want} entries",
-                    out.display(),
-                    names.len()
-                )));
-            }
+        if let Some(names) = names.filter(|names| names.len() != want) {
+            return invalid(format!(
+                "{what} has {} names for {want} entries",
+                names.len()
+            ));
         }
     }
-    render(out, &HeatmapFigure(h))
+    render(out, Figure::Heat(h))
 }
 
 /// Writes `out.png` and `out.svg`: one bar per name, of height `values[i]`.
@@ -184,16 +182,7 @@ pub fn bar_plot(
             values.len()
         )));
     }
-    render(
-        out,
-        &BarFigure {
-            title,
-            x_label,
-            y_label,
-            names,
-            values,
-        },
-    )
+    render(out, Figure::Bars([title, x_label, y_label], names, values))
 }
 
 // ---------------------------------------------------------------------------
@@ -202,10 +191,24 @@ pub fn bar_plot(
 
 type DrawResult = std::result::Result<(), String>;
 
-/// Something that can draw itself on any plotters backend.
-trait Figure {
-    /// `fix`: draw text glyph by glyph with bearings restored (bitmaps).
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, fix: bool) -> DrawResult;
+/// What to draw; drawn once on an SVG and once on a bitmap backend.
+#[derive(Clone, Copy)]
+enum Figure<'f, 'a> {
+    Line(&'f LinePlot<'a>),
+    Heat(&'f Heatmap<'a>),
+    /// `[title, x label, y label]`, names, values.
+    Bars([&'f str; 3], &'f [String], &'f [f64]),
+}
+
+impl Figure<'_, '_> {
+    fn draw<DB: DrawingBackend>(self, root: &DrawingArea<DB, Shift>) -> DrawResult {
+        root.fill(&WHITE).map_err(de)?;
+        match self {
+            Figure::Line(p) => line_figure(root, p),
+            Figure::Heat(h) => heat_figure(root, h),
+            Figure::Bars(texts, names, values) => bar_figure(root, texts, names, values),
+        }
+    }
 }
 
 /// Error text of a plotters failure.
@@ -232,595 +235,325 @@ fn draw_err(path: &Path, msg: String) -> Error {
     Error::Invalid(format!("{}: drawing failed: {msg}", path.display()))
 }
 
-/// Draws `fig` as SVG and as a bitmap in memory, then writes both files.
-fn render<F: Figure>(out: &Path, fig: &F) -> Result<()> {
-    ensure_font()?;
-    let png_path = with_ext(out, "png");
-    let svg_path = with_ext(out, "svg");
-
+/// Draws the SVG in memory, then the PNG straight into its file, then writes
+/// the SVG. On any error neither file is left behind.
+fn render(out: &Path, fig: Figure) -> Result<()> {
+    font()?;
+    let (png, svg_path) = (with_ext(out, "png"), with_ext(out, "svg"));
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        fig.draw(&root, false).map_err(|e| draw_err(&svg_path, e))?;
+        fig.draw(&root).map_err(|e| draw_err(&svg_path, e))?;
         root.present().map_err(|e| draw_err(&svg_path, de(e)))?;
     }
-
-    let mut pixels = vec![255u8; SIZE.0 as usize * SIZE.1 as usize * 3];
-    {
-        let root = BitMapBackend::with_buffer(&mut pixels, SIZE).into_drawing_area();
-        fig.draw(&root, true).map_err(|e| draw_err(&png_path, e))?;
-        root.present().map_err(|e| draw_err(&png_path, de(e)))?;
-    }
-
-    write_png(&png_path, &pixels)?;
-    std::fs::write(&svg_path, svg).map_err(|e| io_err(&svg_path, e))
-}
-
-/// Encodes an RGB buffer of [`SIZE`] as a PNG file.
-fn write_png(path: &Path, pixels: &[u8]) -> Result<()> {
     // Creating the file first gives a plain I/O error (missing folder, no
-    // permission) that names the path; the encoder then overwrites it.
-    std::fs::File::create(path).map_err(|e| io_err(path, e))?;
-    let mut backend = BitMapBackend::new(path, SIZE);
-    backend
-        .blit_bitmap((0, 0), SIZE, pixels)
-        .map_err(|e| draw_err(path, de(e)))?;
-    backend
-        .present()
-        .map_err(|e| io_err(path, std::io::Error::other(e.to_string())))
+    // permission) naming the path; the encoder then overwrites it.
+    std::fs::File::create(&png).map_err(|e| io_err(&png, e))?;
+    let root = Crisp(BitMapBackend::new(&png, SIZE)).into_drawing_area();
+    let drawn = fig
+        .draw(&root)
+        .map_err(|e| draw_err(&png, e))
+        .and_then(|()| {
+            root.present()
+                .map_err(|e| io_err(&png, std::io::Error::other(e.to_string())))
+        });
+    drop(root); // a bitmap backend saves itself when dropped, even after an error
+    let written =
+        drawn.and_then(|()| std::fs::write(&svg_path, svg).map_err(|e| io_err(&svg_path, e)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&png);
+    }
+    written
 }
 
 // ---------------------------------------------------------------------------
-// Axes: a linear coordinate with our own ticks and labels
+// Text in bitmaps
 // ---------------------------------------------------------------------------
 
-/// A linear axis from `lo` to `hi` (either order) with given tick positions.
-/// Log axes are drawn as linear axes over log10 of the data.
-#[derive(Debug, Clone)]
-struct Axis {
-    lo: f64,
-    hi: f64,
-    bold: Vec<f64>,
-    light: Vec<f64>,
+/// A backend that draws everything through `B` except text, which it lays
+/// out with ab_glyph. plotters 0.3.7 draws each glyph at the integer pen
+/// position without its left side bearing, which opens gaps inside words
+/// ("To ken", "token 1 0"); here each glyph sits at its kerned, sub-pixel
+/// place. (SVG text is laid out by the viewer, so SVGs need no such fix.)
+struct Crisp<B>(B);
+
+type BackendResult<E> = std::result::Result<(), DrawingErrorKind<E>>;
+
+impl<B: DrawingBackend> DrawingBackend for Crisp<B> {
+    type ErrorType = B::ErrorType;
+
+    fn get_size(&self) -> (u32, u32) {
+        self.0.get_size()
+    }
+    fn ensure_prepared(&mut self) -> BackendResult<B::ErrorType> {
+        self.0.ensure_prepared()
+    }
+    fn present(&mut self) -> BackendResult<B::ErrorType> {
+        self.0.present()
+    }
+    fn draw_pixel(&mut self, p: BackendCoord, c: BackendColor) -> BackendResult<B::ErrorType> {
+        self.0.draw_pixel(p, c)
+    }
+    fn draw_line<S: plotters_backend::BackendStyle>(
+        &mut self,
+        from: BackendCoord,
+        to: BackendCoord,
+        style: &S,
+    ) -> BackendResult<B::ErrorType> {
+        self.0.draw_line(from, to, style)
+    }
+    fn draw_rect<S: plotters_backend::BackendStyle>(
+        &mut self,
+        a: BackendCoord,
+        b: BackendCoord,
+        style: &S,
+        fill: bool,
+    ) -> BackendResult<B::ErrorType> {
+        self.0.draw_rect(a, b, style, fill)
+    }
+    fn draw_text<S: BackendTextStyle>(
+        &mut self,
+        text: &str,
+        style: &S,
+        pos: BackendCoord,
+    ) -> BackendResult<B::ErrorType> {
+        let Ok(font) = font() else {
+            return self.0.draw_text(text, style, pos);
+        };
+        let (color, turn) = (style.color(), style.transform());
+        let (w, h) = self.get_size();
+        let mut result = Ok(());
+        rasterize(
+            font,
+            text,
+            style.size() as f32,
+            style.anchor(),
+            |x, y, a| {
+                let (dx, dy) = turn.transform(x, y);
+                let (x, y) = (pos.0 + dx, pos.1 + dy);
+                if result.is_ok() && x >= 0 && y >= 0 && (x as u32) < w && (y as u32) < h {
+                    let alpha = color.alpha * f64::from(a);
+                    result = self.0.draw_pixel(
+                        (x, y),
+                        BackendColor {
+                            alpha,
+                            rgb: color.rgb,
+                        },
+                    );
+                }
+            },
+        );
+        result
+    }
 }
 
-impl Ranged for Axis {
-    type FormatOption = DefaultFormatting;
-    type ValueType = f64;
-
-    fn map(&self, v: &f64, limit: (i32, i32)) -> i32 {
-        let span = self.hi - self.lo;
-        let t = if span != 0.0 {
-            (v - self.lo) / span
-        } else {
-            0.5
-        };
-        // Far-off or NaN values must not overflow the pixel arithmetic.
-        let t = if t.is_finite() {
-            t.clamp(-4.0, 5.0)
-        } else {
-            0.0
-        };
-        let px = f64::from(limit.0) + t * f64::from(limit.1 - limit.0);
-        px.round() as i32
-    }
-
-    fn key_points<H: KeyPointHint>(&self, hint: H) -> Vec<f64> {
-        if hint.weight().allow_light_points() {
-            self.light.clone()
-        } else {
-            self.bold.clone()
+/// Lays out `text` at `px` size (kerned, as plotters measures it) and calls
+/// `pixel(x, y, coverage)` for each pixel it covers, relative to the anchor.
+/// A `Top` anchor is the top of the capitals, `Center` their middle.
+fn rasterize(
+    font: &FontRef,
+    text: &str,
+    px: f32,
+    anchor: Pos,
+    mut pixel: impl FnMut(i32, i32, f32),
+) {
+    let f = font.as_scaled(px);
+    let (mut pen, mut prev) = (0.0, None);
+    let glyphs: Vec<_> = text
+        .chars()
+        .map(|c| {
+            let id = f.glyph_id(c);
+            pen += prev.map_or(0.0, |p| f.kern(p, id));
+            prev = Some(id);
+            let at = pen;
+            pen += f.h_advance(id);
+            (id, at)
+        })
+        .collect();
+    let x0 = match anchor.h_pos {
+        HPos::Left => 0.0,
+        HPos::Center => -pen / 2.0,
+        HPos::Right => -pen,
+    };
+    let cap = f
+        .font()
+        .outline(f.glyph_id('H'))
+        .map_or(0.7 * px, |o| o.bounds.min.y * f.v_scale_factor());
+    let baseline = match anchor.v_pos {
+        VPos::Top => cap,
+        VPos::Center => cap / 2.0,
+        VPos::Bottom => f.descent(),
+    };
+    for (id, at) in glyphs {
+        if let Some(g) =
+            f.outline_glyph(id.with_scale_and_position(f.scale(), point(x0 + at, baseline)))
+        {
+            let b = g.px_bounds();
+            g.draw(|x, y, c| pixel(b.min.x as i32 + x as i32, b.min.y as i32 + y as i32, c));
         }
     }
-
-    fn range(&self) -> Range<f64> {
-        self.lo..self.hi
-    }
 }
 
-/// How tick values are written.
-#[derive(Debug, Clone, Copy)]
-enum LabelStyle {
-    /// Fixed number of decimals.
-    Fixed(usize),
-    /// Scientific notation with this many mantissa decimals.
-    Sci(usize),
-    /// Powers of ten written out: 0.01, 0.1, 1, 10.
-    Pow10Plain,
-    /// Powers of ten as 10⁻⁵.
-    Pow10Sup,
-    /// Three significant digits.
-    Sig,
-}
+// ---------------------------------------------------------------------------
+// Shared pieces: formats, label areas, notes
+// ---------------------------------------------------------------------------
 
-/// Turns an axis coordinate into tick label text.
-#[derive(Debug, Clone, Copy)]
-struct Labeler {
-    log: bool,
-    style: LabelStyle,
-}
-
-impl Labeler {
-    fn label(&self, t: f64) -> String {
-        let v = if self.log { 10f64.powf(t) } else { t };
-        match self.style {
-            LabelStyle::Fixed(d) => {
-                let s = format!("{v:.d$}");
-                // "-0.0" → "0.0"
-                if s.starts_with('-') && s[1..].chars().all(|c| c == '0' || c == '.') {
-                    s[1..].to_string()
-                } else {
-                    s
-                }
-            }
-            LabelStyle::Sci(d) => format!("{v:.d$e}"),
-            LabelStyle::Pow10Plain => {
-                let k = t.round() as i32;
-                if k < 0 {
-                    format!("{:.*}", (-k) as usize, 10f64.powi(k))
-                } else {
-                    format!("{:.0}", 10f64.powi(k))
-                }
-            }
-            LabelStyle::Pow10Sup => format!("10{}", superscript(t.round() as i64)),
-            LabelStyle::Sig => fmt_sig(v),
+/// A number with about three significant digits, plain or scientific.
+fn fmt_sig(v: f64) -> String {
+    let trim = |s: &str| -> String {
+        match s.contains('.') {
+            true => s.trim_end_matches('0').trim_end_matches('.').to_string(),
+            false => s.to_string(),
         }
+    };
+    let a = v.abs();
+    if v == 0.0 || !v.is_finite() {
+        format!("{}", if v == 0.0 { 0.0 } else { v })
+    } else if (1e-3..1e5).contains(&a) {
+        let d = (2 - a.log10().floor() as i32).max(0) as usize;
+        trim(&format!("{v:.d$}"))
+    } else {
+        let s = format!("{v:.2e}");
+        let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
+        format!("{}e{e}", trim(m))
     }
 }
 
 fn superscript(k: i64) -> String {
-    const DIGITS: [char; 10] = ['⁰', '¹', '²', '³', '⁴', '⁵', '⁶', '⁷', '⁸', '⁹'];
-    let mut s = String::new();
-    if k < 0 {
-        s.push('⁻');
-    }
-    for c in k.unsigned_abs().to_string().chars() {
-        s.push(DIGITS[c.to_digit(10).unwrap_or(0) as usize]);
-    }
-    s
-}
-
-/// A number with about three significant digits, plain or scientific.
-fn fmt_sig(v: f64) -> String {
-    if !v.is_finite() {
-        return format!("{v}");
-    }
-    if v == 0.0 {
-        return "0".into();
-    }
-    let a = v.abs();
-    if (1e-3..1e5).contains(&a) {
-        let d = (2 - a.log10().floor() as i32).max(0) as usize;
-        let s = format!("{v:.d$}");
-        let s = if s.contains('.') {
-            s.trim_end_matches('0').trim_end_matches('.').to_string()
-        } else {
-            s
-        };
-        if s == "-0" {
-            "0".into()
-        } else {
-            s
-        }
-    } else {
-        let s = format!("{v:.2e}");
-        match s.split_once('e') {
-            Some((m, e)) => {
-                let m = if m.contains('.') {
-                    m.trim_end_matches('0').trim_end_matches('.')
-                } else {
-                    m
-                };
-                format!("{m}e{e}")
-            }
-            None => s,
-        }
-    }
-}
-
-/// A 1-2-5 step giving about `target` intervals over `span`.
-fn nice_step(span: f64, target: usize) -> f64 {
-    let raw = span / target.max(1) as f64;
-    if !(raw.is_finite() && raw > 0.0) {
-        return 1.0;
-    }
-    let mag = 10f64.powf(raw.log10().floor());
-    let f = raw / mag;
-    let m = if f <= 1.0 {
-        1.0
-    } else if f <= 2.0 {
-        2.0
-    } else if f <= 5.0 {
-        5.0
-    } else {
-        10.0
+    let digit = |c: char| {
+        "⁰¹²³⁴⁵⁶⁷⁸⁹"
+            .chars()
+            .nth(c.to_digit(10).unwrap_or(0) as usize)
     };
-    m * mag
+    let sign = (k < 0).then_some('⁻');
+    sign.into_iter()
+        .chain(k.unsigned_abs().to_string().chars().filter_map(digit))
+        .collect()
 }
 
-/// Multiples of `step` within `[lo, hi]` (at most a few hundred).
-fn multiples(lo: f64, hi: f64, step: f64) -> Vec<f64> {
-    let first = (lo / step - 1e-9).ceil();
-    let last = (hi / step + 1e-9).floor();
-    if !(first.is_finite() && last.is_finite()) || last - first > 500.0 {
-        return vec![];
-    }
-    let mut out = vec![];
-    let mut k = first;
-    while k <= last {
-        let v = k * step;
-        out.push(if v.abs() < step * 1e-9 { 0.0 } else { v });
-        k += 1.0;
-    }
-    out
-}
-
-/// Ticks and label style for a linear axis over `[lo, hi]`.
-fn linear_ticks(lo: f64, hi: f64, target: usize) -> (Vec<f64>, Vec<f64>, LabelStyle) {
-    let step = nice_step(hi - lo, target);
-    let bold = multiples(lo, hi, step);
-    let mant = (step / 10f64.powf(step.log10().floor())).round();
-    let minor = step / if mant == 2.0 { 4.0 } else { 5.0 };
-    let light = multiples(lo, hi, minor);
-    let max_abs = lo.abs().max(hi.abs());
-    let step_exp = step.log10().floor() as i32;
-    let style = if max_abs >= 1e5 || (max_abs < 1e-3 && max_abs > 0.0) {
-        let top_exp = max_abs.log10().floor() as i32;
-        LabelStyle::Sci((top_exp - step_exp).clamp(0, 6) as usize)
-    } else {
-        LabelStyle::Fixed((-step_exp).max(0) as usize)
-    };
-    (bold, light, style)
-}
-
-/// Ticks and label style for a log axis over `[lo, hi]` in log10 units.
-fn log_ticks(lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>, LabelStyle) {
-    let k0 = (lo - 1e-9).ceil() as i64;
-    let k1 = (hi + 1e-9).floor() as i64;
-    let decades = k1 - k0 + 1;
-    // All mantissas m·10^k (m = 1..9) inside the range.
-    let mantissa_ticks = |ms: &[f64]| -> Vec<f64> {
-        let mut v = vec![];
-        let (a, b) = (lo.floor() as i64, hi.ceil() as i64);
-        if b - a > 400 {
-            return v;
-        }
-        for k in a..=b {
-            for &m in ms {
-                let t = m.log10() + k as f64;
-                if t >= lo - 1e-9 && t <= hi + 1e-9 {
-                    v.push(t);
-                }
-            }
-        }
-        v
-    };
-    let all_mantissas = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0];
-    if decades >= 2 {
-        let stride = ((decades as f64) / 8.0).ceil().max(1.0) as i64;
-        let bold: Vec<f64> = (k0..=k1)
-            .filter(|k| k.rem_euclid(stride) == 0)
-            .map(|k| k as f64)
-            .collect();
-        let light = if stride == 1 {
-            mantissa_ticks(&all_mantissas)
-        } else {
-            (k0..=k1).map(|k| k as f64).collect()
-        };
-        let plain = bold.iter().all(|&k| (-3.0..=4.0).contains(&k));
-        let style = if plain {
-            LabelStyle::Pow10Plain
-        } else {
-            LabelStyle::Pow10Sup
-        };
-        return (bold, light, style);
-    }
-    // Less than two decades: label 1-2-5 mantissas, or every mantissa.
-    let light = mantissa_ticks(&all_mantissas);
-    let bold = mantissa_ticks(&[1.0, 2.0, 5.0]);
-    if bold.len() >= 3 {
-        return (bold, light, LabelStyle::Sig);
-    }
-    if light.len() >= 3 {
-        return (light.clone(), light, LabelStyle::Sig);
-    }
-    // Very narrow range: linear ticks in data units, placed at their log10.
-    let (vlo, vhi) = (10f64.powf(lo), 10f64.powf(hi));
-    let lin: Vec<f64> = multiples(vlo, vhi, nice_step(vhi - vlo, 8))
-        .into_iter()
-        .filter(|&v| v > 0.0)
-        .map(f64::log10)
-        .collect();
-    (lin, vec![], LabelStyle::Sig)
-}
-
-/// Padded axis limits for data spanning `[lo, hi]` (in axis units).
-fn padded(lo: f64, hi: f64, log: bool) -> (f64, f64) {
-    let span = hi - lo;
-    if span > 1e-12 * lo.abs().max(hi.abs()) && span.is_finite() {
-        (lo - 0.05 * span, hi + 0.05 * span)
-    } else if log {
-        (lo - 0.5, hi + 0.5)
-    } else if lo == 0.0 {
-        (-1.0, 1.0)
-    } else {
-        let pad = 0.1 * lo.abs();
-        (lo - pad, hi + pad)
+/// The label text for ticks at `ticks`: log axes use [`fmt_sig`] (or 10ⁿ
+/// for far powers of ten), linear axes as many decimals as the tick step
+/// needs (scientific when large or small).
+fn tick_format(ticks: &[f64], log: bool) -> impl Fn(&f64) -> String {
+    let step = ticks
+        .windows(2)
+        .map(|w| (w[1] - w[0]).abs())
+        .fold(f64::INFINITY, f64::min);
+    let top = ticks.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let step_exp = step.log10().floor();
+    let sci = top >= 1e5 || (top < 1e-3 && top > 0.0);
+    let digits = (top.log10().floor() - step_exp).clamp(0.0, 6.0) as usize;
+    let decimals = (-step_exp).clamp(0.0, 15.0) as usize;
+    let pow10 = |t: &f64| (t.log10() - t.log10().round()).abs() < 1e-9;
+    let sup = log && ticks.iter().all(pow10) && ticks.iter().any(|t| !(1e-3..=1e4).contains(t));
+    move |&v| match () {
+        _ if sup => format!("10{}", superscript(v.log10().round() as i64)),
+        _ if log || !step.is_finite() || step <= 0.0 => fmt_sig(v),
+        _ if sci => format!("{v:.digits$e}"),
+        _ => format!("{:.decimals$}", if v == 0.0 { 0.0 } else { v }),
     }
 }
 
-/// The axis (ticks included) and its labeler for data in `[lo, hi]`.
-fn make_axis(range: Option<(f64, f64)>, log: bool, target: usize) -> (Axis, Labeler) {
-    let (lo, hi) = match range {
-        Some((a, b)) => padded(a, b, log),
-        None if log => (0.0, 1.0),
-        None => (0.0, 1.0),
-    };
-    let (bold, light, style) = if log {
-        log_ticks(lo, hi)
-    } else {
-        linear_ticks(lo, hi, target)
-    };
-    (
-        Axis {
-            lo,
-            hi,
-            bold,
-            light,
-        },
-        Labeler { log, style },
-    )
+/// Width of the area left of a plot, for tick labels `widest` px wide.
+fn y_area(widest: u32) -> u32 {
+    (widest + 5 + 8 + DESC_PX + 14).clamp(50, 240)
 }
 
-// ---------------------------------------------------------------------------
-// Text
-// ---------------------------------------------------------------------------
-//
-// plotters 0.3.7 renders ab_glyph text one glyph at a time at the pen
-// position but drops each glyph's left side bearing, so glyphs with a wide
-// bearing ("1", "m") land too far left ("token 1 0", "m ore"). In bitmaps we
-// therefore draw text glyph by glyph, each shifted by its bearing, read from
-// the `hmtx` table of the embedded font. SVG text is laid out by the viewer,
-// so there it is drawn whole. All text goes through [`Painter::text`].
-
-/// What the glyph-by-glyph drawing needs from the font file.
-struct FontMetrics {
-    /// Offset of the `cmap` format-4 subtable (Unicode BMP).
-    cmap4: usize,
-    /// Offset of the `hmtx` table.
-    hmtx: usize,
-    /// Number of full (advance, bearing) records in `hmtx`.
-    num_h: usize,
-    /// ascent − descent in font units: ab_glyph scales this to the pixel size.
-    height: f64,
+/// A chart with this file's margins on `area` (title already drawn).
+fn chart_on<'a, DB: DrawingBackend, X: Ranged, Y: Ranged>(
+    area: &'a DrawingArea<DB, Shift>,
+    y_area: u32,
+    x: X,
+    y: Y,
+) -> std::result::Result<ChartContext<'a, DB, Cartesian2d<X, Y>>, String> {
+    ChartBuilder::on(area)
+        .margin(MARGIN)
+        .margin_right(26)
+        .x_label_area_size(X_AREA)
+        .y_label_area_size(y_area)
+        .build_cartesian_2d(x, y)
+        .map_err(de)
 }
 
-fn rd16(b: &[u8], at: usize) -> Option<u16> {
-    let s = b.get(at..at.checked_add(2)?)?;
-    Some(u16::from_be_bytes([s[0], s[1]]))
-}
+/// A tick label formatter.
+type Fmt<'f, T> = dyn Fn(&T) -> String + 'f;
 
-fn rd32(b: &[u8], at: usize) -> Option<u32> {
-    let s = b.get(at..at.checked_add(4)?)?;
-    Some(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-}
-
-/// Offset of the table `tag` in a TrueType file.
-fn find_table(b: &[u8], tag: &[u8; 4]) -> Option<usize> {
-    let n = usize::from(rd16(b, 4)?);
-    (0..n).find_map(|i| {
-        let rec = 12 + 16 * i;
-        if b.get(rec..rec + 4)? == tag {
-            Some(rd32(b, rec + 8)? as usize)
-        } else {
-            None
-        }
-    })
-}
-
-fn parse_metrics(b: &[u8]) -> Option<FontMetrics> {
-    let hhea = find_table(b, b"hhea")?;
-    let ascent = f64::from(rd16(b, hhea + 4)? as i16);
-    let descent = f64::from(rd16(b, hhea + 6)? as i16);
-    let num_h = usize::from(rd16(b, hhea + 34)?);
-    let hmtx = find_table(b, b"hmtx")?;
-    let cmap = find_table(b, b"cmap")?;
-    let n = usize::from(rd16(b, cmap + 2)?);
-    let cmap4 = (0..n).find_map(|i| {
-        let rec = cmap + 4 + 8 * i;
-        let (platform, encoding) = (rd16(b, rec)?, rd16(b, rec + 2)?);
-        let sub = cmap + rd32(b, rec + 4)? as usize;
-        let unicode = (platform == 3 && encoding == 1) || platform == 0;
-        (unicode && rd16(b, sub)? == 4).then_some(sub)
-    })?;
-    let height = ascent - descent;
-    (height > 0.0).then_some(FontMetrics {
-        cmap4,
-        hmtx,
-        num_h,
-        height,
-    })
-}
-
-impl FontMetrics {
-    /// Glyph index of `c` (format-4 cmap lookup).
-    fn glyph(&self, c: char) -> Option<u16> {
-        let b = FONT_BYTES;
-        let code = u16::try_from(u32::from(c)).ok()?;
-        let sub = self.cmap4;
-        let seg_x2 = usize::from(rd16(b, sub + 6)?);
-        let ends = sub + 14;
-        let starts = ends + seg_x2 + 2;
-        let deltas = starts + seg_x2;
-        let ranges = deltas + seg_x2;
-        for s in (0..seg_x2).step_by(2) {
-            if code > rd16(b, ends + s)? {
-                continue;
-            }
-            let start = rd16(b, starts + s)?;
-            if code < start {
-                return None;
-            }
-            let delta = rd16(b, deltas + s)?;
-            let range = usize::from(rd16(b, ranges + s)?);
-            if range == 0 {
-                return Some(code.wrapping_add(delta));
-            }
-            let at = ranges + s + range + 2 * usize::from(code - start);
-            let g = rd16(b, at)?;
-            return (g != 0).then(|| g.wrapping_add(delta));
-        }
-        None
+/// Axes, ticks, tick labels, axis names and (where `grid`) grid lines.
+fn draw_mesh<DB, X, Y>(
+    chart: &mut ChartContext<DB, Cartesian2d<X, Y>>,
+    desc: (&str, &str),
+    fmt: (&Fmt<'_, X::ValueType>, &Fmt<'_, Y::ValueType>),
+    grid: (bool, bool),
+) -> DrawResult
+where
+    DB: DrawingBackend,
+    X: Ranged + ValueFormatter<X::ValueType>,
+    Y: Ranged + ValueFormatter<Y::ValueType>,
+{
+    let mut mesh = chart.configure_mesh();
+    if !grid.0 {
+        mesh.disable_x_mesh();
     }
-
-    /// Left side bearing of `c` in font units (0 when unknown).
-    fn bearing(&self, c: char) -> i32 {
-        let Some(g) = self.glyph(c) else { return 0 };
-        let g = usize::from(g);
-        let at = if g < self.num_h {
-            self.hmtx + 4 * g + 2
-        } else {
-            self.hmtx + 4 * self.num_h + 2 * (g - self.num_h)
-        };
-        rd16(FONT_BYTES, at).map_or(0, |v| i32::from(v as i16))
+    if !grid.1 {
+        mesh.disable_y_mesh();
     }
+    mesh.x_desc(desc.0)
+        .y_desc(desc.1)
+        .x_labels(X_LABELS)
+        .y_labels(Y_LABELS)
+        .x_label_formatter(fmt.0)
+        .y_label_formatter(fmt.1)
+        .label_style((FONT, TICK_PX))
+        .axis_desc_style((FONT, DESC_PX))
+        .set_all_tick_mark_size(5)
+        .axis_style(BLACK.mix(0.8))
+        .bold_line_style(BLACK.mix(0.15))
+        .light_line_style(BLACK.mix(0.05))
+        .max_light_lines(5)
+        .draw()
+        .map_err(de)
 }
 
-fn font_metrics() -> Option<&'static FontMetrics> {
-    static METRICS: OnceLock<Option<FontMetrics>> = OnceLock::new();
-    METRICS.get_or_init(|| parse_metrics(FONT_BYTES)).as_ref()
+const X_LABELS: usize = 8;
+const Y_LABELS: usize = 7;
+
+/// The picture below its title, drawn centered at the top.
+fn titled<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+) -> std::result::Result<DrawingArea<DB, Shift>, String> {
+    root.margin(9, 0, 0, 0)
+        .titled(title, (FONT, TITLE_PX))
+        .map_err(de)
 }
 
-/// Size, color, anchor and direction of a text.
-#[derive(Clone, Copy)]
-struct Txt {
-    px: u32,
-    color: RGBColor,
-    h: HPos,
-    v: VPos,
-    /// Reads bottom to top (rotated 270°).
-    vertical: bool,
+/// `msg` centered in the plotting area of `chart`.
+fn center_note<DB: DrawingBackend, CT: CoordTranslate>(
+    chart: &ChartContext<DB, CT>,
+    msg: &str,
+) -> DrawResult {
+    let area = chart.plotting_area().strip_coord_spec();
+    let (w, h) = area.dim_in_pixel();
+    let style = TextStyle::from((FONT, DESC_PX).into_font()).color(&NOTE_COLOR);
+    let style = style.pos(Pos::new(HPos::Center, VPos::Center));
+    area.draw(&Text::new(msg, (w as i32 / 2, h as i32 / 2), style))
+        .map_err(de)
 }
 
-impl Txt {
-    fn new(px: u32, h: HPos, v: VPos) -> Self {
-        Txt {
-            px,
-            color: BLACK,
-            h,
-            v,
-            vertical: false,
-        }
+/// Small notes in the bottom-right corner of the picture, one per line.
+fn corner_notes<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, notes: &[String]) -> DrawResult {
+    let style = TextStyle::from((FONT, NOTE_PX).into_font()).color(&NOTE_COLOR);
+    let style = style.pos(Pos::new(HPos::Right, VPos::Bottom));
+    for (i, note) in notes.iter().rev().enumerate() {
+        let y = SIZE.1 as i32 - 5 - i as i32 * (NOTE_PX as i32 + 4);
+        root.draw(&Text::new(
+            note.as_str(),
+            (SIZE.0 as i32 - 8, y),
+            style.clone(),
+        ))
+        .map_err(de)?;
     }
-
-    fn color(self, color: RGBColor) -> Self {
-        Txt { color, ..self }
-    }
-
-    fn vertical(self) -> Self {
-        Txt {
-            vertical: true,
-            ..self
-        }
-    }
-}
-
-/// Draws text on the whole picture, in absolute pixel coordinates.
-struct Painter<'r, DB: DrawingBackend> {
-    root: &'r DrawingArea<DB, Shift>,
-    /// Draw glyph by glyph with their bearings restored (bitmaps).
-    fix: bool,
-}
-
-impl<DB: DrawingBackend> Painter<'_, DB> {
-    /// Width in pixels of `text` at `px` size, as plotters lays it out.
-    fn width(&self, text: &str, px: u32) -> i32 {
-        if text.is_empty() {
-            return 0;
-        }
-        let style = TextStyle::from((FONT, px).into_font());
-        match self.root.estimate_text_size(text, &style) {
-            Ok((w, _)) => w as i32,
-            Err(_) => (text.chars().count() as f64 * f64::from(px) * 0.6) as i32,
-        }
-    }
-
-    fn text(&self, pos: (i32, i32), text: &str, t: Txt) -> DrawResult {
-        if text.is_empty() {
-            return Ok(());
-        }
-        let mut style = TextStyle::from((FONT, t.px).into_font()).color(&t.color);
-        if t.vertical {
-            style = style.transform(FontTransform::Rotate270);
-        }
-        let metrics = match font_metrics() {
-            Some(m) if self.fix => m,
-            _ => {
-                let style = style.pos(Pos::new(t.h, t.v));
-                return self
-                    .root
-                    .draw(&Text::new(text.to_string(), pos, style))
-                    .map_err(de);
-            }
-        };
-        // The anchor offset plotters would apply to the whole string.
-        let width = self.width(text, t.px);
-        let height = (f64::from(t.px) / 1.24) as i32;
-        let dx = match t.h {
-            HPos::Left => 0,
-            HPos::Center => -width / 2,
-            HPos::Right => -width,
-        };
-        // plotters puts the baseline at `size / 2` below the layout box top,
-        // which leaves text high; these shifts center digits and capitals
-        // on a `Center` anchor and put their tops at a `Top` anchor.
-        let px = f64::from(t.px);
-        let dy = match t.v {
-            VPos::Top => (0.12 * px).round() as i32,
-            VPos::Center => -height / 2 + (0.21 * px).round() as i32,
-            VPos::Bottom => -height,
-        };
-        let style = style.pos(Pos::new(HPos::Left, VPos::Top));
-        let scale = f64::from(t.px) / metrics.height;
-        for (i, c) in text.char_indices() {
-            if c.is_whitespace() {
-                continue;
-            }
-            let pen = self.width(&text[..i], t.px);
-            let bearing = (f64::from(metrics.bearing(c)) * scale).floor() as i32;
-            let along = dx + pen + bearing;
-            // Rotate270 maps text-space (x, y) to (y, −x).
-            let at = if t.vertical {
-                (pos.0 + dy, pos.1 - along)
-            } else {
-                (pos.0 + along, pos.1 + dy)
-            };
-            self.root
-                .draw(&Text::new(c.to_string(), at, style.clone()))
-                .map_err(de)?;
-        }
-        Ok(())
-    }
-
-    /// `msg` centered in the plotting area `area`.
-    fn center_note(&self, area: &(Range<i32>, Range<i32>), msg: &str) -> DrawResult {
-        let (xr, yr) = area;
-        let c = ((xr.start + xr.end) / 2, (yr.start + yr.end) / 2);
-        let t = Txt::new(DESC_PX, HPos::Center, VPos::Center).color(NOTE_COLOR);
-        self.text(c, msg, t)
-    }
-
-    /// Small notes in the bottom-right corner of the picture, one per line.
-    fn corner_notes(&self, notes: &[String]) -> DrawResult {
-        let (w, h) = self.root.dim_in_pixel();
-        let n = notes.len() as i32;
-        let t = Txt::new(NOTE_PX, HPos::Right, VPos::Bottom).color(NOTE_COLOR);
-        for (i, note) in notes.iter().enumerate() {
-            let y = h as i32 - 5 - (n - 1 - i as i32) * (NOTE_PX as i32 + 4);
-            self.text((w as i32 - 8, y), note, t)?;
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {
@@ -829,122 +562,57 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 
 fn truncate(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
-        t.push('…');
-        t
+        return s.to_string();
+    }
+    s.chars().take(max - 1).chain(['…']).collect()
+}
+
+fn min_max(vals: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
+    vals.fold(None, |acc, v| {
+        Some(acc.map_or((v, v), |(a, b): (f64, f64)| (a.min(v), b.max(v))))
+    })
+}
+
+/// Usable data: finite and not so large that pixel arithmetic overflows.
+fn usable(v: f64) -> bool {
+    v.is_finite() && v.abs() < 1e300
+}
+
+/// A 1-2-5 stride such that labels `label_px` long fit in cells `cell_px` wide.
+fn label_stride(label_px: u32, cell_px: f64) -> usize {
+    let need = (f64::from(label_px) / cell_px.max(1e-3))
+        .ceil()
+        .clamp(1.0, 1e9) as usize;
+    let mut base = 1usize;
+    loop {
+        if let Some(m) = [1, 2, 5].into_iter().find(|m| m * base >= need) {
+            return m * base;
+        }
+        base = base.saturating_mul(10);
     }
 }
 
-// ---------------------------------------------------------------------------
-// The chart frame: axes, grid, ticks, tick labels, axis names and title
-// ---------------------------------------------------------------------------
-
-const MARGIN_TOP: i32 = 52;
-const MARGIN_LEFT: i32 = 10;
-const MARGIN_RIGHT: i32 = 26;
-const MARGIN_BOTTOM: i32 = 10;
-const X_AREA: i32 = 62;
-const TICK_LEN: i32 = 5;
-
-type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<Axis, Axis>>;
-
-/// A chart's axes and texts; plotters draws grid and ticks, we draw the text.
-struct Frame<'t> {
-    title: &'t str,
-    x_desc: &'t str,
-    y_desc: &'t str,
-    x: Axis,
-    y: Axis,
-    /// One label per bold tick of `x` and of `y`.
-    x_labels: Vec<String>,
-    y_labels: Vec<String>,
-    x_mesh: bool,
-    y_mesh: bool,
-    /// Extra room on the right (for a color bar).
-    right: i32,
+/// A linear axis over `range` with ticks exactly at `ticks`. (The
+/// `partial_axis` over the whole range gives it default label formatting.)
+fn ticked(
+    range: Range<f64>,
+    ticks: Vec<f64>,
+) -> impl Ranged<ValueType = f64, FormatOption = DefaultFormatting> {
+    range.clone().with_key_points(ticks).partial_axis(range)
 }
 
-impl Frame<'_> {
-    /// Width of the area left of the plot: tick labels plus the axis name.
-    fn y_area<DB: DrawingBackend>(&self, pt: &Painter<DB>) -> i32 {
-        let widest = self
-            .y_labels
-            .iter()
-            .map(|s| pt.width(s, TICK_PX))
-            .max()
-            .unwrap_or(0);
-        (widest + TICK_LEN + 8 + DESC_PX as i32 + 14).clamp(50, 240)
-    }
-
-    /// Size in pixels of the plotting area for a given `y_area`.
-    fn plot_size(y_area: i32, right: i32) -> (f64, f64) {
-        let w = SIZE.0 as i32 - MARGIN_LEFT - y_area - MARGIN_RIGHT - right;
-        let h = SIZE.1 as i32 - MARGIN_TOP - X_AREA - MARGIN_BOTTOM;
-        (f64::from(w.max(1)), f64::from(h.max(1)))
-    }
-
-    fn build<'a, DB: DrawingBackend>(
-        &self,
-        root: &'a DrawingArea<DB, Shift>,
-        pt: &Painter<DB>,
-    ) -> std::result::Result<Chart<'a, DB>, String> {
-        let y_area = self.y_area(pt);
-        let mut chart = ChartBuilder::on(root)
-            .margin_top(MARGIN_TOP)
-            .margin_left(MARGIN_LEFT)
-            .margin_right(MARGIN_RIGHT + self.right)
-            .margin_bottom(MARGIN_BOTTOM)
-            .x_label_area_size(X_AREA)
-            .y_label_area_size(y_area)
-            .build_cartesian_2d(self.x.clone(), self.y.clone())
-            .map_err(de)?;
-        let hidden = TextStyle::from((FONT, TICK_PX).into_font()).color(&TRANSPARENT);
-        let mut mesh = chart.configure_mesh();
-        if !self.x_mesh {
-            mesh.disable_x_mesh();
-        }
-        if !self.y_mesh {
-            mesh.disable_y_mesh();
-        }
-        mesh.label_style(hidden)
-            .set_all_tick_mark_size(TICK_LEN)
-            .axis_style(BLACK.mix(0.8))
-            .bold_line_style(BLACK.mix(0.15))
-            .light_line_style(BLACK.mix(0.05))
-            .draw()
-            .map_err(de)?;
-
-        let (xr, yr) = chart.plotting_area().get_pixel_range();
-        let tick = Txt::new(TICK_PX, HPos::Center, VPos::Top);
-        for (t, s) in self.x.bold.iter().zip(&self.x_labels) {
-            let px = chart.backend_coord(&(*t, self.y.lo)).0;
-            if px >= xr.start && px <= xr.end {
-                pt.text((px, yr.end + TICK_LEN + 5), s, tick)?;
-            }
-        }
-        let tick = Txt::new(TICK_PX, HPos::Right, VPos::Center);
-        for (t, s) in self.y.bold.iter().zip(&self.y_labels) {
-            let py = chart.backend_coord(&(self.x.lo, *t)).1;
-            if py >= yr.start && py <= yr.end {
-                pt.text((xr.start - TICK_LEN - 6, py), s, tick)?;
-            }
-        }
-        let mid_x = (xr.start + xr.end) / 2;
-        let mid_y = (yr.start + yr.end) / 2;
-        let desc = Txt::new(DESC_PX, HPos::Center, VPos::Top);
-        pt.text((mid_x, yr.end + TICK_LEN + 30), self.x_desc, desc)?;
-        pt.text((xr.start - y_area + 4, mid_y), self.y_desc, desc.vertical())?;
-
-        // The title is centered over the plot, but kept inside the picture.
-        let tw = pt.width(self.title, TITLE_PX);
-        let half = tw / 2;
-        let cx = mid_x.clamp(8 + half, (SIZE.0 as i32 - 8 - half).max(8 + half));
-        let title = Txt::new(TITLE_PX, HPos::Center, VPos::Top);
-        pt.text((cx, 14), self.title, title)?;
-        Ok(chart)
-    }
+/// Width in pixels of the widest of `texts` at `px` size.
+fn widest<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    px: u32,
+    texts: impl Iterator<Item = String>,
+) -> u32 {
+    let style = TextStyle::from((FONT, px).into_font());
+    texts
+        .filter_map(|s| root.estimate_text_size(&s, &style).ok())
+        .map(|(w, _)| w)
+        .max()
+        .unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------
@@ -953,634 +621,502 @@ impl Frame<'_> {
 
 /// Tableau 10, then evenly spaced hues for many series.
 fn series_color(i: usize, n: usize) -> RGBColor {
-    const TAB10: [(u8, u8, u8); 10] = [
-        (31, 119, 180),
-        (255, 127, 14),
-        (44, 160, 44),
-        (214, 39, 40),
-        (148, 103, 189),
-        (140, 86, 75),
-        (227, 119, 194),
-        (127, 127, 127),
-        (188, 189, 34),
-        (23, 190, 207),
+    const TAB10: [RGBColor; 10] = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(127, 127, 127),
+        RGBColor(188, 189, 34),
+        RGBColor(23, 190, 207),
     ];
     if n <= TAB10.len() {
-        let (r, g, b) = TAB10[i % TAB10.len()];
-        RGBColor(r, g, b)
-    } else {
-        let (r, g, b) = HSLColor(0.8 * i as f64 / (n - 1) as f64, 0.8, 0.42).rgb();
-        RGBColor(r, g, b)
+        return TAB10[i % TAB10.len()];
     }
+    let (r, g, b) = HSLColor(0.8 * i as f64 / (n - 1) as f64, 0.8, 0.42).rgb();
+    RGBColor(r, g, b)
 }
 
-struct LineFigure<'p, 'a>(&'p LinePlot<'a>);
+/// One series' plottable runs (split at skipped points), with the number of
+/// points skipped as non-finite and as ≤ 0 on a log axis.
+type Prepared = (Vec<Vec<(f64, f64)>>, usize, usize);
 
-/// The plottable runs of one series (axis units), split at skipped points.
-struct Prepared {
-    runs: Vec<Vec<(f64, f64)>>,
-    non_finite: usize,
-    non_positive: usize,
-}
-
-fn prepare_series(s: &Series, log_x: bool, log_y: bool) -> Prepared {
-    let mut p = Prepared {
-        runs: vec![],
-        non_finite: 0,
-        non_positive: 0,
-    };
-    let usable = |v: f64| v.is_finite() && v.abs() < 1e300;
-    let mut run = vec![];
+fn prepare(s: &Series, log_x: bool, log_y: bool) -> Prepared {
+    let (mut runs, mut bad, mut non_pos) = (vec![vec![]], 0, 0);
     for (&x, &y) in s.x.iter().zip(&s.y) {
-        let point = if !(usable(x) && usable(y)) {
-            p.non_finite += 1;
-            None
+        if !(usable(x) && usable(y)) {
+            bad += 1;
         } else if (log_x && x <= 0.0) || (log_y && y <= 0.0) {
-            p.non_positive += 1;
-            None
+            non_pos += 1;
         } else {
-            let tx = if log_x { x.log10() } else { x };
-            let ty = if log_y { y.log10() } else { y };
-            Some((tx, ty))
-        };
-        match point {
-            Some(pt) => run.push(pt),
-            None => {
-                if !run.is_empty() {
-                    p.runs.push(std::mem::take(&mut run));
-                }
+            if let Some(run) = runs.last_mut() {
+                run.push((x, y));
             }
+            continue;
         }
+        runs.push(vec![]);
     }
-    if !run.is_empty() {
-        p.runs.push(run);
-    }
-    p
+    runs.retain(|r| !r.is_empty());
+    (runs, bad, non_pos)
 }
 
-fn min_max(vals: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
-    vals.fold(None, |acc, v| match acc {
-        None => Some((v, v)),
-        Some((a, b)) => Some((a.min(v), b.max(v))),
-    })
-}
-
-/// Top-left corner of a `w × h` legend box in the corner of `area` where it
-/// covers the fewest `samples` (upper right preferred on ties).
-fn legend_origin(
-    samples: &[(i32, i32)],
-    area: &(Range<i32>, Range<i32>),
-    w: i32,
-    h: i32,
-) -> (i32, i32) {
-    let (xr, yr) = area;
-    let left = xr.start + 10;
-    let right = xr.end - 10 - w;
-    let top = yr.start + 10;
-    let bottom = yr.end - 10 - h;
-    let corners = [(right, top), (left, top), (right, bottom), (left, bottom)];
-    let covered = |&(x, y): &(i32, i32)| {
-        samples
-            .iter()
-            .filter(|(sx, sy)| (x - 4..x + w + 4).contains(sx) && (y - 4..y + h + 4).contains(sy))
-            .count()
+/// Padded axis limits for data in `[lo, hi]`.
+fn axis_range(range: Option<(f64, f64)>, log: bool) -> (f64, f64) {
+    let Some((lo, hi)) = range else {
+        return if log { (1.0, 10.0) } else { (0.0, 1.0) };
     };
-    let mut best = corners[0];
-    let mut best_count = usize::MAX;
-    for c in corners {
-        let n = covered(&c);
-        if n < best_count {
-            best = c;
-            best_count = n;
-        }
+    if log {
+        let (a, b) = (lo.log10(), hi.log10());
+        let pad = if b - a > 1e-9 { 0.05 * (b - a) } else { 1.0 };
+        // plotters' log ticks need hi / lo finite: at most 300 decades.
+        let b = (b + pad).min(305.0);
+        return (10f64.powf((a - pad).max(b - 300.0)), 10f64.powf(b));
     }
-    best
+    let span = hi - lo;
+    if span > 1e-12 * lo.abs().max(hi.abs()) {
+        (lo - 0.05 * span, hi + 0.05 * span)
+    } else if lo == 0.0 {
+        (-1.0, 1.0)
+    } else {
+        (lo - 0.1 * lo.abs(), hi + 0.1 * lo.abs())
+    }
+}
+
+/// A log axis: plotters' ticks (powers of ten) or, over less than two decades
+/// where those are too few, ticks at 1, 2, 5 × 10^k (or at every digit).
+fn log_axis(lo: f64, hi: f64, n: usize) -> WithKeyPoints<LogCoord<f64>> {
+    let axis = LogCoord::from((lo..hi).log_scale());
+    let (bold, light) = if hi / lo >= 99.0 {
+        (axis.key_points(n), axis.key_points(10 * n))
+    } else {
+        let decades = lo.log10().floor() as i32..=hi.log10().ceil() as i32;
+        let digits = |ms: &[f64]| -> Vec<f64> {
+            let at = decades
+                .clone()
+                .flat_map(|k| ms.iter().map(move |m| m * 10f64.powi(k)));
+            at.filter(|v| (lo..=hi).contains(v)).collect()
+        };
+        let all = digits(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
+        let bold = [digits(&[1.0, 2.0, 5.0]), all.clone()]
+            .into_iter()
+            .find(|t| t.len() >= 3);
+        (
+            bold.unwrap_or_else(|| RangedCoordf64::from(lo..hi).key_points(n)),
+            all,
+        )
+    };
+    (lo..hi)
+        .log_scale()
+        .with_key_points(bold)
+        .with_light_points(light)
 }
 
 /// Indices of the series that get a legend entry: all, or an even spread.
 fn legend_indices(n: usize) -> Vec<usize> {
     if n <= MAX_LEGEND {
-        (0..n).collect()
-    } else {
-        let k = MAX_LEGEND - 1;
-        (0..k).map(|j| j * (n - 1) / (k - 1)).collect()
+        return (0..n).collect();
+    }
+    let k = MAX_LEGEND - 1;
+    (0..k).map(|j| j * (n - 1) / (k - 1)).collect()
+}
+
+fn line_figure<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, p: &LinePlot) -> DrawResult {
+    let prepared: Vec<Prepared> = p
+        .series
+        .iter()
+        .map(|s| prepare(s, p.log_x, p.log_y))
+        .collect();
+    let all = || prepared.iter().flat_map(|s| s.0.iter().flatten());
+    let (x0, x1) = axis_range(min_max(all().map(|q| q.0)), p.log_x);
+    let (y0, y1) = axis_range(min_max(all().map(|q| q.1)), p.log_y);
+    let lin = |a: f64, b: f64| RangedCoordf64::from(a..b);
+
+    match (p.log_x, p.log_y) {
+        (false, false) => line_chart(root, p, &prepared, lin(x0, x1), lin(y0, y1)),
+        (true, false) => line_chart(root, p, &prepared, log_axis(x0, x1, X_LABELS), lin(y0, y1)),
+        (false, true) => line_chart(root, p, &prepared, lin(x0, x1), log_axis(y0, y1, Y_LABELS)),
+        (true, true) => line_chart(
+            root,
+            p,
+            &prepared,
+            log_axis(x0, x1, X_LABELS),
+            log_axis(y0, y1, Y_LABELS),
+        ),
     }
 }
 
-impl Figure for LineFigure<'_, '_> {
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, fix: bool) -> DrawResult {
-        let p = self.0;
-        let pt = Painter { root, fix };
-        root.fill(&WHITE).map_err(de)?;
-        let prepared: Vec<Prepared> = p
-            .series
-            .iter()
-            .map(|s| prepare_series(s, p.log_x, p.log_y))
-            .collect();
-        let all = || prepared.iter().flat_map(|s| s.runs.iter().flatten());
-        let x_range = min_max(all().map(|pt| pt.0));
-        let y_range = min_max(all().map(|pt| pt.1));
-        let (x, x_fmt) = make_axis(x_range, p.log_x, 8);
-        let (y, y_fmt) = make_axis(y_range, p.log_y, 7);
-        let frame = Frame {
-            title: p.title,
-            x_desc: p.x_label,
-            y_desc: p.y_label,
-            x_labels: x.bold.iter().map(|&t| x_fmt.label(t)).collect(),
-            y_labels: y.bold.iter().map(|&t| y_fmt.label(t)).collect(),
-            x,
-            y,
-            x_mesh: true,
-            y_mesh: true,
-            right: 0,
-        };
-        let mut chart = frame.build(root, &pt)?;
+fn line_chart<DB, X, Y>(
+    root: &DrawingArea<DB, Shift>,
+    p: &LinePlot,
+    prepared: &[Prepared],
+    x: X,
+    y: Y,
+) -> DrawResult
+where
+    DB: DrawingBackend,
+    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let fx = tick_format(&x.key_points(BoldPoints(X_LABELS)), p.log_x);
+    let y_ticks = y.key_points(BoldPoints(Y_LABELS));
+    let fy = tick_format(&y_ticks, p.log_y);
+    let area = titled(root, p.title)?;
+    let y_width = widest(root, TICK_PX, y_ticks.iter().map(&fy));
+    let mut chart = chart_on(&area, y_area(y_width), x, y)?;
+    draw_mesh(&mut chart, (p.x_label, p.y_label), (&fx, &fy), (true, true))?;
 
-        let n = p.series.len();
-        let mut samples = vec![];
-        for (i, prep) in prepared.iter().enumerate() {
-            let color = series_color(i, n);
-            let line = color.stroke_width(2);
-            for run in &prep.runs {
+    let (n, shown) = (p.series.len(), legend_indices(p.series.len()));
+    let (mut samples, mut labels) = (vec![], vec![]);
+    for (i, (s, (runs, ..))) in p.series.iter().zip(prepared).enumerate() {
+        let color = series_color(i, n);
+        for run in runs {
+            chart
+                .draw_series(LineSeries::new(run.iter().copied(), color.stroke_width(2)))
+                .map_err(de)?;
+            if p.points || run.len() == 1 {
                 chart
-                    .draw_series(LineSeries::new(run.iter().copied(), line))
+                    .draw_series(run.iter().map(|&q| Circle::new(q, 3, color.filled())))
                     .map_err(de)?;
-                if p.points || run.len() == 1 {
-                    chart
-                        .draw_series(run.iter().map(|&pt| Circle::new(pt, 3, color.filled())))
-                        .map_err(de)?;
-                }
-                // Pixel samples along the line, to place the legend.
-                let px: Vec<(i32, i32)> = run.iter().map(|pt| chart.backend_coord(pt)).collect();
-                samples.extend(px.iter().copied());
-                for w in px.windows(2) {
-                    let (a, b) = (w[0], w[1]);
-                    let len = (b.0 - a.0).abs() + (b.1 - a.1).abs();
-                    let k = (len / 6).clamp(1, 300);
-                    for j in 1..k {
-                        samples.push((a.0 + (b.0 - a.0) * j / k, a.1 + (b.1 - a.1) * j / k));
-                    }
-                }
             }
+            // Pixels along the line, to keep the legend off the data.
+            let px: Vec<(i32, i32)> = run.iter().map(|q| chart.backend_coord(q)).collect();
+            samples.extend(px.windows(2).flat_map(|w| {
+                let (a, b) = (w[0], w[1]);
+                let k = (((b.0 - a.0).abs() + (b.1 - a.1).abs()) / 6).clamp(1, 300);
+                (0..k).map(move |j| (a.0 + (b.0 - a.0) * j / k, a.1 + (b.1 - a.1) * j / k))
+            }));
+            samples.extend(px.last());
         }
+        if !s.name.is_empty() && shown.contains(&i) {
+            labels.push(truncate(&s.name, 40));
+            let entry = chart
+                .draw_series(LineSeries::new(std::iter::empty(), color))
+                .map_err(de)?;
+            entry
+                .label(labels.last().cloned().unwrap_or_default())
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 20, y)], color.stroke_width(3))
+                });
+        }
+    }
+    if n > MAX_LEGEND && !labels.is_empty() {
+        labels.push(format!("({} of {n} series shown)", labels.len()));
+        let entry = chart
+            .draw_series(LineSeries::new(std::iter::empty(), WHITE))
+            .map_err(de)?;
+        entry.label(labels.last().cloned().unwrap_or_default());
+    }
+    if !labels.is_empty() {
+        // The corner where the legend covers the fewest data pixels.
+        let (xr, yr) = chart.plotting_area().get_pixel_range();
+        let w = widest(root, LEGEND_PX, labels.iter().cloned()) as i32 + 28 + 16;
+        let h = labels.len() as i32 * LEGEND_PX as i32 + 16;
+        let (left, top) = (xr.start + 5, yr.start + 5);
+        let (right, bottom) = (xr.end - 5 - w, yr.end - 5 - h);
+        let corners = [
+            (SeriesLabelPosition::UpperRight, right, top),
+            (SeriesLabelPosition::UpperLeft, left, top),
+            (SeriesLabelPosition::LowerRight, right, bottom),
+            (SeriesLabelPosition::LowerLeft, left, bottom),
+        ];
+        let covered = |&(_, x, y): &(SeriesLabelPosition, i32, i32)| {
+            let inside = |&&(sx, sy): &&(i32, i32)| {
+                (x - 4..x + w + 4).contains(&sx) && (y - 4..y + h + 4).contains(&sy)
+            };
+            samples.iter().filter(inside).count()
+        };
+        let best = corners
+            .iter()
+            .min_by_key(|c| covered(c))
+            .map_or(SeriesLabelPosition::UpperRight, |c| c.0.clone());
+        chart
+            .configure_series_labels()
+            .position(best)
+            .label_font((FONT, LEGEND_PX))
+            .legend_area_size(28)
+            .margin(8)
+            .background_style(WHITE.mix(0.88))
+            .border_style(BLACK.mix(0.35))
+            .draw()
+            .map_err(de)?;
+    }
 
-        let area = chart.plotting_area().get_pixel_range();
-        if x_range.is_none() {
-            let msg = if p.series.iter().all(|s| s.x.is_empty()) {
+    if prepared.iter().all(|s| s.0.is_empty()) {
+        let empty = p.series.iter().all(|s| s.x.is_empty());
+        center_note(
+            &chart,
+            if empty {
                 "no data"
             } else {
                 "no plottable data points"
-            };
-            pt.center_note(&area, msg)?;
-        }
-
-        // Legend: (label, color); a None color is a line of text only.
-        let mut entries: Vec<(String, Option<RGBColor>)> = legend_indices(n)
-            .into_iter()
-            .filter(|&i| !p.series[i].name.is_empty())
-            .map(|i| (truncate(&p.series[i].name, 40), Some(series_color(i, n))))
-            .collect();
-        if n > MAX_LEGEND && !entries.is_empty() {
-            entries.push((format!("({} of {n} series shown)", entries.len()), None));
-        }
-        if !entries.is_empty() {
-            let row = LEGEND_PX as i32 + 7;
-            let pad = 8;
-            let text_w = entries
-                .iter()
-                .map(|(s, _)| pt.width(s, LEGEND_PX))
-                .max()
-                .unwrap_or(0);
-            let w = 2 * pad + 28 + text_w;
-            let h = 2 * pad + row * entries.len() as i32 - 4;
-            let (x0, y0) = legend_origin(&samples, &area, w, h);
-            root.draw(&Rectangle::new(
-                [(x0, y0), (x0 + w, y0 + h)],
-                WHITE.mix(0.88).filled(),
-            ))
-            .map_err(de)?;
-            root.draw(&Rectangle::new(
-                [(x0, y0), (x0 + w, y0 + h)],
-                BLACK.mix(0.35).stroke_width(1),
-            ))
-            .map_err(de)?;
-            for (k, (name, color)) in entries.iter().enumerate() {
-                let yc = y0 + pad + row * k as i32 + row / 2 - 2;
-                let text_x = match color {
-                    Some(c) => {
-                        root.draw(&PathElement::new(
-                            vec![(x0 + pad, yc), (x0 + pad + 20, yc)],
-                            c.stroke_width(3),
-                        ))
-                        .map_err(de)?;
-                        x0 + pad + 28
-                    }
-                    None => x0 + pad,
-                };
-                let t = Txt::new(LEGEND_PX, HPos::Left, VPos::Center);
-                let t = if color.is_some() {
-                    t
-                } else {
-                    t.color(NOTE_COLOR)
-                };
-                pt.text((text_x, yc), name, t)?;
-            }
-        }
-
-        let non_finite: usize = prepared.iter().map(|s| s.non_finite).sum();
-        let non_positive: usize = prepared.iter().map(|s| s.non_positive).sum();
-        let mut notes = vec![];
-        if non_finite > 0 {
-            notes.push(format!(
-                "{} skipped",
-                plural(non_finite, "non-finite point", "non-finite points")
-            ));
-        }
-        if non_positive > 0 {
-            notes.push(format!(
-                "{} skipped (log axis)",
-                plural(non_positive, "point ≤ 0", "points ≤ 0")
-            ));
-        }
-        pt.corner_notes(&notes)
+            },
+        )?;
     }
+    let (bad, non_pos) = prepared.iter().fold((0, 0), |(a, b), s| (a + s.1, b + s.2));
+    let mut notes = vec![];
+    if bad > 0 {
+        notes.push(format!(
+            "{} skipped",
+            plural(bad, "non-finite point", "non-finite points")
+        ));
+    }
+    if non_pos > 0 {
+        notes.push(format!(
+            "{} skipped (log axis)",
+            plural(non_pos, "point ≤ 0", "points ≤ 0")
+        ));
+    }
+    corner_notes(root, &notes)
 }
 
 // ---------------------------------------------------------------------------
 // Heatmap
 // ---------------------------------------------------------------------------
 
-/// How values map to colors.
-#[derive(Debug, Clone, Copy)]
-enum ColorScale {
-    /// Blue–white–red over `[-m, m]`.
-    Diverging(f64),
-    /// White to red over `[0, m]`.
-    Positive(f64),
-    /// Blue to white over `[-m, 0]`.
-    Negative(f64),
-}
-
-/// Sequential ramps from white to a dark color (ColorBrewer Reds / Blues).
-const REDS: [(u8, u8, u8); 5] = [
-    (255, 255, 255),
-    (252, 187, 161),
-    (251, 106, 74),
-    (203, 24, 29),
-    (103, 0, 13),
-];
-const BLUES: [(u8, u8, u8); 5] = [
-    (255, 255, 255),
-    (198, 219, 239),
-    (107, 174, 214),
-    (33, 113, 181),
-    (8, 48, 107),
-];
 const NAN_COLOR: RGBColor = RGBColor(190, 190, 190);
-const COLOR_BAR_AREA: i32 = 110;
 
-/// Interpolates a ramp at `t ∈ [0, 1]`, quantized to 256 levels.
-fn ramp(stops: &[(u8, u8, u8)], t: f64) -> RGBColor {
-    let t = (t.clamp(0.0, 1.0) * 255.0).round() / 255.0;
-    let seg = (stops.len() - 1) as f64;
-    let x = t * seg;
-    let i = (x.floor() as usize).min(stops.len() - 2);
-    let f = x - i as f64;
-    let lerp = |a: u8, b: u8| (f64::from(a) + f * (f64::from(b) - f64::from(a))).round() as u8;
-    let (a, b) = (stops[i], stops[i + 1]);
-    RGBColor(lerp(a.0, b.0), lerp(a.1, b.1), lerp(a.2, b.2))
+/// Values to colors: white at 0, ColorBrewer Reds up to `hi`, Blues down to
+/// `lo` (`lo ≤ 0 ≤ hi`, symmetric when the data have both signs).
+struct Scale {
+    lo: f64,
+    hi: f64,
+    reds: DerivedColorMap<RGBColor>,
+    blues: DerivedColorMap<RGBColor>,
 }
 
-impl ColorScale {
-    fn for_range(min: f64, max: f64) -> Self {
-        if min < 0.0 && max > 0.0 {
-            ColorScale::Diverging(min.abs().max(max))
-        } else if max > 0.0 {
-            ColorScale::Positive(max)
-        } else if min < 0.0 {
-            ColorScale::Negative(-min)
-        } else {
-            ColorScale::Positive(1.0)
-        }
-    }
-
-    /// The range `(bottom, top)` of the color bar.
-    fn limits(self) -> (f64, f64) {
-        match self {
-            ColorScale::Diverging(m) => (-m, m),
-            ColorScale::Positive(m) => (0.0, m),
-            ColorScale::Negative(m) => (-m, 0.0),
-        }
-    }
-
-    fn color(self, v: f64) -> RGBColor {
-        if !v.is_finite() {
-            return NAN_COLOR;
-        }
-        match self {
-            ColorScale::Diverging(m) if v < 0.0 => ramp(&BLUES, -v / m),
-            ColorScale::Diverging(m) => ramp(&REDS, v / m),
-            ColorScale::Positive(m) => ramp(&REDS, v.max(0.0) / m),
-            ColorScale::Negative(m) => ramp(&BLUES, (-v).max(0.0) / m),
-        }
-    }
-}
-
-struct HeatmapFigure<'h, 'a>(&'h Heatmap<'a>);
-
-/// A 1-2-5 stride such that labels of `label_px` fit in cells of `cell_px`.
-fn label_stride(label_px: f64, cell_px: f64) -> usize {
-    let need = (label_px / cell_px.max(1e-3)).ceil().clamp(1.0, 1e9) as usize;
-    let mut base = 1usize;
-    loop {
-        for m in [1, 2, 5] {
-            if m * base >= need {
-                return m * base;
-            }
-        }
-        base = base.saturating_mul(10);
-    }
-}
-
-/// Name of entry `i`: its given name (shortened) or its index.
-fn entry_name(names: Option<&[String]>, i: usize) -> String {
-    match names.and_then(|n| n.get(i)) {
-        Some(s) => truncate(s, 18),
-        None => i.to_string(),
-    }
-}
-
-impl Figure for HeatmapFigure<'_, '_> {
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, fix: bool) -> DrawResult {
-        let h = self.0;
-        let pt = Painter { root, fix };
-        root.fill(&WHITE).map_err(de)?;
-        let empty = h.rows == 0 || h.cols == 0;
-        let finite = || h.values.iter().copied().filter(|v| v.is_finite());
-        let range = min_max(finite());
-        let n_nan = h.values.len() - finite().count();
-        let scale = match range {
-            Some((a, b)) => ColorScale::for_range(a, b),
-            None => ColorScale::Positive(1.0),
+impl Scale {
+    fn new(range: Option<(f64, f64)>) -> Self {
+        let (lo, hi) = match range {
+            Some((a, b)) if a < 0.0 && b > 0.0 => (-b.max(-a), b.max(-a)),
+            Some((_, b)) if b > 0.0 => (0.0, b),
+            Some((a, _)) if a < 0.0 => (a, 0.0),
+            _ => (0.0, 1.0),
         };
-        let (rows, cols) = (h.rows.max(1), h.cols.max(1));
-
-        // Which rows and columns get a label: as many as fit.
-        let mut frame = Frame {
-            title: h.title,
-            x_desc: h.x_label,
-            y_desc: h.y_label,
-            x: Axis {
-                lo: 0.0,
-                hi: cols as f64,
-                bold: vec![],
-                light: vec![],
-            },
-            // Row 0 at the top.
-            y: Axis {
-                lo: rows as f64,
-                hi: 0.0,
-                bold: vec![],
-                light: vec![],
-            },
-            x_labels: vec![],
-            y_labels: (0..h.rows).map(|r| entry_name(h.row_names, r)).collect(),
-            x_mesh: false,
-            y_mesh: false,
-            right: COLOR_BAR_AREA,
-        };
-        let (plot_w, plot_h) = Frame::plot_size(frame.y_area(&pt), COLOR_BAR_AREA);
-        let col_w = (0..h.cols)
-            .map(|c| pt.width(&entry_name(h.col_names, c), TICK_PX))
-            .max()
-            .unwrap_or(0);
-        let x_stride = label_stride(f64::from(col_w + 10), plot_w / cols as f64);
-        let y_stride = label_stride(f64::from(TICK_PX + 5), plot_h / rows as f64);
-        let xs: Vec<usize> = (0..h.cols).step_by(x_stride).collect();
-        let ys: Vec<usize> = (0..h.rows).step_by(y_stride).collect();
-        frame.x.bold = xs.iter().map(|&c| c as f64 + 0.5).collect();
-        frame.x_labels = xs.iter().map(|&c| entry_name(h.col_names, c)).collect();
-        frame.y.bold = ys.iter().map(|&r| r as f64 + 0.5).collect();
-        frame.y_labels = ys.iter().map(|&r| entry_name(h.row_names, r)).collect();
-        let mut chart = frame.build(root, &pt)?;
-
-        // Cells, merging runs of equal color within a row; white is the background.
-        let mut rects = vec![];
-        for r in 0..h.rows {
-            let row = &h.values[r * h.cols..(r + 1) * h.cols];
-            let mut c0 = 0;
-            while c0 < h.cols {
-                let color = scale.color(row[c0]);
-                let mut c1 = c0 + 1;
-                while c1 < h.cols && scale.color(row[c1]) == color {
-                    c1 += 1;
-                }
-                if color != WHITE {
-                    rects.push(Rectangle::new(
-                        [(c0 as f64, r as f64), (c1 as f64, (r + 1) as f64)],
-                        color.filled(),
-                    ));
-                }
-                c0 = c1;
-            }
+        let c = |(r, g, b)| RGBColor(r, g, b);
+        let reds = [
+            (255, 255, 255),
+            (252, 187, 161),
+            (251, 106, 74),
+            (203, 24, 29),
+            (103, 0, 13),
+        ]
+        .map(c);
+        let blues = [
+            (255, 255, 255),
+            (198, 219, 239),
+            (107, 174, 214),
+            (33, 113, 181),
+            (8, 48, 107),
+        ]
+        .map(c);
+        Scale {
+            lo,
+            hi,
+            reds: DerivedColorMap::new(&reds),
+            blues: DerivedColorMap::new(&blues),
         }
-        chart.draw_series(rects).map_err(de)?;
-        chart
-            .draw_series(std::iter::once(Rectangle::new(
-                [(0.0, 0.0), (cols as f64, rows as f64)],
-                BLACK.mix(0.6).stroke_width(1),
-            )))
-            .map_err(de)?;
+    }
 
-        let area = chart.plotting_area().get_pixel_range();
-        if empty {
-            pt.center_note(&area, "no data")?;
-        } else if range.is_none() {
-            pt.center_note(&area, "no finite values")?;
+    /// The color of `v`, quantized to 256 levels per side.
+    fn color(&self, v: f64) -> RGBColor {
+        let level = |t: f64| (t.clamp(0.0, 1.0) * 255.0).round() / 255.0;
+        match v {
+            _ if !v.is_finite() => NAN_COLOR,
+            _ if v < 0.0 => self.blues.get_color(level(v / self.lo)),
+            _ if self.hi > 0.0 => self.reds.get_color(level(v / self.hi)),
+            _ => WHITE,
         }
-        draw_color_bar(&pt, scale, &area)?;
-
-        let mut notes = vec![match range {
-            Some((a, b)) => format!("min {}   max {}", fmt_sig(a), fmt_sig(b)),
-            None => "min –   max –".to_string(),
-        }];
-        if n_nan > 0 && !empty {
-            notes.push(format!(
-                "gray: {}",
-                plural(n_nan, "non-finite cell", "non-finite cells")
-            ));
-        }
-        pt.corner_notes(&notes)
     }
 }
 
-/// A vertical color bar right of the plot, as tall as the plot.
-fn draw_color_bar<DB: DrawingBackend>(
-    pt: &Painter<DB>,
-    scale: ColorScale,
-    plot: &(Range<i32>, Range<i32>),
-) -> DrawResult {
-    let root = pt.root;
-    let (top, bottom) = (plot.1.start, plot.1.end);
-    let x0 = plot.0.end + MARGIN_RIGHT;
-    let x1 = x0 + 22;
-    let (lo, hi) = scale.limits();
-    let height = (bottom - top).max(2);
-    let color_at = |y: i32| {
-        let t = f64::from(bottom - 1 - y) / f64::from(height - 1);
-        scale.color(lo + t * (hi - lo))
+fn heat_figure<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, h: &Heatmap) -> DrawResult {
+    let range = min_max(h.values.iter().copied().filter(|v| v.is_finite()));
+    let n_nan = h.values.iter().filter(|v| !v.is_finite()).count();
+    let scale = Scale::new(range);
+    let (rows, cols) = (h.rows.max(1), h.cols.max(1));
+    let name = |names: Option<&[String]>, i: usize| {
+        names
+            .and_then(|n| n.get(i))
+            .map_or(i.to_string(), |s| truncate(s, 18))
     };
-    // One rectangle per run of equal color (the scale has 256 levels).
-    let mut y0 = top;
-    while y0 < bottom {
-        let color = color_at(y0);
-        let mut y1 = y0 + 1;
-        while y1 < bottom && color_at(y1) == color {
-            y1 += 1;
+
+    let area = titled(root, h.title)?;
+    let (left, right) = area.split_horizontally(SIZE.0 - BAR_PANEL);
+    // Which rows and columns get a label: as many as fit.
+    let (w, ht) = left.dim_in_pixel();
+    let plot_h = f64::from(ht - 2 * MARGIN - X_AREA) / rows as f64;
+    let ys: Vec<usize> = (0..h.rows)
+        .step_by(label_stride(TICK_PX + 5, plot_h))
+        .collect();
+    let y_width = widest(root, TICK_PX, ys.iter().map(|&r| name(h.row_names, r)));
+    let col_width = widest(root, TICK_PX, (0..h.cols).map(|c| name(h.col_names, c)));
+    let plot_w = f64::from(w.saturating_sub(MARGIN + 26 + y_area(y_width))) / cols as f64;
+    let xs = (0..h.cols).step_by(label_stride(col_width + 10, plot_w));
+    let x = ticked(0.0..cols as f64, xs.map(|c| c as f64 + 0.5).collect());
+    // Row 0 at the top.
+    let y = ticked(
+        rows as f64..0.0,
+        ys.iter().map(|&r| r as f64 + 0.5).collect(),
+    );
+    let mut chart = chart_on(&left, y_area(y_width), x, y)?;
+    let fx = |v: &f64| name(h.col_names, *v as usize);
+    let fy = |v: &f64| name(h.row_names, *v as usize);
+    draw_mesh(
+        &mut chart,
+        (h.x_label, h.y_label),
+        (&fx, &fy),
+        (false, false),
+    )?;
+
+    // Cells, merging runs of equal color within a row; white is the background.
+    let mut cells = vec![];
+    for (r, row) in h.values.chunks(cols).enumerate() {
+        let mut c0 = 0;
+        while c0 < row.len() {
+            let color = scale.color(row[c0]);
+            let c1 = (c0 + 1..row.len())
+                .find(|&c| scale.color(row[c]) != color)
+                .unwrap_or(row.len());
+            if color != WHITE {
+                cells.push(Rectangle::new(
+                    [(c0 as f64, r as f64), (c1 as f64, r as f64 + 1.0)],
+                    color.filled(),
+                ));
+            }
+            c0 = c1;
         }
-        root.draw(&Rectangle::new([(x0, y0), (x1, y1)], color.filled()))
-            .map_err(de)?;
-        y0 = y1;
     }
-    root.draw(&Rectangle::new(
-        [(x0, top), (x1, bottom)],
-        BLACK.mix(0.6).stroke_width(1),
-    ))
-    .map_err(de)?;
-    let mut ticks = vec![(hi, top), (lo, bottom - 1)];
-    if let ColorScale::Diverging(_) = scale {
-        ticks.push((0.0, (top + bottom) / 2));
+    chart.draw_series(cells).map_err(de)?;
+    let frame = Rectangle::new([(0.0, 0.0), (cols as f64, rows as f64)], BLACK.mix(0.6));
+    chart.draw_series([frame]).map_err(de)?;
+    if h.rows == 0 || h.cols == 0 {
+        center_note(&chart, "no data")?;
+    } else if range.is_none() {
+        center_note(&chart, "no finite values")?;
     }
-    for (v, y) in ticks {
-        root.draw(&PathElement::new(
-            vec![(x1, y), (x1 + 4, y)],
-            BLACK.stroke_width(1),
-        ))
+
+    // The color bar: a chart of its own, as tall as the heatmap.
+    let (lo, hi) = (scale.lo, scale.hi);
+    let mut bar = ChartBuilder::on(&right)
+        .margin(MARGIN)
+        .margin_left(0)
+        .x_label_area_size(X_AREA)
+        .set_label_area_size(LabelAreaPosition::Right, BAR_PANEL - 34)
+        .build_cartesian_2d(0.0..1.0, lo..hi)
         .map_err(de)?;
-        pt.text(
-            (x1 + 7, y),
-            &fmt_sig(v),
-            Txt::new(TICK_PX, HPos::Left, VPos::Center),
-        )?;
+    let fb = tick_format(&RangedCoordf64::from(lo..hi).key_points(5), false);
+    bar.configure_mesh()
+        .disable_mesh()
+        .disable_x_axis()
+        .y_labels(5)
+        .y_label_formatter(&fb)
+        .label_style((FONT, TICK_PX))
+        .set_all_tick_mark_size(4)
+        .axis_style(BLACK.mix(0.6))
+        .draw()
+        .map_err(de)?;
+    let strip = |k: usize| lo + (hi - lo) * k as f64 / 256.0;
+    bar.draw_series((0..256).map(|k| {
+        let color = scale.color((strip(k) + strip(k + 1)) / 2.0);
+        Rectangle::new([(0.0, strip(k)), (1.0, strip(k + 1))], color.filled())
+    }))
+    .map_err(de)?;
+    bar.draw_series([Rectangle::new([(0.0, lo), (1.0, hi)], BLACK.mix(0.6))])
+        .map_err(de)?;
+
+    let mut notes = vec![match range {
+        Some((a, b)) => format!("min {}   max {}", fmt_sig(a), fmt_sig(b)),
+        None => "min –   max –".to_string(),
+    }];
+    if n_nan > 0 {
+        notes.push(format!(
+            "gray: {}",
+            plural(n_nan, "non-finite cell", "non-finite cells")
+        ));
     }
-    Ok(())
+    corner_notes(root, &notes)
 }
 
 // ---------------------------------------------------------------------------
 // Bar plot
 // ---------------------------------------------------------------------------
 
-struct BarFigure<'a> {
-    title: &'a str,
-    x_label: &'a str,
-    y_label: &'a str,
-    names: &'a [String],
-    values: &'a [f64],
-}
-
-impl Figure for BarFigure<'_> {
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, fix: bool) -> DrawResult {
-        let pt = Painter { root, fix };
-        root.fill(&WHITE).map_err(de)?;
-        let n = self.values.len();
-        let usable = |v: f64| v.is_finite() && v.abs() < 1e300;
-        let range = min_max(self.values.iter().copied().filter(|&v| usable(v)));
-        let n_bad = self.values.iter().filter(|&&v| !usable(v)).count();
-
-        // Bars start at 0: keep 0 on the axis, pad only away from it.
-        let (lo, hi) = match range {
-            Some((a, b)) => {
-                let (a, b) = (a.min(0.0), b.max(0.0));
-                let span = b - a;
-                if span > 0.0 {
-                    (
-                        if a < 0.0 { a - 0.05 * span } else { 0.0 },
-                        if b > 0.0 { b + 0.05 * span } else { 0.0 },
-                    )
-                } else {
-                    (0.0, 1.0)
-                }
-            }
-            None => (0.0, 1.0),
-        };
-        let (bold, light, style) = linear_ticks(lo, hi, 7);
-        let y_fmt = Labeler { log: false, style };
-        let mut frame = Frame {
-            title: self.title,
-            x_desc: self.x_label,
-            y_desc: self.y_label,
-            x: Axis {
-                lo: -0.5,
-                hi: n.max(1) as f64 - 0.5,
-                bold: vec![],
-                light: vec![],
-            },
-            y_labels: bold.iter().map(|&t| y_fmt.label(t)).collect(),
-            y: Axis {
-                lo,
-                hi,
-                bold,
-                light,
-            },
-            x_labels: vec![],
-            x_mesh: false,
-            y_mesh: true,
-            right: 0,
-        };
-        let (plot_w, _) = Frame::plot_size(frame.y_area(&pt), 0);
-        let name_w = (0..n)
-            .map(|i| pt.width(&entry_name(Some(self.names), i), TICK_PX))
-            .max()
-            .unwrap_or(0);
-        let stride = label_stride(f64::from(name_w + 10), plot_w / n.max(1) as f64);
-        let shown: Vec<usize> = (0..n).step_by(stride).collect();
-        frame.x.bold = shown.iter().map(|&i| i as f64).collect();
-        frame.x_labels = shown
-            .iter()
-            .map(|&i| entry_name(Some(self.names), i))
-            .collect();
-        let mut chart = frame.build(root, &pt)?;
-
-        let half = if n > 150 { 0.5 } else { 0.4 };
-        let positive = RGBColor(31, 119, 180);
-        let negative = RGBColor(214, 39, 40);
-        chart
-            .draw_series(
-                self.values
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, &v)| usable(v) && v != 0.0)
-                    .map(|(i, &v)| {
-                        let x = i as f64;
-                        let color = if v >= 0.0 { positive } else { negative };
-                        Rectangle::new([(x - half, 0.0), (x + half, v)], color.filled())
-                    }),
+fn bar_figure<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    [title, x_label, y_label]: [&str; 3],
+    names: &[String],
+    values: &[f64],
+) -> DrawResult {
+    let n = values.len();
+    let range = min_max(values.iter().copied().filter(|&v| usable(v)));
+    let n_bad = values.iter().filter(|&&v| !usable(v)).count();
+    // Bars start at 0: keep 0 on the axis, pad only away from it.
+    let (lo, hi) = match range {
+        Some((a, b)) if a < 0.0 || b > 0.0 => {
+            let (a, b) = (a.min(0.0), b.max(0.0));
+            let pad = 0.05 * (b - a);
+            (
+                if a < 0.0 { a - pad } else { 0.0 },
+                if b > 0.0 { b + pad } else { 0.0 },
             )
-            .map_err(de)?;
-        if lo < 0.0 {
-            chart
-                .draw_series(LineSeries::new(
-                    [(-0.5, 0.0), (n.max(1) as f64 - 0.5, 0.0)],
-                    BLACK.mix(0.6).stroke_width(1),
-                ))
-                .map_err(de)?;
         }
+        _ => (0.0, 1.0),
+    };
+    let y = RangedCoordf64::from(lo..hi);
+    let y_ticks = y.key_points(Y_LABELS);
+    let fy = tick_format(&y_ticks, false);
+    let area = titled(root, title)?;
+    let y_width = y_area(widest(root, TICK_PX, y_ticks.iter().map(&fy)));
+    let name = |i: usize| names.get(i).map_or(String::new(), |s| truncate(s, 18));
+    let name_width = widest(root, TICK_PX, (0..n).map(name));
+    let plot_w = f64::from(SIZE.0 - 2 * MARGIN - 26 - y_width) / n.max(1) as f64;
+    let shown = (0..n)
+        .step_by(label_stride(name_width + 10, plot_w))
+        .map(|i| i as f64);
+    let x = ticked(-0.5..n.max(1) as f64 - 0.5, shown.collect());
+    let mut chart = chart_on(&area, y_width, x, y)?;
+    let fx = |v: &f64| name(v.round() as usize);
+    draw_mesh(&mut chart, (x_label, y_label), (&fx, &fy), (false, true))?;
 
-        let area = chart.plotting_area().get_pixel_range();
-        if n == 0 {
-            pt.center_note(&area, "no data")?;
-        } else if range.is_none() {
-            pt.center_note(&area, "no finite values")?;
-        }
-        let mut notes = vec![];
-        if n_bad > 0 {
-            notes.push(format!(
-                "{} not drawn",
-                plural(n_bad, "non-finite value", "non-finite values")
-            ));
-        }
-        pt.corner_notes(&notes)
+    let half = if n > 150 { 0.5 } else { 0.4 };
+    let bars = values
+        .iter()
+        .enumerate()
+        .filter(|(_, &v)| usable(v) && v != 0.0)
+        .map(|(i, &v)| {
+            let color = if v > 0.0 {
+                series_color(0, 1)
+            } else {
+                series_color(3, 4)
+            };
+            Rectangle::new(
+                [(i as f64 - half, 0.0), (i as f64 + half, v)],
+                color.filled(),
+            )
+        });
+    chart.draw_series(bars).map_err(de)?;
+    if lo < 0.0 {
+        let zero = [(-0.5, 0.0), (n.max(1) as f64 - 0.5, 0.0)];
+        chart
+            .draw_series(LineSeries::new(zero, BLACK.mix(0.6)))
+            .map_err(de)?;
     }
+    if n == 0 {
+        center_note(&chart, "no data")?;
+    } else if range.is_none() {
+        center_note(&chart, "no finite values")?;
+    }
+    let mut notes = vec![];
+    if n_bad > 0 {
+        notes.push(format!(
+            "{} not drawn",
+            plural(n_bad, "non-finite value", "non-finite values")
+        ));
+    }
+    corner_notes(root, &notes)
 }
 
 #[cfg(test)]
@@ -1620,14 +1156,29 @@ mod tests {
     }
 
     fn line<'a>(title: &'a str, series: &'a [Series], log_x: bool, log_y: bool) -> LinePlot<'a> {
+        let (x_label, y_label, points) = ("beta", "active tokens", true);
         LinePlot {
             title,
-            x_label: "beta",
-            y_label: "active tokens",
+            x_label,
+            y_label,
             log_x,
             log_y,
             series,
-            points: true,
+            points,
+        }
+    }
+
+    fn heat<'a>(title: &'a str, rows: usize, cols: usize, values: &'a [f64]) -> Heatmap<'a> {
+        let (x_label, y_label, row_names, col_names) = ("token", "head", None, None);
+        Heatmap {
+            title,
+            x_label,
+            y_label,
+            rows,
+            cols,
+            values,
+            row_names,
+            col_names,
         }
     }
 
@@ -1668,64 +1219,86 @@ mod tests {
         let stem = dir.path().join("subopt");
         line_plot(&stem, &line("Suboptimality", &s, false, true)).expect("line plot");
         check_pair(&stem, "Suboptimality");
+        let svg = String::from_utf8(read(with_ext(&stem, "svg"))).expect("UTF-8");
+        assert!(
+            svg.contains("(11 of 40 series shown)"),
+            "legend lacks its summary line"
+        );
     }
 
     #[test]
     fn line_plot_degenerate_inputs_do_not_panic() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let cases: Vec<(&str, Vec<Series>, bool, bool)> = vec![
-            ("no series", vec![], false, false),
+        let (nan, inf) = (f64::NAN, f64::INFINITY);
+        let cases: Vec<(&str, Vec<Series>, bool, bool, &str)> = vec![
+            ("no series", vec![], false, false, "no data"),
             (
                 "empty series",
                 vec![series("a", vec![], vec![])],
                 true,
                 true,
+                "no data",
             ),
             (
                 "nan only",
-                vec![series("a", vec![f64::NAN, 1.0], vec![2.0, f64::INFINITY])],
+                vec![series("a", vec![nan, 1.0], vec![2.0, inf])],
                 false,
                 false,
+                "2 non-finite points skipped",
             ),
             (
                 "nonpositive on log",
                 vec![series("a", vec![0.0, -1.0, 2.0], vec![1.0, 1.0, -3.0])],
                 true,
                 true,
+                "3 points ≤ 0 skipped (log axis)",
             ),
             (
                 "one point",
                 vec![series("a", vec![1.0], vec![1.0])],
                 true,
                 true,
+                "<circle",
             ),
             (
                 "constant",
                 vec![series("a", vec![0.0, 0.0], vec![0.0, 0.0])],
                 false,
                 false,
+                "<polyline",
             ),
             (
                 "gaps",
                 vec![series(
                     "a",
                     vec![1.0, 2.0, 3.0, 4.0],
-                    vec![1.0, f64::NAN, 3.0, 4.0],
+                    vec![1.0, nan, 3.0, 4.0],
                 )],
                 false,
                 false,
+                "1 non-finite point skipped",
             ),
             (
                 "huge",
                 vec![series("a", vec![-1e308, 1e308], vec![1e-300, 1e300])],
                 false,
                 true,
+                "no plottable data points",
+            ),
+            (
+                "tiny",
+                vec![series("a", vec![1e-300, 2e-300], vec![1e-300, 1e299])],
+                true,
+                true,
+                "<polyline",
             ),
         ];
-        for (i, (title, s, lx, ly)) in cases.iter().enumerate() {
+        for (i, (title, s, lx, ly, expect)) in cases.iter().enumerate() {
             let stem = dir.path().join(format!("case{i}"));
             line_plot(&stem, &line(title, s, *lx, *ly)).expect(title);
             check_pair(&stem, title);
+            let svg = String::from_utf8(read(with_ext(&stem, "svg"))).expect("UTF-8");
+            assert!(svg.contains(expect), "{title}: SVG lacks {expect:?}");
         }
     }
 
@@ -1733,8 +1306,7 @@ mod tests {
     fn line_plot_rejects_mismatched_lengths() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = vec![series("a", vec![1.0, 2.0], vec![1.0])];
-        let stem = dir.path().join("bad");
-        let err = line_plot(&stem, &line("bad", &s, false, false));
+        let err = line_plot(&dir.path().join("bad"), &line("bad", &s, false, false));
         assert!(matches!(err, Err(Error::Invalid(_))));
         assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
     }
@@ -1755,17 +1327,7 @@ mod tests {
             .map(|k| ((k % cols) as f64 / cols as f64) * (1.0 + (k / cols) as f64))
             .collect();
         let stem = dir.path().join("attn");
-        let h = Heatmap {
-            title: "Attention map",
-            x_label: "token",
-            y_label: "head",
-            rows,
-            cols,
-            values: &values,
-            row_names: None,
-            col_names: None,
-        };
-        heatmap(&stem, &h).expect("heatmap");
+        heatmap(&stem, &heat("Attention map", rows, cols, &values)).expect("heatmap");
         check_pair(&stem, "Attention map");
         only_pair(dir.path(), "attn");
     }
@@ -1778,53 +1340,46 @@ mod tests {
             .map(|k| ((k / n) as f64 - (k % n) as f64) / n as f64)
             .collect();
         let stem = dir.path().join("mix");
-        let h = Heatmap {
-            title: "Mixing matrix",
-            x_label: "j",
-            y_label: "i",
-            rows: n,
-            cols: n,
-            values: &values,
-            row_names: None,
-            col_names: None,
-        };
-        heatmap(&stem, &h).expect("heatmap");
+        heatmap(&stem, &heat("Mixing matrix", n, n, &values)).expect("heatmap");
         check_pair(&stem, "Mixing matrix");
 
         let nan = [f64::NAN; 6];
-        for (i, (rows, cols, vals)) in [(0, 0, &[][..]), (2, 3, &nan[..]), (0, 5, &[][..])]
-            .into_iter()
-            .enumerate()
-        {
+        let cases = [
+            (0, 0, &[][..], "no data"),
+            (2, 3, &nan[..], "no finite values"),
+            (0, 5, &[][..], "no data"),
+        ];
+        for (i, (rows, cols, vals, note)) in cases.into_iter().enumerate() {
             let stem = dir.path().join(format!("degenerate{i}"));
-            let h = Heatmap {
-                title: "Degenerate",
-                x_label: "x",
-                y_label: "y",
-                rows,
-                cols,
-                values: vals,
-                row_names: None,
-                col_names: None,
-            };
-            heatmap(&stem, &h).expect("degenerate heatmap");
+            heatmap(&stem, &heat("Degenerate", rows, cols, vals)).expect("degenerate heatmap");
             check_pair(&stem, "Degenerate");
+            assert!(String::from_utf8(read(with_ext(&stem, "svg")))
+                .expect("UTF-8")
+                .contains(note));
         }
-
+        let bad = heat("bad", 2, 2, &[1.0; 3]);
+        assert!(matches!(
+            heatmap(&dir.path().join("bad"), &bad),
+            Err(Error::Invalid(_))
+        ));
+        let names = vec!["a".to_string()];
         let bad = Heatmap {
-            title: "bad",
-            x_label: "x",
-            y_label: "y",
-            rows: 2,
-            cols: 2,
-            values: &[1.0; 3],
-            row_names: None,
-            col_names: None,
+            row_names: Some(&names),
+            ..heat("bad", 2, 2, &[1.0; 4])
         };
         assert!(matches!(
             heatmap(&dir.path().join("bad"), &bad),
             Err(Error::Invalid(_))
         ));
+        assert_eq!(
+            std::fs::read_dir(dir.path())
+                .expect("dir")
+                .filter(|e| e
+                    .as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("bad")))
+                .count(),
+            0
+        );
     }
 
     #[test]
@@ -1848,14 +1403,14 @@ mod tests {
             "token",
             "norm",
             &nan_names,
-            &[f64::NAN, f64::NAN],
+            &[f64::NAN; 2],
         )
         .expect("nan bar");
         check_pair(&stem, "NaN bars");
-        assert!(matches!(
-            bar_plot(&dir.path().join("bad"), "t", "x", "y", &nan_names, &[1.0]),
-            Err(Error::Invalid(_))
-        ));
+        let svg = String::from_utf8(read(with_ext(&stem, "svg"))).expect("UTF-8");
+        assert!(svg.contains("2 non-finite values not drawn"));
+        let bad = bar_plot(&dir.path().join("bad"), "t", "x", "y", &nan_names, &[1.0]);
+        assert!(matches!(bad, Err(Error::Invalid(_))));
     }
 
     #[test]
@@ -1865,187 +1420,92 @@ mod tests {
         assert_eq!(fmt_sig(0.012345), "0.0123");
         assert_eq!(fmt_sig(2.5e-7), "2.5e-7");
         assert_eq!(superscript(-12), "⁻¹²");
-        let (bold, _, style) = linear_ticks(-0.05, 1.05, 6);
-        let l = Labeler { log: false, style };
-        let labels: Vec<String> = bold.iter().map(|&t| l.label(t)).collect();
-        assert_eq!(labels, ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"]);
-        let (bold, _, style) = log_ticks(-3.2, 2.1);
-        let l = Labeler { log: true, style };
-        let labels: Vec<String> = bold.iter().map(|&t| l.label(t)).collect();
-        assert_eq!(labels, ["0.001", "0.01", "0.1", "1", "10", "100"]);
-        let (bold, _, _) = log_ticks(0.1, 0.6);
-        assert!(bold.len() >= 3, "{bold:?}");
+        let labels = |ticks: Vec<f64>, log: bool| -> Vec<String> {
+            let f = tick_format(&ticks, log);
+            ticks.iter().map(f).collect()
+        };
+        let lin = RangedCoordf64::from(-0.05..1.05).key_points(Y_LABELS);
+        assert_eq!(
+            labels(lin, false),
+            ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"]
+        );
+        let log =
+            log_axis(10f64.powf(-3.2), 10f64.powf(2.1), X_LABELS).key_points(BoldPoints(X_LABELS));
+        assert_eq!(
+            labels(log, true),
+            ["0.001", "0.01", "0.1", "1", "10", "100"]
+        );
+        let log = log_axis(1e-9, 1e-1, X_LABELS).key_points(BoldPoints(X_LABELS));
+        let far = labels(log, true);
+        assert!(
+            far.len() >= 3 && far.iter().all(|s| s.starts_with("10⁻")),
+            "{far:?}"
+        );
+        // Less than a decade: 1-2-5 ticks, or every digit.
+        let log =
+            log_axis(10f64.powf(0.1), 10f64.powf(0.6), X_LABELS).key_points(BoldPoints(X_LABELS));
+        assert!(labels(log, true).len() >= 3);
     }
 
-    /// Writes one example of each plot to $PLOT_CHECK_DIR for a visual check.
+    /// Blank columns between inked columns of `pixels`, left to right.
+    fn gaps(pixels: &[(i32, i32)]) -> Vec<i32> {
+        let cols: std::collections::BTreeSet<i32> = pixels.iter().map(|p| p.0).collect();
+        cols.iter()
+            .zip(cols.iter().skip(1))
+            .map(|(a, b)| b - a - 1)
+            .filter(|&g| g > 0)
+            .collect()
+    }
+
+    /// Pixels (coverage over 1/4) of `text` drawn on a bitmap through `Crisp`
+    /// (or through plain plotters), anchored left/top at (20, 20).
+    fn drawn(text: &str, px: u32, crisp: bool) -> Vec<(i32, i32)> {
+        font().expect("font");
+        let (w, h) = (400u32, 60u32);
+        let mut buf = vec![255u8; (w * h * 3) as usize];
+        let style = TextStyle::from((FONT, px).into_font()).pos(Pos::new(HPos::Left, VPos::Top));
+        let text = Text::new(text, (20, 20), style);
+        if crisp {
+            let root = Crisp(BitMapBackend::with_buffer(&mut buf, (w, h))).into_drawing_area();
+            root.draw(&text).expect("draw");
+        } else {
+            let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+            root.draw(&text).expect("draw");
+        }
+        let ink = |i: usize| buf[3 * i] < 192;
+        (0..(w * h) as usize)
+            .filter(|&i| ink(i))
+            .map(|i| ((i as u32 % w) as i32, (i as u32 / w) as i32))
+            .collect()
+    }
+
     #[test]
-    fn examples_for_visual_check() {
-        let Ok(dir) = std::env::var("PLOT_CHECK_DIR") else {
-            return;
-        };
-        let dir = PathBuf::from(dir);
-        std::fs::create_dir_all(&dir).expect("create dir");
-        let betas: Vec<f64> = (0..40).map(|i| 10f64.powf(-3.0 + i as f64 * 0.1)).collect();
-        let s: Vec<Series> = (0..3)
-            .map(|h| {
-                let y = betas
-                    .iter()
-                    .map(|b| (64.0 / (1.0 + (h as f64 + 1.0) * b * 3.0)).round())
-                    .collect();
-                series(&format!("head {h}"), betas.clone(), y)
-            })
-            .collect();
-        let p = LinePlot {
-            title: "Active tokens along the β path",
-            x_label: "β",
-            y_label: "active tokens",
-            log_x: true,
-            log_y: false,
-            series: &s,
-            points: true,
-        };
-        line_plot(&dir.join("line_logx"), &p).expect("line");
-
-        let t: Vec<f64> = (0..60).map(|i| i as f64 * 0.05).collect();
-        let s: Vec<Series> = ["FISTA", "working set", "screening"]
-            .iter()
-            .enumerate()
-            .map(|(k, name)| {
-                let y = t
-                    .iter()
-                    .map(|t| 10f64.powf(-(k as f64 + 1.5) * t))
-                    .collect();
-                series(name, t.clone(), y)
-            })
-            .collect();
-        let p = LinePlot {
-            title: "Objective suboptimality",
-            x_label: "time (s)",
-            y_label: "P(Z) − P*",
-            log_x: false,
-            log_y: true,
-            series: &s,
-            points: false,
-        };
-        line_plot(&dir.join("line_logy"), &p).expect("line");
-
-        let s: Vec<Series> = (0..30)
-            .map(|k| {
-                let y = betas
-                    .iter()
-                    .map(|b| (1.0 - b / (0.05 + 0.03 * k as f64)).max(0.0) * (k as f64 + 1.0))
-                    .collect();
-                series(&format!("token {k}"), betas.clone(), y)
-            })
-            .collect();
-        let p = LinePlot {
-            title: "Group norms along the path",
-            x_label: "β",
-            y_label: "‖Z_j‖",
-            log_x: true,
-            log_y: false,
-            series: &s,
-            points: false,
-        };
-        line_plot(&dir.join("line_many"), &p).expect("line");
-
-        let (rows, cols) = (8, 24);
-        let values: Vec<f64> = (0..rows * cols)
-            .map(|k| {
-                let (r, c) = ((k / cols) as f64, (k % cols) as f64);
-                (-(c - 3.0 * r).powi(2) / 8.0).exp()
-            })
-            .collect();
-        let col_names: Vec<String> = (0..cols).map(|c| format!("tok{c}")).collect();
-        let h = Heatmap {
-            title: "Attention map",
-            x_label: "token",
-            y_label: "head",
-            rows,
-            cols,
-            values: &values,
-            row_names: None,
-            col_names: Some(&col_names),
-        };
-        heatmap(&dir.join("heat_attn"), &h).expect("heatmap");
-
-        let n = 120;
-        let values: Vec<f64> = (0..n * n)
-            .map(|k| {
-                let (i, j) = ((k / n) as f64, (k % n) as f64);
-                ((i - j) / 17.0).sin() * (-(i - j).abs() / 60.0).exp()
-            })
-            .collect();
-        let h = Heatmap {
-            title: "Mixing matrix",
-            x_label: "j",
-            y_label: "i",
-            rows: n,
-            cols: n,
-            values: &values,
-            row_names: None,
-            col_names: None,
-        };
-        heatmap(&dir.join("heat_mix"), &h).expect("heatmap");
-
-        let names: Vec<String> = (0..20).map(|i| format!("t{i}")).collect();
-        let values: Vec<f64> = (0..20)
-            .map(|i| {
-                if i % 3 == 0 {
-                    0.0
-                } else {
-                    1.0 / (1.0 + i as f64)
-                }
-            })
-            .collect();
-        bar_plot(
-            &dir.join("bar"),
-            "Norm per token",
-            "token",
-            "‖Z_j‖",
-            &names,
-            &values,
-        )
-        .expect("bar");
-
-        let s = vec![
-            series("empty", vec![], vec![]),
-            series("nan", vec![f64::NAN, 0.0], vec![1.0, f64::INFINITY]),
-        ];
-        let p = LinePlot {
-            title: "Nothing to draw",
-            x_label: "β",
-            y_label: "y",
-            log_x: true,
-            log_y: true,
-            series: &s,
-            points: false,
-        };
-        line_plot(&dir.join("line_empty"), &p).expect("line");
-        let row_names: Vec<String> = ["1e-3", "1e-2", "1e-1"].map(String::from).to_vec();
-        let h = Heatmap {
-            title: "Heatmap with NaN",
-            x_label: "token",
-            y_label: "β",
-            rows: 3,
-            cols: 4,
-            values: &[
-                0.0,
-                -1.0,
-                f64::NAN,
-                -3.0,
-                0.0,
-                0.0,
-                -0.5,
-                -0.25,
-                -2.0,
-                0.0,
-                0.0,
-                -1.0,
-            ],
-            row_names: Some(&row_names),
-            col_names: None,
-        };
-        heatmap(&dir.join("heat_nan"), &h).expect("heatmap");
+    fn title_text_is_laid_out_without_gaps() {
+        // Inside a word glyphs are at most a couple of pixels apart: the one
+        // wide gap is the space. (Hand-placed glyphs gave "To ken".)
+        let pixels = drawn("Token sparsity", TITLE_PX, true);
+        let g = gaps(&pixels);
+        assert_eq!(g.iter().filter(|&&g| g > 3).count(), 1, "gaps {g:?}");
+        // The kerned word is as wide as ab_glyph's layout says.
+        let f = font().expect("font").as_scaled(TITLE_PX as f32);
+        let ids: Vec<_> = "Token".chars().map(|c| f.glyph_id(c)).collect();
+        let advance: f32 = ids.iter().map(|&g| f.h_advance(g)).sum::<f32>()
+            + ids.windows(2).map(|w| f.kern(w[0], w[1])).sum::<f32>();
+        let word = drawn("Token", TITLE_PX, true);
+        let (lo, hi) = (
+            word.iter().map(|p| p.0).min(),
+            word.iter().map(|p| p.0).max(),
+        );
+        let width = (hi.unwrap_or(0) - lo.unwrap_or(0) + 1) as f32;
+        assert!(
+            (width - advance).abs() <= 3.0,
+            "ink {width} px, advance {advance} px"
+        );
+        // The anchor is the top left of the capitals.
+        let top = word.iter().map(|p| p.1).min().unwrap_or(0);
+        assert!(
+            (19..=21).contains(&lo.unwrap_or(0)) && (19..=21).contains(&top),
+            "{lo:?} {top}"
+        );
     }
 }

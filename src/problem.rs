@@ -3,7 +3,7 @@
 
 use crate::error::{invalid, Result};
 use crate::loss::{Loss, SampleLoss};
-use crate::operator::TokenOperator;
+use crate::operator::{LinearOperator, TokenOperator};
 use crate::penalty::{BlockPenalty, Penalty};
 
 /// The convex programs by name.
@@ -57,9 +57,13 @@ impl Program {
     }
 }
 
-/// min_{Z, b} Σ_i L(⟨X_i, Z⟩ + b, y_i) + β Σ_blocks Ω(Z_b).
-pub struct Problem<'a> {
-    pub op: TokenOperator<'a>,
+/// min_{Z, b} Σ_rows L((𝒜Z)_row + b, y_row) + β Σ_blocks Ω(Z_b): one convex
+/// program, for any operator 𝒜 (token, gated, sequence), loss and
+/// regularizer. The default operator is the token operator of SPEC §4a/b/d.
+pub struct Problem<'a, O: LinearOperator = TokenOperator<'a>> {
+    pub op: O,
+    /// Targets, `op.n_rows()` rows of `op.n_outputs()` values.
+    pub y: &'a [f64],
     pub loss: Loss,
     pub penalty: Penalty,
     pub beta: f64,
@@ -67,7 +71,7 @@ pub struct Problem<'a> {
     pub intercept: bool,
 }
 
-impl<'a> Problem<'a> {
+impl<'a> Problem<'a, TokenOperator<'a>> {
     /// Validates β and the loss/target pairing.
     pub fn new(
         op: TokenOperator<'a>,
@@ -76,10 +80,38 @@ impl<'a> Problem<'a> {
         beta: f64,
         intercept: bool,
     ) -> Result<Self> {
-        check_beta(beta)?;
         loss.check_targets(op.data)?;
+        let y = op.data.y.as_slice();
+        Problem::with_operator(op, y, loss, penalty, beta, intercept)
+    }
+}
+
+impl<'a, O: LinearOperator> Problem<'a, O> {
+    /// A program on any operator; the caller has checked the targets suit
+    /// the loss.
+    pub fn with_operator(
+        op: O,
+        y: &'a [f64],
+        loss: Loss,
+        penalty: Penalty,
+        beta: f64,
+        intercept: bool,
+    ) -> Result<Self> {
+        check_beta(beta)?;
+        if y.len() != op.n_rows() * op.n_outputs() {
+            return invalid(format!(
+                "{} target values for {} rows of {} outputs",
+                y.len(),
+                op.n_rows(),
+                op.n_outputs()
+            ));
+        }
+        if intercept && !op.supports_intercept() {
+            return invalid("this program has no intercept: drop --intercept");
+        }
         Ok(Problem {
             op,
+            y,
             loss,
             penalty,
             beta,
@@ -87,27 +119,34 @@ impl<'a> Problem<'a> {
         })
     }
 
-    /// Coefficients per block: c·d.
+    /// Coefficients per block.
     pub fn block_len(&self) -> usize {
-        self.op.n_outputs() * self.op.block_dim()
+        self.op.block_len()
+    }
+
+    /// The targets of one row.
+    #[inline]
+    pub fn target(&self, row: usize) -> &[f64] {
+        let c = self.op.n_outputs();
+        &self.y[row * c..(row + 1) * c]
     }
 
     /// β Σ_b Ω(Z_b) for coefficients on all blocks.
     pub fn penalty_value(&self, coef: &[f64]) -> f64 {
-        let (c, d) = (self.op.n_outputs(), self.op.block_dim());
+        let (c, d) = self.op.penalty_shape();
         self.beta
             * coef
-                .chunks_exact(c * d)
+                .chunks_exact(self.block_len())
                 .map(|z| self.penalty.value(z, c, d))
                 .sum::<f64>()
     }
 
-    /// Σ_i L(ŷ_i, y_i) for predictions ŷ (N×c).
+    /// Σ_rows L(ŷ_row, y_row) for predictions ŷ.
     pub fn loss_value(&self, yhat: &[f64]) -> f64 {
         let c = self.op.n_outputs();
         yhat.chunks_exact(c)
             .enumerate()
-            .map(|(i, p)| self.loss.value(p, self.op.data.target(i)))
+            .map(|(i, p)| self.loss.value(p, self.target(i)))
             .sum()
     }
 
@@ -119,10 +158,12 @@ impl<'a> Problem<'a> {
 
     /// The intercept at Z = 0 (zeros without an intercept).
     pub fn intercept_at_zero(&self) -> Vec<f64> {
+        let c = self.op.n_outputs();
         if self.intercept {
-            self.loss.best_constant(self.op.data)
+            let zeros = vec![0.0; self.y.len()];
+            self.loss.best_intercept_rows(&zeros, self.y, c, None)
         } else {
-            vec![0.0; self.op.n_outputs()]
+            vec![0.0; c]
         }
     }
 }

@@ -1,5 +1,6 @@
 //! What a solve reports (report.json), and error metrics.
 
+use crate::operator::LinearOperator;
 use crate::data::Dataset;
 use crate::loss::Loss;
 use crate::operator::GateMasks;

@@ -3,7 +3,7 @@
 use super::common::{command_line, data_json, prepare_out_dir, write_json, BetaArgs, ProblemArgs};
 use clap::Args;
 use convexformer::model::{Model, ModelHeader};
-use convexformer::operator::TokenOperator;
+use convexformer::operator::{LinearOperator, TokenOperator};
 use convexformer::problem::Problem;
 use convexformer::report::SolveReport;
 use convexformer::solver::{beta_max, solve};

@@ -20,6 +20,7 @@
 //! β_max), seconds = solver seconds so far. Every point carries its
 //! certificate: the duality gap of that β's solve.
 
+use crate::operator::LinearOperator;
 use std::time::Instant;
 
 use super::data::{one_hot_dataset, ModularTask};

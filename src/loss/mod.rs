@@ -170,13 +170,25 @@ impl Loss {
     /// `offset` (N×c). Gradient-norm-controlled Newton on the diagonal
     /// Hessian, started at `start`.
     pub fn best_intercept(&self, offset: &[f64], ds: &Dataset, start: Option<&[f64]>) -> Vec<f64> {
-        let c = ds.n_outputs;
-        let n = ds.n_samples as f64;
+        self.best_intercept_rows(offset, &ds.y, ds.n_outputs, start)
+    }
+
+    /// [`Loss::best_intercept`] for targets `y` given as rows of c values.
+    pub fn best_intercept_rows(
+        &self,
+        offset: &[f64],
+        y: &[f64],
+        c: usize,
+        start: Option<&[f64]>,
+    ) -> Vec<f64> {
+        let rows = y.len() / c.max(1);
+        let target = |i: usize| &y[i * c..(i + 1) * c];
+        let n = rows as f64;
         let mut b = start.map(|s| s.to_vec()).unwrap_or_else(|| vec![0.0; c]);
         if matches!(self, Loss::Squared) {
             for (l, bl) in b.iter_mut().enumerate() {
-                *bl = (0..ds.n_samples)
-                    .map(|i| ds.y[i * c + l] - offset[i * c + l])
+                *bl = (0..rows)
+                    .map(|i| y[i * c + l] - offset[i * c + l])
                     .sum::<f64>()
                     / n;
             }
@@ -190,17 +202,17 @@ impl Loss {
             let mut grad = vec![0.0; c];
             let mut curv = vec![0.0; c];
             let mut val = 0.0;
-            for i in 0..ds.n_samples {
+            for i in 0..rows {
                 for l in 0..c {
                     yhat[l] = offset[i * c + l] + b[l];
                 }
-                val += self.value_grad(&yhat, ds.target(i), &mut g);
+                val += self.value_grad(&yhat, target(i), &mut g);
                 for l in 0..c {
                     grad[l] += g[l];
                 }
                 for l in 0..c {
                     yhat[l] += 1e-5;
-                    self.value_grad(&yhat, ds.target(i), &mut plus);
+                    self.value_grad(&yhat, target(i), &mut plus);
                     yhat[l] -= 1e-5;
                     curv[l] += ((plus[l] - g[l]) / 1e-5).max(0.0);
                 }
@@ -216,10 +228,10 @@ impl Loss {
             let mut t = 1.0;
             loop {
                 let trial: Vec<f64> = (0..c).map(|l| b[l] + t * step[l]).collect();
-                let tv: f64 = (0..ds.n_samples)
+                let tv: f64 = (0..rows)
                     .map(|i| {
                         let yh: Vec<f64> = (0..c).map(|l| offset[i * c + l] + trial[l]).collect();
-                        self.value(&yh, ds.target(i))
+                        self.value(&yh, target(i))
                     })
                     .sum();
                 if tv <= val || t < 1e-10 {

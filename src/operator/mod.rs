@@ -14,6 +14,75 @@ mod token;
 pub use gates::{GateKind, GateSpec, Gates};
 pub use token::{GateMasks, TokenOperator};
 
+/// The linear map 𝒜 of a convex program, as the one generic solver sees it
+/// (skglm's datafit/penalty split, Clarabel's core traits): coefficients in
+/// blocks of `block_len()` values, predictions in rows of `n_outputs()`
+/// values (one row per sample, or per (sample, position) for sequence
+/// outputs), a loss applied per row, and one fused pass that computes the
+/// predictions, the loss gradient per row and the adjoint on chosen blocks.
+pub trait LinearOperator: Sync {
+    /// Number of blocks (groups of the regularizer).
+    fn n_blocks(&self) -> usize;
+    /// Coefficients per block.
+    fn block_len(&self) -> usize;
+    /// Rows of predictions (the loss is summed over them).
+    fn n_rows(&self) -> usize;
+    /// Outputs per row (c).
+    fn n_outputs(&self) -> usize;
+    /// The (c, d) shape the regularizer reads a block in.
+    fn penalty_shape(&self) -> (usize, usize);
+    /// An upper bound on ‖𝒜_b‖ (operator norm of block b), for gap-safe
+    /// screening and working-set scores.
+    fn block_norms(&self) -> &[f64];
+    /// The fraction of one data pass that a pass over `blocks` blocks reads
+    /// (SPEC §5's data-pass count).
+    fn pass_fraction(&self, blocks: usize) -> f64 {
+        blocks as f64 / self.n_blocks().max(1) as f64
+    }
+    /// Whether an unpenalised intercept per output can be fitted.
+    fn supports_intercept(&self) -> bool;
+    /// out += 𝒜_bᵀ(1 ⊗ m): the adjoint of a constant gradient m (c values)
+    /// on block b, for the intercept's centring of the dual point.
+    fn add_constant_adjoint(&self, b: usize, m: &[f64], out: &mut [f64]);
+    /// Buffers for passes whose adjoint touches at most `max_adj` blocks.
+    fn buffers(&self, max_adj: usize) -> PassBuffers;
+    /// One pass: ŷ = intercept + Σ_{b ∈ fwd} 𝒜_b z_b (coefficients packed
+    /// positionally), then `loss(row, ŷ_row, grad_row)` per row (returns the
+    /// row's loss and writes ∇L), then 𝒜_bᵀ∇L for each block of `adj` into
+    /// `buf.block_grad` (positional) and Σ_rows ∇L into `buf.intercept_grad`.
+    /// Returns Σ_rows L. Results must not depend on the thread count.
+    fn fused_pass<F>(
+        &self,
+        fwd: &[usize],
+        fwd_coef: &[f64],
+        intercept: &[f64],
+        adj: &[usize],
+        loss: F,
+        buf: &mut PassBuffers,
+    ) -> f64
+    where
+        F: Fn(usize, &[f64], &mut [f64]) -> f64 + Sync;
+
+    /// Predictions for coefficients on all blocks and an intercept, without
+    /// a loss: one forward pass.
+    fn predict(&self, coef: &[f64], intercept: &[f64]) -> Vec<f64> {
+        let bl = self.block_len();
+        let fwd: Vec<usize> = (0..self.n_blocks())
+            .filter(|&b| coef[b * bl..(b + 1) * bl].iter().any(|&v| v != 0.0))
+            .collect();
+        let packed: Vec<f64> = fwd
+            .iter()
+            .flat_map(|&b| coef[b * bl..(b + 1) * bl].iter().copied())
+            .collect();
+        let mut buf = self.buffers(0);
+        self.fused_pass(&fwd, &packed, intercept, &[], |_, _, g| {
+            g.iter_mut().for_each(|v| *v = 0.0);
+            0.0
+        }, &mut buf);
+        buf.yhat
+    }
+}
+
 /// Buffers of one fused pass, allocated once per solve and reused: a pass
 /// allocates nothing.
 #[derive(Debug, Default)]
@@ -31,6 +100,8 @@ pub struct PassBuffers {
     /// Per-chunk loss sums, added in a fixed order so results do not depend
     /// on the thread count.
     pub(crate) chunk_loss: Vec<f64>,
+    /// Operator-specific work space (the sequence operator's product layouts).
+    pub(crate) work: Vec<f64>,
 }
 
 #[cfg(test)]

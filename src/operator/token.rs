@@ -1,5 +1,5 @@
 use super::kernels::{axpy, dot};
-use super::PassBuffers;
+use super::{LinearOperator, PassBuffers};
 use crate::data::Dataset;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
@@ -72,20 +72,11 @@ impl<'a> TokenOperator<'a> {
         op
     }
 
-    pub fn n_blocks(&self) -> usize {
-        self.n_blocks
-    }
     pub fn n_samples(&self) -> usize {
         self.data.n_samples
     }
-    pub fn n_outputs(&self) -> usize {
-        self.data.n_outputs
-    }
     pub fn block_dim(&self) -> usize {
         self.data.n_features
-    }
-    pub fn block_norms(&self) -> &[f64] {
-        &self.block_norms
     }
     /// Σ_i x_{i,b} (d values).
     pub fn block_sum(&self, b: usize) -> &[f64] {
@@ -133,8 +124,93 @@ impl<'a> TokenOperator<'a> {
         self.block_sums = sums;
     }
 
-    /// Buffers sized for passes whose adjoint touches at most `max_adj` blocks.
-    pub fn buffers(&self, max_adj: usize) -> PassBuffers {
+    /// One sub-batch of an ungated pass with many outputs, as matrix
+    /// products: Ŷ += X_b Z_bᵀ per forward block, then G_b += ∇Lᵀ X_b per
+    /// adjoint block. Per sample, the loop above would stream every Z_b (c·d
+    /// values) from cache once per sample; here once per sub-batch.
+    #[allow(clippy::too_many_arguments)]
+    fn sub_batch_gemm<F>(
+        &self,
+        s: SubBatch,
+        fwd: &[usize],
+        fwd_coef: &[f64],
+        intercept: &[f64],
+        adj: &[usize],
+        loss: &F,
+        grads: &mut [f64],
+        igrad: &mut [f64],
+    ) -> f64
+    where
+        F: Fn(usize, &[f64], &mut [f64]) -> f64 + Sync,
+    {
+        let (c, d) = (self.n_outputs(), self.block_dim());
+        let m = s.yh.len() / c;
+        for y in s.yh.chunks_exact_mut(c) {
+            y.copy_from_slice(intercept);
+        }
+        for (zb, &b) in fwd_coef.chunks_exact(c * d).zip(fwd) {
+            let x = MatRef::from_row_major_slice(self.rows(s.i0, m, b), m, d);
+            let z = MatRef::from_row_major_slice(zb, c, d);
+            let y = MatMut::from_row_major_slice_mut(s.yh, m, c);
+            matmul(y, Accum::Add, x, z.transpose(), 1.0, Par::Seq);
+        }
+        let mut total = 0.0;
+        for (r, (yi, gi)) in
+            s.yh.chunks_exact(c)
+                .zip(s.sg.chunks_exact_mut(c))
+                .enumerate()
+        {
+            total += loss(s.i0 + r, yi, gi);
+            axpy(1.0, gi, igrad);
+        }
+        let g = MatRef::from_row_major_slice(s.sg, m, c);
+        for (gb, &b) in grads.chunks_exact_mut(c * d).zip(adj) {
+            let x = MatRef::from_row_major_slice(self.rows(s.i0, m, b), m, d);
+            let acc = MatMut::from_row_major_slice_mut(gb, c, d);
+            matmul(acc, Accum::Add, g.transpose(), x, 1.0, Par::Seq);
+        }
+        total
+    }
+
+    /// Rows of token block `b` for samples i0..i0+m, contiguous (m×d).
+    #[inline]
+    fn rows(&self, i0: usize, m: usize, b: usize) -> &[f64] {
+        let d = self.data.n_features;
+        let off = ((b % self.data.n_tokens) * self.data.n_samples + i0) * d;
+        &self.xt[off..off + m * d]
+    }
+}
+
+impl LinearOperator for TokenOperator<'_> {
+    fn n_blocks(&self) -> usize {
+        self.n_blocks
+    }
+    fn block_len(&self) -> usize {
+        self.n_outputs() * self.block_dim()
+    }
+    fn n_rows(&self) -> usize {
+        self.data.n_samples
+    }
+    fn n_outputs(&self) -> usize {
+        self.data.n_outputs
+    }
+    fn penalty_shape(&self) -> (usize, usize) {
+        (self.data.n_outputs, self.data.n_features)
+    }
+    fn block_norms(&self) -> &[f64] {
+        &self.block_norms
+    }
+    fn supports_intercept(&self) -> bool {
+        true
+    }
+    fn add_constant_adjoint(&self, b: usize, m: &[f64], out: &mut [f64]) {
+        let d = self.block_dim();
+        let sums = self.block_sum(b);
+        for (l, &ml) in m.iter().enumerate() {
+            axpy(ml, sums, &mut out[l * d..(l + 1) * d]);
+        }
+    }
+    fn buffers(&self, max_adj: usize) -> PassBuffers {
         let (n, c, d) = (self.n_samples(), self.n_outputs(), self.block_dim());
         let chunks = n.div_ceil(self.chunk_size);
         let width = max_adj * c * d + c;
@@ -145,17 +221,11 @@ impl<'a> TokenOperator<'a> {
             intercept_grad: vec![0.0; c],
             partials: vec![vec![0.0; width]; chunks],
             chunk_loss: vec![0.0; chunks],
+            work: Vec::new(),
         }
     }
 
-    /// One pass over the data: ŷ = b + Σ_{b ∈ fwd} X_b z_b (coefficients
-    /// `fwd_coef`, positional: block fwd[j] at j·c·d), then per sample
-    /// `loss(i, ŷ_i, grad_i)` (which returns the loss and writes ∇L_i), then
-    /// the adjoint Σ_i x_{i,b} ⊗ ∇L_i for each block of `adj` into
-    /// `buf.block_grad` (positional) and Σ_i ∇L_i into `buf.intercept_grad`.
-    /// Each sample's rows are read once, while they are in cache, for both.
-    /// Returns Σ_i L_i.
-    pub fn fused_pass<F>(
+    fn fused_pass<F>(
         &self,
         fwd: &[usize],
         fwd_coef: &[f64],
@@ -241,87 +311,5 @@ impl<'a> TokenOperator<'a> {
             axpy(1.0, &part[width..width + c], &mut buf.intercept_grad);
         }
         buf.chunk_loss.iter().sum()
-    }
-
-    /// One sub-batch of an ungated pass with many outputs, as matrix
-    /// products: Ŷ += X_b Z_bᵀ per forward block, then G_b += ∇Lᵀ X_b per
-    /// adjoint block. Per sample, the loop above would stream every Z_b (c·d
-    /// values) from cache once per sample; here once per sub-batch.
-    #[allow(clippy::too_many_arguments)]
-    fn sub_batch_gemm<F>(
-        &self,
-        s: SubBatch,
-        fwd: &[usize],
-        fwd_coef: &[f64],
-        intercept: &[f64],
-        adj: &[usize],
-        loss: &F,
-        grads: &mut [f64],
-        igrad: &mut [f64],
-    ) -> f64
-    where
-        F: Fn(usize, &[f64], &mut [f64]) -> f64 + Sync,
-    {
-        let (c, d) = (self.n_outputs(), self.block_dim());
-        let m = s.yh.len() / c;
-        for y in s.yh.chunks_exact_mut(c) {
-            y.copy_from_slice(intercept);
-        }
-        for (zb, &b) in fwd_coef.chunks_exact(c * d).zip(fwd) {
-            let x = MatRef::from_row_major_slice(self.rows(s.i0, m, b), m, d);
-            let z = MatRef::from_row_major_slice(zb, c, d);
-            let y = MatMut::from_row_major_slice_mut(s.yh, m, c);
-            matmul(y, Accum::Add, x, z.transpose(), 1.0, Par::Seq);
-        }
-        let mut total = 0.0;
-        for (r, (yi, gi)) in
-            s.yh.chunks_exact(c)
-                .zip(s.sg.chunks_exact_mut(c))
-                .enumerate()
-        {
-            total += loss(s.i0 + r, yi, gi);
-            axpy(1.0, gi, igrad);
-        }
-        let g = MatRef::from_row_major_slice(s.sg, m, c);
-        for (gb, &b) in grads.chunks_exact_mut(c * d).zip(adj) {
-            let x = MatRef::from_row_major_slice(self.rows(s.i0, m, b), m, d);
-            let acc = MatMut::from_row_major_slice_mut(gb, c, d);
-            matmul(acc, Accum::Add, g.transpose(), x, 1.0, Par::Seq);
-        }
-        total
-    }
-
-    /// Rows of token block `b` for samples i0..i0+m, contiguous (m×d).
-    #[inline]
-    fn rows(&self, i0: usize, m: usize, b: usize) -> &[f64] {
-        let d = self.data.n_features;
-        let off = ((b % self.data.n_tokens) * self.data.n_samples + i0) * d;
-        &self.xt[off..off + m * d]
-    }
-
-    /// Predictions ŷ for coefficients on all blocks (n_blocks·c·d) and an
-    /// intercept, without a loss (N×c).
-    pub fn predict(&self, coef: &[f64], intercept: &[f64]) -> Vec<f64> {
-        let cd = self.n_outputs() * self.block_dim();
-        let fwd: Vec<usize> = (0..self.n_blocks)
-            .filter(|&b| coef[b * cd..(b + 1) * cd].iter().any(|&v| v != 0.0))
-            .collect();
-        let packed: Vec<f64> = fwd
-            .iter()
-            .flat_map(|&b| coef[b * cd..(b + 1) * cd].iter().copied())
-            .collect();
-        let mut buf = self.buffers(0);
-        self.fused_pass(
-            &fwd,
-            &packed,
-            intercept,
-            &[],
-            |_, _, g| {
-                g.iter_mut().for_each(|v| *v = 0.0);
-                0.0
-            },
-            &mut buf,
-        );
-        buf.yhat
     }
 }

@@ -4,11 +4,14 @@
 //! matrix, output-major (row l is the d-vector z_{b,l}). Every penalty here is
 //! a sum over blocks, so the solver works block by block.
 
+pub mod cone_projection;
 mod group_l2;
 pub mod nuclear;
+mod row_sum_cone;
 
 pub use group_l2::GroupL2;
 pub use nuclear::Nuclear;
+pub use row_sum_cone::RowSumCone;
 
 /// What a block-separable penalty provides.
 pub trait BlockPenalty {
@@ -20,6 +23,10 @@ pub trait BlockPenalty {
     fn dual_norm(&self, block: &[f64], c: usize, d: usize) -> f64;
     /// The number of heads the block recovers into (nonzero groups or rank).
     fn heads(&self, block: &[f64], c: usize, d: usize) -> usize;
+    /// L with |Ω^D(u) − Ω^D(v)| ≤ L‖u − v‖₂, for gap-safe screening.
+    fn dual_lipschitz(&self) -> f64 {
+        1.0
+    }
 }
 
 /// The penalties by name.
@@ -30,6 +37,8 @@ pub enum Penalty {
     GroupL2,
     /// ‖Z_b‖_* (nuclear norm of the d×c block). SPEC §4b-ℓ₂.
     Nuclear,
+    /// (1/n)·1ᵀ(C⁺ + C⁻)1 on the cone of equal row sums: SPEC §4c, split form.
+    RowSumCone { n: usize },
 }
 
 impl BlockPenalty for Penalty {
@@ -37,24 +46,35 @@ impl BlockPenalty for Penalty {
         match self {
             Penalty::GroupL2 => GroupL2.value(block, c, d),
             Penalty::Nuclear => Nuclear.value(block, c, d),
+            Penalty::RowSumCone { n } => RowSumCone { n: *n }.value(block, c, d),
         }
     }
     fn prox(&self, block: &mut [f64], c: usize, d: usize, tau: f64) {
         match self {
             Penalty::GroupL2 => GroupL2.prox(block, c, d, tau),
             Penalty::Nuclear => Nuclear.prox(block, c, d, tau),
+            Penalty::RowSumCone { n } => RowSumCone { n: *n }.prox(block, c, d, tau),
         }
     }
     fn dual_norm(&self, block: &[f64], c: usize, d: usize) -> f64 {
         match self {
             Penalty::GroupL2 => GroupL2.dual_norm(block, c, d),
             Penalty::Nuclear => Nuclear.dual_norm(block, c, d),
+            Penalty::RowSumCone { n } => RowSumCone { n: *n }.dual_norm(block, c, d),
         }
     }
     fn heads(&self, block: &[f64], c: usize, d: usize) -> usize {
         match self {
             Penalty::GroupL2 => GroupL2.heads(block, c, d),
             Penalty::Nuclear => Nuclear.heads(block, c, d),
+            Penalty::RowSumCone { n } => RowSumCone { n: *n }.heads(block, c, d),
+        }
+    }
+    fn dual_lipschitz(&self) -> f64 {
+        match self {
+            Penalty::GroupL2 => GroupL2.dual_lipschitz(),
+            Penalty::Nuclear => Nuclear.dual_lipschitz(),
+            Penalty::RowSumCone { n } => RowSumCone { n: *n }.dual_lipschitz(),
         }
     }
 }

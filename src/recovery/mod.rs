@@ -37,7 +37,8 @@ pub enum OutputNorm {
 impl From<Penalty> for OutputNorm {
     fn from(p: Penalty) -> Self {
         match p {
-            Penalty::GroupL2 => OutputNorm::L1,
+            // The sequence program's heads also penalise o² and an ℓ₁ norm.
+            Penalty::GroupL2 | Penalty::RowSumCone { .. } => OutputNorm::L1,
             Penalty::Nuclear => OutputNorm::L2,
         }
     }
@@ -164,6 +165,8 @@ pub fn recover_heads(
                     });
                 }
             }
+            // Sequence heads mix tokens: `sequence::recover_sequence_heads`.
+            Penalty::RowSumCone { .. } => {}
         }
     }
     heads

@@ -73,9 +73,9 @@ pub mod data;
 #[cfg(feature = "plot")]
 pub mod figures;
 pub mod operator;
-pub mod projection;
+/// The exact projection onto the cone of the split form (now a regularizer's).
+pub use crate::penalty::cone_projection as projection;
 pub mod recovery;
-mod solver;
 pub mod synthetic;
 
 pub use data::{
@@ -93,8 +93,13 @@ pub use synthetic::{generate_sequence, parse_sequence_synthetic, SequenceSynthet
 use std::time::Instant;
 
 use crate::error::{invalid, Error, Result};
-use crate::loss::{Loss, SampleLoss};
+use crate::loss::Loss;
+use crate::operator::LinearOperator;
+use crate::penalty::Penalty;
+use crate::problem::Problem;
+use crate::solver::certificate::certificate_at;
 use crate::solver::{Certificate, SolverOptions, StopReason};
+use recovery::{equalize_rows, split_coef};
 
 /// Largest memory, in bytes, the solver's coefficient buffers may take.
 pub const MAX_SEQUENCE_BYTES: u64 = 2 << 30;
@@ -102,7 +107,7 @@ pub const MAX_SEQUENCE_BYTES: u64 = 2 << 30;
 /// Coefficient-sized (n²·d·c) buffers the solver keeps: the pair (C⁺, C⁻)
 /// three times (iterate, previous iterate, extrapolated point) and three
 /// work matrices (C in product layout, the gradient in both layouts).
-pub const SEQUENCE_BUFFERS: u64 = 9;
+pub const SEQUENCE_BUFFERS: u64 = 16;
 
 /// The bytes the solver's coefficient buffers need for n tokens, d features
 /// and c outputs: n²·d·c·8·[`SEQUENCE_BUFFERS`] (None on overflow).
@@ -201,31 +206,35 @@ fn check_inputs(data: &SequenceDataset, loss: Loss, beta: f64) -> Result<()> {
     check_sequence_size(n, d, c)
 }
 
+/// The sequence program at β as one instance of the generic convex program:
+/// the [`operator::SequenceOperator`] with the split-form regularizer
+/// [`crate::penalty::RowSumCone`], the loss per (sample, position).
+pub fn sequence_problem(
+    data: &SequenceDataset,
+    loss: Loss,
+    beta: f64,
+) -> Result<Problem<'_, operator::SequenceOperator<'_>>> {
+    check_inputs(data, loss, beta)?;
+    Problem::with_operator(
+        operator::SequenceOperator::new(data),
+        &data.y,
+        loss,
+        Penalty::RowSumCone { n: data.n_tokens },
+        beta,
+        false,
+    )
+}
+
 /// β_max = max_{ql} max(Σ_r max_k G⁰_{ql}, Σ_r max_k (−G⁰_{ql})) with
 /// G⁰ = 𝒜ᵀθ⁰, θ⁰ = −∇L(0): the smallest β at which C = 0 is optimal.
 pub fn sequence_beta_max(data: &SequenceDataset, loss: Loss) -> Result<f64> {
-    data.validate()?;
-    check_sequence_targets(loss, data)?;
-    let (n_s, n, d, c) = data.shape();
-    check_sequence_size(n, d, c)?;
-    let op = operator::SequenceOperator::new(data);
-    let zero = vec![0.0; c];
-    let mut grad = vec![0.0; n_s * n * c];
-    for (g, y) in grad.chunks_exact_mut(c).zip(data.y.chunks_exact(c)) {
-        loss.value_grad(&zero, y, g);
-    }
-    let mut gprod = vec![0.0; op.n_coef()];
-    let mut gmat = vec![0.0; op.n_coef()];
-    op.adjoint(&grad, &mut gprod);
-    op.from_product(&gprod, &mut gmat);
-    // The constraint is symmetric in ±G, so G = 𝒜ᵀ∇L serves for 𝒜ᵀθ⁰ = −G.
-    Ok(solver::max_constraint(&gmat, n))
+    Ok(crate::solver::beta_max(&sequence_problem(data, loss, 1.0)?))
 }
 
-/// Solves the sequence program at `beta` to relative gap `opts.tol` (FISTA
-/// with restart on the split form; `opts.screening`, `working_sets` and
-/// `ws_start` do not apply), recovers the heads and evaluates them in the
-/// nonconvex objective.
+/// Solves the sequence program at `beta` to relative gap `opts.tol` with the
+/// generic solver (working sets, gap-safe screening, FISTA with restart on
+/// the split form), recovers the heads and evaluates them in the nonconvex
+/// objective.
 pub fn solve_sequence(
     data: &SequenceDataset,
     loss: Loss,
@@ -246,9 +255,9 @@ pub fn solve_sequence_from(
     init: Option<&[f64]>,
 ) -> Result<SequenceSolution> {
     opts.validate()?;
-    check_inputs(data, loss, beta)?;
+    let problem = sequence_problem(data, loss, beta)?;
     let (_, n, d, c) = data.shape();
-    let start_point = match init {
+    let warm = match init {
         Some(coef) if coef.len() != n * n * d * c => {
             return invalid(format!(
                 "the starting point has {} coefficients, the program with n = {n}, d = {d}, \
@@ -257,28 +266,42 @@ pub fn solve_sequence_from(
                 n * n * d * c
             ))
         }
-        Some(coef) => Some(solver::split_start(coef, n)?),
+        Some(coef) => Some(split_coef(coef, n)?),
         None => None,
     };
     let start = Instant::now();
-    let out = solver::run(data, loss, beta, opts, start, start_point);
-    let heads = recover_sequence_heads(&out.coef, n, d, c)?;
-    let seconds = start.elapsed().as_secs_f64();
+    let zero = vec![0.0; c];
+    let sol = crate::solver::solve(&problem, opts, warm.as_deref().map(|w| (w, &zero[..])))?;
+    // C = C⁺ − C⁻ with its row sums made equal, certified at its best split
+    // (whose split objective is the convex objective at C).
+    let mut coef = merge_split(&sol.coef, n);
+    equalize_rows(&mut coef, n);
+    let certificate = certificate_at(&problem, &split_coef(&coef, n)?, &zero);
+    let heads = recover_sequence_heads(&coef, n, d, c)?;
     let nonconvex_objective = sequence_nonconvex_objective(&heads, data, loss, beta);
     Ok(SequenceSolution {
-        coef: out.coef,
+        coef,
         n_tokens: n,
         n_features: d,
         n_outputs: c,
         beta,
-        certificate: out.certificate,
-        iterations: out.iterations,
-        data_passes: out.passes,
-        seconds,
-        stop: out.stop,
+        certificate,
+        iterations: sol.iterations,
+        data_passes: sol.data_passes + problem.op.pass_fraction(1),
+        seconds: start.elapsed().as_secs_f64(),
+        stop: sol.stop,
         heads,
         nonconvex_objective,
     })
+}
+
+/// C = C⁺ − C⁻ (matrix-major) from split-form blocks (C⁺_b, C⁻_b).
+fn merge_split(split: &[f64], n: usize) -> Vec<f64> {
+    let nn = n * n;
+    split
+        .chunks_exact(2 * nn)
+        .flat_map(|b| b[..nn].iter().zip(&b[nn..]).map(|(p, m)| p - m))
+        .collect()
 }
 
 /// What a sequence solve reports (report.json for `fit --model sequence`).

@@ -13,11 +13,22 @@
 //!
 //! Both are dense matrix products (faer); the coefficients live in the
 //! matrix-major layout of [`matrix_index`] elsewhere and are converted here.
+//!
+//! For the generic solver ([`LinearOperator`]) a block is one (q, l) pair of
+//! the split form: C⁺_{ql} then C⁻_{ql} (2n² values), mapped to 𝒜(C⁺ − C⁻);
+//! rows are (sample, position) pairs with c outputs each.
 
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
+use rayon::prelude::*;
 
 use super::SequenceDataset;
+use crate::operator::{LinearOperator, PassBuffers};
+
+/// Rows per chunk of the loss evaluation, and at most this many chunks, so
+/// sums are taken in an order that depends on the data size only.
+const MIN_CHUNK: usize = 256;
+const MAX_CHUNKS: usize = 32;
 
 /// Index of C_{ql}[r, k] in the matrix-major layout (d·c matrices n×n,
 /// matrix (q, l) at (q·c + l)·n², row-major): the layout of
@@ -37,6 +48,9 @@ fn product_index(q: usize, l: usize, r: usize, k: usize, n: usize, d: usize, c: 
 pub struct SequenceOperator<'a> {
     pub data: &'a SequenceDataset,
     par: Par,
+    /// √2·‖X_q‖_F for block (q, l): a bound on ‖[𝒜_{ql}, −𝒜_{ql}]‖, where
+    /// 𝒜_{ql} = I_n ⊗ X_q and X_q[i, k] = X_i[k, q].
+    block_norms: Vec<f64>,
 }
 
 impl<'a> SequenceOperator<'a> {
@@ -45,7 +59,26 @@ impl<'a> SequenceOperator<'a> {
         // Multithreading pays off above a few million multiply-adds.
         let flops = (n_s as f64) * (n * d) as f64 * (n * c) as f64;
         let par = if flops > 4e6 { Par::rayon(0) } else { Par::Seq };
-        SequenceOperator { data, par }
+        let mut fro = vec![0.0; d];
+        for row in data.x.chunks_exact(d) {
+            for (f, v) in fro.iter_mut().zip(row) {
+                *f += v * v;
+            }
+        }
+        let block_norms = fro
+            .iter()
+            .flat_map(|f| std::iter::repeat_n((2.0 * f).sqrt(), c))
+            .collect();
+        SequenceOperator {
+            data,
+            par,
+            block_norms,
+        }
+    }
+
+    /// Product-layout size, n·c × n·d.
+    fn product_len(&self) -> usize {
+        self.n_coef()
     }
 
     /// Number of coefficients, d·c·n².
@@ -107,73 +140,129 @@ impl<'a> SequenceOperator<'a> {
         let dst = MatMut::from_row_major_slice_mut(out, n * c, n * d);
         matmul(dst, Accum::Replace, tt, x, 1.0, self.par);
     }
+}
 
-    /// σ_max(X̄)² = λ_max(X̄ᵀX̄) by power iteration from a fixed start (an
-    /// estimate from below), and the data passes it took. When the Gram
-    /// matrix X̄ᵀX̄ ((n·d)², at most [`MAX_GRAM`] entries) is small it is formed
-    /// in one pass and iterated on; otherwise each iteration multiplies by X̄
-    /// and X̄ᵀ (two passes).
-    pub fn max_eigenvalue(&self, iters: usize) -> (f64, usize) {
-        let (_, n, d, _) = self.data.shape();
-        self.power_iteration(iters, (n * d) * (n * d) <= MAX_GRAM)
+impl LinearOperator for SequenceOperator<'_> {
+    fn n_blocks(&self) -> usize {
+        self.data.n_features * self.data.n_outputs
     }
-
-    /// [`Self::max_eigenvalue`] with the Gram matrix or without.
-    pub fn power_iteration(&self, iters: usize, use_gram: bool) -> (f64, usize) {
-        let (n_s, n, d, _) = self.data.shape();
-        let p = n * d;
-        let x = MatRef::from_row_major_slice(&self.data.x, n_s, p);
-        let gram = use_gram.then(|| {
-            let mut g = vec![0.0; p * p];
-            matmul(
-                MatMut::from_column_major_slice_mut(&mut g, p, p),
-                Accum::Replace,
-                x.transpose(),
-                x,
-                1.0,
-                self.par,
-            );
-            g
-        });
-        let mut passes = usize::from(gram.is_some());
-        let mut v: Vec<f64> = (0..p)
-            .map(|k| 1.0 + ((k * 7919) % 13) as f64 / 13.0)
-            .collect();
-        let mut v2 = vec![0.0; p];
-        let mut w = vec![0.0; n_s];
-        let mut lambda = 0.0;
-        for _ in 0..iters {
-            let nrm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
-            if nrm == 0.0 || !nrm.is_finite() {
-                break;
-            }
-            v.iter_mut().for_each(|x| *x /= nrm);
-            let vr = MatRef::from_column_major_slice(&v, p, 1);
-            let dst = MatMut::from_column_major_slice_mut(&mut v2, p, 1);
-            match &gram {
-                Some(g) => {
-                    let g = MatRef::from_column_major_slice(g, p, p);
-                    matmul(dst, Accum::Replace, g, vr, 1.0, Par::Seq);
+    fn block_len(&self) -> usize {
+        2 * self.data.n_tokens * self.data.n_tokens
+    }
+    fn n_rows(&self) -> usize {
+        self.data.n_samples * self.data.n_tokens
+    }
+    fn n_outputs(&self) -> usize {
+        self.data.n_outputs
+    }
+    fn penalty_shape(&self) -> (usize, usize) {
+        (2, self.data.n_tokens * self.data.n_tokens)
+    }
+    fn block_norms(&self) -> &[f64] {
+        &self.block_norms
+    }
+    /// Every pass is two dense products over all of X̄ (forward and adjoint),
+    /// whatever the blocks: two data passes, honestly counted.
+    fn pass_fraction(&self, blocks: usize) -> f64 {
+        if blocks == 0 {
+            0.0
+        } else {
+            2.0
+        }
+    }
+    fn supports_intercept(&self) -> bool {
+        false
+    }
+    fn add_constant_adjoint(&self, _b: usize, _m: &[f64], _out: &mut [f64]) {}
+    fn buffers(&self, max_adj: usize) -> PassBuffers {
+        let (rows, c) = (self.n_rows(), self.data.n_outputs);
+        let chunks = rows.div_ceil(chunk_rows(rows)).max(1);
+        PassBuffers {
+            yhat: vec![0.0; rows * c],
+            sample_grad: vec![0.0; rows * c],
+            block_grad: vec![0.0; max_adj * self.block_len()],
+            intercept_grad: vec![0.0; c],
+            partials: Vec::new(),
+            chunk_loss: vec![0.0; chunks],
+            work: vec![0.0; 2 * self.product_len()],
+        }
+    }
+    fn fused_pass<F>(
+        &self,
+        fwd: &[usize],
+        fwd_coef: &[f64],
+        intercept: &[f64],
+        adj: &[usize],
+        loss: F,
+        buf: &mut PassBuffers,
+    ) -> f64
+    where
+        F: Fn(usize, &[f64], &mut [f64]) -> f64 + Sync,
+    {
+        let (_, n, d, c) = self.data.shape();
+        let (nn, bl) = (n * n, self.block_len());
+        let (bprod, gprod) = buf.work.split_at_mut(self.product_len());
+        // Forward: B from the blocks' C⁺ − C⁻, then F̄ = X̄ Bᵀ.
+        if fwd.is_empty() {
+            buf.yhat.iter_mut().for_each(|v| *v = 0.0);
+        } else {
+            bprod.iter_mut().for_each(|v| *v = 0.0);
+            for (z, &blk) in fwd_coef.chunks_exact(bl).zip(fwd) {
+                let (q, l) = (blk / c, blk % c);
+                let (zp, zm) = z.split_at(nn);
+                for r in 0..n {
+                    for k in 0..n {
+                        bprod[product_index(q, l, r, k, n, d, c)] = zp[r * n + k] - zm[r * n + k];
+                    }
                 }
-                None => {
-                    let wm = MatMut::from_column_major_slice_mut(&mut w, n_s, 1);
-                    matmul(wm, Accum::Replace, x, vr, 1.0, self.par);
-                    let wr = MatRef::from_column_major_slice(&w, n_s, 1);
-                    matmul(dst, Accum::Replace, x.transpose(), wr, 1.0, self.par);
-                    passes += 2;
-                }
             }
-            std::mem::swap(&mut v, &mut v2);
-            let new = v.iter().map(|x| x * x).sum::<f64>().sqrt();
-            let done = (new - lambda).abs() <= 1e-9 * new;
-            lambda = new;
-            if done {
-                break;
+            self.forward(bprod, &mut buf.yhat);
+        }
+        for row in buf.yhat.chunks_exact_mut(c) {
+            row.iter_mut().zip(intercept).for_each(|(v, b)| *v += b);
+        }
+        // The loss per row, in fixed chunks.
+        let cs = chunk_rows(self.n_rows());
+        buf.yhat
+            .par_chunks(cs * c)
+            .zip(buf.sample_grad.par_chunks_mut(cs * c))
+            .zip(buf.chunk_loss.par_iter_mut())
+            .enumerate()
+            .for_each(|(j, ((yh, sg), total))| {
+                *total = yh
+                    .chunks_exact(c)
+                    .zip(sg.chunks_exact_mut(c))
+                    .enumerate()
+                    .map(|(r, (y, g))| loss(j * cs + r, y, g))
+                    .sum();
+            });
+        buf.intercept_grad.iter_mut().for_each(|v| *v = 0.0);
+        for g in buf.sample_grad.chunks_exact(c) {
+            buf.intercept_grad
+                .iter_mut()
+                .zip(g)
+                .for_each(|(s, v)| *s += v);
+        }
+        // Adjoint: G = Θ̄ᵀX̄, then (G_{ql}, −G_{ql}) per block of `adj`.
+        if !adj.is_empty() {
+            self.adjoint(&buf.sample_grad, gprod);
+            for (out, &blk) in buf.block_grad.chunks_exact_mut(bl).zip(adj) {
+                let (q, l) = (blk / c, blk % c);
+                let (gp, gm) = out.split_at_mut(nn);
+                for r in 0..n {
+                    for k in 0..n {
+                        let g = gprod[product_index(q, l, r, k, n, d, c)];
+                        gp[r * n + k] = g;
+                        gm[r * n + k] = -g;
+                    }
+                }
             }
         }
-        (lambda, passes)
+        buf.chunk_loss.iter().sum()
     }
 }
 
-/// Largest Gram matrix X̄ᵀX̄, in entries, that [`SequenceOperator::max_eigenvalue`] forms.
-pub const MAX_GRAM: usize = 1 << 22;
+/// Rows per loss chunk for `rows` rows.
+fn chunk_rows(rows: usize) -> usize {
+    MIN_CHUNK.max(rows.div_ceil(MAX_CHUNKS))
+}

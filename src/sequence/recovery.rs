@@ -276,3 +276,33 @@ pub fn recover_sequence_heads(
     }
     Ok(heads)
 }
+
+/// Replaces each n×n matrix by its orthogonal projection onto the
+/// equal-row-sum subspace (row r shifted by (s̄ − s_r)/n): a no-op in exact
+/// arithmetic on C⁺ − C⁻, it removes the rounding of the row sums.
+pub fn equalize_rows(coef: &mut [f64], n: usize) {
+    for m in coef.chunks_exact_mut(n * n) {
+        let sums: Vec<f64> = m.chunks_exact(n).map(|r| r.iter().sum()).collect();
+        let mean = sums.iter().sum::<f64>() / n as f64;
+        for (row, s) in m.chunks_exact_mut(n).zip(&sums) {
+            let shift = (mean - s) / n as f64;
+            if shift != 0.0 {
+                row.iter_mut().for_each(|v| *v += shift);
+            }
+        }
+    }
+}
+
+/// The split (C⁺, C⁻) ∈ K × K of matrix-major coefficients with equal row
+/// sums, matrix by matrix (SPEC §4c (ii)), as the solver's blocks (C⁺_b then
+/// C⁻_b): a feasible point whose split-form objective equals the convex
+/// objective at C.
+pub fn split_coef(coef: &[f64], n: usize) -> Result<Vec<f64>> {
+    let mut out = Vec::with_capacity(2 * coef.len());
+    for m in coef.chunks_exact(n * n) {
+        let (cp, _, cm, _) = split_matrix(m, n)?;
+        out.extend(cp);
+        out.extend(cm);
+    }
+    Ok(out)
+}

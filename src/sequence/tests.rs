@@ -2,13 +2,14 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::operator::{matrix_index, SequenceOperator};
+use crate::operator::LinearOperator;
 use super::projection::{
     in_dual_cone, project_onto_k, sum_row_max, sum_row_max_neg, ProjectionScratch,
 };
 use super::recovery::{
     coef_predictions, head_predictions, norm_inf1, sequence_penalty, split_matrix, EQUAL_ROWS_TOL,
 };
-use super::solver::equalize_rows;
+use super::recovery::equalize_rows;
 use super::*;
 use crate::data::synthetic::TargetKind;
 use rand::{Rng, SeedableRng};
@@ -372,36 +373,27 @@ fn operator_matches_loops_and_is_adjoint() {
 }
 
 #[test]
-fn power_iteration_bounds_the_operator() {
+fn generic_power_iteration_bounds_the_split_operator() {
+    // The generic solver's step size on the sequence program: λ_max of
+    // [𝒜, −𝒜]ᵀ[𝒜, −𝒜], i.e. 2·λ_max(X̄ᵀX̄), from below, and no more than
+    // 2‖X̄‖_F²; random split points stay below it.
     let data = instance(30, 4, 3, 2, Loss::Squared, 9);
-    let op = SequenceOperator::new(&data);
-    let (lam, passes) = op.max_eigenvalue(200);
+    let problem = sequence_problem(&data, Loss::Squared, 1.0).unwrap();
+    let (nb, bl) = (problem.op.n_blocks(), problem.block_len());
+    let ws: Vec<usize> = (0..nb).collect();
+    let mut v = vec![0.0; nb * bl];
+    let mut vb = vec![0.0; 2];
+    let mut buf = problem.op.buffers(nb);
+    let (lam, passes) = crate::solver::lipschitz::max_eigenvalue(&problem, &ws, &mut v, &mut vb, &mut buf, 200);
     assert!(passes >= 1);
-    // With and without the Gram matrix: the same estimate.
-    let (lam_gram, p_gram) = op.power_iteration(200, true);
-    let (lam_data, p_data) = op.power_iteration(200, false);
-    assert_eq!(p_gram, 1);
-    assert!(p_data >= 2 && p_data % 2 == 0);
-    assert!(
-        (lam_gram - lam_data).abs() <= 1e-6 * lam_gram,
-        "{lam_gram} vs {lam_data}"
-    );
-    // λ_max(X̄ᵀX̄) is the largest ‖𝒜C‖²/‖C‖²: random C stay below it, and
-    // ‖X̄‖_F² is above it.
     let fro: f64 = data.x.iter().map(|x| x * x).sum();
-    assert!(lam <= fro * (1.0 + 1e-12) && lam > 0.0);
+    assert!(lam <= 2.0 * fro * (1.0 + 1e-12) && lam > 0.0);
     let mut r = rng(1);
-    let mut b = vec![0.0; op.n_coef()];
-    let mut f = vec![0.0; 30 * 4 * 2];
     for _ in 0..50 {
-        let coef = uniform(&mut r, op.n_coef(), -1.0, 1.0);
-        op.to_product(&coef, &mut b);
-        op.forward(&b, &mut f);
-        let ratio = f.iter().map(|x| x * x).sum::<f64>() / coef.iter().map(|x| x * x).sum::<f64>();
-        assert!(
-            ratio <= lam * 1.02,
-            "Rayleigh quotient {ratio} above λ = {lam}"
-        );
+        let z = uniform(&mut r, nb * bl, -1.0, 1.0);
+        let f = problem.op.predict(&z, &[0.0, 0.0]);
+        let ratio = f.iter().map(|x| x * x).sum::<f64>() / z.iter().map(|x| x * x).sum::<f64>();
+        assert!(ratio <= lam * 1.02, "Rayleigh quotient {ratio} above λ = {lam}");
     }
 }
 

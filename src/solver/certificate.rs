@@ -6,7 +6,7 @@
 //! D = Σ_i −L*(−αθ_i) ≤ P* ≤ P(Z).
 
 use crate::loss::SampleLoss;
-use crate::operator::PassBuffers;
+use crate::operator::{LinearOperator, PassBuffers};
 use crate::penalty::BlockPenalty;
 use crate::problem::Problem;
 
@@ -42,34 +42,29 @@ pub struct DualScores {
 
 /// Ω^D(X_bᵀθ) for each block of `adj` after `buf` holds a pass over them.
 /// `scratch` holds c·d values.
-pub fn dual_scores(
-    problem: &Problem,
+pub fn dual_scores<O: LinearOperator>(
+    problem: &Problem<'_, O>,
     adj: &[usize],
     buf: &PassBuffers,
     scratch: &mut [f64],
     out: &mut Vec<f64>,
 ) -> f64 {
-    let (c, d) = (problem.op.n_outputs(), problem.op.block_dim());
-    let cd = c * d;
-    let n = problem.op.n_samples() as f64;
+    let (pc, pd) = problem.op.penalty_shape();
+    let cd = problem.block_len();
+    let n = problem.op.n_rows() as f64;
+    let mean: Vec<f64> = buf.intercept_grad.iter().map(|g| g / n).collect();
     out.clear();
     let mut max = 0.0f64;
     for (j, &b) in adj.iter().enumerate() {
         let g = &buf.block_grad[j * cd..(j + 1) * cd];
-        // X_bᵀθ = −Σ_i x_{i,b}∇L_i, plus the centring term (mean ∇L)·Σ_i x_{i,b}.
+        // 𝒜_bᵀθ = −𝒜_bᵀ∇L, plus the centring term 𝒜_bᵀ(1 ⊗ mean ∇L).
         for (s, &v) in scratch.iter_mut().zip(g) {
             *s = -v;
         }
         if problem.intercept {
-            let sums = problem.op.block_sum(b);
-            for l in 0..c {
-                let m = buf.intercept_grad[l] / n;
-                for q in 0..d {
-                    scratch[l * d + q] += m * sums[q];
-                }
-            }
+            problem.op.add_constant_adjoint(b, &mean, &mut scratch[..cd]);
         }
-        let v = problem.penalty.dual_norm(&scratch[..cd], c, d);
+        let v = problem.penalty.dual_norm(&scratch[..cd], pc, pd);
         max = max.max(v);
         out.push(v);
     }
@@ -77,9 +72,13 @@ pub fn dual_scores(
 }
 
 /// The dual objective Σ_i −L*(−αθ_i) at the pass's sample gradients.
-pub fn dual_value(problem: &Problem, buf: &PassBuffers, alpha: f64) -> f64 {
+pub fn dual_value<O: LinearOperator>(
+    problem: &Problem<'_, O>,
+    buf: &PassBuffers,
+    alpha: f64,
+) -> f64 {
     let c = problem.op.n_outputs();
-    let n = problem.op.n_samples() as f64;
+    let n = problem.op.n_rows() as f64;
     let mean: Vec<f64> = if problem.intercept {
         buf.intercept_grad.iter().map(|g| g / n).collect()
     } else {
@@ -91,15 +90,15 @@ pub fn dual_value(problem: &Problem, buf: &PassBuffers, alpha: f64) -> f64 {
         for l in 0..c {
             theta[l] = alpha * (mean[l] - g[l]);
         }
-        total += problem.loss.dual_value(&theta, problem.op.data.target(i));
+        total += problem.loss.dual_value(&theta, problem.target(i));
     }
     total
 }
 
 /// The certificate for primal value `primal` after a pass whose adjoint
 /// covered the blocks of the (reduced) problem; returns it and α.
-pub fn certify(
-    problem: &Problem,
+pub fn certify<O: LinearOperator>(
+    problem: &Problem<'_, O>,
     buf: &PassBuffers,
     primal: f64,
     max_dual_norm: f64,
@@ -115,6 +114,39 @@ pub fn certify(
 
 /// Gap-safe sphere radius: the dual is (1/γ)-strongly concave, so
 /// ‖θ* − θ‖ ≤ √(2γ·gap).
-pub fn safe_radius(problem: &Problem, gap: f64) -> f64 {
+pub fn safe_radius<O: LinearOperator>(problem: &Problem<'_, O>, gap: f64) -> f64 {
     (2.0 * problem.loss.smoothness() * gap.max(0.0)).sqrt()
+}
+
+/// The certificate of the point (coefficients on all blocks, intercept),
+/// checked on every block: one full pass.
+pub fn certificate_at<O: LinearOperator>(
+    problem: &Problem<'_, O>,
+    coef: &[f64],
+    intercept: &[f64],
+) -> Certificate {
+    let bl = problem.block_len();
+    let nb = problem.op.n_blocks();
+    let all: Vec<usize> = (0..nb).collect();
+    let support: Vec<usize> = (0..nb)
+        .filter(|&b| coef[b * bl..(b + 1) * bl].iter().any(|&v| v != 0.0))
+        .collect();
+    let packed: Vec<f64> = support
+        .iter()
+        .flat_map(|&b| coef[b * bl..(b + 1) * bl].iter().copied())
+        .collect();
+    let mut buf = problem.op.buffers(nb);
+    let loss = problem.loss;
+    let lv = problem.op.fused_pass(
+        &support,
+        &packed,
+        intercept,
+        &all,
+        |i, yh, g| loss.value_grad(yh, problem.target(i), g),
+        &mut buf,
+    );
+    let mut scratch = vec![0.0; bl];
+    let mut norms = Vec::with_capacity(nb);
+    let max = dual_scores(problem, &all, &buf, &mut scratch, &mut norms);
+    certify(problem, &buf, lv + problem.penalty_value(coef), max).0
 }

@@ -7,7 +7,7 @@ use super::certificate::{certify, dual_scores, Certificate};
 use super::lipschitz::max_eigenvalue;
 use super::{SolverOptions, StopReason};
 use crate::loss::SampleLoss;
-use crate::operator::PassBuffers;
+use crate::operator::{LinearOperator, PassBuffers};
 use crate::penalty::BlockPenalty;
 use crate::problem::Problem;
 use std::time::Instant;
@@ -41,13 +41,14 @@ pub struct FistaBuffers {
 }
 
 impl FistaBuffers {
-    pub fn new(max_blocks: usize, c: usize, d: usize) -> Self {
+    /// For `max_blocks` blocks of `block_len` coefficients and c outputs.
+    pub fn new(max_blocks: usize, block_len: usize, c: usize) -> Self {
         FistaBuffers {
-            x_old: vec![0.0; max_blocks * c * d],
-            y: vec![0.0; max_blocks * c * d],
+            x_old: vec![0.0; max_blocks * block_len],
+            y: vec![0.0; max_blocks * block_len],
             bx_old: vec![0.0; c],
             by: vec![0.0; c],
-            scratch: vec![0.0; c * d],
+            scratch: vec![0.0; block_len],
             dual_norms: Vec::with_capacity(max_blocks),
         }
     }
@@ -72,8 +73,8 @@ pub struct InnerResult {
 /// interlacing λ_max of a principal submatrix of XᵀX is no larger), and
 /// saves the power iteration.
 #[allow(clippy::too_many_arguments)]
-pub fn fista(
-    problem: &Problem,
+pub fn fista<O: LinearOperator>(
+    problem: &Problem<'_, O>,
     ws: &[usize],
     x: &mut [f64],
     bx: &mut [f64],
@@ -84,13 +85,12 @@ pub fn fista(
     fb: &mut FistaBuffers,
     lipschitz_hint: Option<f64>,
 ) -> InnerResult {
-    let (c, d) = (problem.op.n_outputs(), problem.op.block_dim());
-    let cd = c * d;
+    let (c, d) = problem.op.penalty_shape();
+    let cd = problem.block_len();
     let len = ws.len() * cd;
-    let frac = ws.len() as f64 / problem.op.n_blocks() as f64;
-    let data = problem.op.data;
+    let frac = problem.op.pass_fraction(ws.len());
     let loss = problem.loss;
-    let grad_fn = |i: usize, yh: &[f64], g: &mut [f64]| loss.value_grad(yh, data.target(i), g);
+    let grad_fn = |i: usize, yh: &[f64], g: &mut [f64]| loss.value_grad(yh, problem.target(i), g);
     let beta = problem.beta;
     let intercept = problem.intercept;
 

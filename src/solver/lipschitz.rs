@@ -3,14 +3,14 @@
 //! fused pass (the squared loss with zero targets makes the pass compute
 //! X_Wᵀ X_W v).
 
-use crate::operator::PassBuffers;
+use crate::operator::{LinearOperator, PassBuffers};
 use crate::problem::Problem;
 
 /// Returns an estimate of λ_max(X_Wᵀ X_W) (of [X_W, 1] with an intercept)
 /// and the number of passes spent. The estimate is from below; callers add
 /// a safety margin and FISTA's objective checks catch the rest.
-pub fn max_eigenvalue(
-    problem: &Problem,
+pub fn max_eigenvalue<O: LinearOperator>(
+    problem: &Problem<'_, O>,
     ws: &[usize],
     v: &mut [f64],
     vb: &mut [f64],

@@ -6,24 +6,25 @@ use super::fista::{fista, Budget, FistaBuffers};
 use super::{Solution, SolverOptions, StopReason};
 use crate::error::{invalid, Result};
 use crate::loss::SampleLoss;
+use crate::operator::LinearOperator;
+use crate::penalty::BlockPenalty;
 use crate::problem::Problem;
 use std::time::{Duration, Instant};
 
 /// Solves `problem` to relative gap `opts.tol` from an optional warm start
 /// (coefficients on all blocks, intercept).
-pub fn solve(
-    problem: &Problem,
+pub fn solve<O: LinearOperator>(
+    problem: &Problem<'_, O>,
     opts: &SolverOptions,
     warm: Option<(&[f64], &[f64])>,
 ) -> Result<Solution> {
     opts.validate()?;
     let start = Instant::now();
-    let (c, d) = (problem.op.n_outputs(), problem.op.block_dim());
-    let cd = c * d;
+    let c = problem.op.n_outputs();
+    let cd = problem.block_len();
     let nb = problem.op.n_blocks();
-    let data = problem.op.data;
     let loss = problem.loss;
-    let grad_fn = |i: usize, yh: &[f64], g: &mut [f64]| loss.value_grad(yh, data.target(i), g);
+    let grad_fn = |i: usize, yh: &[f64], g: &mut [f64]| loss.value_grad(yh, problem.target(i), g);
 
     let (mut coef, mut b) = match warm {
         Some((z, b0)) => {
@@ -46,7 +47,7 @@ pub fn solve(
     };
 
     let mut buf = problem.op.buffers(nb);
-    let mut fb = FistaBuffers::new(nb, c, d);
+    let mut fb = FistaBuffers::new(nb, cd, c);
     let mut budget = Budget {
         iterations_left: opts.max_iter,
         deadline: (opts.max_seconds.is_finite())
@@ -80,7 +81,7 @@ pub fn solve(
             .op
             .fused_pass(&support, &packed, &b, &candidates, grad_fn, &mut buf);
 
-        passes += candidates.len() as f64 / nb as f64;
+        passes += problem.op.pass_fraction(candidates.len());
         let primal = lv + problem.penalty_value(&coef);
         let max = dual_scores(problem, &candidates, &buf, &mut scratch, &mut dual_norms);
         let (cert, alpha): (Certificate, f64) = certify(problem, &buf, primal, max);
@@ -104,7 +105,7 @@ pub fn solve(
 
         // Gap-safe screening: blocks whose correlation provably stays below β.
         if opts.screening {
-            let r = safe_radius(problem, cert.gap);
+            let r = safe_radius(problem, cert.gap) * problem.penalty.dual_lipschitz();
             let norms = problem.op.block_norms();
             let mut keep = 0;
             for j in 0..candidates.len() {
@@ -175,7 +176,7 @@ pub fn solve(
                 .enumerate()
                 .map(|(j, v)| v - b[j % c])
                 .collect();
-            b = problem.loss.best_intercept(&offset, data, Some(&b));
+            b = problem.loss.best_intercept_rows(&offset, problem.y, c, Some(&b));
         }
         prev_ws = ws;
     }
@@ -198,8 +199,8 @@ pub fn solve(
 
 /// The `size` candidate blocks nearest to violating the dual constraint,
 /// measured by (β − α·Ω^D(X_bᵀθ)) / ‖X_b‖, plus every block in the support.
-fn pick_working_set(
-    problem: &Problem,
+fn pick_working_set<O: LinearOperator>(
+    problem: &Problem<'_, O>,
     candidates: &[usize],
     dual_norms: &[f64],
     alpha: f64,

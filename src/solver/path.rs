@@ -4,24 +4,24 @@ use super::certificate::dual_scores;
 use super::{solve, Solution, SolverOptions};
 use crate::error::{invalid, Result};
 use crate::loss::SampleLoss;
+use crate::operator::LinearOperator;
 use crate::problem::Problem;
 
 /// The smallest β at which Z = 0 is optimal: the largest dual norm of the
 /// correlation X_bᵀθ⁰, θ⁰ = −∇L at the predictions of Z = 0 (the best
 /// constant when an intercept is fitted, then centred). One data pass.
-pub fn beta_max(problem: &Problem) -> f64 {
+pub fn beta_max<O: LinearOperator>(problem: &Problem<'_, O>) -> f64 {
     let nb = problem.op.n_blocks();
     let all: Vec<usize> = (0..nb).collect();
     let b = problem.intercept_at_zero();
     let mut buf = problem.op.buffers(nb);
-    let data = problem.op.data;
     let loss = problem.loss;
     problem.op.fused_pass(
         &[],
         &[],
         &b,
         &all,
-        |i, yh, g| loss.value_grad(yh, data.target(i), g),
+        |i, yh, g| loss.value_grad(yh, problem.target(i), g),
         &mut buf,
     );
     let mut scratch = vec![0.0; problem.block_len()];
@@ -52,8 +52,8 @@ pub fn beta_grid(hi: f64, ratio: f64, k: usize) -> Result<Vec<f64>> {
 
 /// Solves along `betas` (any order; warm starts follow it), calling
 /// `on_solution` after each solve.
-pub fn solve_path(
-    problem: &mut Problem,
+pub fn solve_path<O: LinearOperator>(
+    problem: &mut Problem<'_, O>,
     betas: &[f64],
     opts: &SolverOptions,
     mut on_solution: impl FnMut(&Solution),

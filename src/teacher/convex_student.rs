@@ -4,6 +4,7 @@
 //! warm-started β path by the core solver, each point certified by its
 //! duality gap. β is chosen on the validation sentences.
 
+use crate::operator::LinearOperator;
 use super::features::{column_mean, squared_errors};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
