@@ -15,6 +15,10 @@
 //! - [`sequence`]: the sequence-output program (SPEC §4c), certified, with its heads;
 //! - `baselines`, `layer`, `grok`, `teacher`: nonconvex baselines, the
 //!   convex-attention layer, and the paper's two experiments;
+//! - `experiments`: the experiments as library calls, typed configuration in,
+//!   typed (serializable) results out: `compare` (convex vs simplex/softmax
+//!   training) and the `grok` run summaries; the command line only parses,
+//!   calls them and writes files;
 //! - [`model`], [`report`], `plot`: saving, reporting and drawing results.
 //!
 //! Cargo features: the core above builds alone (`--no-default-features`);
@@ -39,6 +43,8 @@ pub mod solver;
 // Behind features: figures, and everything built on candle.
 #[cfg(feature = "nn")]
 pub mod baselines;
+#[cfg(feature = "nn")]
+pub mod experiments;
 #[cfg(feature = "nn")]
 pub mod grok;
 #[cfg(feature = "nn")]

@@ -1,41 +1,27 @@
 //! `convexformer compare`: the certified convex solve against simplex- and
 //! softmax-attention training on the same data and β (issue #3).
 //!
-//! The convex program is solved first, to a relative duality gap of
-//! min(--tol, 1e-10), so its primal value P* is a reference four orders
-//! tighter than the finest threshold measured (1e-6). Then each method is
-//! trained for each seed within the time budget, and every recorded point
-//! gets suboptimality = objective − P* and relative suboptimality
-//! = (objective − P*) / max(1, |P*|) (the normalization of the relative gap).
-//!
-//! The check that cannot be skipped: simplex attention is the nonconvex side
-//! of the convex program (SPEC §3–4), so no simplex objective may fall below
-//! the certified lower bound D (the dual value) by more than 1e-9·max(1, |P*|);
-//! every recorded simplex point is checked and a violation fails the command.
-//! Softmax attention is a different model class: its objective can lie below
-//! P*, it is reported but not checked.
+//! The experiment is [`convexformer::experiments::compare`]: this file turns
+//! the arguments into a [`CompareConfig`], calls [`run_compare`], prints its
+//! progress and table, and writes compare.csv, summary.json and the plots.
+//! A simplex-attention objective below the certified lower bound fails the
+//! command (the library returns it as an error).
 
 use super::common::{
     command_line, data_json, prepare_out_dir, write_json, BetaArgs, Loaded, ProblemArgs,
 };
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Args;
 use convexformer::baselines::{
-    check_lower_bound, train, Baseline, Decay, Flow, ModelKind, Objective, OptimizerKind,
-    Parametrization, Precision, TrainOutcome,
+    Decay, ModelKind, OptimizerKind, Parametrization, Precision, TrainOutcome,
 };
-use convexformer::operator::TokenOperator;
+use convexformer::experiments::compare::{
+    relative_suboptimality, run_compare, BetaChoice, CompareConfig, CompareEvent, CompareResult,
+    Method, DEFAULT_BETA_FRAC, SOFTMAX_NOTE,
+};
 use convexformer::plot::{heatmap, line_plot, Heatmap, LinePlot, Series};
-use convexformer::problem::Problem;
-use convexformer::report::SolveReport;
-use convexformer::solver::{beta_max, solve, Certificate, SolverOptions};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-
-/// Relative suboptimality thresholds of the table.
-const THRESHOLDS: [f64; 2] = [1e-3, 1e-6];
-/// A simplex run stops once this close: nothing left to measure.
-const STOP_REL: f64 = 1e-8;
 
 #[derive(Args, Debug)]
 pub struct CompareArgs {
@@ -107,172 +93,47 @@ pub struct CompareArgs {
     pub force: bool,
 }
 
-/// One method of the comparison.
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Method {
-    model: ModelKind,
-    parametrization: Parametrization,
-}
-
-impl Method {
-    fn name(&self) -> String {
-        match self.model {
-            ModelKind::Simplex => format!("simplex-{}", self.parametrization.name()),
-            ModelKind::Softmax => "softmax".into(),
-        }
-    }
-}
-
-fn parse_methods(s: &str, par: Parametrization) -> anyhow::Result<Vec<Method>> {
-    let mut out: Vec<Method> = Vec::new();
-    for m in s.split(',').map(str::trim).filter(|m| !m.is_empty()) {
-        let method = match m {
-            "simplex" => Method {
-                model: ModelKind::Simplex,
-                parametrization: par,
+impl CompareArgs {
+    /// The experiment's configuration; refuses bad arguments before any work.
+    fn config(&self) -> anyhow::Result<CompareConfig> {
+        self.beta.check(Some(DEFAULT_BETA_FRAC))?;
+        let par = Parametrization::parse(&self.parametrization)?;
+        let cfg = CompareConfig {
+            program: self.problem.program()?,
+            loss: self.problem.loss()?,
+            intercept: self.problem.intercept,
+            beta: match (self.beta.beta, self.beta.beta_frac) {
+                (Some(b), _) => BetaChoice::Value(b),
+                (None, Some(f)) => BetaChoice::FractionOfMax(f),
+                (None, None) => BetaChoice::FractionOfMax(DEFAULT_BETA_FRAC),
             },
-            "simplex-logits" => Method {
-                model: ModelKind::Simplex,
-                parametrization: Parametrization::Logits,
-            },
-            "simplex-projected" => Method {
-                model: ModelKind::Simplex,
-                parametrization: Parametrization::Projected,
-            },
-            "softmax" => Method {
-                model: ModelKind::Softmax,
-                parametrization: Parametrization::Logits,
-            },
-            _ => bail!(
-                "unknown method '{m}' in --methods: use simplex, simplex-logits, simplex-projected or softmax"
-            ),
+            solver: self.problem.solver_options()?,
+            heads: self.heads,
+            extra_heads: self.extra_heads,
+            seeds: self.seeds,
+            budget_seconds: self.budget_seconds,
+            methods: Method::parse_list(&self.methods, par)?,
+            optimizer: OptimizerKind::parse(&self.optimizer)?,
+            lr: self.lr,
+            momentum: self.momentum,
+            warmup_steps: self.warmup,
+            decay: Decay::parse(&self.decay)?,
+            min_lr_frac: self.min_lr_frac,
+            max_steps: self.steps,
+            batch_size: self.batch,
+            precision: Precision::parse(&self.dtype)?,
+            key_dim: self.key_dim,
+            read_token: self.read_token,
+            ..CompareConfig::default()
         };
-        if !out.contains(&method) {
-            out.push(method);
-        }
+        cfg.validate()?;
+        Ok(cfg)
     }
-    if out.is_empty() {
-        bail!("--methods is empty: give at least one of simplex, simplex-logits, simplex-projected, softmax");
-    }
-    Ok(out)
-}
-
-/// What one run reports in summary.json.
-#[derive(serde::Serialize)]
-struct RunSummary {
-    method: String,
-    seed: u64,
-    steps: usize,
-    seconds: f64,
-    steps_per_second: f64,
-    final_objective: f64,
-    final_relative_suboptimality: f64,
-    best_relative_suboptimality: f64,
-    /// Per threshold: seconds and steps of the first recorded point at or
-    /// below it (null: not reached).
-    time_to: Vec<Reach>,
-    final_train_error: f64,
-    final_test_error: Option<f64>,
-    diverged: bool,
-    stopped_at_optimum: bool,
-    lower_bound_checked: bool,
-}
-
-#[derive(Clone, Copy, serde::Serialize)]
-struct Reach {
-    relative_suboptimality: f64,
-    seconds: Option<f64>,
-    steps: Option<usize>,
-}
-
-fn rel_subopt(objective: f64, cert: &Certificate) -> f64 {
-    (objective - cert.primal) / cert.primal.abs().max(1.0)
-}
-
-fn summarize(o: &TrainOutcome, cert: &Certificate, checked: bool) -> RunSummary {
-    let rels: Vec<f64> = o
-        .points
-        .iter()
-        .map(|p| rel_subopt(p.objective, cert))
-        .collect();
-    let last = o.points.last().expect("every run records its end");
-    RunSummary {
-        method: o.method.clone(),
-        seed: o.seed,
-        steps: o.steps,
-        seconds: o.seconds,
-        steps_per_second: o.steps as f64 / o.seconds.max(1e-12),
-        final_objective: o.final_objective,
-        final_relative_suboptimality: rel_subopt(o.final_objective, cert),
-        best_relative_suboptimality: rels.iter().cloned().fold(f64::INFINITY, f64::min),
-        time_to: THRESHOLDS
-            .iter()
-            .map(|&t| {
-                let hit = o.points.iter().zip(&rels).find(|(_, r)| **r <= t);
-                Reach {
-                    relative_suboptimality: t,
-                    seconds: hit.map(|(p, _)| p.seconds),
-                    steps: hit.map(|(p, _)| p.step),
-                }
-            })
-            .collect(),
-        final_train_error: last.train_error,
-        final_test_error: last.test_error,
-        diverged: o.diverged,
-        stopped_at_optimum: o.stopped_early,
-        lower_bound_checked: checked,
-    }
-}
-
-/// Seconds of a certified solve to relative gap `tol` (the fastest of three:
-/// these solves take milliseconds, where a busy machine's noise is large).
-fn convex_time_to(
-    problem: &Problem,
-    base: &SolverOptions,
-    tol: f64,
-) -> anyhow::Result<(f64, bool)> {
-    let opts = SolverOptions {
-        tol,
-        ..base.clone()
-    };
-    let mut best = (f64::INFINITY, false);
-    for _ in 0..3 {
-        let s = solve(problem, &opts, None)?;
-        if s.seconds < best.0 {
-            best = (s.seconds, s.converged());
-        }
-    }
-    Ok(best)
 }
 
 pub fn run(a: CompareArgs) -> anyhow::Result<()> {
     // Everything that can be checked before loading data.
-    let program = a.problem.program()?;
-    let loss = a.problem.loss()?;
-    a.beta.check(Some(0.1))?;
-    if a.seeds == 0 {
-        bail!("--seeds must be at least 1");
-    }
-    if !(a.budget_seconds > 0.0 && a.budget_seconds.is_finite()) {
-        bail!(
-            "--budget-seconds must be a positive number of seconds, got {}",
-            a.budget_seconds
-        );
-    }
-    if a.heads == Some(0) {
-        bail!("--heads must be at least 1");
-    }
-    if let Some(lr) = a.lr {
-        if !(lr > 0.0 && lr.is_finite()) {
-            bail!("--lr must be a positive number, got {lr}");
-        }
-    }
-    let par = Parametrization::parse(&a.parametrization)?;
-    let methods = parse_methods(&a.methods, par)?;
-    let optimizer = OptimizerKind::parse(&a.optimizer)?;
-    let precision = Precision::parse(&a.dtype)?;
-    let decay = Decay::parse(&a.decay)?;
-    let base_opts = a.problem.solver_options()?;
+    let cfg = a.config()?;
 
     let mut loaded = a.problem.load()?;
     let mut split_note = None;
@@ -291,204 +152,114 @@ pub fn run(a: CompareArgs) -> anyhow::Result<()> {
     let test = val.as_ref();
     prepare_out_dir(&a.out, a.force)?;
 
-    // 1. The certified convex solve.
-    let op = TokenOperator::new(data, None);
-    let mut problem = Problem::new(op, loss, program.penalty(), 1.0, a.problem.intercept)?;
-    let bmax = beta_max(&problem);
-    problem.beta = a.beta.resolve(bmax, Some(0.1))?;
-    let opts = SolverOptions {
-        tol: base_opts.tol.min(1e-10),
-        ..base_opts.clone()
-    };
-    let sol = solve(&problem, &opts, None)?;
-    let report = SolveReport::new(&problem, &sol, bmax, test);
-    let cert = sol.certificate;
-    let convex_times: Vec<(f64, bool)> = THRESHOLDS
-        .iter()
-        .map(|&t| convex_time_to(&problem, &base_opts, t))
-        .collect::<anyhow::Result<_>>()?;
     let (n_samples, n, d, c) = data.shape();
-    println!(
-        "convexformer compare: {} program, {} loss, {n_samples} training samples of {n} tokens x {d} features, {c} output(s)",
-        program.name(),
-        loss.name()
-    );
-    if let Some(note) = &split_note {
-        println!("{note}");
-    }
-    println!(
-        "convex (certified): beta {:.4e} ({:.3} of beta_max), P* = {:.12e}, dual {:.12e}, relative gap {:.1e} in {:.3} s; active tokens {:?}; {} heads recovered (nonconvex objective differs by {:.1e})",
-        problem.beta,
-        problem.beta / bmax,
-        cert.primal,
-        cert.dual,
-        cert.relative_gap,
-        sol.seconds,
-        report.active_tokens,
-        report.n_heads,
-        report.recovery_relative_difference
-    );
-    if !sol.converged() {
-        eprintln!(
-            "warning: the convex solve stopped ({:?}) at relative gap {:.1e} above its tolerance {:.0e}: suboptimality is measured against its primal value; the lower-bound check uses its dual value, which stays valid",
-            sol.stop, cert.relative_gap, opts.tol
-        );
-    }
-    if report.recovery_relative_difference > 1e-9 {
-        bail!(
-            "the recovered convex heads differ from the convex objective by {:.3e} (relative): this is a bug, please report it",
-            report.recovery_relative_difference
-        );
-    }
-
-    // 2. The trained baselines.
-    let heads = a.heads.unwrap_or((report.n_heads + a.extra_heads).max(1));
-    let obj = Objective {
-        loss,
-        beta: problem.beta,
-        output_norm: program.penalty().into(),
-        intercept: a.problem.intercept,
-    };
-    println!(
-        "training {} method(s) x {} seed(s), {heads} heads, {} {}, {} budget {} s per run{}",
-        methods.len(),
-        a.seeds,
-        optimizer.name(),
-        precision.name(),
-        a.batch
-            .map_or("full batch".to_string(), |b| format!("batch {b}")),
-        a.budget_seconds,
-        a.steps
-            .map_or(String::new(), |s| format!(", at most {s} steps"))
-    );
-    let mut csv = String::from(
-        "method,seed,step,seconds,objective,suboptimality,relative_suboptimality,train_error,test_error\n",
-    );
-    let mut outcomes: Vec<(Method, TrainOutcome)> = Vec::new();
-    let mut summaries = Vec::new();
-    let mut configs = Vec::new();
-    for m in &methods {
-        let cfg0 = Baseline {
-            model: m.model,
+    let mut current_run: Option<String> = None;
+    let result = run_compare(data, &cfg, test, |event| match event {
+        CompareEvent::Convex {
+            convex,
+            beta,
+            beta_max,
             heads,
-            parametrization: m.parametrization,
-            key_dim: a.key_dim,
-            read_token: a.read_token,
-            precision,
-            optimizer,
-            lr: a.lr.unwrap_or(match (m.model, m.parametrization) {
-                (ModelKind::Simplex, Parametrization::Projected) => 0.05,
-                (ModelKind::Simplex, Parametrization::Logits) => 0.2,
-                (ModelKind::Softmax, _) => 0.01,
-            }),
-            momentum: a.momentum,
-            warmup_steps: a.warmup,
-            decay,
-            min_lr_frac: a.min_lr_frac,
-            max_steps: a.steps,
-            batch_size: a.batch,
-            seed: 0,
-            budget_seconds: Some(a.budget_seconds),
-            record_points: 200,
-        };
-        configs.push(serde_json::json!({ "method": m.name(), "config": cfg0 }));
-        for seed in 0..a.seeds as u64 {
-            let cfg = Baseline {
-                seed,
-                ..cfg0.clone()
-            };
-            let checked = m.model == ModelKind::Simplex;
-            let what = |step: usize| format!("{} (seed {seed}, step {step})", m.name());
-            let out = train(&cfg, &obj, data, test, |p| {
-                if checked {
-                    check_lower_bound(p.objective, &cert, &what(p.step))?;
-                    if rel_subopt(p.objective, &cert) <= STOP_REL {
-                        return Ok(Flow::Stop);
-                    }
-                }
-                Ok(Flow::Continue)
-            })
-            .with_context(|| format!("training {} with seed {seed}", m.name()))?;
-            for p in &out.points {
-                writeln!(
-                    csv,
-                    "{},{},{},{},{},{},{},{},{}",
-                    out.method,
-                    seed,
-                    p.step,
-                    p.seconds,
-                    p.objective,
-                    p.objective - cert.primal,
-                    rel_subopt(p.objective, &cert),
-                    p.train_error,
-                    p.test_error.map(|v| v.to_string()).unwrap_or_default()
-                )?;
-            }
-            let s = summarize(&out, &cert, checked);
+        } => {
             println!(
-                "  {:<18} seed {seed}: {:>7} steps, {:>8.0} steps/s, final relative suboptimality {:>10.3e}, best {:>10.3e}{}",
+                "convexformer compare: {} program, {} loss, {n_samples} training samples of {n} tokens x {d} features, {c} output(s)",
+                cfg.program.name(),
+                cfg.loss.name()
+            );
+            if let Some(note) = &split_note {
+                println!("{note}");
+            }
+            let cert = &convex.certificate;
+            println!(
+                "convex (certified): beta {:.4e} ({:.3} of beta_max), P* = {:.12e}, dual {:.12e}, relative gap {:.1e} in {:.3} s; active tokens {:?}; {} heads recovered (nonconvex objective differs by {:.1e})",
+                beta,
+                beta / beta_max,
+                cert.primal,
+                cert.dual,
+                cert.relative_gap,
+                convex.seconds,
+                convex.active_tokens,
+                convex.n_heads,
+                convex.recovery_relative_difference
+            );
+            if !convex.converged {
+                eprintln!(
+                    "warning: the convex solve stopped ({:?}) at relative gap {:.1e} above its tolerance {:.0e}: suboptimality is measured against its primal value; the lower-bound check uses its dual value, which stays valid",
+                    convex.stop, cert.relative_gap, convex.tolerance
+                );
+            }
+            if convex.recovery_relative_difference <= 1e-9 {
+                println!(
+                    "training {} method(s) x {} seed(s), {heads} heads, {} {}, {} budget {} s per run{}",
+                    cfg.methods.len(),
+                    cfg.seeds,
+                    cfg.optimizer.name(),
+                    cfg.precision.name(),
+                    cfg.batch_size
+                        .map_or("full batch".to_string(), |b| format!("batch {b}")),
+                    cfg.budget_seconds,
+                    cfg.max_steps
+                        .map_or(String::new(), |s| format!(", at most {s} steps"))
+                );
+            }
+        }
+        CompareEvent::RunStarted { method, seed } => {
+            current_run = Some(format!("training {} with seed {seed}", method.name()));
+        }
+        CompareEvent::RunFinished(s) => {
+            current_run = None;
+            println!(
+                "  {:<18} seed {}: {:>7} steps, {:>8.0} steps/s, final relative suboptimality {:>10.3e}, best {:>10.3e}{}",
                 s.method,
+                s.seed,
                 s.steps,
                 s.steps_per_second,
                 s.final_relative_suboptimality,
                 s.best_relative_suboptimality,
                 if s.diverged { " (DIVERGED)" } else { "" }
             );
-            summaries.push(s);
-            outcomes.push((*m, out));
         }
-    }
+    });
+    let result = match (result, current_run) {
+        (Err(e), Some(what)) => return Err(anyhow::Error::new(e).context(what)),
+        (r, _) => r?,
+    };
 
-    // 3. Outputs.
-    std::fs::write(a.out.join("compare.csv"), csv).context("writing compare.csv")?;
-    let table = table(&summaries, &methods, &convex_times, &cert, a.seeds);
-    let softmax_note = "softmax attention is a different model class (SPEC §2-3): its objective can legitimately fall below the convex optimum, so the lower-bound check is not applied to it; negative suboptimality means it fits this objective better than any simplex-attention model can";
+    // Outputs.
+    std::fs::write(a.out.join("compare.csv"), csv(&result)?).context("writing compare.csv")?;
+    let table = result.table_text();
+    let convex = &result.convex;
+    // Through a serde_json::Value, as always: keys sorted at every level.
     write_json(
         &a.out.join("summary.json"),
         &serde_json::json!({
             "command": command_line(),
             "data": data_json(&loaded),
             "split": split_note,
-            "program": program,
-            "loss": loss.name(),
-            "intercept": a.problem.intercept,
-            "beta": problem.beta,
-            "beta_max": bmax,
-            "convex": {
-                "certificate": cert,
-                "tolerance": opts.tol,
-                "converged": sol.converged(),
-                "seconds": sol.seconds,
-                "iterations": sol.iterations,
-                "data_passes": sol.data_passes,
-                "active_tokens": report.active_tokens,
-                "n_heads": report.n_heads,
-                "heads": report.heads,
-                "recovery_relative_difference": report.recovery_relative_difference,
-                "train_error": report.train_error,
-                "test_error": report.validation_error,
-                "time_to": THRESHOLDS.iter().zip(&convex_times).map(|(t, (s, ok))| serde_json::json!({
-                    "relative_gap": t, "seconds": ok.then_some(*s),
-                })).collect::<Vec<_>>(),
-            },
+            "program": cfg.program,
+            "loss": cfg.loss.name(),
+            "intercept": cfg.intercept,
+            "beta": result.beta,
+            "beta_max": result.beta_max,
+            "convex": convex,
             "relative_suboptimality": "(objective - P*) / max(1, |P*|), P* the certified convex primal value",
-            "lower_bound_check": format!("every recorded simplex-attention point: objective >= dual - 1e-9 max(1, |P*|) = {:.12e}", cert.dual - 1e-9 * cert.primal.abs().max(1.0)),
-            "softmax_note": softmax_note,
-            "heads": heads,
-            "methods": configs,
-            "runs": summaries,
+            "lower_bound_check": result.lower_bound.description(),
+            "softmax_note": SOFTMAX_NOTE,
+            "heads": result.heads,
+            "methods": result.methods,
+            "runs": result.runs,
             "table": table,
         }),
     )?;
-    plot_outputs(&a.out, &outcomes, &cert, &report, n)?;
+    plot_outputs(&a.out, &result, n)?;
     println!();
     print!("{table}");
-    if methods.iter().any(|m| m.model == ModelKind::Softmax) {
-        println!("note: {softmax_note}");
+    if cfg.methods.iter().any(|m| m.model == ModelKind::Softmax) {
+        println!("note: {SOFTMAX_NOTE}");
     }
     println!(
         "lower-bound check passed on every recorded simplex-attention point (objective >= certified dual bound {:.12e})",
-        cert.dual
+        convex.certificate.dual
     );
     println!(
         "wrote {0}/compare.csv, {0}/summary.json and plots (suboptimality_time, suboptimality_steps, objective_time, attention_maps as .png and .svg)",
@@ -497,87 +268,37 @@ pub fn run(a: CompareArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn fmt_reach(times: &[Option<f64>]) -> String {
-    let hit: Vec<f64> = times.iter().flatten().copied().collect();
-    if hit.is_empty() {
-        return "not reached".into();
+/// compare.csv: every recorded point of every run.
+fn csv(r: &CompareResult) -> anyhow::Result<String> {
+    let cert = &r.convex.certificate;
+    let mut csv = String::from(
+        "method,seed,step,seconds,objective,suboptimality,relative_suboptimality,train_error,test_error\n",
+    );
+    for run in &r.curves {
+        let out = &run.outcome;
+        for p in &out.points {
+            writeln!(
+                csv,
+                "{},{},{},{},{},{},{},{},{}",
+                out.method,
+                out.seed,
+                p.step,
+                p.seconds,
+                p.objective,
+                p.objective - cert.primal,
+                relative_suboptimality(p.objective, cert),
+                p.train_error,
+                p.test_error.map(|v| v.to_string()).unwrap_or_default()
+            )?;
+        }
     }
-    let mut h = hit.clone();
-    h.sort_by(f64::total_cmp);
-    format!("{:.3} s ({}/{})", h[h.len() / 2], hit.len(), times.len())
+    Ok(csv)
 }
 
-/// The per-method table: median over seeds; times are medians over the seeds
-/// that reached the threshold (how many did, in parentheses).
-fn table(
-    runs: &[RunSummary],
-    methods: &[Method],
-    convex: &[(f64, bool)],
-    cert: &Certificate,
-    seeds: usize,
-) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:<20} {:>10} {:>14} {:>14} {:>22} {:>22}",
-        "method", "steps/s", "final rel.sub", "best rel.sub", "time to 1e-3", "time to 1e-6"
-    );
-    let conv = |i: usize| {
-        let (t, ok) = convex[i];
-        if ok {
-            format!("{t:.3} s (certified)")
-        } else {
-            "not reached".into()
-        }
-    };
-    let _ = writeln!(
-        s,
-        "{:<20} {:>10} {:>14} {:>14} {:>22} {:>22}",
-        "convex (certified)",
-        "-",
-        "0 (reference)",
-        format!("gap {:.1e}", cert.relative_gap),
-        conv(0),
-        conv(1)
-    );
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    for m in methods {
-        let rs: Vec<&RunSummary> = runs.iter().filter(|r| r.method == m.name()).collect();
-        if rs.is_empty() {
-            continue;
-        }
-        let col =
-            |k: usize| fmt_reach(&rs.iter().map(|r| r.time_to[k].seconds).collect::<Vec<_>>());
-        let _ = writeln!(
-            s,
-            "{:<20} {:>10.0} {:>14.3e} {:>14.3e} {:>22} {:>22}",
-            m.name(),
-            median(rs.iter().map(|r| r.steps_per_second).collect()),
-            median(rs.iter().map(|r| r.final_relative_suboptimality).collect()),
-            rs.iter()
-                .map(|r| r.best_relative_suboptimality)
-                .fold(f64::INFINITY, f64::min),
-            col(0),
-            col(1)
-        );
-    }
-    let _ = writeln!(
-        s,
-        "(steps/s and final: median over {seeds} seed(s); best: over all seeds; times: median over the seeds that reached it, training seconds at the first recorded point; convex: a solve to that certified relative gap, fastest of 3; its best column is the reference solve's relative gap)"
-    );
-    s
-}
-
-fn plot_outputs(
-    out: &Path,
-    outcomes: &[(Method, TrainOutcome)],
-    cert: &Certificate,
-    report: &SolveReport,
-    n_tokens: usize,
-) -> anyhow::Result<()> {
+fn plot_outputs(out: &Path, r: &CompareResult, n_tokens: usize) -> anyhow::Result<()> {
+    let cert = &r.convex.certificate;
+    let outcomes: Vec<(Method, &TrainOutcome)> =
+        r.curves.iter().map(|c| (c.method, &c.outcome)).collect();
     let series = |x: &dyn Fn(&convexformer::baselines::TrainPoint) -> f64,
                   y: &dyn Fn(f64) -> f64|
      -> Vec<Series> {
@@ -590,7 +311,7 @@ fn plot_outputs(
             })
             .collect()
     };
-    let rel = |v: f64| rel_subopt(v, cert);
+    let rel = |v: f64| relative_suboptimality(v, cert);
     let by_time = series(&|p| p.seconds, &rel);
     line_plot(
         &out.join("suboptimality_time"),
@@ -644,12 +365,12 @@ fn plot_outputs(
     // seed with the lowest final objective.
     let mut values = Vec::new();
     let mut names = Vec::new();
-    for (j, h) in report.heads.iter().enumerate() {
+    for (j, h) in r.convex.heads.iter().enumerate() {
         values.extend_from_slice(&h.attention);
         names.push(format!("convex {}", j + 1));
     }
     let mut seen: Vec<String> = Vec::new();
-    for (m, _) in outcomes {
+    for (m, _) in &outcomes {
         if seen.contains(&m.name()) {
             continue;
         }
@@ -659,7 +380,7 @@ fn plot_outputs(
             .filter(|(mm, _)| mm == m)
             .min_by(|x, y| x.1.final_objective.total_cmp(&y.1.final_objective))
             .expect("the method has runs");
-        let o = &best.1;
+        let o = best.1;
         let h = o.attention.len() / n_tokens;
         for j in 0..h {
             values.extend_from_slice(&o.attention[j * n_tokens..(j + 1) * n_tokens]);
@@ -693,22 +414,11 @@ fn short(name: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
+    /// The command end to end (the experiment itself is tested in
+    /// `convexformer::experiments::compare`): its files, and bad arguments
+    /// refused before any work.
     #[test]
-    fn methods_parse() {
-        let m = parse_methods("simplex, softmax,simplex", Parametrization::Logits).unwrap();
-        assert_eq!(m.len(), 2);
-        assert_eq!(m[0].name(), "simplex-logits");
-        assert!(parse_methods("mlp", Parametrization::Logits)
-            .unwrap_err()
-            .to_string()
-            .contains("unknown method 'mlp'"));
-        assert!(parse_methods(" , ", Parametrization::Logits).is_err());
-    }
-
-    #[test]
-    fn compare_runs_end_to_end_on_tiny_data() {
+    fn compare_command_writes_its_files_and_refuses_bad_input() {
         use clap::Parser;
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("cmp");
@@ -741,6 +451,36 @@ mod tests {
         let csv = std::fs::read_to_string(out.join("compare.csv")).unwrap();
         assert!(csv.lines().any(|l| l.starts_with("simplex-projected,0,")));
         assert!(csv.lines().any(|l| l.starts_with("softmax,0,")));
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap())
+                .unwrap();
+        for k in [
+            "command",
+            "data",
+            "split",
+            "program",
+            "loss",
+            "intercept",
+            "beta",
+            "beta_max",
+            "convex",
+            "relative_suboptimality",
+            "lower_bound_check",
+            "softmax_note",
+            "heads",
+            "methods",
+            "runs",
+            "table",
+        ] {
+            assert!(s.get(k).is_some(), "summary.json lacks {k}");
+        }
+        assert_eq!(s.as_object().unwrap().len(), 16);
+        assert!(s["convex"]["certificate"]["dual"].is_f64());
+        assert_eq!(s["convex"]["time_to"].as_array().unwrap().len(), 2);
+        assert_eq!(s["runs"].as_array().unwrap().len(), 2);
+        assert_eq!(s["runs"][0]["time_to"][1]["relative_suboptimality"], 1e-6);
+        assert_eq!(s["methods"][1]["method"], "softmax");
+        assert!(s["table"].as_str().unwrap().contains("convex (certified)"));
         // Bad input is refused before any work.
         for bad in [
             vec!["--heads", "0"],

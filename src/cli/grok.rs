@@ -22,9 +22,12 @@ use super::common::{command_line, prepare_out_dir, write_json};
 use anyhow::{bail, Context};
 use candle_core::DType;
 use clap::Args;
+use convexformer::experiments::grok::{
+    Curve, GlobalSummary, GrokRunSummary, TaskSummary, TransformerSummary,
+};
 use convexformer::grok::{
-    run_global, run_milestones, train, AttentionKind, GlobalConfig, Milestones, ModOp, ModelChoice,
-    ModularTask, PenaltyMode, TrainConfig, TransformerConfig,
+    run_global, train, AttentionKind, GlobalConfig, ModOp, ModelChoice, ModularTask, PenaltyMode,
+    TrainConfig, TransformerConfig,
 };
 use convexformer::operator::GateKind;
 use convexformer::plot::{line_plot, LinePlot, Series};
@@ -114,34 +117,6 @@ pub struct GrokArgs {
     /// Overwrite convexformer's files in a non-empty --out.
     #[arg(long)]
     pub force: bool,
-}
-
-/// One curve point of any model.
-struct Row {
-    step: usize,
-    seconds: f64,
-    train_loss: f64,
-    train_acc: f64,
-    val_loss: f64,
-    val_acc: f64,
-    beta: Option<f64>,
-    relative_gap: Option<f64>,
-}
-
-struct Curve {
-    model: ModelChoice,
-    layers: usize,
-    seed: u64,
-    rows: Vec<Row>,
-}
-
-impl Curve {
-    fn label(&self) -> String {
-        match self.model {
-            ModelChoice::Global => format!("global s{}", self.seed),
-            m => format!("{} L{} s{}", m.name(), self.layers, self.seed),
-        }
-    }
 }
 
 fn parse_layers(s: &str) -> anyhow::Result<Vec<usize>> {
@@ -234,7 +209,7 @@ pub fn run(a: GrokArgs) -> anyhow::Result<()> {
     );
 
     let mut curves: Vec<Curve> = Vec::new();
-    let mut runs: Vec<serde_json::Value> = Vec::new();
+    let mut runs: Vec<GrokRunSummary> = Vec::new();
     for seed in 0..a.seeds as u64 {
         for &model in &models {
             let kinds: Vec<usize> = if model == ModelChoice::Global {
@@ -247,7 +222,7 @@ pub fn run(a: GrokArgs) -> anyhow::Result<()> {
                     ModelChoice::Global => run_global_model(&task, &gcfg, seed)?,
                     _ => run_transformer(&task, &a, &tcfg, model, l, seed)?,
                 };
-                eprintln!("  {}", summary_line(&curve, &summary));
+                eprintln!("  {}", summary_line(&summary));
                 curves.push(curve);
                 runs.push(summary);
             }
@@ -255,22 +230,14 @@ pub fn run(a: GrokArgs) -> anyhow::Result<()> {
     }
 
     write_curves(&a.out.join("curves.csv"), &curves)?;
-    let notes = notes(&curves, &runs, &a, op);
+    let notes = notes(&runs, &a, op);
     for n in &notes {
         eprintln!("note: {n}");
     }
+    // Through a serde_json::Value, as always: keys sorted at every level.
     let summary = serde_json::json!({
         "command": command_line(),
-        "task": {
-            "op": op.name(),
-            "formula": op.formula(),
-            "p": a.p,
-            "train_fraction": a.frac,
-            "split_seed": a.split_seed,
-            "train_pairs": task.train.len(),
-            "validation_pairs": task.val.len(),
-            "vocab": task.vocab(),
-        },
+        "task": TaskSummary::new(&task),
         "transformer": {
             "width": a.width,
             "heads": a.heads,
@@ -301,7 +268,7 @@ fn run_transformer(
     model: ModelChoice,
     layers: usize,
     seed: u64,
-) -> anyhow::Result<(Curve, serde_json::Value)> {
+) -> anyhow::Result<(Curve, GrokRunSummary)> {
     let attention = if model == ModelChoice::Convex {
         AttentionKind::Convex
     } else {
@@ -337,47 +304,9 @@ fn run_transformer(
         }
     })?;
     pb.finish_and_clear();
-    let m = run_milestones(&run.records);
-    let last = *run.records.last().expect("a record");
-    let rows = run
-        .records
-        .iter()
-        .map(|r| Row {
-            step: r.step,
-            seconds: r.seconds,
-            train_loss: r.train_loss,
-            train_acc: r.train_acc,
-            val_loss: r.val_loss,
-            val_acc: r.val_acc,
-            beta: None,
-            relative_gap: None,
-        })
-        .collect();
-    let summary = serde_json::json!({
-        "model": model.name(),
-        "attention": attention,
-        "layers": layers,
-        "seed": seed,
-        "steps": run.steps,
-        "train_seconds": run.seconds,
-        "steps_per_second": run.steps_per_second,
-        "n_params": run.n_params,
-        "diverged": run.diverged,
-        "milestones": m,
-        "final_train_acc": last.train_acc,
-        "final_val_acc": last.val_acc,
-        "final_train_loss": last.train_loss,
-        "final_val_loss": last.val_loss,
-        "best_val_acc": run.records.iter().map(|r| r.val_acc).fold(0.0, f64::max),
-    });
     Ok((
-        Curve {
-            model,
-            layers,
-            seed,
-            rows,
-        },
-        summary,
+        Curve::from_train(model, layers, seed, &run),
+        GrokRunSummary::Transformer(TransformerSummary::new(model, layers, seed, &run)),
     ))
 }
 
@@ -385,7 +314,7 @@ fn run_global_model(
     task: &ModularTask,
     gcfg: &GlobalConfig,
     seed: u64,
-) -> anyhow::Result<(Curve, serde_json::Value)> {
+) -> anyhow::Result<(Curve, GrokRunSummary)> {
     let pb = super::common::progress(gcfg.n_betas as u64, &format!("global s{seed}"));
     let run = run_global(task, gcfg, seed, |p| {
         pb.set_position(p.step as u64);
@@ -395,89 +324,35 @@ fn run_global_model(
         ));
     })?;
     pb.finish_and_clear();
-    let pts: Vec<_> = run
-        .points
-        .iter()
-        .map(|p| (p.step, p.seconds, p.train_acc, p.val_acc))
-        .collect();
-    let m = convexformer::grok::milestones(&pts);
-    let last = run.points.last().expect("a point");
-    let rows = run
-        .points
-        .iter()
-        .map(|p| Row {
-            step: p.step,
-            seconds: p.seconds,
-            train_loss: p.train_loss,
-            train_acc: p.train_acc,
-            val_loss: p.val_loss,
-            val_acc: p.val_acc,
-            beta: Some(p.beta),
-            relative_gap: Some(p.certificate.relative_gap),
-        })
-        .collect();
-    let worst_gap = run.points[1..]
-        .iter()
-        .map(|p| p.certificate.relative_gap)
-        .fold(0.0, f64::max);
-    let summary = serde_json::json!({
-        "model": "global",
-        "program": "gated (SPEC §4d), one-hot tokens, cross-entropy, intercept",
-        "layers": 1,
-        "seed": seed,
-        "steps": run.points.len() - 1,
-        "solver_seconds": last.seconds,
-        "wall_seconds": run.seconds,
-        "beta_max": run.beta_max,
-        "n_blocks": run.n_blocks,
-        "n_features": run.n_features,
-        "n_coefficients": run.n_blocks * run.n_features * task.p as usize,
-        "milestones": m,
-        "final_beta": last.beta,
-        "final_train_acc": last.train_acc,
-        "final_val_acc": last.val_acc,
-        "final_train_loss": last.train_loss,
-        "final_val_loss": last.val_loss,
-        "best_val_acc": run.points.iter().map(|p| p.val_acc).fold(0.0, f64::max),
-        "final_certificate": last.certificate,
-        "all_converged": run.points.iter().all(|p| p.converged),
-        "worst_relative_gap": worst_gap,
-        "path": run.points,
-    });
     Ok((
-        Curve {
-            model: ModelChoice::Global,
-            layers: 1,
-            seed,
-            rows,
-        },
-        summary,
+        Curve::from_global(seed, &run),
+        GrokRunSummary::Global(GlobalSummary::new(seed, &run, task)),
     ))
 }
 
-fn summary_line(c: &Curve, s: &serde_json::Value) -> String {
-    let m: Milestones = Milestones {
-        train99_step: s["milestones"]["train99_step"].as_u64().map(|v| v as usize),
-        val99_step: s["milestones"]["val99_step"].as_u64().map(|v| v as usize),
-        grok_gap_steps: s["milestones"]["grok_gap_steps"].as_i64(),
-        ..Default::default()
+fn summary_line(s: &GrokRunSummary) -> String {
+    let m = s.milestones();
+    let (speed, cert) = match s {
+        GrokRunSummary::Transformer(t) => (
+            format!(", {:.1} steps/s", t.steps_per_second),
+            String::new(),
+        ),
+        GrokRunSummary::Global(g) => (
+            String::new(),
+            format!(
+                ", final relative gap {:.2e}",
+                g.final_certificate.relative_gap
+            ),
+        ),
     };
-    let speed = s["steps_per_second"]
-        .as_f64()
-        .map(|v| format!(", {v:.1} steps/s"))
-        .unwrap_or_default();
-    let cert = s["final_certificate"]["relative_gap"]
-        .as_f64()
-        .map(|g| format!(", final relative gap {g:.2e}"))
-        .unwrap_or_default();
     format!(
         "{}: train99 at step {}, val99 at step {}, gap {}; final train {:.4} val {:.4}{speed}{cert}",
-        c.label(),
+        s.label(),
         fmt_opt(m.train99_step),
         fmt_opt(m.val99_step),
         fmt_opt(m.grok_gap_steps),
-        s["final_train_acc"].as_f64().unwrap_or(f64::NAN),
-        s["final_val_acc"].as_f64().unwrap_or(f64::NAN),
+        s.final_train_acc(),
+        s.final_val_acc(),
     )
 }
 
@@ -509,18 +384,16 @@ fn write_curves(path: &std::path::Path, curves: &[Curve]) -> anyhow::Result<()> 
 }
 
 /// What the numbers say, in words, for summary.json and the terminal.
-fn notes(curves: &[Curve], runs: &[serde_json::Value], a: &GrokArgs, op: ModOp) -> Vec<String> {
+fn notes(runs: &[GrokRunSummary], a: &GrokArgs, op: ModOp) -> Vec<String> {
     let mut out = Vec::new();
-    let trained: Vec<_> = curves
+    let trained: Vec<&TransformerSummary> = runs
         .iter()
-        .zip(runs)
-        .filter(|(c, _)| c.model != ModelChoice::Global)
+        .filter_map(|r| match r {
+            GrokRunSummary::Transformer(t) => Some(t),
+            GrokRunSummary::Global(_) => None,
+        })
         .collect();
-    if !trained.is_empty()
-        && trained
-            .iter()
-            .all(|(_, s)| s["milestones"]["val99_step"].is_null())
-    {
+    if !trained.is_empty() && trained.iter().all(|t| t.milestones.val99_step.is_none()) {
         out.push(format!(
             "no transformer reached {:.0}% validation accuracy within {} steps: the budget may be too short to see grokking ({} mod {} usually needs 10^4 or more steps at this setup). Rerun longer, e.g. `convexformer grok --op {} --p {} --frac {} --steps 20000 --model standard,convex --out DIR`",
             convexformer::grok::THRESHOLD * 100.0,
@@ -532,25 +405,29 @@ fn notes(curves: &[Curve], runs: &[serde_json::Value], a: &GrokArgs, op: ModOp) 
             a.frac
         ));
     }
-    for (c, s) in &trained {
-        if s["milestones"]["train99_step"].is_null() {
+    for t in &trained {
+        if t.milestones.train99_step.is_none() {
             out.push(format!(
-                "{} never reached {:.0}% training accuracy in {} steps",
-                c.label(),
+                "{} L{} s{} never reached {:.0}% training accuracy in {} steps",
+                t.model.name(),
+                t.layers,
+                t.seed,
                 convexformer::grok::THRESHOLD * 100.0,
                 a.steps
             ));
         }
     }
-    for (c, s) in curves.iter().zip(runs) {
-        if c.model == ModelChoice::Global && !s["all_converged"].as_bool().unwrap_or(false) {
-            out.push(format!(
-                "{}: not every β of the path reached the gap tolerance {:e} within {} s (worst relative gap {:.2e}); raise --global-max-seconds for tighter certificates",
-                c.label(),
-                a.global_tol,
-                a.global_max_seconds,
-                s["worst_relative_gap"].as_f64().unwrap_or(f64::NAN)
-            ));
+    for r in runs {
+        if let GrokRunSummary::Global(g) = r {
+            if !g.all_converged {
+                out.push(format!(
+                    "{}: not every β of the path reached the gap tolerance {:e} within {} s (worst relative gap {:.2e}); raise --global-max-seconds for tighter certificates",
+                    r.label(),
+                    a.global_tol,
+                    a.global_max_seconds,
+                    g.worst_relative_gap
+                ));
+            }
         }
     }
     out

@@ -64,7 +64,7 @@ impl Default for GlobalConfig {
 }
 
 /// One β of the path.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct GlobalPoint {
     /// Position on the path (0: Z = 0 at β_max).
     pub step: usize,

@@ -12,7 +12,8 @@
 //! which train and validation accuracy reach 99%, and the grokking gap
 //! val99 − train99 (in steps and seconds), the length of the memorization
 //! plateau. `convexformer grok` (src/cli/grok.rs) runs the comparison and
-//! writes curves.csv, summary.json and a plot.
+//! writes curves.csv, summary.json and a plot; the typed curves and run
+//! summaries it writes are in `crate::experiments::grok`.
 //!
 //! Models (a) and (b) are trained end to end: nonconvex, nothing certified.
 //! Only model (c) is a convex program, and its x-axis is the β path (see
@@ -35,7 +36,7 @@ pub use train::{train, PenaltyMode, Record, TrainConfig, TrainRun};
 use crate::error::{invalid, Result};
 
 /// The three models of the comparison.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelChoice {
     /// (a) softmax attention.
@@ -83,7 +84,7 @@ impl ModelChoice {
 }
 
 /// Where a curve first reaches 99% accuracy.
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Milestones {
     pub train99_step: Option<usize>,
     pub train99_seconds: Option<f64>,

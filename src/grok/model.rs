@@ -30,7 +30,7 @@ use rand_distr::StandardNormal;
 use crate::layer::{ConvexAttention, ConvexAttentionConfig};
 
 /// Which attention the blocks use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AttentionKind {
     /// softmax(Q Kᵀ/√d_k) V, causal (SPEC §2).

@@ -11,7 +11,7 @@ use crate::penalty::BlockPenalty;
 use crate::problem::Problem;
 
 /// A checked bound on suboptimality.
-#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Certificate {
     pub primal: f64,
     pub dual: f64,
