@@ -5,10 +5,10 @@
 //! instead, and its header says `"program": "sequence"` ([`SavedModel`]
 //! tells the two apart).
 
-use crate::operator::LinearOperator;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::loss::Loss;
+use crate::operator::LinearOperator;
 use crate::problem::Program;
 use crate::recovery::Head;
 use safetensors::tensor::TensorView;

@@ -1,9 +1,9 @@
 //! What a solve reports (report.json), and error metrics.
 
-use crate::operator::LinearOperator;
 use crate::data::Dataset;
 use crate::loss::Loss;
 use crate::operator::GateMasks;
+use crate::operator::LinearOperator;
 use crate::penalty::Penalty;
 use crate::problem::Problem;
 use crate::recovery::{nonconvex_objective, recover_heads, Head};

@@ -75,10 +75,17 @@ pub trait LinearOperator: Sync {
             .flat_map(|&b| coef[b * bl..(b + 1) * bl].iter().copied())
             .collect();
         let mut buf = self.buffers(0);
-        self.fused_pass(&fwd, &packed, intercept, &[], |_, _, g| {
-            g.iter_mut().for_each(|v| *v = 0.0);
-            0.0
-        }, &mut buf);
+        self.fused_pass(
+            &fwd,
+            &packed,
+            intercept,
+            &[],
+            |_, _, g| {
+                g.iter_mut().for_each(|v| *v = 0.0);
+                0.0
+            },
+            &mut buf,
+        );
         buf.yhat
     }
 }

@@ -1,9 +1,9 @@
 //! Naive index loops here are the reference the fast code is checked against.
 #![allow(clippy::needless_range_loop)]
 
-use crate::operator::LinearOperator;
 use super::*;
 use crate::loss::Loss;
+use crate::operator::LinearOperator;
 use crate::operator::TokenOperator;
 use crate::penalty::Penalty;
 use crate::problem::Problem;

@@ -62,7 +62,9 @@ pub fn dual_scores<O: LinearOperator>(
             *s = -v;
         }
         if problem.intercept {
-            problem.op.add_constant_adjoint(b, &mean, &mut scratch[..cd]);
+            problem
+                .op
+                .add_constant_adjoint(b, &mean, &mut scratch[..cd]);
         }
         let v = problem.penalty.dual_norm(&scratch[..cd], pc, pd);
         max = max.max(v);

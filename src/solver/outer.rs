@@ -176,7 +176,9 @@ pub fn solve<O: LinearOperator>(
                 .enumerate()
                 .map(|(j, v)| v - b[j % c])
                 .collect();
-            b = problem.loss.best_intercept_rows(&offset, problem.y, c, Some(&b));
+            b = problem
+                .loss
+                .best_intercept_rows(&offset, problem.y, c, Some(&b));
         }
         prev_ws = ws;
     }

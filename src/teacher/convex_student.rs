@@ -4,11 +4,11 @@
 //! warm-started β path by the core solver, each point certified by its
 //! duality gap. β is chosen on the validation sentences.
 
-use crate::operator::LinearOperator;
 use super::features::{column_mean, squared_errors};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::loss::Loss;
+use crate::operator::LinearOperator;
 use crate::operator::TokenOperator;
 use crate::penalty::BlockPenalty;
 use crate::problem::{Problem, Program};
