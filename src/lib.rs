@@ -10,6 +10,7 @@
 //! - [`penalty`]: group penalties with their prox and dual norm;
 //! - [`operator`]: the linear map Z ↦ (⟨X_i, Z⟩)_i of each model, fused with its adjoint;
 //! - [`problem`]: a convex program = operator × loss × penalty × β;
+//! - [`fit`]: the short path: `Fit::scalar().beta_frac(0.1).fit(&data)?`;
 //! - [`solver`]: FISTA, working sets, gap-safe screening, certificates, paths;
 //! - [`recovery`]: attention heads from a convex solution, and the nonconvex objective;
 //! - [`sequence`]: the sequence-output program (SPEC §4c), certified, with its heads;
@@ -30,6 +31,7 @@
 pub mod bench;
 pub mod data;
 pub mod error;
+pub mod fit;
 pub mod loss;
 pub mod model;
 pub mod operator;

@@ -70,9 +70,8 @@ pub struct ProblemArgs {
     pub gate_seed: u64,
 }
 
-/// The gates of a gated model and their indicators on the loaded data.
+/// The gate indicators of a gated model on the loaded data.
 pub struct Gating {
-    pub gates: Gates,
     pub train: GateMasks,
     pub val: Option<GateMasks>,
 }
@@ -107,20 +106,27 @@ impl ProblemArgs {
     }
 
     /// Draws the gates when the program is gated.
-    pub fn gating(&self, loaded: &Loaded) -> anyhow::Result<Option<Gating>> {
+    /// How the gates are drawn (the gated program only).
+    pub fn gate_spec(&self) -> anyhow::Result<Option<GateSpec>> {
         if self.program()? != Program::Gated {
             return Ok(None);
         }
-        let spec = GateSpec {
+        Ok(Some(GateSpec {
             n_gates: self.gates,
             kind: GateKind::parse(&self.gate_kind)?,
             tokenwise: self.gate_tokenwise,
             seed: self.gate_seed,
+        }))
+    }
+
+    pub fn gating(&self, loaded: &Loaded) -> anyhow::Result<Option<Gating>> {
+        let Some(spec) = self.gate_spec()? else {
+            return Ok(None);
         };
         let gates = Gates::draw(spec, &loaded.train)?;
         let train = gates.masks(&loaded.train)?;
         let val = loaded.val.as_ref().map(|v| gates.masks(v)).transpose()?;
-        Ok(Some(Gating { gates, train, val }))
+        Ok(Some(Gating { train, val }))
     }
 
     pub fn load(&self) -> anyhow::Result<Loaded> {
@@ -275,6 +281,15 @@ impl BetaArgs {
             bail!("give the regularization: --beta B (B > 0) or --beta-frac F (β = F·β_max)");
         }
         Ok(())
+    }
+
+    /// The library's β choice (after [`BetaArgs::check`] without a default).
+    pub fn choice(&self) -> anyhow::Result<convexformer::fit::Beta> {
+        self.check(None)?;
+        Ok(match (self.beta, self.beta_frac) {
+            (Some(b), _) => convexformer::fit::Beta::Value(b),
+            (None, f) => convexformer::fit::Beta::FractionOfMax(f.unwrap_or(1.0)),
+        })
     }
 
     /// β for this β_max (after [`BetaArgs::check`] with the same default).

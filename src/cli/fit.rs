@@ -2,11 +2,8 @@
 
 use super::common::{command_line, data_json, prepare_out_dir, write_json, BetaArgs, ProblemArgs};
 use clap::Args;
-use convexformer::model::{Model, ModelHeader};
-use convexformer::operator::{LinearOperator, TokenOperator};
-use convexformer::problem::Problem;
+use convexformer::fit::Fit;
 use convexformer::report::SolveReport;
-use convexformer::solver::{beta_max, solve};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -27,60 +24,32 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
     if a.problem.model == "sequence" {
         return super::sequence::run(a);
     }
-    let program = a.problem.program()?;
-    let loss = a.problem.loss()?;
-    let opts = a.problem.solver_options()?;
-    a.beta.check(None)?;
+    let fit = Fit {
+        program: a.problem.program()?,
+        loss: a.problem.loss()?,
+        beta: a.beta.choice()?,
+        intercept: a.problem.intercept,
+        options: a.problem.solver_options()?,
+        gates: a.problem.gate_spec()?,
+    };
     let loaded = a.problem.load()?;
     prepare_out_dir(&a.out, a.force)?;
-
-    let gating = a.problem.gating(&loaded)?;
-    let op = TokenOperator::new(&loaded.train, gating.as_ref().map(|g| &g.train));
-    let mut problem = Problem::new(op, loss, program.penalty(), 1.0, a.problem.intercept)?;
-    let bmax = beta_max(&problem);
-    problem.beta = a.beta.resolve(bmax, None)?;
-    let sol = solve(&problem, &opts, None)?;
-    let report = SolveReport::with_gated_val(
-        &problem,
-        &sol,
-        bmax,
-        loaded.val.as_ref(),
-        gating.as_ref().and_then(|g| g.val.as_ref()),
-    );
-
-    let d = &loaded.train;
-    let model = Model {
-        header: ModelHeader {
-            format: 1,
-            program,
-            loss,
-            beta: problem.beta,
-            n_tokens: d.n_tokens,
-            n_features: d.n_features,
-            n_outputs: d.n_outputs,
-            n_blocks: problem.op.n_blocks(),
-            intercept: problem.intercept,
-            heads: report.heads.clone(),
-            gates: gating.as_ref().map(|g| g.gates.spec),
-        },
-        gates: gating.as_ref().map(|g| g.gates.vectors.clone()),
-        coef: sol.coef.clone(),
-        intercept: sol.intercept.clone(),
-    };
-    model.save(&a.out.join("model.safetensors"))?;
+    let fitted = fit.fit_with_validation(&loaded.train, loaded.val.as_ref())?;
+    let report = &fitted.report;
+    fitted.model.save(&a.out.join("model.safetensors"))?;
     write_json(
         &a.out.join("report.json"),
         &serde_json::json!({
             "command": command_line(),
             "data": data_json(&loaded),
-            "program": program,
-            "loss": loss.name(),
-            "intercept": problem.intercept,
-            "solver": opts,
+            "program": fit.program,
+            "loss": fit.loss.name(),
+            "intercept": fit.intercept,
+            "solver": fit.options,
             "result": report,
         }),
     )?;
-    print_summary(&report);
+    print_summary(report);
     if report.recovery_relative_difference > 1e-9 {
         eprintln!(
             "warning: recovered heads differ from the convex objective by {:.3e} (relative): this is a bug, please report it",

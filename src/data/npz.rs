@@ -5,22 +5,24 @@
 //! (N) are class labels 0..c. Every failure is an [`Error`] naming the file and
 //! what is wrong with it; no input makes the reader panic.
 //!
-//! Sizes: ndarray-npy allocates the array a `.npy` header describes before it
-//! reads the data, and offers no header-only read of an archive member. So
-//! before reading, `check_visible_headers` checks every `.npy` header that
-//! the archive stores verbatim (uncompressed members, as `np.savez` writes
-//! them) and refuses shapes the archive cannot hold. A header inside a
-//! deflate-compressed member is only seen by ndarray-npy; a forged one can
-//! still cost one large, lazily zeroed allocation. Closing that gap needs the
-//! `zip` crate as a direct dependency, to read each member's header first.
+//! Sizes: each array is read from its archive member through the `zip`
+//! crate. Its `.npy` header (magic string, version 1.0/2.0/3.0, a dictionary
+//! of `descr`, `fortran_order` and `shape`) is read first, and the bytes its
+//! shape needs are checked with overflow-checked arithmetic against the
+//! member's declared size less the header, for stored and deflate-compressed
+//! members alike, before anything the header describes is allocated. The
+//! values then grow only as the member's bytes arrive, so a forged size
+//! costs at most what the archive really holds.
 
 use std::fs::File;
 use std::io::{BufWriter, Cursor, Read, Seek};
 use std::path::Path;
 
-use ndarray::{Array1, ArrayD, ArrayView2, ArrayView3, IxDyn, OwnedRepr};
+use ndarray::{Array1, ArrayD, ArrayView2, ArrayView3, IxDyn, ShapeBuilder};
 use ndarray_npy::npy::header::Header;
-use ndarray_npy::{NpzReader, NpzWriter, ReadNpyError, ReadNpzError, ReadableElement};
+use ndarray_npy::NpzWriter;
+use zip::result::ZipError;
+use zip::{CompressionMethod, ZipArchive};
 
 use super::{checked_len, Dataset};
 use crate::error::{Error, Result};
@@ -30,8 +32,8 @@ use crate::error::{Error, Result};
 pub const MAX_CLASSES: usize = 1 << 16;
 
 /// Reads a data set from a `.npz` file (compressed or not). The file is read
-/// into memory first (for the header checks), so the peak memory is about the
-/// file's size plus the data set's.
+/// into memory first, so the peak memory is about the file's size plus the
+/// data set's.
 pub fn read_npz(path: &Path) -> Result<Dataset> {
     read_npz_inputs(path, true).map(|(ds, _)| ds)
 }
@@ -258,16 +260,7 @@ fn labels_from_ints(values: &[i64], path: &Path) -> Result<(Vec<usize>, usize)> 
 
 /// The shared reader: `path` only names the source in errors.
 fn read_from(bytes: &[u8], path: &Path, require_y: bool) -> Result<(Dataset, bool)> {
-    check_visible_headers(bytes, path)?;
-    let mut npz = NpzReader::new(Cursor::new(bytes)).map_err(|e| {
-        format_error(
-            path,
-            format!("not a valid .npz file (a zip archive of .npy arrays), or truncated: {e}"),
-        )
-    })?;
-    let names = npz
-        .names()
-        .map_err(|e| format_error(path, format!("cannot list the arrays of the archive: {e}")))?;
+    let (mut zip, names) = open_archive(bytes, path)?;
     let has_y = names.iter().any(|n| n == "y");
     for want in ["X", "y"] {
         if !names.iter().any(|n| n == want) && (want == "X" || require_y) {
@@ -280,184 +273,374 @@ fn read_from(bytes: &[u8], path: &Path, require_y: bool) -> Result<(Dataset, boo
             ));
         }
     }
-    let x = read_array(&mut npz, "X", path)?;
+    let x = read_array(&mut zip, "X", path)?;
     let y = if has_y {
-        read_array(&mut npz, "y", path)?
+        read_array(&mut zip, "y", path)?
     } else {
         zero_targets(&x)
     };
     Ok((dataset_from_arrays(x, y, path)?, has_y))
 }
 
-/// Refuses, before anything is allocated, a `.npy` header stored verbatim in
-/// the archive whose shape needs more bytes than the archive can hold. Deflate
-/// expands at most 1032:1, so no member of a valid archive of S bytes holds
-/// more than 1032·S bytes; the check thus never rejects a valid file, and it
-/// stops forged shapes in uncompressed members before ndarray-npy allocates.
-pub(crate) fn check_visible_headers(bytes: &[u8], path: &Path) -> Result<()> {
-    const MAGIC: &[u8] = b"\x93NUMPY";
-    let bound = (bytes.len() as u64)
-        .saturating_mul(1032)
-        .saturating_add(1024);
-    let limit = bound.min(super::MAX_ARRAY_BYTES);
-    let too_large = |what: String, need: Option<u64>| {
-        let why = match need {
-            Some(need) if need <= bound => format!("above the limit of {limit} bytes"),
-            _ => format!(
-                "more than this {}-byte archive can hold: the file is corrupt",
-                bytes.len()
-            ),
-        };
-        Error::TooLarge(format!("{}: {what}, {why}", path.display()))
-    };
-    let mut start = 0;
-    while let Some(off) = find(&bytes[start..], MAGIC) {
-        let at = start + off;
-        start = at + 1;
-        // ndarray-npy allocates the header's own length first: check it too.
-        let header_len = match bytes.get(at + 6..at + 12) {
-            Some([1, 0, a, b, ..]) => u64::from(u16::from_le_bytes([*a, *b])),
-            Some([2 | 3, 0, a, b, c, d]) => u64::from(u32::from_le_bytes([*a, *b, *c, *d])),
-            _ => continue,
-        };
-        if header_len > limit {
-            let what = format!("a .npy header claims {header_len} bytes");
-            return Err(too_large(what, Some(header_len)));
-        }
-        let Ok(header) = Header::from_reader(&mut &bytes[at..]) else {
-            continue; // not a header after all, or a broken one ndarray-npy reports
-        };
-        // Unknown types count one byte per element: a lower bound, never a false alarm.
-        let elem = header
-            .type_descriptor
-            .as_string()
-            .and_then(|d| Dtype::from_descr(d))
-            .map_or(1, Dtype::size);
-        let need = header
-            .shape
-            .iter()
-            .try_fold(elem, |acc, &s| acc.checked_mul(s as u64));
-        if need.is_some_and(|b| b <= limit) {
-            continue;
-        }
-        let bytes_needed = need.map_or("more than 2^64".to_string(), |b| b.to_string());
-        let what = format!(
-            "an array of shape {:?} needs {bytes_needed} bytes",
-            header.shape
-        );
-        return Err(too_large(what, need));
-    }
-    Ok(())
+/// A `.npz` archive read from memory.
+pub(crate) type MemArchive<'a> = ZipArchive<Cursor<&'a [u8]>>;
+
+/// Opens the archive in `bytes` (only its central directory is read) and
+/// lists its arrays: member names with one `.npy` suffix stripped, as NumPy
+/// names them.
+pub(crate) fn open_archive<'a>(
+    bytes: &'a [u8],
+    path: &Path,
+) -> Result<(MemArchive<'a>, Vec<String>)> {
+    let zip = ZipArchive::new(Cursor::new(bytes)).map_err(|e| {
+        format_error(
+            path,
+            format!("not a valid .npz file (a zip archive of .npy arrays), or truncated: {e}"),
+        )
+    })?;
+    let names = zip
+        .file_names()
+        .map(|n| n.strip_suffix(".npy").unwrap_or(n).to_owned())
+        .collect();
+    Ok((zip, names))
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+/// The longest `.npy` header dictionary read (NumPy itself refuses more than
+/// 10 000 bytes by default; version 1.0 headers hold at most 65 535).
+const MAX_HEADER_LEN: u64 = 1 << 16;
+
+/// The deepest bracket nesting a header may have. A plain array's header
+/// nests two deep (`{… (shape)}`); the literal parser backtracks on braces,
+/// so deep nesting would cost time exponential in the depth.
+const MAX_HEADER_NESTING: usize = 4;
+
+/// Deflate expands at most 1032:1 (plus a little for tiny streams).
+const MAX_DEFLATE_RATIO: u64 = 1032;
+
+/// Bytes asked of a member per read while decoding its values.
+const CHUNK_BYTES: usize = 1 << 16;
+
+/// What a member's `.npy` header says, checked against the member's size.
+struct NpyLayout {
+    dtype: Dtype,
+    big_endian: bool,
+    fortran: bool,
+    shape: Vec<usize>,
+    /// Elements, the product of `shape`.
+    len: usize,
 }
 
-/// Reads the array `name`, whatever its supported element type.
+/// Reads the array `name` (the member `name`, else `name.npy`), whatever its
+/// supported element type. The `.npy` header is read and checked against
+/// the member's declared size before anything the header describes is
+/// allocated, and the values grow only as the member's bytes arrive.
 pub(crate) fn read_array<R: Read + Seek>(
-    npz: &mut NpzReader<R>,
+    zip: &mut ZipArchive<R>,
     name: &str,
     path: &Path,
 ) -> Result<RawArray> {
-    let dtype = probe_dtype(npz, name, path)?;
-    let (shape, values) = match dtype {
-        Dtype::F32 => floats(read_as::<f32, R>(npz, name, path)?, f64::from),
-        Dtype::F64 => float64(read_as::<f64, R>(npz, name, path)?),
-        Dtype::I8 => ints(read_as::<i8, R>(npz, name, path)?, i64::from),
-        Dtype::I16 => ints(read_as::<i16, R>(npz, name, path)?, i64::from),
-        Dtype::I32 => ints(read_as::<i32, R>(npz, name, path)?, i64::from),
-        Dtype::I64 => ints(read_as::<i64, R>(npz, name, path)?, |v| v),
-        Dtype::U8 => ints(read_as::<u8, R>(npz, name, path)?, i64::from),
-        Dtype::U16 => ints(read_as::<u16, R>(npz, name, path)?, i64::from),
-        Dtype::U32 => ints(read_as::<u32, R>(npz, name, path)?, i64::from),
-        Dtype::U64 => ints(read_as::<u64, R>(npz, name, path)?, |v| {
-            i64::try_from(v).unwrap_or(i64::MAX)
-        }),
+    let npy_name = format!("{name}.npy");
+    let member_name = if zip.index_for_name(name).is_some() {
+        name
+    } else {
+        npy_name.as_str()
     };
+    let mut member = zip
+        .by_name(member_name)
+        .map_err(|e| member_error(path, name, e))?;
+    let member_size = member.size();
+    if member.compression() == CompressionMethod::Deflated {
+        let most = member
+            .compressed_size()
+            .saturating_mul(MAX_DEFLATE_RATIO)
+            .saturating_add(1024);
+        if member_size > most {
+            return Err(format_error(
+                path,
+                format!(
+                    "member '{member_name}' declares {member_size} bytes, more than its {} \
+                     compressed bytes can expand to: the archive is corrupt",
+                    member.compressed_size()
+                ),
+            ));
+        }
+    }
+    let layout = read_header(&mut member, member_size, name, member_name, path)?;
+    let values = read_values(&mut member, &layout, name, path)?;
+    // Reading on to the member's end checks its CRC-32 (zip checks at the end).
+    let mut extra = [0u8; 1];
+    match member.read(&mut extra) {
+        Ok(0) => {}
+        Ok(_) => {
+            return Err(format_error(
+                path,
+                format!("array '{name}' has bytes beyond the data its shape needs"),
+            ))
+        }
+        Err(e) => return Err(io_read_error(path, name, e)),
+    }
     Ok(RawArray {
-        shape,
-        dtype,
+        shape: layout.shape,
+        dtype: layout.dtype,
         values,
     })
 }
 
-/// The element type of array `name`. ndarray-npy has no header-only read, but
-/// its one-byte element types check the descriptor before allocating, so a
-/// read as `bool` fails with the stored descriptor at the cost of the header.
-fn probe_dtype<R: Read + Seek>(npz: &mut NpzReader<R>, name: &str, path: &Path) -> Result<Dtype> {
-    let descr = match npz.by_name::<OwnedRepr<bool>, IxDyn>(name) {
-        Err(ReadNpzError::Npy(ReadNpyError::WrongDescriptor(d))) => d,
-        Ok(_) => return Err(unsupported(path, name, "bool")),
-        Err(e) => return Err(read_error(path, name, e)),
+/// Reads and checks the `.npy` header at the start of a member of
+/// `member_size` bytes (as the archive declares it): magic string, version
+/// 1.0, 2.0 or 3.0, a header of at most [`MAX_HEADER_LEN`] bytes that the
+/// member holds, and a shape whose data fills the rest of the member exactly.
+fn read_header(
+    r: &mut impl Read,
+    member_size: u64,
+    name: &str,
+    member_name: &str,
+    path: &Path,
+) -> Result<NpyLayout> {
+    let bad_header = |msg: String| {
+        format_error(
+            path,
+            format!("array '{name}' has an invalid .npy header: {msg}"),
+        )
     };
-    descr
-        .as_string()
-        .and_then(|s| Dtype::from_descr(s))
-        .ok_or_else(|| unsupported(path, name, &descr.to_string()))
+    let mut prefix = [0u8; 12];
+    let read_prefix = |r: &mut dyn Read, buf: &mut [u8]| {
+        r.read_exact(buf).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => bad_header(format!(
+                "the {member_size}-byte member '{member_name}' is too short for a .npy header"
+            )),
+            _ => io_read_error(path, name, e),
+        })
+    };
+    read_prefix(r, &mut prefix[..10])?;
+    if &prefix[..6] != b"\x93NUMPY" {
+        return Err(bad_header(format!(
+            "member '{member_name}' does not start with the .npy magic string"
+        )));
+    }
+    let (prefix_len, header_len) = match (prefix[6], prefix[7]) {
+        (1, 0) => (10, u64::from(u16::from_le_bytes([prefix[8], prefix[9]]))),
+        (2 | 3, 0) => {
+            read_prefix(r, &mut prefix[10..12])?;
+            let b = [prefix[8], prefix[9], prefix[10], prefix[11]];
+            (12, u64::from(u32::from_le_bytes(b)))
+        }
+        (major, minor) => {
+            return Err(bad_header(format!(
+                "unsupported .npy format version {major}.{minor} (1.0, 2.0 and 3.0 are read)"
+            )))
+        }
+    };
+    let header_end = prefix_len + header_len;
+    if header_end > member_size {
+        return Err(Error::TooLarge(format!(
+            "{}: array '{name}': its .npy header claims {header_len} bytes, more than the \
+             {member_size}-byte member '{member_name}' holds: the file is corrupt",
+            path.display()
+        )));
+    }
+    if header_len > MAX_HEADER_LEN {
+        return Err(bad_header(format!(
+            "it claims {header_len} bytes, above the limit of {MAX_HEADER_LEN}"
+        )));
+    }
+    // Bounded by MAX_HEADER_LEN and by the member's size.
+    let mut raw = Vec::with_capacity(prefix_len as usize + header_len as usize);
+    raw.extend_from_slice(&prefix[..prefix_len as usize]);
+    r.take(header_len)
+        .read_to_end(&mut raw)
+        .map_err(|e| io_read_error(path, name, e))?;
+    if raw.len() as u64 != header_end {
+        return Err(bad_header(format!(
+            "member '{member_name}' ends inside its {header_len}-byte header"
+        )));
+    }
+    let nesting = raw[prefix_len as usize..]
+        .iter()
+        .scan(0usize, |depth, &b| {
+            match b {
+                b'(' | b'[' | b'{' => *depth += 1,
+                b')' | b']' | b'}' => *depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            Some(*depth)
+        })
+        .max()
+        .unwrap_or(0);
+    if nesting > MAX_HEADER_NESTING {
+        return Err(bad_header(format!(
+            "brackets nest {nesting} deep, more than the {MAX_HEADER_NESTING} a header needs"
+        )));
+    }
+    let header = Header::from_reader(&mut raw.as_slice()).map_err(|e| bad_header(e.to_string()))?;
+    let descr = header.type_descriptor.as_string().map(String::as_str);
+    let Some(dtype) = descr.and_then(Dtype::from_descr) else {
+        let shown = match descr {
+            Some("|b1" | "b1" | "?") => "bool".to_string(),
+            _ => header.type_descriptor.to_string(),
+        };
+        return Err(unsupported(path, name, &shown));
+    };
+    let big_endian = descr.is_some_and(|d| d.starts_with('>'));
+    let shape = header.shape;
+    let data_len = member_size - header_end;
+    let too_large = |need: String| {
+        Error::TooLarge(format!(
+            "{}: array '{name}' of shape {shape:?} ({}) needs {need} bytes, but the member \
+             '{member_name}' holds {data_len} bytes of data: the file is corrupt",
+            path.display(),
+            dtype.name(),
+        ))
+    };
+    let Some(need) = shape
+        .iter()
+        .try_fold(dtype.size(), |acc, &s| acc.checked_mul(s as u64))
+    else {
+        return Err(too_large("more than 2^64".to_string()));
+    };
+    if need > data_len {
+        if need > super::MAX_ARRAY_BYTES {
+            return Err(too_large(need.to_string()));
+        }
+        return Err(format_error(
+            path,
+            format!(
+                "array '{name}' is truncated: its shape {shape:?} ({}) needs {need} bytes of \
+                 data, but the member '{member_name}' holds {data_len} ({member_size} bytes \
+                 less a {header_end}-byte header)",
+                dtype.name()
+            ),
+        ));
+    }
+    if need < data_len {
+        return Err(format_error(
+            path,
+            format!(
+                "array '{name}' has {} bytes beyond the data its shape needs",
+                data_len - need
+            ),
+        ));
+    }
+    // The values are held as 8-byte numbers: refuse what exceeds the limit.
+    let len = checked_len(&format!("{}: array '{name}'", path.display()), &shape, 8)?;
+    Ok(NpyLayout {
+        dtype,
+        big_endian,
+        fortran: header.layout.is_fortran(),
+        shape,
+        len,
+    })
 }
 
-fn read_as<T: ReadableElement, R: Read + Seek>(
-    npz: &mut NpzReader<R>,
+/// Decodes `layout.len` values from `r`, in C order.
+fn read_values(r: &mut impl Read, layout: &NpyLayout, name: &str, path: &Path) -> Result<Values> {
+    macro_rules! decode {
+        ($t:ty, $n:literal, $variant:ident, $conv:expr) => {{
+            let conv = $conv;
+            let mut out = Vec::new();
+            read_elements::<$n, _>(
+                r,
+                layout.len,
+                &mut out,
+                |b| {
+                    let v = if layout.big_endian {
+                        <$t>::from_be_bytes(b)
+                    } else {
+                        <$t>::from_le_bytes(b)
+                    };
+                    conv(v)
+                },
+                name,
+                path,
+            )?;
+            Values::$variant(c_order(out, layout)?)
+        }};
+    }
+    Ok(match layout.dtype {
+        Dtype::F32 => decode!(f32, 4, Float, f64::from),
+        Dtype::F64 => decode!(f64, 8, Float, |v: f64| v),
+        Dtype::I8 => decode!(i8, 1, Int, i64::from),
+        Dtype::I16 => decode!(i16, 2, Int, i64::from),
+        Dtype::I32 => decode!(i32, 4, Int, i64::from),
+        Dtype::I64 => decode!(i64, 8, Int, |v: i64| v),
+        Dtype::U8 => decode!(u8, 1, Int, i64::from),
+        Dtype::U16 => decode!(u16, 2, Int, i64::from),
+        Dtype::U32 => decode!(u32, 4, Int, i64::from),
+        Dtype::U64 => decode!(u64, 8, Int, |v: u64| i64::try_from(v).unwrap_or(i64::MAX)),
+    })
+}
+
+/// Reads exactly `len` elements of `N` bytes from `r` into `out`, converting
+/// each with `f`. `out` grows only as bytes arrive, and never beyond `len`.
+fn read_elements<const N: usize, T>(
+    r: &mut impl Read,
+    len: usize,
+    out: &mut Vec<T>,
+    f: impl Fn([u8; N]) -> T,
     name: &str,
     path: &Path,
-) -> Result<ArrayD<T>> {
-    npz.by_name::<OwnedRepr<T>, IxDyn>(name)
-        .map_err(|e| read_error(path, name, e))
-}
-
-/// Shape and values in C order (`iter` follows the logical order also for
-/// Fortran-ordered arrays).
-fn floats<T: Copy>(a: ArrayD<T>, f: impl Fn(T) -> f64) -> (Vec<usize>, Values) {
-    (
-        a.shape().to_vec(),
-        Values::Float(a.iter().map(|&v| f(v)).collect()),
-    )
-}
-
-/// As [`floats`], without a copy in the common C-ordered case.
-fn float64(a: ArrayD<f64>) -> (Vec<usize>, Values) {
-    if !a.is_standard_layout() {
-        return floats(a, |v| v);
+) -> Result<()> {
+    let mut chunk = vec![0u8; CHUNK_BYTES];
+    let mut filled = 0;
+    // len · N was checked against the member's size by the header check.
+    let mut rest = r.take((len as u64).saturating_mul(N as u64));
+    loop {
+        let k = match rest.read(&mut chunk[filled..]) {
+            Ok(0) => break,
+            Ok(k) => k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_read_error(path, name, e)),
+        };
+        filled += k;
+        let whole = filled / N * N;
+        let new = whole / N;
+        if out.capacity() - out.len() < new {
+            // Double, up to `len`: the final vector is no larger than needed.
+            let grow = (len - out.len()).min(out.len().max(CHUNK_BYTES)).max(new);
+            out.reserve_exact(grow);
+        }
+        out.extend(
+            chunk[..whole]
+                .chunks_exact(N)
+                .map(|b| f(b.try_into().expect("chunks of N bytes"))),
+        );
+        chunk.copy_within(whole..filled, 0);
+        filled -= whole;
     }
-    let shape = a.shape().to_vec();
-    let (v, offset) = a.into_raw_vec_and_offset();
-    match offset {
-        Some(0) | None => (shape, Values::Float(v)),
-        // Never produced by ndarray-npy; kept correct anyway.
-        Some(o) => (shape, Values::Float(v[o..].to_vec())),
+    if out.len() != len {
+        return Err(format_error(
+            path,
+            format!("array '{name}' is truncated: it holds less data than its shape needs"),
+        ));
     }
+    Ok(())
 }
 
-fn ints<T: Copy>(a: ArrayD<T>, f: impl Fn(T) -> i64) -> (Vec<usize>, Values) {
-    (
-        a.shape().to_vec(),
-        Values::Int(a.iter().map(|&v| f(v)).collect()),
-    )
+/// Values stored in Fortran order, put in C (logical) order.
+fn c_order<T: Copy>(v: Vec<T>, layout: &NpyLayout) -> Result<Vec<T>> {
+    if !layout.fortran || layout.shape.len() < 2 {
+        return Ok(v);
+    }
+    let a = ArrayD::from_shape_vec(IxDyn(&layout.shape).f(), v)
+        .map_err(|e| shape_bug("a Fortran-ordered array", e))?;
+    Ok(a.iter().copied().collect())
 }
 
-/// A read error of array `name`, said in terms of the file.
-fn read_error(path: &Path, name: &str, e: ReadNpzError) -> Error {
+/// A failure to find or open the member of array `name`.
+fn member_error(path: &Path, name: &str, e: ZipError) -> Error {
     let msg = match e {
-        ReadNpzError::Npy(ReadNpyError::MissingData) => {
-            format!("array '{name}' is truncated: it holds less data than its shape needs")
-        }
-        ReadNpzError::Npy(ReadNpyError::ExtraBytes(k)) => {
-            format!("array '{name}' has {k} bytes beyond the data its shape needs")
-        }
-        ReadNpzError::Npy(ReadNpyError::ParseHeader(e)) => {
-            format!("array '{name}' has an invalid .npy header: {e}")
-        }
-        ReadNpzError::Npy(ReadNpyError::LengthOverflow) => {
-            return Error::TooLarge(format!(
-                "{}: the shape of array '{name}' overflows the address space",
-                path.display()
-            ))
-        }
-        ReadNpzError::Npy(ReadNpyError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            format!("array '{name}' is truncated: {e}")
-        }
+        ZipError::FileNotFound => format!("no array '{name}' in the archive"),
         e => format!("cannot read array '{name}' (corrupt or truncated archive?): {e}"),
+    };
+    format_error(path, msg)
+}
+
+/// An I/O error while reading array `name`, said in terms of the file.
+fn io_read_error(path: &Path, name: &str, e: std::io::Error) -> Error {
+    let msg = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        format!("array '{name}' is truncated: {e}")
+    } else {
+        format!("cannot read array '{name}' (corrupt or truncated archive?): {e}")
     };
     format_error(path, msg)
 }
@@ -512,6 +695,10 @@ mod tests {
     use super::*;
     use ndarray::{Array, Array2, Array3, ShapeBuilder};
     use rand::{Rng, SeedableRng};
+
+    fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+        hay.windows(needle.len()).position(|w| w == needle)
+    }
 
     fn sample_x<T: From<i8> + Clone>(n: usize) -> Array3<T> {
         Array3::from_shape_fn((n, 4, 3), |(i, k, q)| {
@@ -781,12 +968,25 @@ mod tests {
     /// prefix (the central directory sits at the end) is an error.
     #[test]
     fn corrupt_bytes_never_panic() {
+        use crate::sequence::data::read_sequence_npz_bytes;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-        let originals = [valid_npz(false), valid_npz(true)];
-        for round in 0..2000 {
-            let orig = &originals[round % 2];
+        let sequence = |compressed| {
+            npz_bytes(compressed, |w| {
+                w.add_array("X", &sample_x::<f64>(5)).unwrap();
+                let y = Array2::from_shape_fn((5, 4), |(i, r)| ((i + r) % 3) as i64);
+                w.add_array("y", &y).unwrap();
+            })
+        };
+        let originals = [
+            valid_npz(false),
+            valid_npz(true),
+            sequence(false),
+            sequence(true),
+        ];
+        for round in 0..4000 {
+            let orig = &originals[round % 4];
             let mut b = orig.clone();
-            let truncated = round % 4 < 2;
+            let truncated = round / 4 % 2 == 0;
             if truncated {
                 b.truncate(rng.random_range(0..orig.len()));
             } else {
@@ -795,11 +995,343 @@ mod tests {
                     b[i] = rng.random();
                 }
             }
-            let out = std::panic::catch_unwind(|| read_npz_bytes(&b));
-            let out = out.unwrap_or_else(|_| panic!("panic on round {round}"));
+            let out = std::panic::catch_unwind(|| read_npz_bytes(&b).err());
+            let plain = out.unwrap_or_else(|_| panic!("panic on round {round}"));
+            let out = std::panic::catch_unwind(|| read_sequence_npz_bytes(&b).err());
+            let seq = out.unwrap_or_else(|_| panic!("sequence reader panic on round {round}"));
             if truncated {
-                assert!(out.is_err(), "truncated file accepted on round {round}");
+                assert!(plain.is_some(), "truncated file accepted on round {round}");
+                assert!(seq.is_some(), "truncated file accepted on round {round}");
             }
+        }
+    }
+
+    // -----------------------------------------------------------------------
+    // Archives written member by member, to forge headers and sizes.
+    // -----------------------------------------------------------------------
+
+    /// A `.npy` file: a version-1.0 header for `dict` (padded as NumPy pads
+    /// it) followed by `data`.
+    fn npy(dict: &str, data: &[u8]) -> Vec<u8> {
+        let mut dict = dict.as_bytes().to_vec();
+        while (10 + dict.len() + 1) % 64 != 0 {
+            dict.push(b' ');
+        }
+        dict.push(b'\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+        out.extend_from_slice(&dict);
+        out.extend_from_slice(data);
+        out
+    }
+
+    fn header(descr: &str, fortran: bool, shape: &str) -> String {
+        let f = if fortran { "True" } else { "False" };
+        format!("{{'descr': '{descr}', 'fortran_order': {f}, 'shape': {shape}, }}")
+    }
+
+    fn f64_bytes(v: impl IntoIterator<Item = f64>) -> Vec<u8> {
+        v.into_iter().flat_map(f64::to_le_bytes).collect()
+    }
+
+    /// An archive of the given members, stored or deflate-compressed.
+    fn zip_of(compressed: bool, members: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        use std::io::Write;
+        let method = if compressed {
+            zip::CompressionMethod::Deflated
+        } else {
+            zip::CompressionMethod::Stored
+        };
+        let opts = zip::write::SimpleFileOptions::default().compression_method(method);
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        for (name, bytes) in members {
+            w.start_file(*name, opts).unwrap();
+            w.write_all(bytes).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    /// X of shape (5, 4, 3) float64, as a `.npy` member.
+    fn x_member() -> Vec<u8> {
+        let x = sample_x::<f64>(5);
+        npy(
+            &header("<f8", false, "(5, 4, 3)"),
+            &f64_bytes(x.iter().copied()),
+        )
+    }
+
+    fn y_member() -> Vec<u8> {
+        npy(
+            &header("<f8", false, "(5,)"),
+            &f64_bytes([1.0, 2.0, 3.0, 4.0, 5.0]),
+        )
+    }
+
+    /// A deflate-compressed member whose header claims 2^40 elements (8 TiB
+    /// of float64) is refused from its header, at once: an allocation of that
+    /// size would abort the test process.
+    #[test]
+    fn compressed_forged_shape_is_refused_quickly() {
+        for (compressed, descr) in [(true, "<f8"), (true, "|u1"), (false, "<f8")] {
+            let forged = npy(&header(descr, false, "(1099511627776, 1, 1)"), &[0u8; 64]);
+            let bytes = zip_of(compressed, &[("X.npy", forged), ("y.npy", y_member())]);
+            let start = std::time::Instant::now();
+            let e = read_npz_bytes(&bytes).unwrap_err();
+            let took = start.elapsed();
+            assert!(took.as_millis() < 500, "took {took:?}");
+            assert!(matches!(e, Error::TooLarge(_)), "{e}");
+            let msg = e.to_string();
+            assert!(
+                msg.contains("<memory>") && msg.contains("'X'") && msg.contains("X.npy"),
+                "{msg}"
+            );
+            assert!(msg.contains("1099511627776"), "{msg}");
+            // The sequence reader shares the check.
+            let e = crate::sequence::data::read_sequence_npz_bytes(&bytes).unwrap_err();
+            assert!(matches!(e, Error::TooLarge(_)), "{e}");
+        }
+        // A shape whose byte count overflows u64.
+        let forged = npy(
+            &header("<f8", false, "(4294967296, 4294967296, 2)"),
+            &[0u8; 8],
+        );
+        let bytes = zip_of(true, &[("X.npy", forged), ("y.npy", y_member())]);
+        let e = read_npz_bytes(&bytes).unwrap_err();
+        assert!(e.to_string().contains("2^64"), "{e}");
+    }
+
+    /// The shape must need exactly the bytes the member holds after its header.
+    #[test]
+    fn header_shape_must_match_the_member_size() {
+        for compressed in [false, true] {
+            // Says 5 samples, holds 4.
+            let x4 = sample_x::<f64>(4);
+            let short = npy(
+                &header("<f8", false, "(5, 4, 3)"),
+                &f64_bytes(x4.iter().copied()),
+            );
+            let bytes = zip_of(compressed, &[("X.npy", short), ("y.npy", y_member())]);
+            let e = read_npz_bytes(&bytes).unwrap_err();
+            let msg = e.to_string();
+            assert!(matches!(e, Error::Format { .. }), "{msg}");
+            assert!(
+                msg.contains("'X' is truncated") && msg.contains("X.npy") && msg.contains("480"),
+                "{msg}"
+            );
+            // Says 4 samples, holds 5.
+            let x5 = sample_x::<f64>(5);
+            let long = npy(
+                &header("<f8", false, "(4, 4, 3)"),
+                &f64_bytes(x5.iter().copied()),
+            );
+            let bytes = zip_of(compressed, &[("X.npy", long), ("y.npy", y_member())]);
+            let msg = err_msg(read_npz_bytes(&bytes));
+            assert!(msg.contains("96 bytes beyond"), "{msg}");
+            // A header longer than the member.
+            let mut cut = x_member();
+            cut.truncate(40);
+            let bytes = zip_of(compressed, &[("X.npy", cut), ("y.npy", y_member())]);
+            let e = read_npz_bytes(&bytes).unwrap_err();
+            assert!(matches!(e, Error::TooLarge(_)), "{e}");
+            // Too short for any header, and not a .npy at all.
+            for junk in [&b"\x93NUM"[..], &b"PK\x03\x04 not an npy file"[..]] {
+                let bytes = zip_of(
+                    compressed,
+                    &[("X.npy", junk.to_vec()), ("y.npy", y_member())],
+                );
+                let msg = err_msg(read_npz_bytes(&bytes));
+                assert!(msg.contains("invalid .npy header"), "{msg}");
+            }
+        }
+    }
+
+    /// Data cut short inside the archive: the stored data ends before the
+    /// member's declared size, or the deflate stream is damaged.
+    #[test]
+    fn truncated_member_data_is_an_error() {
+        // Stored: shorten the member's data inside the archive by moving the
+        // rest of the archive up; the central directory still declares the
+        // full size, so the reader must notice the missing bytes.
+        let bytes = zip_of(false, &[("X.npy", x_member()), ("y.npy", y_member())]);
+        let x = x_member();
+        let at = find(&bytes, &x).unwrap();
+        let mut cut = bytes[..at + x.len() - 8].to_vec();
+        cut.extend_from_slice(&bytes[at + x.len()..]);
+        assert!(read_npz_bytes(&cut).is_err());
+        // Deflate: damage the compressed stream after the header.
+        let bytes = zip_of(true, &[("X.npy", x_member()), ("y.npy", y_member())]);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let mut refused = 0;
+        for _ in 0..200 {
+            let mut bad = bytes.clone();
+            // Bytes 30.. are the local header's name, then the deflate data.
+            let i = rng.random_range(40..90);
+            bad[i] ^= 1 << rng.random_range(0..8);
+            refused += usize::from(read_npz_bytes(&bad).is_err());
+        }
+        assert!(refused > 150, "{refused} of 200 damaged archives refused");
+    }
+
+    /// Compressed archives round-trip every target shape of both readers.
+    #[test]
+    fn compressed_round_trips_every_target_shape() {
+        let x = sample_x::<f64>(5);
+        let xs: Vec<f64> = x.iter().copied().collect();
+        let y1 = Array1::from(vec![0.5, -1.0, 2.0, 3.0, 4.5]);
+        let y2 = Array2::from_shape_fn((5, 2), |(i, l)| i as f64 - l as f64);
+        let labels = Array1::from(vec![2i64, 0, 1, 1, 0]);
+        type MemWriter = NpzWriter<Cursor<Vec<u8>>>;
+        let file = |add: &dyn Fn(&mut MemWriter)| {
+            npz_bytes(true, |w| {
+                w.add_array("X", &x).unwrap();
+                add(w);
+            })
+        };
+        let ds = read_npz_bytes(&file(&|w| w.add_array("y", &y1).unwrap())).unwrap();
+        assert_eq!(
+            (ds.shape(), &ds.x, &ds.y),
+            ((5, 4, 3, 1), &xs, &y1.to_vec())
+        );
+        let ds = read_npz_bytes(&file(&|w| w.add_array("y", &y2).unwrap())).unwrap();
+        assert_eq!(ds.shape(), (5, 4, 3, 2));
+        assert_eq!(ds.y, y2.iter().copied().collect::<Vec<_>>());
+        let ds = read_npz_bytes(&file(&|w| w.add_array("y", &labels).unwrap())).unwrap();
+        assert_eq!(ds.labels.as_deref(), Some(&[2, 0, 1, 1, 0][..]));
+        // The sequence program: (N, n, c) and (N, n) floats, (N, n) labels.
+        use crate::sequence::data::read_sequence_npz_bytes;
+        let y3 = Array3::from_shape_fn((5, 4, 2), |(i, r, l)| (i * 8 + r * 2 + l) as f64);
+        let ds = read_sequence_npz_bytes(&file(&|w| w.add_array("y", &y3).unwrap())).unwrap();
+        assert_eq!(ds.shape(), (5, 4, 3, 2));
+        assert_eq!(
+            (&ds.x, &ds.y),
+            (&xs, &y3.iter().copied().collect::<Vec<_>>())
+        );
+        let yn = Array2::from_shape_fn((5, 4), |(i, r)| (i + r) as f64 * 0.5);
+        let ds = read_sequence_npz_bytes(&file(&|w| w.add_array("y", &yn).unwrap())).unwrap();
+        assert_eq!(ds.shape(), (5, 4, 3, 1));
+        assert_eq!(ds.y, yn.iter().copied().collect::<Vec<_>>());
+        let yl = Array2::from_shape_fn((5, 4), |(i, r)| ((i + r) % 3) as u16);
+        let ds = read_sequence_npz_bytes(&file(&|w| w.add_array("y", &yl).unwrap())).unwrap();
+        assert_eq!(ds.shape(), (5, 4, 3, 3));
+        let want: Vec<usize> = yl.iter().map(|&v| v as usize).collect();
+        assert_eq!(ds.labels.as_deref(), Some(&want[..]));
+    }
+
+    /// Member names without `.npy`, big-endian types, Fortran order in a
+    /// compressed member, and header versions 2.0 and 3.0.
+    #[test]
+    fn header_variants_are_read() {
+        let x = sample_x::<f64>(2);
+        let c: Vec<f64> = x.iter().copied().collect();
+        // Big-endian X; y as big-endian int32 labels; names without .npy.
+        let xbe: Vec<u8> = c.iter().flat_map(|v| v.to_be_bytes()).collect();
+        let ybe: Vec<u8> = [1i32, 0].iter().flat_map(|v| v.to_be_bytes()).collect();
+        let bytes = zip_of(
+            true,
+            &[
+                ("X", npy(&header(">f8", false, "(2, 4, 3)"), &xbe)),
+                ("y", npy(&header(">i4", false, "(2,)"), &ybe)),
+            ],
+        );
+        let ds = read_npz_bytes(&bytes).unwrap();
+        assert_eq!(ds.x, c);
+        assert_eq!(ds.labels.as_deref(), Some(&[1, 0][..]));
+        // Fortran order: column-major bytes, read back in logical order.
+        let xf = f64_bytes(x.t().iter().copied());
+        let bytes = zip_of(
+            true,
+            &[
+                ("X.npy", npy(&header("<f8", true, "(2, 4, 3)"), &xf)),
+                (
+                    "y.npy",
+                    npy(&header("<f4", false, "(2,)"), &[0, 0, 128, 63, 0, 0, 0, 64]),
+                ),
+            ],
+        );
+        let ds = read_npz_bytes(&bytes).unwrap();
+        assert_eq!(ds.x, c);
+        assert_eq!(ds.y, vec![1.0, 2.0]);
+        // Versions 2.0 and 3.0: a 4-byte header length.
+        for major in [2u8, 3] {
+            let v1 = npy(
+                &header("<f8", false, "(2, 4, 3)"),
+                &f64_bytes(c.iter().copied()),
+            );
+            let mut v = b"\x93NUMPY".to_vec();
+            v.extend_from_slice(&[major, 0]);
+            v.extend_from_slice(&u32::from(u16::from_le_bytes([v1[8], v1[9]])).to_le_bytes());
+            v.extend_from_slice(&v1[10..]);
+            let y = npy(&header("<f8", false, "(2,)"), &f64_bytes([1.0, 2.0]));
+            let ds = read_npz_bytes(&zip_of(false, &[("X.npy", v), ("y.npy", y)])).unwrap();
+            assert_eq!(ds.x, c);
+        }
+        // Version 4.0 does not exist.
+        let mut v = x_member();
+        v[6] = 4;
+        let bytes = zip_of(false, &[("X.npy", v), ("y.npy", y_member())]);
+        assert!(err_msg(read_npz_bytes(&bytes)).contains("version 4.0"));
+    }
+
+    /// Headers that are not a plain array's: unknown keys, missing keys,
+    /// bad values, deep nesting, unsupported types. Refused at once.
+    #[test]
+    fn strict_headers() {
+        let data = f64_bytes(sample_x::<f64>(5).iter().copied());
+        let deep = format!(
+            "{{'descr': '<f8', 'fortran_order': False, 'shape': (5, 4, 3), 'a': {}1{}}}",
+            "{".repeat(40),
+            "}".repeat(40)
+        );
+        let wide = format!(
+            "{{'descr': '<f8', 'fortran_order': False, 'shape': (5, 4, 3), 'a': [{}]}}",
+            "{{1}},".repeat(9000)
+        );
+        let cases: Vec<(String, &str)> = vec![
+            (
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (5, 4, 3), 'x': 1}".into(),
+                "invalid .npy header",
+            ),
+            (
+                "{'descr': '<f8', 'shape': (5, 4, 3)}".into(),
+                "fortran_order",
+            ),
+            (
+                "{'descr': '<f8', 'fortran_order': 0, 'shape': (5, 4, 3)}".into(),
+                "invalid .npy header",
+            ),
+            (
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (5, -4, 3)}".into(),
+                "invalid .npy header",
+            ),
+            (
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (5, 4.0, 3)}".into(),
+                "invalid .npy header",
+            ),
+            (
+                "{'descr': '<c16', 'fortran_order': False, 'shape': (5, 4, 3)}".into(),
+                "unsupported dtype",
+            ),
+            (
+                "{'descr': [('a', '<f8')], 'fortran_order': False, 'shape': (5, 4, 3)}".into(),
+                "unsupported dtype",
+            ),
+            ("['descr', '<f8']".into(), "invalid .npy header"),
+            (deep, "nest"),
+            (wide, "invalid .npy header"),
+        ];
+        for (dict, want) in cases {
+            let bytes = zip_of(true, &[("X.npy", npy(&dict, &data)), ("y.npy", y_member())]);
+            let start = std::time::Instant::now();
+            let msg = err_msg(read_npz_bytes(&bytes));
+            assert!(
+                start.elapsed().as_millis() < 2000,
+                "{dict:.80}: {:?}",
+                start.elapsed()
+            );
+            assert!(
+                msg.contains(want) && msg.contains("'X'"),
+                "{dict:.80}: {msg}"
+            );
         }
     }
 }

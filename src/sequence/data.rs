@@ -9,11 +9,11 @@
 //! header checks before anything is allocated.
 
 use std::fs::File;
-use std::io::{BufWriter, Cursor};
+use std::io::BufWriter;
 use std::path::Path;
 
 use ndarray::{Array2, ArrayView3};
-use ndarray_npy::{NpzReader, NpzWriter};
+use ndarray_npy::NpzWriter;
 
 use crate::data::npz::{self, format_error, io_error, RawArray, Values};
 use crate::data::{checked_len, Dataset};
@@ -318,21 +318,12 @@ pub fn read_sequence_inputs(path: &Path) -> Result<(SequenceDataset, bool)> {
 }
 
 /// An archive read from memory.
-type MemNpz<'a> = NpzReader<Cursor<&'a [u8]>>;
+type MemNpz<'a> = npz::MemArchive<'a>;
 
-/// Checks the archive's headers and that it holds the arrays `want`;
+/// Opens the archive and checks that it holds the arrays `want`;
 /// returns it with the names of its arrays.
 fn open_npz<'a>(bytes: &'a [u8], path: &Path, want: &[&str]) -> Result<(MemNpz<'a>, Vec<String>)> {
-    npz::check_visible_headers(bytes, path)?;
-    let mut z = NpzReader::new(Cursor::new(bytes)).map_err(|e| {
-        format_error(
-            path,
-            format!("not a valid .npz file (a zip archive of .npy arrays), or truncated: {e}"),
-        )
-    })?;
-    let names = z
-        .names()
-        .map_err(|e| format_error(path, format!("cannot list the arrays of the archive: {e}")))?;
+    let (z, names) = npz::open_archive(bytes, path)?;
     for &w in want {
         if !names.iter().any(|n| n == w) {
             return Err(format_error(

@@ -67,7 +67,7 @@ impl<'a> SequenceOperator<'a> {
         }
         let block_norms = fro
             .iter()
-            .flat_map(|f| std::iter::repeat_n((2.0 * f).sqrt(), c))
+            .flat_map(|f| std::iter::repeat((2.0 * f).sqrt()).take(c))
             .collect();
         SequenceOperator {
             data,
