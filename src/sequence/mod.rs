@@ -154,6 +154,8 @@ pub struct SequenceSolution {
     pub data_passes: f64,
     pub seconds: f64,
     pub stop: StopReason,
+    /// (q, l) blocks removed by gap-safe screening when the solve ended.
+    pub screened: usize,
     /// Heads recovered from `coef` (SPEC §4c (ii)).
     pub heads: Vec<SequenceHead>,
     /// The nonconvex objective of eq. (30) evaluated on `heads`.
@@ -290,6 +292,7 @@ pub fn solve_sequence_from(
         data_passes: sol.data_passes + problem.op.pass_fraction(1),
         seconds: start.elapsed().as_secs_f64(),
         stop: sol.stop,
+        screened: sol.screened,
         heads,
         nonconvex_objective,
     })
@@ -324,6 +327,8 @@ pub struct SequenceReport {
     pub iterations: usize,
     pub data_passes: f64,
     pub seconds: f64,
+    /// (q, l) blocks removed by gap-safe screening when the solve ended.
+    pub screened_blocks: usize,
     /// The nonconvex objective (eq. 30) of the recovered heads.
     pub nonconvex_objective: f64,
     /// |nonconvex − objective| / max(1, |objective|).
@@ -370,6 +375,7 @@ impl SequenceReport {
             iterations: sol.iterations,
             data_passes: sol.data_passes,
             seconds: sol.seconds,
+            screened_blocks: sol.screened,
             nonconvex_objective: sol.nonconvex_objective,
             recovery_relative_difference: (sol.nonconvex_objective - objective).abs()
                 / objective.abs().max(1.0),
