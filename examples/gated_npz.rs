@@ -41,9 +41,9 @@ fn main() -> convexformer::Result<()> {
     println!(
         "{}: objective {:.6e}, relative gap {:.1e} ({}), {} heads, train error {:.4}",
         path.display(),
-        r.objective,
-        r.relative_gap,
-        if r.converged {
+        r.solve.objective,
+        r.solve.relative_gap,
+        if r.solve.converged {
             "certified"
         } else {
             "NOT converged"

@@ -8,7 +8,7 @@
 //!
 //! let (data, _) = generate(&SyntheticSpec { n_samples: 200, ..Default::default() })?;
 //! let fitted = Fit::scalar().loss(Loss::Squared).beta_frac(0.1).fit(&data)?;
-//! assert!(fitted.report.converged && fitted.report.relative_gap <= 1e-6);
+//! assert!(fitted.report.solve.converged && fitted.report.solve.relative_gap <= 1e-6);
 //! // The recovered heads reproduce the certified convex objective.
 //! assert!(fitted.report.recovery_relative_difference <= 1e-9);
 //! println!("tokens used: {:?}", fitted.report.active_tokens);
@@ -209,7 +209,7 @@ mod tests {
         };
         for fit in [Fit::vector_l1(), Fit::vector_l2(), Fit::gated(gates)] {
             let f = fit.intercept(true).beta_frac(0.2).fit(&data).unwrap();
-            assert!(f.report.converged, "{:?}", f.model.header.program);
+            assert!(f.report.solve.converged, "{:?}", f.model.header.program);
             assert!(f.report.recovery_relative_difference <= 1e-9);
             let yhat = f.predict(&data).unwrap();
             let err = crate::report::error(Loss::Squared, &data, &yhat);

@@ -7,11 +7,13 @@ use crate::operator::LinearOperator;
 use crate::penalty::Penalty;
 use crate::problem::Problem;
 use crate::recovery::{nonconvex_objective, recover_heads, Head};
-use crate::solver::Solution;
+use crate::solver::{Certificate, Solution, StopReason};
 
-/// The fields every solve reports (issue: certified core), plus recovery.
+/// What every certified solve reports, whatever the program: β, the
+/// certificate, why it stopped and what it cost. Flattened into each
+/// program's report, so the JSON keys stay at the top level.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct SolveReport {
+pub struct CertifiedSolve {
     pub beta: f64,
     pub beta_max: f64,
     pub objective: f64,
@@ -19,10 +21,55 @@ pub struct SolveReport {
     pub duality_gap: f64,
     pub relative_gap: f64,
     pub converged: bool,
-    pub stop_reason: crate::solver::StopReason,
+    pub stop_reason: StopReason,
     pub iterations: usize,
     pub data_passes: f64,
     pub seconds: f64,
+    /// Blocks removed by gap-safe screening when the solve ended.
+    pub screened_blocks: usize,
+}
+
+impl CertifiedSolve {
+    /// From a solution's certificate and costs.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        beta: f64,
+        beta_max: f64,
+        certificate: &Certificate,
+        stop: StopReason,
+        iterations: usize,
+        data_passes: f64,
+        seconds: f64,
+        screened_blocks: usize,
+    ) -> Self {
+        CertifiedSolve {
+            beta,
+            beta_max,
+            objective: certificate.primal,
+            dual_objective: certificate.dual,
+            duality_gap: certificate.gap,
+            relative_gap: certificate.relative_gap,
+            converged: stop == StopReason::Converged,
+            stop_reason: stop,
+            iterations,
+            data_passes,
+            seconds,
+            screened_blocks,
+        }
+    }
+
+    /// |nonconvex − objective| / max(1, |objective|), the recovery check.
+    pub fn recovery_difference(&self, nonconvex: f64) -> f64 {
+        (nonconvex - self.objective).abs() / self.objective.abs().max(1.0)
+    }
+}
+
+/// The report of a token program (SPEC §4a, b, d): the certified solve,
+/// the tokens it uses, the recovered heads and the errors.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SolveReport {
+    #[serde(flatten)]
+    pub solve: CertifiedSolve,
     /// Blocks (tokens) with a nonzero coefficient.
     pub active_tokens: Vec<usize>,
     /// For the ℓ₁ vector program: the active tokens of each output.
@@ -31,7 +78,6 @@ pub struct SolveReport {
     /// For the gated model: the active (gate, token) pairs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub active_gate_tokens: Option<Vec<(usize, usize)>>,
-    pub screened_blocks: usize,
     /// The nonconvex objective (SPEC §3) of the recovered heads.
     pub nonconvex_objective: f64,
     /// |nonconvex − objective| / max(1, |objective|): must be ≤ 1e-9.
@@ -85,7 +131,6 @@ impl SolveReport {
             problem.beta,
             problem.penalty.into(),
         );
-        let objective = sol.certificate.primal;
         let active = sol.active_blocks(c * d);
         let gated = problem.op.gates.is_some();
         let active_gate_tokens =
@@ -106,18 +151,17 @@ impl SolveReport {
                 .collect()
         });
         let train_yhat = problem.op.predict(&sol.coef, &sol.intercept);
-        SolveReport {
-            beta: problem.beta,
+        let solve = CertifiedSolve::new(
+            problem.beta,
             beta_max,
-            objective,
-            dual_objective: sol.certificate.dual,
-            duality_gap: sol.certificate.gap,
-            relative_gap: sol.certificate.relative_gap,
-            converged: sol.converged(),
-            stop_reason: sol.stop,
-            iterations: sol.iterations,
-            data_passes: sol.data_passes,
-            seconds: sol.seconds,
+            &sol.certificate,
+            sol.stop,
+            sol.iterations,
+            sol.data_passes,
+            sol.seconds,
+            sol.screened,
+        );
+        SolveReport {
             active_tokens: if gated {
                 let mut t: Vec<usize> = active.iter().map(|&b| b % n).collect();
                 t.sort_unstable();
@@ -128,9 +172,8 @@ impl SolveReport {
             },
             active_gate_tokens,
             active_tokens_per_output: per_output,
-            screened_blocks: sol.screened,
             nonconvex_objective: nonconvex,
-            recovery_relative_difference: (nonconvex - objective).abs() / objective.abs().max(1.0),
+            recovery_relative_difference: solve.recovery_difference(nonconvex),
             n_heads: heads.len(),
             heads,
             intercept: sol.intercept.clone(),
@@ -139,6 +182,7 @@ impl SolveReport {
                 let op = crate::operator::TokenOperator::new(v, val_gates);
                 error(problem.loss, v, &op.predict(&sol.coef, &sol.intercept))
             }),
+            solve,
         }
     }
 }

@@ -88,7 +88,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
                 .total_cmp(&y.validation_error.unwrap_or(f64::INFINITY))
         })
         .expect("a non-empty path");
-    let certified = reports.iter().filter(|r| r.converged).count();
+    let certified = reports.iter().filter(|r| r.solve.converged).count();
     let exact = reports
         .iter()
         .filter(|r| r.recovery_relative_difference <= 1e-9)
@@ -103,7 +103,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     let exact: Vec<f64> = reports
         .iter()
         .filter(|r| r.active_tokens == planted)
-        .map(|r| r.beta / r.beta_max)
+        .map(|r| r.solve.beta / r.solve.beta_max)
         .collect();
     match (exact.first(), exact.last()) {
         (Some(hi), Some(lo)) => println!(
@@ -115,7 +115,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     }
     println!(
         "best validation error at beta/beta_max = {:.4}: active tokens {:?} ({})",
-        best.beta / best.beta_max,
+        best.solve.beta / best.solve.beta_max,
         best.active_tokens,
         if best.active_tokens == planted {
             "the planted set"

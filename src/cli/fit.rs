@@ -67,12 +67,12 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
 pub fn print_summary(r: &SolveReport) {
     println!(
         "beta {:.4e} ({:.3} of beta_max)  objective {:.8e}  gap {:.2e} (relative {:.2e})  {}",
-        r.beta,
-        r.beta / r.beta_max,
-        r.objective,
-        r.duality_gap,
-        r.relative_gap,
-        if r.converged {
+        r.solve.beta,
+        r.solve.beta / r.solve.beta_max,
+        r.solve.objective,
+        r.solve.duality_gap,
+        r.solve.relative_gap,
+        if r.solve.converged {
             "certified"
         } else {
             "NOT converged"
@@ -80,6 +80,6 @@ pub fn print_summary(r: &SolveReport) {
     );
     println!(
         "{} iterations, {:.1} data passes, {:.3} s; active tokens {:?}; {} heads; heads' nonconvex objective differs by {:.1e}",
-        r.iterations, r.data_passes, r.seconds, r.active_tokens, r.n_heads, r.recovery_relative_difference
+        r.solve.iterations, r.solve.data_passes, r.solve.seconds, r.active_tokens, r.n_heads, r.recovery_relative_difference
     );
 }

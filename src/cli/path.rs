@@ -117,16 +117,16 @@ pub fn write_path_outputs(
         writeln!(
             csv,
             "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-            r.beta,
-            r.beta / r.beta_max,
-            r.objective,
-            r.dual_objective,
-            r.duality_gap,
-            r.relative_gap,
-            r.converged,
-            r.iterations,
-            r.data_passes,
-            r.seconds,
+            r.solve.beta,
+            r.solve.beta / r.solve.beta_max,
+            r.solve.objective,
+            r.solve.dual_objective,
+            r.solve.duality_gap,
+            r.solve.relative_gap,
+            r.solve.converged,
+            r.solve.iterations,
+            r.solve.data_passes,
+            r.solve.seconds,
             r.active_tokens.len(),
             active.join(";"),
             r.n_heads,
@@ -161,7 +161,10 @@ fn plot_path(
     reports: &[SolveReport],
 ) -> anyhow::Result<()> {
     let t = loaded.train.n_tokens;
-    let x: Vec<f64> = reports.iter().map(|r| r.beta / r.beta_max).collect();
+    let x: Vec<f64> = reports
+        .iter()
+        .map(|r| r.solve.beta / r.solve.beta_max)
+        .collect();
     let count = Series {
         name: "active tokens".into(),
         x: x.clone(),
@@ -259,12 +262,12 @@ pub fn table(reports: &[SolveReport], loss: Loss) -> String {
         let _ = writeln!(
             s,
             "{:>10.3e} {:>9.4} {:>14.8e} {:>9.1e} {:>6} {:>7.1} {:>9} {:>10.4} {:>10}  {:?}",
-            r.beta,
-            r.beta / r.beta_max,
-            r.objective,
-            r.relative_gap,
-            r.iterations,
-            r.data_passes,
+            r.solve.beta,
+            r.solve.beta / r.solve.beta_max,
+            r.solve.objective,
+            r.solve.relative_gap,
+            r.solve.iterations,
+            r.solve.data_passes,
             if r.recovery_relative_difference <= 1e-9 {
                 "yes"
             } else {

@@ -97,15 +97,15 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
         "sequence program: beta {:.4e} ({:.3} of beta_max) objective {:.8e} gap {:.2e} (relative {:.2e}) {}",
         beta,
         beta / bmax,
-        report.objective,
-        report.duality_gap,
-        report.relative_gap,
-        if report.converged { "certified" } else { "NOT converged" }
+        report.solve.objective,
+        report.solve.duality_gap,
+        report.solve.relative_gap,
+        if report.solve.converged { "certified" } else { "NOT converged" }
     );
     println!(
         "{} iterations, {:.3} s; {} active (feature, output) matrices; {} heads; heads' nonconvex objective differs by {:.1e}",
-        report.iterations,
-        report.seconds,
+        report.solve.iterations,
+        report.solve.seconds,
         report.active_matrices.len(),
         report.n_heads,
         report.recovery_relative_difference

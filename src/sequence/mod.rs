@@ -97,6 +97,7 @@ use crate::loss::Loss;
 use crate::operator::LinearOperator;
 use crate::penalty::Penalty;
 use crate::problem::Problem;
+use crate::report::CertifiedSolve;
 use crate::solver::certificate::certificate_at;
 use crate::solver::{Certificate, SolverOptions, StopReason};
 use recovery::{equalize_rows, split_coef};
@@ -316,19 +317,8 @@ pub struct SequenceReport {
     pub n_tokens: usize,
     pub n_features: usize,
     pub n_outputs: usize,
-    pub beta: f64,
-    pub beta_max: f64,
-    pub objective: f64,
-    pub dual_objective: f64,
-    pub duality_gap: f64,
-    pub relative_gap: f64,
-    pub converged: bool,
-    pub stop_reason: StopReason,
-    pub iterations: usize,
-    pub data_passes: f64,
-    pub seconds: f64,
-    /// (q, l) blocks removed by gap-safe screening when the solve ended.
-    pub screened_blocks: usize,
+    #[serde(flatten)]
+    pub solve: CertifiedSolve,
     /// The nonconvex objective (eq. 30) of the recovered heads.
     pub nonconvex_objective: f64,
     /// |nonconvex − objective| / max(1, |objective|).
@@ -351,12 +341,21 @@ impl SequenceReport {
         beta_max: f64,
         val: Option<&SequenceDataset>,
     ) -> Result<SequenceReport> {
-        let objective = sol.certificate.primal;
         let train_yhat = sol.predict(data)?;
         let validation_error = match val {
             Some(v) => Some(sequence_error(loss, v, &sol.predict(v)?)),
             None => None,
         };
+        let solve = CertifiedSolve::new(
+            sol.beta,
+            beta_max,
+            &sol.certificate,
+            sol.stop,
+            sol.iterations,
+            sol.data_passes,
+            sol.seconds,
+            sol.screened,
+        );
         Ok(SequenceReport {
             model: "sequence",
             loss: loss.name(),
@@ -364,21 +363,9 @@ impl SequenceReport {
             n_tokens: data.n_tokens,
             n_features: data.n_features,
             n_outputs: data.n_outputs,
-            beta: sol.beta,
-            beta_max,
-            objective,
-            dual_objective: sol.certificate.dual,
-            duality_gap: sol.certificate.gap,
-            relative_gap: sol.certificate.relative_gap,
-            converged: sol.converged(),
-            stop_reason: sol.stop,
-            iterations: sol.iterations,
-            data_passes: sol.data_passes,
-            seconds: sol.seconds,
-            screened_blocks: sol.screened,
+            recovery_relative_difference: solve.recovery_difference(sol.nonconvex_objective),
+            solve,
             nonconvex_objective: sol.nonconvex_objective,
-            recovery_relative_difference: (sol.nonconvex_objective - objective).abs()
-                / objective.abs().max(1.0),
             active_matrices: sol.active_matrices(),
             n_heads: sol.heads.len(),
             heads: sol.heads.clone(),

@@ -91,16 +91,16 @@ pub fn csv(points: &[PathPoint]) -> String {
         let _ = writeln!(
             s,
             "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-            r.beta,
-            r.beta / r.beta_max,
-            r.objective,
-            r.dual_objective,
-            r.duality_gap,
-            r.relative_gap,
-            r.converged,
-            r.iterations,
-            r.data_passes,
-            r.seconds,
+            r.solve.beta,
+            r.solve.beta / r.solve.beta_max,
+            r.solve.objective,
+            r.solve.dual_objective,
+            r.solve.duality_gap,
+            r.solve.relative_gap,
+            r.solve.converged,
+            r.solve.iterations,
+            r.solve.data_passes,
+            r.solve.seconds,
             r.active_matrices.len(),
             active.join(";"),
             p.nonzero_coefficients,
@@ -120,7 +120,7 @@ pub fn csv(points: &[PathPoint]) -> String {
 fn plot_path(out: &Path, points: &[PathPoint]) -> anyhow::Result<()> {
     let x: Vec<f64> = points
         .iter()
-        .map(|p| p.report.beta / p.report.beta_max)
+        .map(|p| p.report.solve.beta / p.report.solve.beta_max)
         .collect();
     let curve = |name: &str, f: &dyn Fn(&PathPoint) -> f64| Series {
         name: name.into(),
@@ -131,7 +131,7 @@ fn plot_path(out: &Path, points: &[PathPoint]) -> anyhow::Result<()> {
         (
             "objective",
             "Objective along the path",
-            curve("objective", &|p| p.report.objective),
+            curve("objective", &|p| p.report.solve.objective),
         ),
         (
             "active_matrices",
@@ -181,11 +181,11 @@ fn table(points: &[PathPoint], loss: Loss) -> String {
         let _ = writeln!(
             s,
             "{:>10.3e} {:>9.4} {:>14.8e} {:>9.1e} {:>6} {:>9} {:>10.4} {:>10}  {}",
-            r.beta,
-            r.beta / r.beta_max,
-            r.objective,
-            r.relative_gap,
-            r.iterations,
+            r.solve.beta,
+            r.solve.beta / r.solve.beta_max,
+            r.solve.objective,
+            r.solve.relative_gap,
+            r.solve.iterations,
             if r.recovery_relative_difference <= 1e-9 {
                 "yes"
             } else {
