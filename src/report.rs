@@ -29,33 +29,88 @@ pub struct CertifiedSolve {
     pub screened_blocks: usize,
 }
 
+/// What a solution of any program knows about its solve.
+pub trait SolveStats {
+    fn beta(&self) -> f64;
+    fn certificate(&self) -> &Certificate;
+    fn stop(&self) -> StopReason;
+    fn iterations(&self) -> usize;
+    fn data_passes(&self) -> f64;
+    fn seconds(&self) -> f64;
+    fn screened(&self) -> usize;
+}
+
+/// Implements [`SolveStats`] for a solution type with the fields `beta`,
+/// `certificate`, `stop`, `iterations`, `data_passes`, `seconds`, `screened`.
+macro_rules! impl_solve_stats {
+    ($t:ty) => {
+        impl $crate::report::SolveStats for $t {
+            fn beta(&self) -> f64 {
+                self.beta
+            }
+            fn certificate(&self) -> &$crate::solver::Certificate {
+                &self.certificate
+            }
+            fn stop(&self) -> $crate::solver::StopReason {
+                self.stop
+            }
+            fn iterations(&self) -> usize {
+                self.iterations
+            }
+            fn data_passes(&self) -> f64 {
+                self.data_passes
+            }
+            fn seconds(&self) -> f64 {
+                self.seconds
+            }
+            fn screened(&self) -> usize {
+                self.screened
+            }
+        }
+    };
+}
+pub(crate) use impl_solve_stats;
+
+impl_solve_stats!(Solution);
+
 impl CertifiedSolve {
     /// From a solution's certificate and costs.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        beta: f64,
-        beta_max: f64,
-        certificate: &Certificate,
-        stop: StopReason,
-        iterations: usize,
-        data_passes: f64,
-        seconds: f64,
-        screened_blocks: usize,
-    ) -> Self {
+    pub fn of(sol: &impl SolveStats, beta_max: f64) -> Self {
+        let c = sol.certificate();
         CertifiedSolve {
-            beta,
+            beta: sol.beta(),
             beta_max,
-            objective: certificate.primal,
-            dual_objective: certificate.dual,
-            duality_gap: certificate.gap,
-            relative_gap: certificate.relative_gap,
-            converged: stop == StopReason::Converged,
-            stop_reason: stop,
-            iterations,
-            data_passes,
-            seconds,
-            screened_blocks,
+            objective: c.primal,
+            dual_objective: c.dual,
+            duality_gap: c.gap,
+            relative_gap: c.relative_gap,
+            converged: sol.stop() == StopReason::Converged,
+            stop_reason: sol.stop(),
+            iterations: sol.iterations(),
+            data_passes: sol.data_passes(),
+            seconds: sol.seconds(),
+            screened_blocks: sol.screened(),
         }
+    }
+
+    /// The CSV columns every path table starts with (see [`Self::csv_fields`]).
+    pub const CSV_HEADER: &'static str = "beta,beta_over_max,objective,dual_objective,duality_gap,relative_gap,converged,iterations,data_passes,seconds";
+
+    /// The values of [`Self::CSV_HEADER`], comma-separated.
+    pub fn csv_fields(&self) -> String {
+        format!(
+            "{},{},{},{},{},{},{},{},{},{}",
+            self.beta,
+            self.beta / self.beta_max,
+            self.objective,
+            self.dual_objective,
+            self.duality_gap,
+            self.relative_gap,
+            self.converged,
+            self.iterations,
+            self.data_passes,
+            self.seconds
+        )
     }
 
     /// |nonconvex − objective| / max(1, |objective|), the recovery check.
@@ -151,16 +206,7 @@ impl SolveReport {
                 .collect()
         });
         let train_yhat = problem.op.predict(&sol.coef, &sol.intercept);
-        let solve = CertifiedSolve::new(
-            problem.beta,
-            beta_max,
-            &sol.certificate,
-            sol.stop,
-            sol.iterations,
-            sol.data_passes,
-            sol.seconds,
-            sol.screened,
-        );
+        let solve = CertifiedSolve::of(sol, beta_max);
         SolveReport {
             active_tokens: if gated {
                 let mut t: Vec<usize> = active.iter().map(|&b| b % n).collect();

@@ -9,7 +9,7 @@ use convexformer::loss::Loss;
 use convexformer::operator::TokenOperator;
 use convexformer::plot::{heatmap, line_plot, Heatmap, LinePlot, Series};
 use convexformer::problem::{Problem, Program};
-use convexformer::report::SolveReport;
+use convexformer::report::{CertifiedSolve, SolveReport};
 use convexformer::solver::{beta_grid, beta_max, solve_path, SolverOptions};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -109,24 +109,16 @@ pub fn write_path_outputs(
     opts: &SolverOptions,
     reports: &[SolveReport],
 ) -> anyhow::Result<()> {
-    let mut csv = String::from(
-        "beta,beta_over_max,objective,dual_objective,duality_gap,relative_gap,converged,iterations,data_passes,seconds,active_count,active_tokens,n_heads,nonconvex_objective,recovery_relative_difference,train_error,validation_error\n",
+    let mut csv = format!(
+        "{},active_count,active_tokens,n_heads,nonconvex_objective,recovery_relative_difference,train_error,validation_error\n",
+        CertifiedSolve::CSV_HEADER
     );
     for r in reports {
         let active: Vec<String> = r.active_tokens.iter().map(|k| k.to_string()).collect();
         writeln!(
             csv,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-            r.solve.beta,
-            r.solve.beta / r.solve.beta_max,
-            r.solve.objective,
-            r.solve.dual_objective,
-            r.solve.duality_gap,
-            r.solve.relative_gap,
-            r.solve.converged,
-            r.solve.iterations,
-            r.solve.data_passes,
-            r.solve.seconds,
+            "{},{},{},{},{},{},{},{}",
+            r.solve.csv_fields(),
             r.active_tokens.len(),
             active.join(";"),
             r.n_heads,

@@ -308,6 +308,8 @@ fn merge_split(split: &[f64], n: usize) -> Vec<f64> {
         .collect()
 }
 
+crate::report::impl_solve_stats!(SequenceSolution);
+
 /// What a sequence solve reports (report.json for `fit --model sequence`).
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct SequenceReport {
@@ -346,16 +348,7 @@ impl SequenceReport {
             Some(v) => Some(sequence_error(loss, v, &sol.predict(v)?)),
             None => None,
         };
-        let solve = CertifiedSolve::new(
-            sol.beta,
-            beta_max,
-            &sol.certificate,
-            sol.stop,
-            sol.iterations,
-            sol.data_passes,
-            sol.seconds,
-            sol.screened,
-        );
+        let solve = CertifiedSolve::of(sol, beta_max);
         Ok(SequenceReport {
             model: "sequence",
             loss: loss.name(),

@@ -6,6 +6,7 @@ use super::super::path::PathArgs;
 use anyhow::Context;
 use convexformer::loss::Loss;
 use convexformer::plot::{line_plot, LinePlot, Series};
+use convexformer::report::CertifiedSolve;
 use convexformer::sequence::{
     sequence_beta_max, solve_sequence_from, SequenceDataset, SequenceReport,
 };
@@ -78,8 +79,9 @@ pub fn compute_path(
 
 /// path.csv: a row per β; active matrices as `q:l` pairs joined by `;`.
 pub fn csv(points: &[PathPoint]) -> String {
-    let mut s = String::from(
-        "beta,beta_over_max,objective,dual_objective,duality_gap,relative_gap,converged,iterations,data_passes,seconds,active_count,active_matrices,nonzero_coefficients,n_heads,nonconvex_objective,recovery_relative_difference,train_error,validation_error\n",
+    let mut s = format!(
+        "{},active_count,active_matrices,nonzero_coefficients,n_heads,nonconvex_objective,recovery_relative_difference,train_error,validation_error\n",
+        CertifiedSolve::CSV_HEADER
     );
     for p in points {
         let r = &p.report;
@@ -90,17 +92,8 @@ pub fn csv(points: &[PathPoint]) -> String {
             .collect();
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-            r.solve.beta,
-            r.solve.beta / r.solve.beta_max,
-            r.solve.objective,
-            r.solve.dual_objective,
-            r.solve.duality_gap,
-            r.solve.relative_gap,
-            r.solve.converged,
-            r.solve.iterations,
-            r.solve.data_passes,
-            r.solve.seconds,
+            "{},{},{},{},{},{},{},{},{}",
+            r.solve.csv_fields(),
             r.active_matrices.len(),
             active.join(";"),
             p.nonzero_coefficients,
