@@ -39,6 +39,12 @@ pub trait LinearOperator: Sync {
     fn pass_fraction(&self, blocks: usize) -> f64 {
         blocks as f64 / self.n_blocks().max(1) as f64
     }
+    /// An upper bound on λ_max(𝒜ᵀ𝒜) over all blocks, when the operator has
+    /// a cheap one: by Cauchy interlacing it serves every working set, and
+    /// saves the power iteration where the working set is large.
+    fn lipschitz_bound(&self) -> Option<f64> {
+        None
+    }
     /// Whether an unpenalised intercept per output can be fitted.
     fn supports_intercept(&self) -> bool;
     /// out += 𝒜_bᵀ(1 ⊗ m): the adjoint of a constant gradient m (c values)

@@ -51,6 +51,13 @@ pub struct SequenceOperator<'a> {
     /// √2·‖X_q‖_F for block (q, l): a bound on ‖[𝒜_{ql}, −𝒜_{ql}]‖, where
     /// 𝒜_{ql} = I_n ⊗ X_q and X_q[i, k] = X_i[k, q].
     block_norms: Vec<f64>,
+    /// The data feature-major, X_q (N×n, row-major) at q·N·n: a pass over a
+    /// few blocks reads only their features (working sets pay off).
+    xf: Vec<f64>,
+    /// Multithreading for the per-block products (N·n² multiply-adds each).
+    block_par: Par,
+    /// 2·λ_max(X̄ᵀX̄)·1.02, computed once (one pass with the Gram matrix).
+    lipschitz: std::sync::OnceLock<f64>,
 }
 
 impl<'a> SequenceOperator<'a> {
@@ -69,10 +76,161 @@ impl<'a> SequenceOperator<'a> {
             .iter()
             .flat_map(|f| std::iter::repeat((2.0 * f).sqrt()).take(c))
             .collect();
+        let mut xf = vec![0.0; data.x.len()];
+        for (row, x) in data.x.chunks_exact(d).enumerate() {
+            for (q, &v) in x.iter().enumerate() {
+                xf[q * n_s * n + row] = v;
+            }
+        }
+        let block_flops = (n_s * n * n) as f64;
+        let block_par = if block_flops > 4e6 {
+            Par::rayon(0)
+        } else {
+            Par::Seq
+        };
         SequenceOperator {
             data,
             par,
             block_norms,
+            xf,
+            block_par,
+            lipschitz: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// λ_max(X̄ᵀX̄) by power iteration from a fixed start (from below), and
+    /// the data passes it took: on the Gram matrix X̄ᵀX̄ ((n·d)², at most
+    /// [`MAX_GRAM`] entries) formed in one pass, or else two passes per
+    /// iteration.
+    pub fn power_iteration(&self, iters: usize, use_gram: bool) -> (f64, usize) {
+        let (n_s, n, d, _) = self.data.shape();
+        let p = n * d;
+        let x = MatRef::from_row_major_slice(&self.data.x, n_s, p);
+        let gram = use_gram.then(|| {
+            let mut g = vec![0.0; p * p];
+            matmul(
+                MatMut::from_column_major_slice_mut(&mut g, p, p),
+                Accum::Replace,
+                x.transpose(),
+                x,
+                1.0,
+                self.par,
+            );
+            g
+        });
+        let mut passes = usize::from(gram.is_some());
+        let mut v: Vec<f64> = (0..p)
+            .map(|k| 1.0 + ((k * 7919) % 13) as f64 / 13.0)
+            .collect();
+        let mut v2 = vec![0.0; p];
+        let mut w = vec![0.0; n_s];
+        let mut lambda = 0.0;
+        for _ in 0..iters {
+            let nrm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+            if nrm == 0.0 || !nrm.is_finite() {
+                break;
+            }
+            v.iter_mut().for_each(|x| *x /= nrm);
+            let vr = MatRef::from_column_major_slice(&v, p, 1);
+            let dst = MatMut::from_column_major_slice_mut(&mut v2, p, 1);
+            match &gram {
+                Some(g) => {
+                    let g = MatRef::from_column_major_slice(g, p, p);
+                    matmul(dst, Accum::Replace, g, vr, 1.0, Par::Seq);
+                }
+                None => {
+                    let wm = MatMut::from_column_major_slice_mut(&mut w, n_s, 1);
+                    matmul(wm, Accum::Replace, x, vr, 1.0, self.par);
+                    let wr = MatRef::from_column_major_slice(&w, n_s, 1);
+                    matmul(dst, Accum::Replace, x.transpose(), wr, 1.0, self.par);
+                    passes += 2;
+                }
+            }
+            std::mem::swap(&mut v, &mut v2);
+            let new = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+            let done = (new - lambda).abs() <= 1e-9 * new;
+            lambda = new;
+            if done {
+                break;
+            }
+        }
+        (lambda, passes)
+    }
+
+    /// Whether a pass adjoining `blocks` blocks takes the two dense products
+    /// (half the blocks or more: one large product beats many small ones).
+    fn dense(&self, blocks: usize) -> bool {
+        2 * blocks >= self.n_blocks()
+    }
+
+    /// X_q as an N×n matrix.
+    fn feature(&self, q: usize) -> MatRef<'_, f64> {
+        let (n_s, n) = (self.data.n_samples, self.data.n_tokens);
+        MatRef::from_row_major_slice(&self.xf[q * n_s * n..(q + 1) * n_s * n], n_s, n)
+    }
+
+    /// Forward over a few blocks: per output l, Ŷ_l (N×n) = Σ_q X_q C_qlᵀ
+    /// into `ybuf` (c matrices N×n), then interleaved into `yhat` (N·n×c).
+    fn forward_blocks(
+        &self,
+        fwd: &[usize],
+        fwd_coef: &[f64],
+        ybuf: &mut [f64],
+        cm: &mut [f64],
+        yhat: &mut [f64],
+    ) {
+        let (n_s, n, _, c) = self.data.shape();
+        let (nn, m) = (n * n, n_s * n);
+        ybuf.iter_mut().for_each(|v| *v = 0.0);
+        for (z, &blk) in fwd_coef.chunks_exact(2 * nn).zip(fwd) {
+            let (q, l) = (blk / c, blk % c);
+            for ((v, p), mi) in cm.iter_mut().zip(&z[..nn]).zip(&z[nn..]) {
+                *v = p - mi;
+            }
+            let cmat = MatRef::from_row_major_slice(cm, n, n);
+            let dst = MatMut::from_row_major_slice_mut(&mut ybuf[l * m..(l + 1) * m], n_s, n);
+            matmul(
+                dst,
+                Accum::Add,
+                self.feature(q),
+                cmat.transpose(),
+                1.0,
+                self.block_par,
+            );
+        }
+        for (row, y) in yhat.chunks_exact_mut(c).enumerate() {
+            for (l, v) in y.iter_mut().enumerate() {
+                *v = ybuf[l * m + row];
+            }
+        }
+    }
+
+    /// Adjoint over a few blocks: Θ_l (N×n) from the row gradients, then
+    /// G_ql = Θ_lᵀ X_q (n×n) and (G, −G) per block into `out`.
+    fn adjoint_blocks(&self, adj: &[usize], grad: &[f64], tbuf: &mut [f64], out: &mut [f64]) {
+        let (n_s, n, _, c) = self.data.shape();
+        let (nn, m) = (n * n, n_s * n);
+        for (row, g) in grad.chunks_exact(c).enumerate() {
+            for (l, v) in g.iter().enumerate() {
+                tbuf[l * m + row] = *v;
+            }
+        }
+        for (o, &blk) in out.chunks_exact_mut(2 * nn).zip(adj) {
+            let (q, l) = (blk / c, blk % c);
+            let theta = MatRef::from_row_major_slice(&tbuf[l * m..(l + 1) * m], n_s, n);
+            let (gp, gm) = o.split_at_mut(nn);
+            let dst = MatMut::from_row_major_slice_mut(gp, n, n);
+            matmul(
+                dst,
+                Accum::Replace,
+                theta.transpose(),
+                self.feature(q),
+                1.0,
+                self.block_par,
+            );
+            for (a, b) in gm.iter_mut().zip(gp.iter()) {
+                *a = -b;
+            }
         }
     }
 
@@ -161,14 +319,24 @@ impl LinearOperator for SequenceOperator<'_> {
     fn block_norms(&self) -> &[f64] {
         &self.block_norms
     }
-    /// Every pass is two dense products over all of X̄ (forward and adjoint),
-    /// whatever the blocks: two data passes, honestly counted.
+    /// A pass is two products (forward and adjoint); over some blocks each
+    /// reads only their features' columns X_q, so it counts in proportion:
+    /// 2·blocks/n_blocks data passes.
     fn pass_fraction(&self, blocks: usize) -> f64 {
-        if blocks == 0 {
-            0.0
-        } else {
+        if self.dense(blocks) {
             2.0
+        } else {
+            2.0 * blocks as f64 / self.n_blocks().max(1) as f64
         }
+    }
+    /// ‖[𝒜, −𝒜]‖² = 2·λ_max(X̄ᵀX̄) (from the Gram matrix, with a 2% margin
+    /// for the estimate from below), valid for any subset of blocks.
+    fn lipschitz_bound(&self) -> Option<f64> {
+        let (_, n, d, _) = self.data.shape();
+        Some(*self.lipschitz.get_or_init(|| {
+            let (lam, _) = self.power_iteration(300, (n * d) * (n * d) <= MAX_GRAM);
+            2.0 * 1.02 * lam
+        }))
     }
     fn supports_intercept(&self) -> bool {
         false
@@ -184,7 +352,7 @@ impl LinearOperator for SequenceOperator<'_> {
             intercept_grad: vec![0.0; c],
             partials: Vec::new(),
             chunk_loss: vec![0.0; chunks],
-            work: vec![0.0; 2 * self.product_len()],
+            work: vec![0.0; 2 * self.product_len().max(rows * c) + self.data.n_tokens.pow(2)],
         }
     }
     fn fused_pass<F>(
@@ -201,11 +369,21 @@ impl LinearOperator for SequenceOperator<'_> {
     {
         let (_, n, d, c) = self.data.shape();
         let (nn, bl) = (n * n, self.block_len());
-        let (bprod, gprod) = buf.work.split_at_mut(self.product_len());
+        // Passes over every block (certificates, β_max) take one dense
+        // product each way; passes over a working set take one small product
+        // per block, reading only the blocks' features.
+        let dense = self.dense(adj.len());
+        let half = (buf.work.len() - nn) / 2;
+        let (bprod, rest) = buf.work.split_at_mut(half);
+        let (gprod, cm) = rest.split_at_mut(half);
+        let (bprod, gprod) = (&mut bprod[..], &mut gprod[..]);
         // Forward: B from the blocks' C⁺ − C⁻, then F̄ = X̄ Bᵀ.
         if fwd.is_empty() {
             buf.yhat.iter_mut().for_each(|v| *v = 0.0);
+        } else if !dense {
+            self.forward_blocks(fwd, fwd_coef, bprod, cm, &mut buf.yhat);
         } else {
+            let bprod = &mut bprod[..self.product_len()];
             bprod.iter_mut().for_each(|v| *v = 0.0);
             for (z, &blk) in fwd_coef.chunks_exact(bl).zip(fwd) {
                 let (q, l) = (blk / c, blk % c);
@@ -244,7 +422,10 @@ impl LinearOperator for SequenceOperator<'_> {
                 .for_each(|(s, v)| *s += v);
         }
         // Adjoint: G = Θ̄ᵀX̄, then (G_{ql}, −G_{ql}) per block of `adj`.
-        if !adj.is_empty() {
+        if !adj.is_empty() && !dense {
+            self.adjoint_blocks(adj, &buf.sample_grad, gprod, &mut buf.block_grad);
+        } else if !adj.is_empty() {
+            let gprod = &mut gprod[..self.product_len()];
             self.adjoint(&buf.sample_grad, gprod);
             for (out, &blk) in buf.block_grad.chunks_exact_mut(bl).zip(adj) {
                 let (q, l) = (blk / c, blk % c);
@@ -266,3 +447,6 @@ impl LinearOperator for SequenceOperator<'_> {
 fn chunk_rows(rows: usize) -> usize {
     MIN_CHUNK.max(rows.div_ceil(MAX_CHUNKS))
 }
+
+/// Largest Gram matrix X̄ᵀX̄, in entries, that [`SequenceOperator::max_eigenvalue`] forms.
+pub const MAX_GRAM: usize = 1 << 22;

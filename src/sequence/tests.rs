@@ -1094,3 +1094,50 @@ fn screening_and_working_sets_serve_the_sequence_program() {
     assert_eq!(off.screened, 0);
     assert!(rel(on.nonconvex_objective, on.certificate.primal) < 1e-9);
 }
+
+#[test]
+fn block_passes_match_dense_passes() {
+    // Passes over a working set (one small product per block, feature-major
+    // data) against passes over every block (two dense products).
+    for (n_s, n, d, c, seed) in [(30, 3, 4, 2, 1), (50, 5, 3, 3, 2), (40, 2, 6, 1, 3)] {
+        let data = instance(n_s, n, d, c, Loss::Squared, seed);
+        let problem = sequence_problem(&data, Loss::Squared, 1.0).unwrap();
+        let (nb, bl) = (problem.op.n_blocks(), problem.block_len());
+        let mut r = rng(seed + 50);
+        let fwd: Vec<usize> = (0..nb).filter(|b| b % 2 == 0).collect();
+        // Fewer than half the blocks: the per-block path.
+        let adj: Vec<usize> = (0..nb).filter(|b| b % 3 == 0).collect();
+        assert!(2 * adj.len() < nb);
+        let coef = uniform(&mut r, fwd.len() * bl, 0.0, 1.0);
+        let zero = vec![0.0; c];
+        let grad = |i: usize, yh: &[f64], g: &mut [f64]| -> f64 {
+            let y = problem.target(i);
+            g.iter_mut()
+                .zip(yh.iter().zip(y))
+                .for_each(|(g, (a, b))| *g = a - b);
+            0.5 * g.iter().map(|v| v * v).sum::<f64>()
+        };
+        let all: Vec<usize> = (0..nb).collect();
+        let mut dense = problem.op.buffers(nb);
+        let lv_dense = problem
+            .op
+            .fused_pass(&fwd, &coef, &zero, &all, grad, &mut dense);
+        let mut part = problem.op.buffers(nb);
+        let lv_part = problem
+            .op
+            .fused_pass(&fwd, &coef, &zero, &adj, grad, &mut part);
+        assert!((lv_dense - lv_part).abs() <= 1e-10 * lv_dense.abs().max(1.0));
+        for (a, b) in dense.yhat.iter().zip(&part.yhat) {
+            assert!((a - b).abs() < 1e-10, "forward {a} vs {b}");
+        }
+        for (j, &blk) in adj.iter().enumerate() {
+            let (p, q) = (
+                &part.block_grad[j * bl..(j + 1) * bl],
+                &dense.block_grad[blk * bl..(blk + 1) * bl],
+            );
+            for (a, b) in p.iter().zip(q) {
+                assert!((a - b).abs() < 1e-10, "adjoint {a} vs {b}");
+            }
+        }
+    }
+}

@@ -97,7 +97,12 @@ pub fn fista<O: LinearOperator>(
     // Step size 1/L, L = γ·λ_max with a 10% margin for the power-iteration
     // estimate (which approaches λ_max from below); the objective check
     // below enlarges L if that was not enough.
-    let (mut lipschitz, mut passes) = match lipschitz_hint {
+    let global = problem
+        .op
+        .lipschitz_bound()
+        .filter(|_| 2 * ws.len() >= problem.op.n_blocks() && !problem.intercept)
+        .map(|l| problem.loss.smoothness() * l.max(1e-300));
+    let (mut lipschitz, mut passes) = match lipschitz_hint.or(global) {
         Some(l) => (l, 0.0),
         None => {
             let v = &mut fb.y[..len];
