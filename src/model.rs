@@ -290,7 +290,7 @@ impl SequenceModel {
 
     /// Predictions N×n×c on `data`, which must have the model's n and d
     /// (its targets, if any, are ignored).
-    pub fn predict(&self, data: &crate::sequence::SequenceDataset) -> Result<Vec<f64>> {
+    pub fn predict(&self, data: &crate::data::Dataset) -> Result<Vec<f64>> {
         let h = &self.header;
         let (_, n, d, _) = data.shape();
         if (n, d) != (h.n_tokens, h.n_features) {

@@ -479,12 +479,13 @@ fn sequence_model_is_certified_and_plots_its_mixing_matrices() {
 }
 
 /// Small planted sequence data written to `d.npz` (and the data set).
-fn sequence_npz(dir: &Path, spec: &str, name: &str) -> convexformer::sequence::SequenceDataset {
-    use convexformer::sequence::{generate_sequence, parse_sequence_synthetic, write_sequence_npz};
+fn sequence_npz(dir: &Path, spec: &str, name: &str) -> convexformer::data::Dataset {
+    use convexformer::data::npz::write_npz;
+    use convexformer::sequence::{generate_sequence, parse_sequence_synthetic};
     let ds = generate_sequence(&parse_sequence_synthetic(spec).unwrap())
         .unwrap()
         .0;
-    write_sequence_npz(&dir.join(name), &ds).unwrap();
+    write_npz(&dir.join(name), &ds).unwrap();
     ds
 }
 

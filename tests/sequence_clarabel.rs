@@ -14,10 +14,9 @@ use clarabel::solver::{
     DefaultSettings, DefaultSolver, IPSolver, SolverStatus, SupportedConeT,
     SupportedConeT::{NonnegativeConeT, ZeroConeT},
 };
+use convexformer::data::Dataset;
 use convexformer::loss::Loss;
-use convexformer::sequence::{
-    recover_sequence_heads, sequence_beta_max, solve_sequence, SequenceDataset,
-};
+use convexformer::sequence::{recover_sequence_heads, sequence_beta_max, solve_sequence};
 use convexformer::solver::SolverOptions;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -105,7 +104,7 @@ fn idx(q: usize, l: usize, r: usize, k: usize, n: usize, c: usize) -> usize {
 }
 
 /// Predictions F_i[r, l] = Σ_{q,k} C_{ql}[r, k] X_i[k, q], by loops.
-fn predictions(ds: &SequenceDataset, coef: &[f64]) -> Vec<f64> {
+fn predictions(ds: &Dataset, coef: &[f64]) -> Vec<f64> {
     let (n_s, n, d, c) = ds.shape();
     let mut out = vec![0.0; n_s * n * c];
     for i in 0..n_s {
@@ -125,7 +124,7 @@ fn predictions(ds: &SequenceDataset, coef: &[f64]) -> Vec<f64> {
 }
 
 /// ½‖F − Y‖² + β Σ_{ql} max_r Σ_k |C_{ql}[r, k]|.
-fn objective(ds: &SequenceDataset, coef: &[f64], beta: f64) -> f64 {
+fn objective(ds: &Dataset, coef: &[f64], beta: f64) -> f64 {
     let n = ds.n_tokens;
     let fit: f64 = predictions(ds, coef)
         .iter()
@@ -157,7 +156,7 @@ fn row_sum_spread(coef: &[f64], n: usize) -> f64 {
 
 /// Clarabel's optimum and solution C of the program at `beta`, with
 /// (`equal_rows`) or without the equal-row-sum constraint.
-fn reference(ds: &SequenceDataset, beta: f64, equal_rows: bool) -> (f64, Vec<f64>) {
+fn reference(ds: &Dataset, beta: f64, equal_rows: bool) -> (f64, Vec<f64>) {
     let (n_s, n, d, c) = ds.shape();
     let p = d * c * n * n;
     let (u0, m0, r0) = (p, 2 * p, 2 * p + d * c);
@@ -212,7 +211,7 @@ fn reference(ds: &SequenceDataset, beta: f64, equal_rows: bool) -> (f64, Vec<f64
 }
 
 /// Random tokens and targets from random mixing heads plus noise.
-fn instance(rng: &mut ChaCha8Rng) -> SequenceDataset {
+fn instance(rng: &mut ChaCha8Rng) -> Dataset {
     let n = rng.random_range(1..=4);
     let d = rng.random_range(1..=3);
     let c = rng.random_range(1..=2);
@@ -231,12 +230,12 @@ fn instance(rng: &mut ChaCha8Rng) -> SequenceDataset {
             }
         }
     }
-    let ds0 = SequenceDataset::new_real(x, (n_s, n, d), vec![0.0; n_s * n * c], c).unwrap();
+    let ds0 = Dataset::new_real_per_position(x, (n_s, n, d), vec![0.0; n_s * n * c], c).unwrap();
     let y = predictions(&ds0, &teacher)
         .iter()
         .map(|v| v + rng.random_range(-0.5..0.5))
         .collect();
-    SequenceDataset::new_real(ds0.x, (n_s, n, d), y, c).unwrap()
+    Dataset::new_real_per_position(ds0.x, (n_s, n, d), y, c).unwrap()
 }
 
 fn tight() -> SolverOptions {
@@ -315,7 +314,7 @@ fn printed_eq33_without_equal_row_sums_is_a_strict_relaxation() {
         .map(|_| rng.random_range(-1.0..1.0))
         .collect();
     let y: Vec<f64> = (0..n_s).flat_map(|i| [x[i * n], 0.0]).collect();
-    let ds = SequenceDataset::new_real(x, (n_s, n, d), y, c).unwrap();
+    let ds = Dataset::new_real_per_position(x, (n_s, n, d), y, c).unwrap();
     let beta = 0.05 * sequence_beta_max(&ds, Loss::Squared).unwrap();
     let (constrained, _) = reference(&ds, beta, true);
     let (relaxed, relaxed_coef) = reference(&ds, beta, false);

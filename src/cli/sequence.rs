@@ -6,11 +6,13 @@ pub(super) mod predict;
 use super::common::{command_line, prepare_out_dir, write_json, ProblemArgs};
 use super::fit::FitArgs;
 use anyhow::bail;
+use convexformer::data::npz::read_npz_as;
+use convexformer::data::{Dataset, Targets};
 use convexformer::loss::Loss;
 use convexformer::model::{SequenceModel, SequenceModelHeader, SEQUENCE_PROGRAM};
 use convexformer::sequence::{
-    generate_sequence, parse_sequence_synthetic, plot_mixing_matrices, read_sequence_npz,
-    sequence_beta_max, solve_sequence, SequenceDataset, SequenceReport, SequenceSolution,
+    generate_sequence, parse_sequence_synthetic, plot_mixing_matrices, sequence_beta_max,
+    solve_sequence, SequenceReport, SequenceSolution,
 };
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -18,7 +20,7 @@ use std::path::Path;
 
 /// Loads sequence data: `synthetic[:...]` (planted mixing heads) or a .npz
 /// whose `y` is N×n×c (or N×n labels).
-fn load(spec: &str) -> anyhow::Result<SequenceDataset> {
+fn load(spec: &str) -> anyhow::Result<Dataset> {
     if spec == "synthetic" || spec.starts_with("synthetic:") {
         let s = parse_sequence_synthetic(spec)?;
         return Ok(generate_sequence(&s)?.0);
@@ -27,14 +29,10 @@ fn load(spec: &str) -> anyhow::Result<SequenceDataset> {
     if path.extension().and_then(|e| e.to_str()) != Some("npz") {
         bail!("sequence data must be synthetic[:...] or a .npz with X (N×n×d) and y (N×n×c or N×n labels)");
     }
-    Ok(read_sequence_npz(path)?)
+    Ok(read_npz_as(path, true, Some(Targets::PerPosition))?.0)
 }
 
-fn split(
-    ds: SequenceDataset,
-    frac: Option<f64>,
-    seed: u64,
-) -> anyhow::Result<(SequenceDataset, Option<SequenceDataset>)> {
+fn split(ds: Dataset, frac: Option<f64>, seed: u64) -> anyhow::Result<(Dataset, Option<Dataset>)> {
     let Some(f) = frac else { return Ok((ds, None)) };
     let n_val = ((ds.n_samples as f64) * f).round() as usize;
     if !(f > 0.0 && f < 1.0) || n_val == 0 || n_val >= ds.n_samples {
@@ -50,7 +48,7 @@ fn split(
 }
 
 /// Refuses the options the sequence program does not have; loads and splits.
-fn load_split(p: &ProblemArgs) -> anyhow::Result<(Loss, SequenceDataset, Option<SequenceDataset>)> {
+fn load_split(p: &ProblemArgs) -> anyhow::Result<(Loss, Dataset, Option<Dataset>)> {
     let loss = Loss::parse(&p.loss)?;
     if p.val.is_some() {
         bail!("--val is not supported for the sequence model yet: use --val-frac");

@@ -1,9 +1,13 @@
 //! `.npz` data files (NumPy's `np.savez` / `np.savez_compressed`).
 //!
 //! The archive holds an array `X` of shape N×n×d (float32 or float64) and an
-//! array `y`: floats of shape (N) or (N, c) are real targets, integers of shape
-//! (N) are class labels 0..c. Every failure is an [`Error`] naming the file and
-//! what is wrong with it; no input makes the reader panic.
+//! array `y`. Targets per sample: floats of shape (N) or (N, c) are real
+//! targets, integers of shape (N) are class labels 0..c. Targets per position
+//! ([`Targets::PerPosition`]): floats of shape (N, n, c) are real targets,
+//! integers of shape (N, n) class labels; when the caller asks for targets per
+//! position, floats of shape (N, n) are real targets with c = 1. Every failure
+//! is an [`Error`] naming the file and what is wrong with it; no input makes
+//! the reader panic.
 //!
 //! Sizes: each array is read from its archive member through the `zip`
 //! crate. Its `.npy` header (magic string, version 1.0/2.0/3.0, a dictionary
@@ -18,22 +22,22 @@ use std::fs::File;
 use std::io::{BufWriter, Cursor, Read, Seek};
 use std::path::Path;
 
-use ndarray::{Array1, ArrayD, ArrayView2, ArrayView3, IxDyn, ShapeBuilder};
+use ndarray::{Array1, Array2, ArrayD, ArrayView2, ArrayView3, IxDyn, ShapeBuilder};
 use ndarray_npy::npy::header::Header;
 use ndarray_npy::NpzWriter;
 use zip::result::ZipError;
 use zip::{CompressionMethod, ZipArchive};
 
-use super::{checked_len, Dataset};
+use super::{checked_len, Dataset, Targets};
 use crate::error::{Error, Result};
 
 /// The most classes an integer `y` may imply (its largest label + 1): the
 /// one-hot targets take N·c values, so a stray huge label must not allocate.
 pub const MAX_CLASSES: usize = 1 << 16;
 
-/// Reads a data set from a `.npz` file (compressed or not). The file is read
-/// into memory first, so the peak memory is about the file's size plus the
-/// data set's.
+/// Reads a data set with targets per sample from a `.npz` file (compressed
+/// or not). The file is read into memory first, so the peak memory is about
+/// the file's size plus the data set's.
 pub fn read_npz(path: &Path) -> Result<Dataset> {
     read_npz_inputs(path, true).map(|(ds, _)| ds)
 }
@@ -41,31 +45,56 @@ pub fn read_npz(path: &Path) -> Result<Dataset> {
 /// Reads `X`, and `y` when the file has it (`require_y` false): without `y`
 /// the data set holds zero targets and the flag says so (for prediction).
 pub fn read_npz_inputs(path: &Path, require_y: bool) -> Result<(Dataset, bool)> {
-    if path.is_dir() {
-        return Err(format_error(path, "is a directory, not a .npz file"));
-    }
-    let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
-    read_from(&bytes, path, require_y)
+    read_npz_as(path, require_y, Some(Targets::PerSample))
 }
 
 /// Reads a data set from the bytes of a `.npz` file, by the same code as
 /// [`read_npz`] (errors name the path `<memory>`).
 pub fn read_npz_bytes(bytes: &[u8]) -> Result<Dataset> {
-    read_from(bytes, Path::new("<memory>"), true).map(|(ds, _)| ds)
+    read_npz_bytes_as(bytes, Some(Targets::PerSample))
 }
 
-/// The `y` of a file that has none: zero targets, one per sample of `x`.
-pub(crate) fn zero_targets(x: &RawArray) -> RawArray {
-    let n = x.shape.first().copied().unwrap_or(0);
-    RawArray {
-        shape: vec![n],
-        dtype: Dtype::F64,
-        values: Values::Float(vec![0.0; n]),
+/// The reader behind every `.npz` entry point: targets per sample or per
+/// position as `layout` asks, or as `y`'s rank says when it is `None`
+/// (floats (N, n, c) and integers (N, n) per position, the rest per sample).
+/// Without `y` (`require_y` false) the data set holds zero targets, c = 1,
+/// and the flag says so.
+pub fn read_npz_as(
+    path: &Path,
+    require_y: bool,
+    layout: Option<Targets>,
+) -> Result<(Dataset, bool)> {
+    if path.is_dir() {
+        return Err(format_error(path, "is a directory, not a .npz file"));
     }
+    let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
+    read_from(&bytes, path, require_y, layout)
 }
 
-/// Writes `ds` as an uncompressed `.npz`: `X` as float64 (N, n, d), `y` as
-/// float64 (N, c) for real targets or int64 (N) for class labels.
+/// As [`read_npz_as`] with `y` required, from the bytes of a file (errors
+/// name `<memory>`).
+pub fn read_npz_bytes_as(bytes: &[u8], layout: Option<Targets>) -> Result<Dataset> {
+    read_from(bytes, Path::new("<memory>"), true, layout).map(|(ds, _)| ds)
+}
+
+/// The `y` of a file that has none: zero targets, c = 1, one per sample of
+/// `x` (or per position of each sample for [`Targets::PerPosition`]).
+pub(crate) fn zero_targets(x: &RawArray, layout: Option<Targets>) -> Result<RawArray> {
+    let mut shape = vec![x.shape.first().copied().unwrap_or(0)];
+    if layout == Some(Targets::PerPosition) {
+        shape.push(x.shape.get(1).copied().unwrap_or(0));
+    }
+    let len = checked_len("y", &shape, 8)?;
+    Ok(RawArray {
+        shape,
+        dtype: Dtype::F64,
+        values: Values::Float(vec![0.0; len]),
+    })
+}
+
+/// Writes `ds` as an uncompressed `.npz`: `X` as float64 (N, n, d); `y` as
+/// float64 (N, c) for real targets or int64 (N) for class labels per sample,
+/// float64 (N, n, c) or int64 (N, n) per position.
 pub fn write_npz(path: &Path, ds: &Dataset) -> Result<()> {
     ds.validate()?;
     let (n, t, d, c) = ds.shape();
@@ -73,13 +102,22 @@ pub fn write_npz(path: &Path, ds: &Dataset) -> Result<()> {
     let mut npz = NpzWriter::new(BufWriter::new(file));
     let x = ArrayView3::from_shape((n, t, d), &ds.x).map_err(|e| shape_bug("X", e))?;
     npz.add_array("X", &x).map_err(|e| write_error(path, e))?;
-    let added = match &ds.labels {
-        Some(labels) => {
+    let added = match (&ds.labels, ds.targets) {
+        (Some(labels), Targets::PerSample) => {
             let y: Array1<i64> = labels.iter().map(|&l| l as i64).collect();
             npz.add_array("y", &y)
         }
-        None => {
+        (Some(labels), Targets::PerPosition) => {
+            let y = Array2::from_shape_vec((n, t), labels.iter().map(|&l| l as i64).collect())
+                .map_err(|e| shape_bug("y", e))?;
+            npz.add_array("y", &y)
+        }
+        (None, Targets::PerSample) => {
             let y = ArrayView2::from_shape((n, c), &ds.y).map_err(|e| shape_bug("y", e))?;
+            npz.add_array("y", &y)
+        }
+        (None, Targets::PerPosition) => {
+            let y = ArrayView3::from_shape((n, t, c), &ds.y).map_err(|e| shape_bug("y", e))?;
             npz.add_array("y", &y)
         }
     };
@@ -175,8 +213,15 @@ pub(crate) struct RawArray {
 }
 
 /// Builds the data set from the arrays `X` and `y` of the file `path`,
-/// checking ranks, types and sample counts (shared with the safetensors reader).
-pub(crate) fn dataset_from_arrays(x: RawArray, y: RawArray, path: &Path) -> Result<Dataset> {
+/// checking ranks, types and sample counts (shared with the safetensors
+/// reader). `layout` asks for targets per sample or per position; `None`
+/// takes the layout from `y` (see the module doc).
+pub(crate) fn dataset_from_arrays(
+    x: RawArray,
+    y: RawArray,
+    path: &Path,
+    layout: Option<Targets>,
+) -> Result<Dataset> {
     let &[n, t, d] = x.shape.as_slice() else {
         return Err(format_error(
             path,
@@ -189,6 +234,24 @@ pub(crate) fn dataset_from_arrays(x: RawArray, y: RawArray, path: &Path) -> Resu
             format!("X must be float32 or float64, got {}", x.dtype.name()),
         ));
     };
+    let layout = layout.unwrap_or_else(|| match (&y.values, y.shape.len()) {
+        (Values::Float(_), 3) | (Values::Int(_), 2) if y.shape[1] == t => Targets::PerPosition,
+        _ => Targets::PerSample,
+    });
+    match layout {
+        Targets::PerSample => per_sample(xv, (n, t, d), y, path),
+        Targets::PerPosition => per_position(xv, (n, t, d), y, path),
+    }
+}
+
+/// `y` of shape (N) or (N, c) floats, or (N) integer labels.
+fn per_sample(
+    xv: Vec<f64>,
+    shape: (usize, usize, usize),
+    y: RawArray,
+    path: &Path,
+) -> Result<Dataset> {
+    let n = shape.0;
     match y.shape.first() {
         None => {
             return Err(format_error(
@@ -216,7 +279,7 @@ pub(crate) fn dataset_from_arrays(x: RawArray, y: RawArray, path: &Path) -> Resu
                     ))
                 }
             };
-            Dataset::new_real(xv, (n, t, d), yv, c)
+            Dataset::new_real(xv, shape, yv, c)
         }
         Values::Int(yv) => {
             if y.shape.len() != 1 {
@@ -230,19 +293,75 @@ pub(crate) fn dataset_from_arrays(x: RawArray, y: RawArray, path: &Path) -> Resu
                     ),
                 ));
             }
-            let (labels, n_classes) = labels_from_ints(&yv, path)?;
-            checked_len("one-hot y", &[n, n_classes], 8)?;
-            Dataset::new_classes(xv, (n, t, d), labels, n_classes)
+            let (labels, n_classes) = labels_from_ints(&yv, None, path)?;
+            Dataset::new_classes(xv, shape, labels, n_classes)
         }
     }
 }
 
-/// Class labels from integers, with the class count max + 1.
-fn labels_from_ints(values: &[i64], path: &Path) -> Result<(Vec<usize>, usize)> {
-    if let Some((i, v)) = values.iter().enumerate().find(|(_, &v)| v < 0) {
+/// `y` of shape (N, n, c) or (N, n) floats, or (N, n) integer labels.
+fn per_position(
+    xv: Vec<f64>,
+    (n_s, n, d): (usize, usize, usize),
+    y: RawArray,
+    path: &Path,
+) -> Result<Dataset> {
+    let x_shape = [n_s, n, d];
+    if y.shape.len() < 2 || y.shape[0] != n_s || y.shape[1] != n {
         return Err(format_error(
             path,
-            format!("y[{i}] = {v} is negative: class labels must be 0, 1, 2, …"),
+            format!(
+                "a sequence target y must have shape (N, n, c) or (N, n) = ({n_s}, {n}, …) \
+                 to match X of shape {x_shape:?}, got {:?}",
+                y.shape
+            ),
+        ));
+    }
+    let bad = |what: &str| -> Result<Dataset> {
+        Err(format_error(
+            path,
+            format!(
+                "{what} y of shape {:?} ({}): expected floats (N, n, c) or (N, n), or integer \
+                 labels (N, n)",
+                y.shape,
+                y.dtype.name()
+            ),
+        ))
+    };
+    match y.values {
+        Values::Float(yv) => {
+            let c = match y.shape.as_slice() {
+                [_, _] => 1,
+                [_, _, c] => *c,
+                _ => return bad("unsupported"),
+            };
+            Dataset::new_real_per_position(xv, (n_s, n, d), yv, c)
+        }
+        Values::Int(yv) => {
+            if y.shape.len() != 2 {
+                return bad("integer");
+            }
+            let (labels, n_classes) = labels_from_ints(&yv, Some(n), path)?;
+            Dataset::new_classes_per_position(xv, (n_s, n, d), labels, n_classes)
+        }
+    }
+}
+
+/// Class labels from integers, with the class count max + 1; `positions`
+/// (n labels per sample, for labels per position) only shapes the messages.
+fn labels_from_ints(
+    values: &[i64],
+    positions: Option<usize>,
+    path: &Path,
+) -> Result<(Vec<usize>, usize)> {
+    if let Some((p, v)) = values.iter().enumerate().find(|(_, &v)| v < 0) {
+        let at = match positions {
+            Some(n) => format!("{}, {}", p / n, p % n),
+            None => p.to_string(),
+        };
+        return Err(format_error(
+            path,
+            format!("y[{at}] = {v} is negative: class labels must be 0, 1, 2, …"),
         ));
     }
     let max = values.iter().copied().max().unwrap_or(0);
@@ -254,12 +373,31 @@ fn labels_from_ints(values: &[i64], path: &Path) -> Result<(Vec<usize>, usize)> 
             ),
         ));
     }
+    checked_len("one-hot y", &[values.len(), max as usize + 1], 8)?;
     let labels = values.iter().map(|&v| v as usize).collect();
     Ok((labels, max as usize + 1))
 }
 
+/// What an archive must hold, for the message when an array is missing.
+pub(crate) fn expected_arrays(layout: Option<Targets>) -> &'static str {
+    match layout {
+        Some(Targets::PerSample) => "expected X (N×n×d) and y (N) or (N×c)",
+        Some(Targets::PerPosition) => {
+            "expected X (N×n×d) and y (N×n×c floats, or N×n integer labels)"
+        }
+        None => {
+            "expected X (N×n×d) and y ((N) or (N×c) per sample, (N×n×c) or N×n labels per position)"
+        }
+    }
+}
+
 /// The shared reader: `path` only names the source in errors.
-fn read_from(bytes: &[u8], path: &Path, require_y: bool) -> Result<(Dataset, bool)> {
+fn read_from(
+    bytes: &[u8],
+    path: &Path,
+    require_y: bool,
+    layout: Option<Targets>,
+) -> Result<(Dataset, bool)> {
     let (mut zip, names) = open_archive(bytes, path)?;
     let has_y = names.iter().any(|n| n == "y");
     for want in ["X", "y"] {
@@ -267,8 +405,8 @@ fn read_from(bytes: &[u8], path: &Path, require_y: bool) -> Result<(Dataset, boo
             return Err(format_error(
                 path,
                 format!(
-                    "no array '{want}' in the archive, which holds {names:?}; \
-                     expected X (N×n×d) and y (N) or (N×c)"
+                    "no array '{want}' in the archive, which holds {names:?}; {}",
+                    expected_arrays(layout)
                 ),
             ));
         }
@@ -277,9 +415,9 @@ fn read_from(bytes: &[u8], path: &Path, require_y: bool) -> Result<(Dataset, boo
     let y = if has_y {
         read_array(&mut zip, "y", path)?
     } else {
-        zero_targets(&x)
+        zero_targets(&x, layout)?
     };
-    Ok((dataset_from_arrays(x, y, path)?, has_y))
+    Ok((dataset_from_arrays(x, y, path, layout)?, has_y))
 }
 
 /// A `.npz` archive read from memory.
@@ -968,7 +1106,7 @@ mod tests {
     /// prefix (the central directory sits at the end) is an error.
     #[test]
     fn corrupt_bytes_never_panic() {
-        use crate::sequence::data::read_sequence_npz_bytes;
+        let read_per_position = |b: &[u8]| read_npz_bytes_as(b, Some(Targets::PerPosition));
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         let sequence = |compressed| {
             npz_bytes(compressed, |w| {
@@ -997,7 +1135,7 @@ mod tests {
             }
             let out = std::panic::catch_unwind(|| read_npz_bytes(&b).err());
             let plain = out.unwrap_or_else(|_| panic!("panic on round {round}"));
-            let out = std::panic::catch_unwind(|| read_sequence_npz_bytes(&b).err());
+            let out = std::panic::catch_unwind(|| read_per_position(&b).err());
             let seq = out.unwrap_or_else(|_| panic!("sequence reader panic on round {round}"));
             if truncated {
                 assert!(plain.is_some(), "truncated file accepted on round {round}");
@@ -1087,7 +1225,7 @@ mod tests {
             );
             assert!(msg.contains("1099511627776"), "{msg}");
             // The sequence reader shares the check.
-            let e = crate::sequence::data::read_sequence_npz_bytes(&bytes).unwrap_err();
+            let e = read_npz_bytes_as(&bytes, Some(Targets::PerPosition)).unwrap_err();
             assert!(matches!(e, Error::TooLarge(_)), "{e}");
         }
         // A shape whose byte count overflows u64.
@@ -1198,20 +1336,20 @@ mod tests {
         let ds = read_npz_bytes(&file(&|w| w.add_array("y", &labels).unwrap())).unwrap();
         assert_eq!(ds.labels.as_deref(), Some(&[2, 0, 1, 1, 0][..]));
         // The sequence program: (N, n, c) and (N, n) floats, (N, n) labels.
-        use crate::sequence::data::read_sequence_npz_bytes;
+        let read_per_position = |b: &[u8]| read_npz_bytes_as(b, Some(Targets::PerPosition));
         let y3 = Array3::from_shape_fn((5, 4, 2), |(i, r, l)| (i * 8 + r * 2 + l) as f64);
-        let ds = read_sequence_npz_bytes(&file(&|w| w.add_array("y", &y3).unwrap())).unwrap();
+        let ds = read_per_position(&file(&|w| w.add_array("y", &y3).unwrap())).unwrap();
         assert_eq!(ds.shape(), (5, 4, 3, 2));
         assert_eq!(
             (&ds.x, &ds.y),
             (&xs, &y3.iter().copied().collect::<Vec<_>>())
         );
         let yn = Array2::from_shape_fn((5, 4), |(i, r)| (i + r) as f64 * 0.5);
-        let ds = read_sequence_npz_bytes(&file(&|w| w.add_array("y", &yn).unwrap())).unwrap();
+        let ds = read_per_position(&file(&|w| w.add_array("y", &yn).unwrap())).unwrap();
         assert_eq!(ds.shape(), (5, 4, 3, 1));
         assert_eq!(ds.y, yn.iter().copied().collect::<Vec<_>>());
         let yl = Array2::from_shape_fn((5, 4), |(i, r)| ((i + r) % 3) as u16);
-        let ds = read_sequence_npz_bytes(&file(&|w| w.add_array("y", &yl).unwrap())).unwrap();
+        let ds = read_per_position(&file(&|w| w.add_array("y", &yl).unwrap())).unwrap();
         assert_eq!(ds.shape(), (5, 4, 3, 3));
         let want: Vec<usize> = yl.iter().map(|&v| v as usize).collect();
         assert_eq!(ds.labels.as_deref(), Some(&want[..]));

@@ -30,7 +30,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
-use super::{checked_len, Dataset};
+use super::{checked_len, Dataset, Targets};
 use crate::error::{invalid, Result};
 
 /// What the targets of the synthetic data are (see the module's model).
@@ -98,39 +98,53 @@ impl SyntheticSpec {
     /// Checks the sizes and the options against each other.
     pub fn validate(&self) -> Result<()> {
         let s = self;
-        for (key, v) in [
-            ("N", s.n_samples),
-            ("n", s.n_tokens),
-            ("d", s.n_features),
-            ("c", s.n_outputs),
-        ] {
-            if v == 0 {
-                return invalid(format!("synthetic data: {key} must be at least 1, got 0"));
-            }
-        }
-        if s.active == 0 || s.active > s.n_tokens {
-            return invalid(format!(
-                "synthetic data: active must be in 1..=n = 1..={}, got {}",
-                s.n_tokens, s.active
-            ));
-        }
-        if !(s.noise.is_finite() && s.noise >= 0.0) {
-            return invalid(format!(
-                "synthetic data: noise must be finite and ≥ 0, got {}",
-                s.noise
-            ));
-        }
-        match s.kind {
-            TargetKind::Classes if s.n_outputs < 2 => invalid(format!(
-                "synthetic data: kind=classes needs c ≥ 2 classes, got c = {}",
-                s.n_outputs
-            )),
-            TargetKind::Binary if s.n_outputs != 1 => invalid(format!(
-                "synthetic data: kind=binary needs c = 1, got c = {}",
-                s.n_outputs
-            )),
-            _ => Ok(()),
-        }
+        check_spec(
+            "synthetic data",
+            &[
+                ("N", s.n_samples),
+                ("n", s.n_tokens),
+                ("d", s.n_features),
+                ("c", s.n_outputs),
+            ],
+            ("active", s.active, s.n_tokens),
+            s.noise,
+            s.kind,
+            s.n_outputs,
+        )
+    }
+}
+
+/// The checks every synthetic spec shares, with `what` (the generator's
+/// name) leading each message: the `sizes` are at least 1, `count` (key,
+/// value, n) is in 1..=n, the noise is finite and ≥ 0, and `kind` suits the
+/// c = `n_outputs` outputs.
+pub fn check_spec(
+    what: &str,
+    sizes: &[(&str, usize)],
+    (key, count, n): (&str, usize, usize),
+    noise: f64,
+    kind: TargetKind,
+    n_outputs: usize,
+) -> Result<()> {
+    if let Some((key, _)) = sizes.iter().find(|(_, v)| *v == 0) {
+        return invalid(format!("{what}: {key} must be at least 1, got 0"));
+    }
+    if count == 0 || count > n {
+        return invalid(format!(
+            "{what}: {key} must be in 1..=n = 1..={n}, got {count}"
+        ));
+    }
+    if !(noise.is_finite() && noise >= 0.0) {
+        return invalid(format!("{what}: noise must be finite and ≥ 0, got {noise}"));
+    }
+    match kind {
+        TargetKind::Classes if n_outputs < 2 => invalid(format!(
+            "{what}: kind=classes needs c ≥ 2 classes, got c = {n_outputs}"
+        )),
+        TargetKind::Binary if n_outputs != 1 => invalid(format!(
+            "{what}: kind=binary needs c = 1, got c = {n_outputs}"
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -138,6 +152,69 @@ impl SyntheticSpec {
 /// `synthetic:N=1000,n=16,d=32,c=1,active=3,noise=0.1,seed=0,kind=real`;
 /// keys left out keep their defaults.
 pub fn parse(spec: &str) -> Result<SyntheticSpec> {
+    let mut out = SyntheticSpec::default();
+    parse_spec(spec, "synthetic data", KEYS, |v| {
+        match v.key {
+            "N" => out.n_samples = v.number()?,
+            "n" => out.n_tokens = v.number()?,
+            "d" => out.n_features = v.number()?,
+            "c" => out.n_outputs = v.number()?,
+            "active" => out.active = v.number()?,
+            "noise" => out.noise = v.number()?,
+            "seed" => out.seed = v.number()?,
+            "kind" => out.kind = v.kind()?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })?;
+    out.validate()?;
+    Ok(out)
+}
+
+/// One `key=value` item of a synthetic spec, for the setter of
+/// [`parse_spec`]; its parsers name the spec in their errors.
+pub struct SpecItem<'a> {
+    /// The key, trimmed.
+    pub key: &'a str,
+    /// The value text, trimmed.
+    pub value: &'a str,
+    what: &'a str,
+}
+
+impl SpecItem<'_> {
+    /// The value as a number (or anything `FromStr`).
+    pub fn number<T: std::str::FromStr>(&self) -> Result<T> {
+        let (what, key, value) = (self.what, self.key, self.value);
+        value
+            .parse()
+            .or_else(|_| invalid(format!("{what}: bad value '{value}' for key {key}")))
+    }
+
+    /// The value as a [`TargetKind`] (`real`, `binary` or `classes`).
+    pub fn kind(&self) -> Result<TargetKind> {
+        let (what, value) = (self.what, self.value);
+        TargetKind::parse(value).map_or_else(
+            || {
+                invalid(format!(
+                    "{what}: bad value '{value}' for key kind \
+                     (expected real, binary or classes)"
+                ))
+            },
+            Ok,
+        )
+    }
+}
+
+/// The one parser of the CLI form `synthetic` or `synthetic:key=value,…`:
+/// checks the form, refuses repeated keys, and hands each item to `set`,
+/// which returns `Ok(false)` for a key it does not know (an error naming
+/// `keys`). `what` (such as "synthetic data") leads the messages.
+pub fn parse_spec(
+    spec: &str,
+    what: &str,
+    keys: &str,
+    mut set: impl FnMut(&SpecItem) -> Result<bool>,
+) -> Result<()> {
     let spec = spec.trim();
     let rest = match spec.split_once(':') {
         None if spec == "synthetic" => "",
@@ -145,61 +222,27 @@ pub fn parse(spec: &str) -> Result<SyntheticSpec> {
         _ => {
             return invalid(format!(
                 "'{spec}' is not a synthetic data spec: expected 'synthetic' or \
-                 'synthetic:key=value,…' with keys {KEYS}"
+                 'synthetic:key=value,…' with keys {keys}"
             ))
         }
     };
-    let mut out = SyntheticSpec::default();
     let mut seen: Vec<&str> = Vec::new();
     for item in rest.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let Some((key, value)) = item.split_once('=') else {
-            return invalid(format!(
-                "synthetic data: '{item}' is not key=value (keys: {KEYS})"
-            ));
+            return invalid(format!("{what}: '{item}' is not key=value (keys: {keys})"));
         };
         let (key, value) = (key.trim(), value.trim());
         if seen.contains(&key) {
-            return invalid(format!("synthetic data: key {key} is given twice"));
+            return invalid(format!("{what}: key {key} is given twice"));
         }
         seen.push(key);
-        set_key(&mut out, key, value)?;
-    }
-    out.validate()?;
-    Ok(out)
-}
-
-/// Sets one key of `spec` from its text.
-fn set_key(spec: &mut SyntheticSpec, key: &str, value: &str) -> Result<()> {
-    match key {
-        "N" => spec.n_samples = parse_value(key, value)?,
-        "n" => spec.n_tokens = parse_value(key, value)?,
-        "d" => spec.n_features = parse_value(key, value)?,
-        "c" => spec.n_outputs = parse_value(key, value)?,
-        "active" => spec.active = parse_value(key, value)?,
-        "noise" => spec.noise = parse_value(key, value)?,
-        "seed" => spec.seed = parse_value(key, value)?,
-        "kind" => {
-            let Some(kind) = TargetKind::parse(value) else {
-                return invalid(format!(
-                    "synthetic data: bad value '{value}' for key kind \
-                     (expected real, binary or classes)"
-                ));
-            };
-            spec.kind = kind;
-        }
-        _ => {
+        if !set(&SpecItem { key, value, what })? {
             return invalid(format!(
-                "synthetic data: unknown key '{key}'; valid keys are {KEYS}"
-            ))
+                "{what}: unknown key '{key}'; valid keys are {keys}"
+            ));
         }
     }
     Ok(())
-}
-
-fn parse_value<T: std::str::FromStr>(key: &str, value: &str) -> Result<T> {
-    value
-        .parse()
-        .or_else(|_| invalid(format!("synthetic data: bad value '{value}' for key {key}")))
 }
 
 /// Generates the data set of `spec` and returns it with the sorted planted
@@ -227,24 +270,39 @@ pub fn generate(spec: &SyntheticSpec) -> Result<(Dataset, Vec<usize>)> {
     let eps: Vec<f64> = normals(&mut rng, n * c).collect();
 
     let z = noisy_scores(&x, &w, &eps, &planted, spec);
-    let ds = match spec.kind {
-        TargetKind::Real => Dataset::new_real(x, (n, t, d), z, c)?,
+    let ds = targets_of_kind(spec.kind, x, (n, t, d), z, c, Targets::PerSample)?;
+    Ok((ds, planted))
+}
+
+/// The data set of the noisy scores `z` (c per target row) as targets of
+/// `kind`: the scores (`real`), their signs (`binary`, c = 1, sign(0) = +1)
+/// or the argmax per row (`classes`, the first on ties).
+pub fn targets_of_kind(
+    kind: TargetKind,
+    x: Vec<f64>,
+    shape: (usize, usize, usize),
+    z: Vec<f64>,
+    c: usize,
+    layout: Targets,
+) -> Result<Dataset> {
+    match kind {
+        TargetKind::Real => Dataset::real(x, shape, z, c, layout),
         TargetKind::Binary => {
             let y = z
                 .iter()
                 .map(|&v| if v >= 0.0 { 1.0 } else { -1.0 })
                 .collect();
-            Dataset::new_real(x, (n, t, d), y, 1)?
+            Dataset::real(x, shape, y, 1, layout)
         }
         TargetKind::Classes => {
             let labels = z.chunks_exact(c).map(argmax).collect();
-            Dataset::new_classes(x, (n, t, d), labels, c)?
+            Dataset::classes(x, shape, labels, c, layout)
         }
-    };
-    Ok((ds, planted))
+    }
 }
 
-fn normals(rng: &mut ChaCha8Rng, count: usize) -> impl Iterator<Item = f64> + '_ {
+/// `count` i.i.d. N(0, 1) draws from `rng`.
+pub fn normals(rng: &mut ChaCha8Rng, count: usize) -> impl Iterator<Item = f64> + '_ {
     (0..count).map(move |_| rng.sample::<f64, _>(StandardNormal))
 }
 
@@ -443,5 +501,33 @@ mod tests {
         };
         let e = generate(&huge).unwrap_err();
         assert!(matches!(e, crate::Error::TooLarge(_)), "{e}");
+    }
+
+    /// The one spec parser: the form, repeated and unknown keys, values.
+    #[test]
+    fn the_shared_parser_names_its_generator() {
+        let mut got = Vec::new();
+        parse_spec(" synthetic: a = 1 , b=x ", "test data", "a, b", |v| {
+            got.push((v.key.to_string(), v.value.to_string()));
+            Ok(true)
+        })
+        .unwrap();
+        assert_eq!(got, [("a".into(), "1".into()), ("b".into(), "x".into())]);
+        let e = parse_spec("synthetic:z=1", "test data", "a, b", |_| Ok(false)).unwrap_err();
+        assert!(e
+            .to_string()
+            .contains("test data: unknown key 'z'; valid keys are a, b"));
+        let e = parse_spec("synthetic:a=q", "test data", "a", |v| {
+            v.number::<u32>().map(|_| true)
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("test data: bad value 'q' for key a"));
+        let e = crate::sequence::parse_sequence_synthetic("synthetic:active=2").unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("synthetic sequence data: unknown key 'active'"),
+            "{msg}"
+        );
+        assert!(msg.contains("heads, support"), "{msg}");
     }
 }

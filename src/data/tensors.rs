@@ -3,7 +3,8 @@
 //!
 //! The file holds the same arrays as a `.npz` (see [`super::npz`]): a tensor
 //! `X` (F32 or F64) of shape N×n×d and a tensor `y`, floats of shape (N) or
-//! (N, c) for real targets or integers of shape (N) for class labels. The
+//! (N, c) for real targets or integers of shape (N) for class labels (targets
+//! per position: floats (N, n, c) or integers (N, n), as in `.npz`). The
 //! safetensors header gives every tensor's shape, type and byte range, and the
 //! parser checks them against the file's length before anything is converted,
 //! so a corrupt header cannot trigger a huge allocation.
@@ -14,7 +15,7 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype as StDtype, SafeTensors};
 
 use super::npz::{dataset_from_arrays, format_error, io_error, Dtype, RawArray, Values};
-use super::Dataset;
+use super::{Dataset, Targets};
 use crate::error::{Error, Result};
 
 /// Reads a data set from a `.npz` or `.safetensors` file, by its extension.
@@ -25,18 +26,28 @@ pub fn read_dataset(path: &Path) -> Result<Dataset> {
 /// As [`read_dataset`], but `y` may be missing when `require_y` is false:
 /// the data set then holds zero targets and the flag is false.
 pub fn read_inputs(path: &Path, require_y: bool) -> Result<(Dataset, bool)> {
+    read_inputs_as(path, require_y, Some(Targets::PerSample))
+}
+
+/// As [`read_inputs`], with targets per sample or per position as `layout`
+/// asks (`None`: as `y`'s rank says; see [`super::npz::read_npz_as`]).
+pub fn read_inputs_as(
+    path: &Path,
+    require_y: bool,
+    layout: Option<Targets>,
+) -> Result<(Dataset, bool)> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
     match ext.as_deref() {
-        Some("npz") => super::npz::read_npz_inputs(path, require_y),
+        Some("npz") => super::npz::read_npz_as(path, require_y, layout),
         Some("safetensors") => {
             if path.is_dir() {
                 return Err(format_error(path, "is a directory, not a .safetensors file"));
             }
             let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
-            read_from(&bytes, path, require_y)
+            read_from(&bytes, path, require_y, layout)
         }
         _ => Err(Error::Invalid(format!(
             "cannot tell the format of data file {}: supported extensions are .npz and .safetensors",
@@ -54,30 +65,35 @@ pub fn read_safetensors(path: &Path) -> Result<Dataset> {
         ));
     }
     let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
-    read_from(&bytes, path, true).map(|(ds, _)| ds)
+    read_from(&bytes, path, true, Some(Targets::PerSample)).map(|(ds, _)| ds)
 }
 
 /// Reads a data set from the bytes of a `.safetensors` file, by the same code
 /// as [`read_safetensors`] (errors name the path `<memory>`).
 pub fn read_safetensors_bytes(bytes: &[u8]) -> Result<Dataset> {
-    read_from(bytes, Path::new("<memory>"), true).map(|(ds, _)| ds)
+    read_from(bytes, Path::new("<memory>"), true, Some(Targets::PerSample)).map(|(ds, _)| ds)
 }
 
 /// Writes `ds` as `.safetensors`: `X` as F64 (N, n, d), `y` as F64 (N, c) for
-/// real targets or I64 (N) for class labels.
+/// real targets or I64 (N) for class labels; per position F64 (N, n, c) or
+/// I64 (N, n).
 pub fn write_safetensors(path: &Path, ds: &Dataset) -> Result<()> {
     ds.validate()?;
     let (n, t, d, c) = ds.shape();
     let x_bytes = le_bytes(ds.x.iter().map(|v| v.to_le_bytes()));
+    let rows: &[usize] = match ds.targets {
+        Targets::PerSample => &[n],
+        Targets::PerPosition => &[n, t],
+    };
     let (y_dtype, y_shape, y_bytes) = match &ds.labels {
         Some(l) => (
             StDtype::I64,
-            vec![n],
+            rows.to_vec(),
             le_bytes(l.iter().map(|&v| (v as i64).to_le_bytes())),
         ),
         None => (
             StDtype::F64,
-            vec![n, c],
+            [rows, &[c]].concat(),
             le_bytes(ds.y.iter().map(|v| v.to_le_bytes())),
         ),
     };
@@ -96,7 +112,12 @@ fn le_bytes<const K: usize>(values: impl Iterator<Item = [u8; K]>) -> Vec<u8> {
 }
 
 /// The shared reader: `path` only names the source in errors.
-fn read_from(bytes: &[u8], path: &Path, require_y: bool) -> Result<(Dataset, bool)> {
+fn read_from(
+    bytes: &[u8],
+    path: &Path,
+    require_y: bool,
+    layout: Option<Targets>,
+) -> Result<(Dataset, bool)> {
     let st = SafeTensors::deserialize(bytes).map_err(|e| {
         format_error(
             path,
@@ -111,8 +132,8 @@ fn read_from(bytes: &[u8], path: &Path, require_y: bool) -> Result<(Dataset, boo
             return Err(format_error(
                 path,
                 format!(
-                    "no tensor '{want}' in the file, which holds {names:?}; \
-                     expected X (N×n×d) and y (N) or (N×c)"
+                    "no tensor '{want}' in the file, which holds {names:?}; {}",
+                    super::npz::expected_arrays(layout)
                 ),
             ));
         }
@@ -121,9 +142,9 @@ fn read_from(bytes: &[u8], path: &Path, require_y: bool) -> Result<(Dataset, boo
     let y = if has_y {
         raw_array(&st, "y", path)?
     } else {
-        super::npz::zero_targets(&x)
+        super::npz::zero_targets(&x, layout)?
     };
-    Ok((dataset_from_arrays(x, y, path)?, has_y))
+    Ok((dataset_from_arrays(x, y, path, layout)?, has_y))
 }
 
 /// Tensor `name` converted to f64 or i64 values (safetensors data is

@@ -13,7 +13,7 @@ pub use huber::Huber;
 pub use logistic::Logistic;
 pub use squared::Squared;
 
-use crate::data::Dataset;
+use crate::data::{Dataset, Targets};
 use crate::error::{invalid, Result};
 
 /// What a per-sample loss provides.
@@ -114,37 +114,53 @@ impl Loss {
         }
     }
 
-    /// Checks that the targets suit this loss.
+    /// Checks that the targets suit this loss, one row per sample or per
+    /// position (the messages say which).
     pub fn check_targets(&self, ds: &Dataset) -> Result<()> {
+        let per_position = ds.targets == Targets::PerPosition;
+        let c = ds.n_outputs;
         match self {
             Loss::Squared | Loss::Huber(_) => Ok(()),
             Loss::Logistic => {
-                if ds.n_outputs != 1 {
-                    return invalid(format!(
-                        "logistic loss needs one output with y in {{-1, +1}}, the data has {} outputs: use cross-entropy for classes",
-                        ds.n_outputs
-                    ));
+                if c != 1 {
+                    return invalid(if per_position {
+                        format!("logistic loss needs one output per position with y in {{-1, +1}}, the data has {c}: use cross-entropy for classes")
+                    } else {
+                        format!("logistic loss needs one output with y in {{-1, +1}}, the data has {c} outputs: use cross-entropy for classes")
+                    });
                 }
                 match ds.y.iter().position(|&v| v != 1.0 && v != -1.0) {
-                    Some(i) => invalid(format!(
-                        "logistic loss needs y in {{-1, +1}}, y[{i}] = {}: recode the labels",
-                        ds.y[i]
-                    )),
+                    Some(p) => {
+                        let sep = if per_position { ";" } else { "," };
+                        invalid(format!(
+                            "logistic loss needs y in {{-1, +1}}{sep} y[{}] = {}: recode the labels",
+                            ds.row_name(p),
+                            ds.y[p]
+                        ))
+                    }
                     None => Ok(()),
                 }
             }
             Loss::CrossEntropy => {
-                if ds.n_outputs < 2 {
-                    return invalid(
-                        "cross-entropy needs class labels (integer y) or a probability row per sample with at least 2 classes",
-                    );
+                if c < 2 {
+                    return invalid(if per_position {
+                        "cross-entropy needs class labels per position (integer y of shape N×n) \
+                         or a probability row per position with at least 2 classes"
+                    } else {
+                        "cross-entropy needs class labels (integer y) or a probability row per sample with at least 2 classes"
+                    });
                 }
-                for i in 0..ds.n_samples {
-                    let row = ds.target(i);
-                    let s: f64 = row.iter().sum();
-                    if row.iter().any(|&v| v < 0.0) || (s - 1.0).abs() > 1e-9 {
+                for row in 0..ds.n_rows() {
+                    let t = ds.target(row);
+                    let s: f64 = t.iter().sum();
+                    if t.iter().any(|&v| v < 0.0) || (s - 1.0).abs() > 1e-9 {
+                        let which = if per_position {
+                            format!("y[{}]", ds.row_name(row))
+                        } else {
+                            format!("row {row}")
+                        };
                         return invalid(format!(
-                            "cross-entropy targets must be class labels or probability rows; row {i} sums to {s}"
+                            "cross-entropy targets must be class labels or probability rows; {which} sums to {s}"
                         ));
                     }
                 }

@@ -67,9 +67,8 @@
 //! tasks). [`solve_sequence`] refuses, before allocating, a problem whose
 //! buffers exceed [`MAX_SEQUENCE_BYTES`]; for long sequences use the vector
 //! program (SPEC §4b, `--model vector-l1`) per output row
-//! ([`SequenceDataset::position`] gives that data set).
+//! ([`Dataset::position_dataset`] gives that data set).
 
-pub mod data;
 #[cfg(feature = "plot")]
 pub mod figures;
 pub mod operator;
@@ -78,10 +77,6 @@ pub use crate::penalty::cone_projection as projection;
 pub mod recovery;
 pub mod synthetic;
 
-pub use data::{
-    check_sequence_targets, read_sequence_inputs, read_sequence_npz, read_sequence_npz_bytes,
-    write_sequence_npz, SequenceDataset,
-};
 #[cfg(feature = "plot")]
 pub use figures::plot_mixing_matrices;
 pub use recovery::{
@@ -92,6 +87,7 @@ pub use synthetic::{generate_sequence, parse_sequence_synthetic, SequenceSynthet
 
 use std::time::Instant;
 
+use crate::data::{Dataset, Targets};
 use crate::error::{invalid, Error, Result};
 use crate::loss::Loss;
 use crate::operator::LinearOperator;
@@ -187,7 +183,7 @@ impl SequenceSolution {
     }
 
     /// Predictions (N×n×c) on `data`.
-    pub fn predict(&self, data: &SequenceDataset) -> Result<Vec<f64>> {
+    pub fn predict(&self, data: &Dataset) -> Result<Vec<f64>> {
         let (_, n, d, c) = data.shape();
         if (n, d, c) != (self.n_tokens, self.n_features, self.n_outputs) {
             return invalid(format!(
@@ -199,9 +195,15 @@ impl SequenceSolution {
     }
 }
 
-fn check_inputs(data: &SequenceDataset, loss: Loss, beta: f64) -> Result<()> {
+fn check_inputs(data: &Dataset, loss: Loss, beta: f64) -> Result<()> {
     data.validate()?;
-    check_sequence_targets(loss, data)?;
+    if data.targets != Targets::PerPosition {
+        return invalid(
+            "the sequence program needs a target row per position (y of shape N×n×c, or N×n \
+             labels), the data set has one per sample",
+        );
+    }
+    loss.check_targets(data)?;
     if !(beta > 0.0 && beta.is_finite()) {
         return invalid(format!("beta must be a positive number, got {beta}"));
     }
@@ -213,7 +215,7 @@ fn check_inputs(data: &SequenceDataset, loss: Loss, beta: f64) -> Result<()> {
 /// the [`operator::SequenceOperator`] with the split-form regularizer
 /// [`crate::penalty::RowSumCone`], the loss per (sample, position).
 pub fn sequence_problem(
-    data: &SequenceDataset,
+    data: &Dataset,
     loss: Loss,
     beta: f64,
 ) -> Result<Problem<'_, operator::SequenceOperator<'_>>> {
@@ -230,7 +232,7 @@ pub fn sequence_problem(
 
 /// β_max = max_{ql} max(Σ_r max_k G⁰_{ql}, Σ_r max_k (−G⁰_{ql})) with
 /// G⁰ = 𝒜ᵀθ⁰, θ⁰ = −∇L(0): the smallest β at which C = 0 is optimal.
-pub fn sequence_beta_max(data: &SequenceDataset, loss: Loss) -> Result<f64> {
+pub fn sequence_beta_max(data: &Dataset, loss: Loss) -> Result<f64> {
     Ok(crate::solver::beta_max(&sequence_problem(data, loss, 1.0)?))
 }
 
@@ -239,7 +241,7 @@ pub fn sequence_beta_max(data: &SequenceDataset, loss: Loss) -> Result<f64> {
 /// the split form), recovers the heads and evaluates them in the nonconvex
 /// objective.
 pub fn solve_sequence(
-    data: &SequenceDataset,
+    data: &Dataset,
     loss: Loss,
     beta: f64,
     opts: &SolverOptions,
@@ -251,7 +253,7 @@ pub fn solve_sequence(
 /// with equal row sums, e.g. the solution at a nearby β): along a path the
 /// previous solution is close, so far fewer iterations are needed.
 pub fn solve_sequence_from(
-    data: &SequenceDataset,
+    data: &Dataset,
     loss: Loss,
     beta: f64,
     opts: &SolverOptions,
@@ -337,11 +339,11 @@ pub struct SequenceReport {
 
 impl SequenceReport {
     pub fn new(
-        data: &SequenceDataset,
+        data: &Dataset,
         loss: Loss,
         sol: &SequenceSolution,
         beta_max: f64,
-        val: Option<&SequenceDataset>,
+        val: Option<&Dataset>,
     ) -> Result<SequenceReport> {
         let train_yhat = sol.predict(data)?;
         let validation_error = match val {
@@ -370,7 +372,7 @@ impl SequenceReport {
 
 /// Per position: mean of Σ_l (ŷ − y)² (regression losses), or the
 /// misclassification rate (sign for logistic, argmax for cross-entropy).
-pub fn sequence_error(loss: Loss, data: &SequenceDataset, yhat: &[f64]) -> f64 {
+pub fn sequence_error(loss: Loss, data: &Dataset, yhat: &[f64]) -> f64 {
     let c = data.n_outputs;
     let rows = (data.n_samples * data.n_tokens) as f64;
     let pairs = yhat.chunks_exact(c).zip(data.y.chunks_exact(c));

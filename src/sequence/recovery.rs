@@ -18,7 +18,7 @@
 use crate::error::{invalid, Result};
 use crate::loss::{Loss, SampleLoss};
 
-use super::SequenceDataset;
+use crate::data::Dataset;
 
 /// One sequence head: F_j(X) = o · W X V.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -49,7 +49,7 @@ pub fn sequence_penalty(coef: &[f64], n: usize) -> f64 {
 
 /// Predictions F(X_i)[r, l] = Σ_{q,k} C_{ql}[r, k] X_i[k, q] (N×n×c) of
 /// matrix-major coefficients, by plain loops.
-pub fn coef_predictions(coef: &[f64], data: &SequenceDataset) -> Vec<f64> {
+pub fn coef_predictions(coef: &[f64], data: &Dataset) -> Vec<f64> {
     let (n_s, n, d, c) = data.shape();
     let mut out = vec![0.0; n_s * n * c];
     for i in 0..n_s {
@@ -72,7 +72,7 @@ pub fn coef_predictions(coef: &[f64], data: &SequenceDataset) -> Vec<f64> {
 }
 
 /// Σ_{i,r} L(ŷ_i[r, :], Y_i[r, :]) for predictions N×n×c.
-pub fn fit_value(loss: Loss, data: &SequenceDataset, yhat: &[f64]) -> f64 {
+pub fn fit_value(loss: Loss, data: &Dataset, yhat: &[f64]) -> f64 {
     let c = data.n_outputs;
     yhat.chunks_exact(c)
         .zip(data.y.chunks_exact(c))
@@ -82,13 +82,13 @@ pub fn fit_value(loss: Loss, data: &SequenceDataset, yhat: &[f64]) -> f64 {
 
 /// The convex objective Σ L + β Σ_{ql} ‖C_{ql}‖_{∞,1} (the equal-row-sum
 /// constraint is not checked here).
-pub fn sequence_objective(coef: &[f64], data: &SequenceDataset, loss: Loss, beta: f64) -> f64 {
+pub fn sequence_objective(coef: &[f64], data: &Dataset, loss: Loss, beta: f64) -> f64 {
     fit_value(loss, data, &coef_predictions(coef, data))
         + beta * sequence_penalty(coef, data.n_tokens)
 }
 
 /// Predictions Σ_j o_j W_j X_i V_j (N×n×c) of heads, by plain loops.
-pub fn head_predictions(heads: &[SequenceHead], data: &SequenceDataset) -> Vec<f64> {
+pub fn head_predictions(heads: &[SequenceHead], data: &Dataset) -> Vec<f64> {
     let (n_s, n, d, c) = data.shape();
     let mut out = vec![0.0; n_s * n * c];
     let mut xv = vec![0.0; n * c];
@@ -130,7 +130,7 @@ pub fn head_penalty(h: &SequenceHead) -> f64 {
 /// The nonconvex objective of eq. (30), from the heads alone.
 pub fn sequence_nonconvex_objective(
     heads: &[SequenceHead],
-    data: &SequenceDataset,
+    data: &Dataset,
     loss: Loss,
     beta: f64,
 ) -> f64 {

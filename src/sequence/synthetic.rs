@@ -22,13 +22,12 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Exp1, StandardNormal};
+use rand_distr::Exp1;
 
-use super::data::SequenceDataset;
 use super::recovery::{head_predictions, SequenceHead};
-use crate::data::checked_len;
-use crate::data::synthetic::TargetKind;
-use crate::error::{invalid, Result};
+use crate::data::synthetic::{check_spec, normals, parse_spec, targets_of_kind, TargetKind};
+use crate::data::{checked_len, Dataset, Targets};
+use crate::error::Result;
 
 /// Sizes and options of a planted-heads sequence data set.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -74,116 +73,51 @@ const KEYS: &str = "N, n, d, c, heads, support, noise, seed, kind";
 impl SequenceSyntheticSpec {
     pub fn validate(&self) -> Result<()> {
         let s = self;
-        for (key, v) in [
-            ("N", s.n_samples),
-            ("n", s.n_tokens),
-            ("d", s.n_features),
-            ("c", s.n_outputs),
-            ("heads", s.heads),
-        ] {
-            if v == 0 {
-                return invalid(format!(
-                    "synthetic sequence data: {key} must be at least 1, got 0"
-                ));
-            }
-        }
-        if s.support == 0 || s.support > s.n_tokens {
-            return invalid(format!(
-                "synthetic sequence data: support must be in 1..=n = 1..={}, got {}",
-                s.n_tokens, s.support
-            ));
-        }
-        if !(s.noise.is_finite() && s.noise >= 0.0) {
-            return invalid(format!(
-                "synthetic sequence data: noise must be finite and ≥ 0, got {}",
-                s.noise
-            ));
-        }
-        match s.kind {
-            TargetKind::Classes if s.n_outputs < 2 => invalid(format!(
-                "synthetic sequence data: kind=classes needs c ≥ 2, got c = {}",
-                s.n_outputs
-            )),
-            TargetKind::Binary if s.n_outputs != 1 => invalid(format!(
-                "synthetic sequence data: kind=binary needs c = 1, got c = {}",
-                s.n_outputs
-            )),
-            _ => Ok(()),
-        }
+        check_spec(
+            WHAT,
+            &[
+                ("N", s.n_samples),
+                ("n", s.n_tokens),
+                ("d", s.n_features),
+                ("c", s.n_outputs),
+                ("heads", s.heads),
+            ],
+            ("support", s.support, s.n_tokens),
+            s.noise,
+            s.kind,
+            s.n_outputs,
+        )
     }
 }
 
+/// Leads the messages about this generator's specs.
+const WHAT: &str = "synthetic sequence data";
+
 /// Parses `synthetic` or `synthetic:key=value,…` (keys: N, n, d, c, heads,
-/// support, noise, seed, kind).
+/// support, noise, seed, kind) with the shared spec parser.
 pub fn parse_sequence_synthetic(spec: &str) -> Result<SequenceSyntheticSpec> {
-    let spec = spec.trim();
-    let rest = match spec.split_once(':') {
-        None if spec == "synthetic" => "",
-        Some(("synthetic", rest)) => rest,
-        _ => {
-            return invalid(format!(
-                "'{spec}' is not a synthetic data spec: expected 'synthetic' or \
-                 'synthetic:key=value,…' with keys {KEYS}"
-            ))
-        }
-    };
     let mut out = SequenceSyntheticSpec::default();
-    let mut seen: Vec<&str> = Vec::new();
-    for item in rest.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let Some((key, value)) = item.split_once('=') else {
-            return invalid(format!(
-                "synthetic sequence data: '{item}' is not key=value (keys: {KEYS})"
-            ));
-        };
-        let (key, value) = (key.trim(), value.trim());
-        if seen.contains(&key) {
-            return invalid(format!("synthetic sequence data: key {key} is given twice"));
+    parse_spec(spec, WHAT, KEYS, |v| {
+        match v.key {
+            "N" => out.n_samples = v.number()?,
+            "n" => out.n_tokens = v.number()?,
+            "d" => out.n_features = v.number()?,
+            "c" => out.n_outputs = v.number()?,
+            "heads" => out.heads = v.number()?,
+            "support" => out.support = v.number()?,
+            "noise" => out.noise = v.number()?,
+            "seed" => out.seed = v.number()?,
+            "kind" => out.kind = v.kind()?,
+            _ => return Ok(false),
         }
-        seen.push(key);
-        fn num<T: std::str::FromStr>(key: &str, value: &str) -> Result<T> {
-            value.parse().or_else(|_| {
-                invalid(format!(
-                    "synthetic sequence data: bad value '{value}' for key {key}"
-                ))
-            })
-        }
-        match key {
-            "N" => out.n_samples = num(key, value)?,
-            "n" => out.n_tokens = num(key, value)?,
-            "d" => out.n_features = num(key, value)?,
-            "c" => out.n_outputs = num(key, value)?,
-            "heads" => out.heads = num(key, value)?,
-            "support" => out.support = num(key, value)?,
-            "noise" => out.noise = num(key, value)?,
-            "seed" => out.seed = num(key, value)?,
-            "kind" => {
-                out.kind = match value {
-                    "real" => TargetKind::Real,
-                    "binary" => TargetKind::Binary,
-                    "classes" => TargetKind::Classes,
-                    _ => {
-                        return invalid(format!(
-                            "synthetic sequence data: bad value '{value}' for key kind \
-                             (expected real, binary or classes)"
-                        ))
-                    }
-                }
-            }
-            _ => {
-                return invalid(format!(
-                    "synthetic sequence data: unknown key '{key}'; valid keys are {KEYS}"
-                ))
-            }
-        }
-    }
+        Ok(true)
+    })?;
     out.validate()?;
     Ok(out)
 }
 
 /// Generates the data of `spec` and returns it with the planted heads.
-pub fn generate_sequence(
-    spec: &SequenceSyntheticSpec,
-) -> Result<(SequenceDataset, Vec<SequenceHead>)> {
+pub fn generate_sequence(spec: &SequenceSyntheticSpec) -> Result<(Dataset, Vec<SequenceHead>)> {
     spec.validate()?;
     let (n_s, n, d, c) = (
         spec.n_samples,
@@ -208,53 +142,22 @@ pub fn generate_sequence(
                 mixing[r * n + k] = wk / total;
             }
         }
-        let value = (0..d * c)
-            .map(|_| rng.sample::<f64, _>(StandardNormal) * scale)
-            .collect();
+        let value = normals(&mut rng, d * c).map(|z| z * scale).collect();
         heads.push(SequenceHead {
             mixing,
             value,
             output: 1.0,
         });
     }
-    let x: Vec<f64> = (0..n_s * n * d)
-        .map(|_| rng.sample::<f64, _>(StandardNormal))
-        .collect();
-    let eps: Vec<f64> = (0..n_s * n * c)
-        .map(|_| rng.sample::<f64, _>(StandardNormal))
-        .collect();
+    let x: Vec<f64> = normals(&mut rng, n_s * n * d).collect();
+    let eps: Vec<f64> = normals(&mut rng, n_s * n * c).collect();
     // Clean targets from the heads, with zero targets as a placeholder.
-    let clean = SequenceDataset::new_real(x, (n_s, n, d), vec![0.0; n_s * n * c], c)?;
+    let clean = Dataset::new_real_per_position(x, (n_s, n, d), vec![0.0; n_s * n * c], c)?;
     let z: Vec<f64> = head_predictions(&heads, &clean)
         .iter()
         .zip(&eps)
         .map(|(s, e)| s + spec.noise * e)
         .collect();
-    let x = clean.x;
-    let ds = match spec.kind {
-        TargetKind::Real => SequenceDataset::new_real(x, (n_s, n, d), z, c)?,
-        TargetKind::Binary => {
-            let y = z
-                .iter()
-                .map(|&v| if v >= 0.0 { 1.0 } else { -1.0 })
-                .collect();
-            SequenceDataset::new_real(x, (n_s, n, d), y, 1)?
-        }
-        TargetKind::Classes => {
-            let labels = z
-                .chunks_exact(c)
-                .map(|row| {
-                    let mut best = 0;
-                    for (l, &v) in row.iter().enumerate() {
-                        if v > row[best] {
-                            best = l;
-                        }
-                    }
-                    best
-                })
-                .collect();
-            SequenceDataset::new_classes(x, (n_s, n, d), labels, c)?
-        }
-    };
+    let ds = targets_of_kind(spec.kind, clean.x, (n_s, n, d), z, c, Targets::PerPosition)?;
     Ok((ds, heads))
 }

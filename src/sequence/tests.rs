@@ -10,10 +10,15 @@ use super::recovery::{
     coef_predictions, head_predictions, norm_inf1, sequence_penalty, split_matrix, EQUAL_ROWS_TOL,
 };
 use super::*;
+use crate::data::npz::{read_npz_as, read_npz_bytes_as, write_npz};
 use crate::data::synthetic::TargetKind;
+use crate::data::{Dataset, Targets};
 use crate::operator::LinearOperator;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+/// The readers' layout for sequence data.
+const SEQ: Option<Targets> = Some(Targets::PerPosition);
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -48,7 +53,7 @@ fn row_stochastic(r: &mut ChaCha8Rng, n: usize, sparse: bool) -> Vec<f64> {
 
 /// A random instance: N×n×d uniform tokens, targets from random planted
 /// heads plus noise (real, or class labels per position).
-fn instance(n_s: usize, n: usize, d: usize, c: usize, loss: Loss, seed: u64) -> SequenceDataset {
+fn instance(n_s: usize, n: usize, d: usize, c: usize, loss: Loss, seed: u64) -> Dataset {
     let mut r = rng(seed);
     let x = uniform(&mut r, n_s * n * d, -1.0, 1.0);
     let heads: Vec<SequenceHead> = (0..2)
@@ -58,7 +63,7 @@ fn instance(n_s: usize, n: usize, d: usize, c: usize, loss: Loss, seed: u64) -> 
             output: 1.0,
         })
         .collect();
-    let clean = SequenceDataset::new_real(x, (n_s, n, d), vec![0.0; n_s * n * c], c).unwrap();
+    let clean = Dataset::new_real_per_position(x, (n_s, n, d), vec![0.0; n_s * n * c], c).unwrap();
     let z: Vec<f64> = head_predictions(&heads, &clean)
         .iter()
         .map(|v| v + r.random_range(-0.5..0.5))
@@ -66,16 +71,16 @@ fn instance(n_s: usize, n: usize, d: usize, c: usize, loss: Loss, seed: u64) -> 
     match loss {
         Loss::CrossEntropy => {
             let labels = z.chunks_exact(c).map(crate::report::argmax).collect();
-            SequenceDataset::new_classes(clean.x, (n_s, n, d), labels, c).unwrap()
+            Dataset::new_classes_per_position(clean.x, (n_s, n, d), labels, c).unwrap()
         }
         Loss::Logistic => {
             let y = z
                 .iter()
                 .map(|&v| if v >= 0.0 { 1.0 } else { -1.0 })
                 .collect();
-            SequenceDataset::new_real(clean.x, (n_s, n, d), y, 1).unwrap()
+            Dataset::new_real_per_position(clean.x, (n_s, n, d), y, 1).unwrap()
         }
-        _ => SequenceDataset::new_real(clean.x, (n_s, n, d), z, c).unwrap(),
+        _ => Dataset::new_real_per_position(clean.x, (n_s, n, d), z, c).unwrap(),
     }
 }
 
@@ -734,7 +739,8 @@ fn inputs_are_checked() {
 fn memory_guard_refuses_before_allocating() {
     // n = 4000, d = 2: 2·n²·d = 64M parameters; X itself is tiny.
     let (n, d) = (4000, 2);
-    let data = SequenceDataset::new_real(vec![0.5; n * d], (1, n, d), vec![0.0; n], 1).unwrap();
+    let data =
+        Dataset::new_real_per_position(vec![0.5; n * d], (1, n, d), vec![0.0; n], 1).unwrap();
     let err = solve_sequence(&data, Loss::Squared, 1.0, &opts(1e-6, 10)).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, crate::Error::TooLarge(_)), "{msg}");
@@ -748,7 +754,7 @@ fn memory_guard_refuses_before_allocating() {
     assert!(check_sequence_size(usize::MAX, 2, 2).is_err());
     assert!(check_sequence_size(64, 16, 4).is_ok());
     // The vector program per output row is available instead.
-    let row = data.position(3).unwrap();
+    let row = data.position_dataset(3).unwrap();
     assert_eq!(row.shape(), (1, n, d, 1));
 }
 
@@ -763,11 +769,11 @@ fn npz_round_trips_real_and_label_targets() {
     let labels = instance(6, 3, 2, 3, Loss::CrossEntropy, 2);
     for (name, ds) in [("real", &real), ("labels", &labels)] {
         let path = dir.path().join(format!("{name}.npz"));
-        write_sequence_npz(&path, ds).unwrap();
-        let back = read_sequence_npz(&path).unwrap();
+        write_npz(&path, ds).unwrap();
+        let back = read_npz_as(&path, true, SEQ).unwrap().0;
         assert_eq!(&back, ds, "{name}");
         let bytes = std::fs::read(&path).unwrap();
-        assert_eq!(&read_sequence_npz_bytes(&bytes).unwrap(), ds);
+        assert_eq!(&read_npz_bytes_as(&bytes, SEQ).unwrap(), ds);
     }
 }
 
@@ -789,7 +795,7 @@ fn npz_shapes_and_errors() {
         w.add_array("y", &Array2::<f64>::from_elem((2, 3), 0.5))
             .unwrap();
     });
-    let ds = read_sequence_npz_bytes(&b).unwrap();
+    let ds = read_npz_bytes_as(&b, SEQ).unwrap();
     assert_eq!(ds.shape(), (2, 3, 2, 1));
     assert!(ds.labels.is_none());
     // Integer (N, n) labels.
@@ -801,12 +807,12 @@ fn npz_shapes_and_errors() {
         )
         .unwrap();
     });
-    let ds = read_sequence_npz_bytes(&b).unwrap();
+    let ds = read_npz_bytes_as(&b, SEQ).unwrap();
     assert_eq!(ds.shape(), (2, 3, 2, 3));
     assert_eq!(ds.labels.as_deref(), Some(&[0, 1, 2, 1, 2, 0][..]));
-    assert_eq!(ds.target(1, 0), &[0.0, 1.0, 0.0]);
+    assert_eq!(ds.position_target(1, 0), &[0.0, 1.0, 0.0]);
     let err = |add: &dyn Fn(&mut Writer)| {
-        read_sequence_npz_bytes(&npz_with(|w| add(w)))
+        read_npz_bytes_as(&npz_with(|w| add(w)), SEQ)
             .unwrap_err()
             .to_string()
     };
@@ -835,10 +841,10 @@ fn npz_shapes_and_errors() {
         w.add_array("X", &x).unwrap();
     });
     assert!(e.contains("no array 'y'"), "{e}");
-    assert!(read_sequence_npz_bytes(b"not a zip").is_err());
+    assert!(read_npz_bytes_as(b"not a zip", SEQ).is_err());
     let dir = tempfile::tempdir().unwrap();
-    assert!(read_sequence_npz(dir.path()).is_err());
-    assert!(read_sequence_npz(&dir.path().join("missing.npz")).is_err());
+    assert!(read_npz_as(dir.path(), true, SEQ).is_err());
+    assert!(read_npz_as(&dir.path().join("missing.npz"), true, SEQ).is_err());
 }
 
 #[test]
@@ -1053,8 +1059,8 @@ fn inputs_without_targets_are_read_for_prediction() {
     let data = instance(3, 2, 2, 1, Loss::Squared, 330);
     let dir = tempfile::tempdir().unwrap();
     let with_y = dir.path().join("d.npz");
-    write_sequence_npz(&with_y, &data).unwrap();
-    let (back, has_y) = read_sequence_inputs(&with_y).unwrap();
+    write_npz(&with_y, &data).unwrap();
+    let (back, has_y) = read_npz_as(&with_y, false, SEQ).unwrap();
     assert!(has_y && back == data);
     let x_only = dir.path().join("x.npz");
     let mut z = ndarray_npy::NpzWriter::new(std::fs::File::create(&x_only).unwrap());
@@ -1064,9 +1070,9 @@ fn inputs_without_targets_are_read_for_prediction() {
     )
     .unwrap();
     z.finish().unwrap();
-    let (back, has_y) = read_sequence_inputs(&x_only).unwrap();
+    let (back, has_y) = read_npz_as(&x_only, false, SEQ).unwrap();
     assert!(!has_y && back.x == data.x && back.y.iter().all(|&v| v == 0.0));
-    let e = read_sequence_inputs(dir.path()).unwrap_err().to_string();
+    let e = read_npz_as(dir.path(), false, SEQ).unwrap_err().to_string();
     assert!(e.contains("directory"), "{e}");
 }
 
@@ -1140,4 +1146,14 @@ fn block_passes_match_dense_passes() {
             }
         }
     }
+}
+
+#[test]
+fn targets_per_sample_are_refused() {
+    let (n_s, n, d) = (4, 3, 2);
+    let ds = Dataset::new_real(vec![0.5; n_s * n * d], (n_s, n, d), vec![1.0; n_s], 1).unwrap();
+    let e = solve_sequence(&ds, Loss::Squared, 1.0, &opts(1e-6, 10))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("per position"), "{e}");
 }

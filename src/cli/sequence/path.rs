@@ -4,12 +4,11 @@
 use super::super::common::{command_line, prepare_out_dir, progress, write_json};
 use super::super::path::PathArgs;
 use anyhow::Context;
+use convexformer::data::Dataset;
 use convexformer::loss::Loss;
 use convexformer::plot::{line_plot, LinePlot, Series};
 use convexformer::report::CertifiedSolve;
-use convexformer::sequence::{
-    sequence_beta_max, solve_sequence_from, SequenceDataset, SequenceReport,
-};
+use convexformer::sequence::{sequence_beta_max, solve_sequence_from, SequenceReport};
 use convexformer::solver::{beta_grid, SolverOptions};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -50,8 +49,8 @@ pub fn run(a: PathArgs) -> anyhow::Result<()> {
 
 /// Solves along `grid`, each solve started from the previous solution.
 pub fn compute_path(
-    train: &SequenceDataset,
-    val: Option<&SequenceDataset>,
+    train: &Dataset,
+    val: Option<&Dataset>,
     loss: Loss,
     bmax: f64,
     grid: &[f64],

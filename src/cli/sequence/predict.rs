@@ -3,16 +3,18 @@
 use super::super::common::{check_out_file, write_json};
 use super::super::predict::PredictArgs;
 use anyhow::Context;
+use convexformer::data::npz::read_npz_as;
+use convexformer::data::Targets;
 use convexformer::model::SequenceModel;
 use convexformer::sequence::recovery::fit_value;
-use convexformer::sequence::{read_sequence_inputs, sequence_error};
+use convexformer::sequence::sequence_error;
 use std::path::Path;
 
 pub fn run(a: &PredictArgs, model: &SequenceModel) -> anyhow::Result<()> {
     let (data, has_y) = if a.data.starts_with("synthetic") {
         (super::load(&a.data)?, true)
     } else {
-        read_sequence_inputs(Path::new(&a.data))?
+        read_npz_as(Path::new(&a.data), false, Some(Targets::PerPosition))?
     };
     let yhat = model.predict(&data)?;
     let (n_s, n, c) = (data.n_samples, data.n_tokens, model.header.n_outputs);
