@@ -233,13 +233,37 @@ pub fn token_norms(r: &SolveReport, t: usize, program: Program) -> Vec<f64> {
 
 /// The printed table.
 pub fn table(reports: &[SolveReport], loss: Loss) -> String {
+    let rows: Vec<TableRow> = reports
+        .iter()
+        .map(|r| TableRow {
+            solve: &r.solve,
+            recovery: r.recovery_relative_difference,
+            train_error: r.train_error,
+            validation_error: r.validation_error,
+            active: format!("{:?}", r.active_tokens),
+        })
+        .collect();
+    path_table(&rows, loss, "active tokens")
+}
+
+/// One row of a printed path table, whatever the program.
+pub struct TableRow<'a> {
+    pub solve: &'a CertifiedSolve,
+    pub recovery: f64,
+    pub train_error: f64,
+    pub validation_error: Option<f64>,
+    pub active: String,
+}
+
+/// The printed path table of any program; `active_label` names its last column.
+pub fn path_table(rows: &[TableRow], loss: Loss, active_label: &str) -> String {
     let err = if loss.is_classification() {
         "err rate"
     } else {
         "mse"
     };
     let mut s = format!(
-        "{:>10} {:>9} {:>14} {:>9} {:>6} {:>7} {:>9} {:>10} {:>10}  active tokens\n",
+        "{:>10} {:>9} {:>14} {:>9} {:>6} {:>7} {:>9} {:>10} {:>10}  {active_label}\n",
         "beta",
         "b/bmax",
         "objective",
@@ -250,26 +274,22 @@ pub fn table(reports: &[SolveReport], loss: Loss) -> String {
         format!("train {err}"),
         format!("val {err}")
     );
-    for r in reports {
+    for r in rows {
         let _ = writeln!(
             s,
-            "{:>10.3e} {:>9.4} {:>14.8e} {:>9.1e} {:>6} {:>7.1} {:>9} {:>10.4} {:>10}  {:?}",
+            "{:>10.3e} {:>9.4} {:>14.8e} {:>9.1e} {:>6} {:>7.1} {:>9} {:>10.4} {:>10}  {}",
             r.solve.beta,
             r.solve.beta / r.solve.beta_max,
             r.solve.objective,
             r.solve.relative_gap,
             r.solve.iterations,
             r.solve.data_passes,
-            if r.recovery_relative_difference <= 1e-9 {
-                "yes"
-            } else {
-                "NO"
-            },
+            if r.recovery <= 1e-9 { "yes" } else { "NO" },
             r.train_error,
             r.validation_error
                 .map(|v| format!("{v:.4}"))
                 .unwrap_or_else(|| "-".into()),
-            r.active_tokens
+            r.active
         );
     }
     s

@@ -54,7 +54,7 @@ pub struct SequenceOperator<'a> {
     /// The data feature-major, X_q (N×n, row-major) at q·N·n: a pass over a
     /// few blocks reads only their features (working sets pay off).
     xf: Vec<f64>,
-    /// Multithreading for the per-block products (N·n² multiply-adds each).
+    /// Multithreading for the per-feature products (N·n²·c multiply-adds each).
     block_par: Par,
     /// 2·λ_max(X̄ᵀX̄)·1.02, computed once (one pass with the Gram matrix).
     lipschitz: std::sync::OnceLock<f64>,
@@ -82,7 +82,7 @@ impl<'a> SequenceOperator<'a> {
                 xf[q * n_s * n + row] = v;
             }
         }
-        let block_flops = (n_s * n * n) as f64;
+        let block_flops = (n_s * n * n * c) as f64;
         let block_par = if block_flops > 4e6 {
             Par::rayon(0)
         } else {
@@ -169,74 +169,64 @@ impl<'a> SequenceOperator<'a> {
         MatRef::from_row_major_slice(&self.xf[q * n_s * n..(q + 1) * n_s * n], n_s, n)
     }
 
-    /// Forward over a few blocks: per output l, Ŷ_l (N×n) = Σ_q X_q C_qlᵀ
-    /// into `ybuf` (c matrices N×n), then interleaved into `yhat` (N·n×c).
-    fn forward_blocks(
-        &self,
-        fwd: &[usize],
-        fwd_coef: &[f64],
-        ybuf: &mut [f64],
-        cm: &mut [f64],
-        yhat: &mut [f64],
-    ) {
-        let (n_s, n, _, c) = self.data.shape();
-        let (nn, m) = (n * n, n_s * n);
-        ybuf.iter_mut().for_each(|v| *v = 0.0);
-        for (z, &blk) in fwd_coef.chunks_exact(2 * nn).zip(fwd) {
-            let (q, l) = (blk / c, blk % c);
-            for ((v, p), mi) in cm.iter_mut().zip(&z[..nn]).zip(&z[nn..]) {
-                *v = p - mi;
-            }
-            let cmat = MatRef::from_row_major_slice(cm, n, n);
-            let dst = MatMut::from_row_major_slice_mut(&mut ybuf[l * m..(l + 1) * m], n_s, n);
-            matmul(
-                dst,
-                Accum::Add,
-                self.feature(q),
-                cmat.transpose(),
-                1.0,
-                self.block_par,
-            );
-        }
-        for (row, y) in yhat.chunks_exact_mut(c).enumerate() {
-            for (l, v) in y.iter_mut().enumerate() {
-                *v = ybuf[l * m + row];
-            }
-        }
-    }
-
-    /// Adjoint over a few blocks: Θ_l (N×n) from the row gradients, then
-    /// G_ql = Θ_lᵀ X_q (n×n) and (G, −G) per block into `out`.
-    fn adjoint_blocks(&self, adj: &[usize], grad: &[f64], tbuf: &mut [f64], out: &mut [f64]) {
-        let (n_s, n, _, c) = self.data.shape();
-        let (nn, m) = (n * n, n_s * n);
-        for (row, g) in grad.chunks_exact(c).enumerate() {
-            for (l, v) in g.iter().enumerate() {
-                tbuf[l * m + row] = *v;
-            }
-        }
-        for (o, &blk) in out.chunks_exact_mut(2 * nn).zip(adj) {
-            let (q, l) = (blk / c, blk % c);
-            let theta = MatRef::from_row_major_slice(&tbuf[l * m..(l + 1) * m], n_s, n);
-            let (gp, gm) = o.split_at_mut(nn);
-            let dst = MatMut::from_row_major_slice_mut(gp, n, n);
-            matmul(
-                dst,
-                Accum::Replace,
-                theta.transpose(),
-                self.feature(q),
-                1.0,
-                self.block_par,
-            );
-            for (a, b) in gm.iter_mut().zip(gp.iter()) {
-                *a = -b;
-            }
-        }
-    }
-
     /// Product-layout size, n·c × n·d.
     fn product_len(&self) -> usize {
         self.n_coef()
+    }
+
+    /// Forward over a few blocks, one product per feature used:
+    /// Ŷ (N×n·c) += X_q (N×n) · B_q (n×n·c), B_q[k, (r, l)] = C_ql[r, k] for
+    /// the blocks (q, l) of `fwd` (the predictions' own layout).
+    fn forward_blocks(&self, fwd: &[usize], fwd_coef: &[f64], bq: &mut [f64], yhat: &mut [f64]) {
+        let (n_s, n, _, c) = self.data.shape();
+        let (nn, w) = (n * n, n * c);
+        yhat.iter_mut().for_each(|v| *v = 0.0);
+        let mut j = 0;
+        while j < fwd.len() {
+            let q = fwd[j] / c;
+            let bq = &mut bq[..n * w];
+            bq.iter_mut().for_each(|v| *v = 0.0);
+            while j < fwd.len() && fwd[j] / c == q {
+                let (l, z) = (fwd[j] % c, &fwd_coef[j * 2 * nn..(j + 1) * 2 * nn]);
+                for r in 0..n {
+                    for k in 0..n {
+                        bq[k * w + r * c + l] = z[r * n + k] - z[nn + r * n + k];
+                    }
+                }
+                j += 1;
+            }
+            let b = MatRef::from_row_major_slice(bq, n, w);
+            let dst = MatMut::from_row_major_slice_mut(yhat, n_s, w);
+            matmul(dst, Accum::Add, self.feature(q), b, 1.0, self.block_par);
+        }
+    }
+
+    /// Adjoint over a few blocks, one product per feature used:
+    /// G_q (n×n·c) = X_qᵀ Θ̄ (Θ̄ the row gradients, N×n·c), whose entry
+    /// [k, (r, l)] is G_ql[r, k]; then (G_ql, −G_ql) per block of `adj`.
+    fn adjoint_blocks(&self, adj: &[usize], grad: &[f64], gq: &mut [f64], out: &mut [f64]) {
+        let (n_s, n, _, c) = self.data.shape();
+        let (nn, w) = (n * n, n * c);
+        let theta = MatRef::from_row_major_slice(grad, n_s, w);
+        let mut cur = usize::MAX;
+        for (o, &blk) in out.chunks_exact_mut(2 * nn).zip(adj) {
+            let (q, l) = (blk / c, blk % c);
+            let gq = &mut gq[..n * w];
+            if q != cur {
+                let dst = MatMut::from_row_major_slice_mut(gq, n, w);
+                let xq = self.feature(q).transpose();
+                matmul(dst, Accum::Replace, xq, theta, 1.0, self.block_par);
+                cur = q;
+            }
+            let (gp, gm) = o.split_at_mut(nn);
+            for r in 0..n {
+                for k in 0..n {
+                    let g = gq[k * w + r * c + l];
+                    gp[r * n + k] = g;
+                    gm[r * n + k] = -g;
+                }
+            }
+        }
     }
 
     /// Number of coefficients, d·c·n².
@@ -352,7 +342,7 @@ impl LinearOperator for SequenceOperator<'_> {
             intercept_grad: vec![0.0; c],
             partials: Vec::new(),
             chunk_loss: vec![0.0; chunks],
-            work: vec![0.0; 2 * self.product_len().max(rows * c) + self.data.n_tokens.pow(2)],
+            work: vec![0.0; 2 * self.product_len()],
         }
     }
     fn fused_pass<F>(
@@ -369,19 +359,16 @@ impl LinearOperator for SequenceOperator<'_> {
     {
         let (_, n, d, c) = self.data.shape();
         let (nn, bl) = (n * n, self.block_len());
-        // Passes over every block (certificates, β_max) take one dense
-        // product each way; passes over a working set take one small product
-        // per block, reading only the blocks' features.
+        // Passes over half the blocks or more (certificates, β_max) take one
+        // dense product each way; passes over a working set one product per
+        // feature used, reading only those features' columns.
         let dense = self.dense(adj.len());
-        let half = (buf.work.len() - nn) / 2;
-        let (bprod, rest) = buf.work.split_at_mut(half);
-        let (gprod, cm) = rest.split_at_mut(half);
-        let (bprod, gprod) = (&mut bprod[..], &mut gprod[..]);
+        let (bprod, gprod) = buf.work.split_at_mut(self.product_len());
         // Forward: B from the blocks' C⁺ − C⁻, then F̄ = X̄ Bᵀ.
         if fwd.is_empty() {
             buf.yhat.iter_mut().for_each(|v| *v = 0.0);
         } else if !dense {
-            self.forward_blocks(fwd, fwd_coef, bprod, cm, &mut buf.yhat);
+            self.forward_blocks(fwd, fwd_coef, bprod, &mut buf.yhat);
         } else {
             let bprod = &mut bprod[..self.product_len()];
             bprod.iter_mut().for_each(|v| *v = 0.0);

@@ -2,7 +2,7 @@
 //! sequence program (SPEC §4c), each solution certified by its duality gap.
 
 use super::super::common::{command_line, prepare_out_dir, progress, write_json};
-use super::super::path::PathArgs;
+use super::super::path::{path_table, PathArgs, TableRow};
 use anyhow::Context;
 use convexformer::data::Dataset;
 use convexformer::loss::Loss;
@@ -152,43 +152,15 @@ fn plot_path(out: &Path, points: &[PathPoint]) -> anyhow::Result<()> {
 
 /// The printed table.
 fn table(points: &[PathPoint], loss: Loss) -> String {
-    let err = if loss.is_classification() {
-        "err rate"
-    } else {
-        "mse"
-    };
-    let mut s = format!(
-        "{:>10} {:>9} {:>14} {:>9} {:>6} {:>9} {:>10} {:>10}  active matrices\n",
-        "beta",
-        "b/bmax",
-        "objective",
-        "rel gap",
-        "iters",
-        "heads=cvx",
-        format!("train {err}"),
-        format!("val {err}")
-    );
-    for p in points {
-        let r = &p.report;
-        let _ = writeln!(
-            s,
-            "{:>10.3e} {:>9.4} {:>14.8e} {:>9.1e} {:>6} {:>9} {:>10.4} {:>10}  {}",
-            r.solve.beta,
-            r.solve.beta / r.solve.beta_max,
-            r.solve.objective,
-            r.solve.relative_gap,
-            r.solve.iterations,
-            if r.recovery_relative_difference <= 1e-9 {
-                "yes"
-            } else {
-                "NO"
-            },
-            r.train_error,
-            r.validation_error
-                .map(|v| format!("{v:.4}"))
-                .unwrap_or_else(|| "-".into()),
-            r.active_matrices.len()
-        );
-    }
-    s
+    let rows: Vec<TableRow> = points
+        .iter()
+        .map(|p| TableRow {
+            solve: &p.report.solve,
+            recovery: p.report.recovery_relative_difference,
+            train_error: p.report.train_error,
+            validation_error: p.report.validation_error,
+            active: p.report.active_matrices.len().to_string(),
+        })
+        .collect();
+    path_table(&rows, loss, "active matrices")
 }
