@@ -34,10 +34,10 @@ pub trait LinearOperator: Sync {
     /// An upper bound on ‖𝒜_b‖ (operator norm of block b), for gap-safe
     /// screening and working-set scores.
     fn block_norms(&self) -> &[f64];
-    /// The fraction of one data pass that a pass over `blocks` blocks reads
-    /// (SPEC §5's data-pass count).
-    fn pass_fraction(&self, blocks: usize) -> f64 {
-        blocks as f64 / self.n_blocks().max(1) as f64
+    /// The data passes that one fused pass over `blocks` reads (SPEC §5's
+    /// count: a pass over part of the data counts in proportion).
+    fn pass_fraction(&self, blocks: &[usize]) -> f64 {
+        blocks.len() as f64 / self.n_blocks().max(1) as f64
     }
     /// An upper bound on λ_max(𝒜ᵀ𝒜) over all blocks, when the operator has
     /// a cheap one: by Cauchy interlacing it serves every working set, and

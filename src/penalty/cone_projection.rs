@@ -47,6 +47,11 @@ pub struct ProjectionScratch {
 }
 
 impl ProjectionScratch {
+    /// The matrix size it serves.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
     pub fn new(n: usize) -> Self {
         ProjectionScratch {
             n,

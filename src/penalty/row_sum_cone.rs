@@ -21,12 +21,24 @@ impl BlockPenalty for RowSumCone {
         block.iter().sum::<f64>() / self.n as f64
     }
     fn prox(&self, block: &mut [f64], _c: usize, _d: usize, tau: f64) {
-        let (n, shift) = (self.n, tau / self.n as f64);
-        let mut scratch = ProjectionScratch::new(n);
-        for half in block.chunks_exact_mut(n * n) {
-            half.iter_mut().for_each(|v| *v -= shift);
-            project_onto_k(half, n, &mut scratch);
+        thread_local! {
+            // Work space kept per thread: the prox runs once per block per
+            // iteration and must not allocate each time.
+            static SCRATCH: std::cell::RefCell<Option<ProjectionScratch>> =
+                const { std::cell::RefCell::new(None) };
         }
+        let (n, shift) = (self.n, tau / self.n as f64);
+        SCRATCH.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            let scratch = match slot.as_mut() {
+                Some(s) if s.n() == n => s,
+                _ => slot.insert(ProjectionScratch::new(n)),
+            };
+            for half in block.chunks_exact_mut(n * n) {
+                half.iter_mut().for_each(|v| *v -= shift);
+                project_onto_k(half, n, scratch);
+            }
+        });
     }
     fn dual_norm(&self, block: &[f64], _c: usize, _d: usize) -> f64 {
         let n = self.n;

@@ -294,7 +294,10 @@ pub fn solve_sequence_from(
         beta,
         certificate,
         iterations: sol.iterations,
-        data_passes: sol.data_passes + problem.op.pass_fraction(1),
+        data_passes: sol.data_passes
+            + problem
+                .op
+                .pass_fraction(&(0..problem.op.n_blocks()).collect::<Vec<_>>()),
         seconds,
         stop: sol.stop,
         screened: sol.screened,

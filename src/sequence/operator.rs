@@ -309,15 +309,19 @@ impl LinearOperator for SequenceOperator<'_> {
     fn block_norms(&self) -> &[f64] {
         &self.block_norms
     }
-    /// A pass is two products (forward and adjoint); over some blocks each
-    /// reads only their features' columns X_q, so it counts in proportion:
-    /// 2·blocks/n_blocks data passes.
-    fn pass_fraction(&self, blocks: usize) -> f64 {
-        if self.dense(blocks) {
-            2.0
-        } else {
-            2.0 * blocks as f64 / self.n_blocks().max(1) as f64
+    /// A pass is two products (forward and adjoint); over a working set each
+    /// reads only the columns X_q of the features used, so it counts
+    /// 2·(features used)/d data passes (2 for the dense products).
+    fn pass_fraction(&self, blocks: &[usize]) -> f64 {
+        if self.dense(blocks.len()) {
+            return 2.0;
         }
+        // Each product reads the columns X_q of the features used, once.
+        let c = self.data.n_outputs;
+        let mut features: Vec<usize> = blocks.iter().map(|b| b / c).collect();
+        features.sort_unstable();
+        features.dedup();
+        2.0 * features.len() as f64 / self.data.n_features as f64
     }
     /// ‖[𝒜, −𝒜]‖² = 2·λ_max(X̄ᵀX̄) (from the Gram matrix, with a 2% margin
     /// for the estimate from below), valid for any subset of blocks.

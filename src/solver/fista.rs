@@ -88,7 +88,7 @@ pub fn fista<O: LinearOperator>(
     let (c, d) = problem.op.penalty_shape();
     let cd = problem.block_len();
     let len = ws.len() * cd;
-    let frac = problem.op.pass_fraction(ws.len());
+    let frac = problem.op.pass_fraction(ws);
     let loss = problem.loss;
     let grad_fn = |i: usize, yh: &[f64], g: &mut [f64]| loss.value_grad(yh, problem.target(i), g);
     let beta = problem.beta;

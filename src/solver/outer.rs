@@ -81,7 +81,7 @@ pub fn solve<O: LinearOperator>(
             .op
             .fused_pass(&support, &packed, &b, &candidates, grad_fn, &mut buf);
 
-        passes += problem.op.pass_fraction(candidates.len());
+        passes += problem.op.pass_fraction(&candidates);
         let primal = lv + problem.penalty_value(&coef);
         let max = dual_scores(problem, &candidates, &buf, &mut scratch, &mut dual_norms);
         let (cert, alpha): (Certificate, f64) = certify(problem, &buf, primal, max);
