@@ -72,14 +72,7 @@ pub trait LinearOperator: Sync {
     /// Predictions for coefficients on all blocks and an intercept, without
     /// a loss: one forward pass.
     fn predict(&self, coef: &[f64], intercept: &[f64]) -> Vec<f64> {
-        let bl = self.block_len();
-        let fwd: Vec<usize> = (0..self.n_blocks())
-            .filter(|&b| coef[b * bl..(b + 1) * bl].iter().any(|&v| v != 0.0))
-            .collect();
-        let packed: Vec<f64> = fwd
-            .iter()
-            .flat_map(|&b| coef[b * bl..(b + 1) * bl].iter().copied())
-            .collect();
+        let (fwd, packed) = pack_support(coef, self.block_len());
         let mut buf = self.buffers(0);
         self.fused_pass(
             &fwd,
@@ -94,6 +87,20 @@ pub trait LinearOperator: Sync {
         );
         buf.yhat
     }
+}
+
+/// The blocks with a nonzero coefficient, and their coefficients packed
+/// positionally (the forward arguments of a fused pass).
+pub fn pack_support(coef: &[f64], block_len: usize) -> (Vec<usize>, Vec<f64>) {
+    let mut support = Vec::new();
+    let mut packed = Vec::new();
+    for (b, z) in coef.chunks_exact(block_len).enumerate() {
+        if z.iter().any(|&v| v != 0.0) {
+            support.push(b);
+            packed.extend_from_slice(z);
+        }
+    }
+    (support, packed)
 }
 
 /// Buffers of one fused pass, allocated once per solve and reused: a pass

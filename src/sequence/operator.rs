@@ -374,7 +374,6 @@ impl LinearOperator for SequenceOperator<'_> {
         } else if !dense {
             self.forward_blocks(fwd, fwd_coef, bprod, &mut buf.yhat);
         } else {
-            let bprod = &mut bprod[..self.product_len()];
             bprod.iter_mut().for_each(|v| *v = 0.0);
             for (z, &blk) in fwd_coef.chunks_exact(bl).zip(fwd) {
                 let (q, l) = (blk / c, blk % c);
@@ -416,7 +415,6 @@ impl LinearOperator for SequenceOperator<'_> {
         if !adj.is_empty() && !dense {
             self.adjoint_blocks(adj, &buf.sample_grad, gprod, &mut buf.block_grad);
         } else if !adj.is_empty() {
-            let gprod = &mut gprod[..self.product_len()];
             self.adjoint(&buf.sample_grad, gprod);
             for (out, &blk) in buf.block_grad.chunks_exact_mut(bl).zip(adj) {
                 let (q, l) = (blk / c, blk % c);

@@ -52,7 +52,12 @@ pub fn dual_scores<O: LinearOperator>(
     let (pc, pd) = problem.op.penalty_shape();
     let cd = problem.block_len();
     let n = problem.op.n_rows() as f64;
-    let mean: Vec<f64> = buf.intercept_grad.iter().map(|g| g / n).collect();
+    // The centring term exists only with an intercept: no allocation otherwise.
+    let mean: Vec<f64> = if problem.intercept {
+        buf.intercept_grad.iter().map(|g| g / n).collect()
+    } else {
+        Vec::new()
+    };
     out.clear();
     let mut max = 0.0f64;
     for (j, &b) in adj.iter().enumerate() {
@@ -130,13 +135,7 @@ pub fn certificate_at<O: LinearOperator>(
     let bl = problem.block_len();
     let nb = problem.op.n_blocks();
     let all: Vec<usize> = (0..nb).collect();
-    let support: Vec<usize> = (0..nb)
-        .filter(|&b| coef[b * bl..(b + 1) * bl].iter().any(|&v| v != 0.0))
-        .collect();
-    let packed: Vec<f64> = support
-        .iter()
-        .flat_map(|&b| coef[b * bl..(b + 1) * bl].iter().copied())
-        .collect();
+    let (support, packed) = crate::operator::pack_support(coef, bl);
     let mut buf = problem.op.buffers(nb);
     let loss = problem.loss;
     let lv = problem.op.fused_pass(
