@@ -37,6 +37,45 @@ pub struct SolverOptions {
     pub working_sets: bool,
     /// Size of the first working set.
     pub ws_start: usize,
+    /// Which inner solver works on the working sets.
+    pub solver: SolverKind,
+}
+
+/// The inner solver of the working-set loop. Every choice ends with the same
+/// certificate on all blocks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SolverKind {
+    /// Prox-Newton where the operator offers working-set Gram matrices and
+    /// they fit in memory, FISTA otherwise.
+    #[default]
+    Auto,
+    /// FISTA with adaptive restart (first order, one data pass per step).
+    Fista,
+    /// Prox-Newton: a weighted Gram of the working set (the loss's curvature
+    /// per row), solved by exact block coordinate descent with Anderson
+    /// acceleration, then a line search. For squared loss one step is exact
+    /// (skglm's GramCD).
+    ProxNewton,
+}
+
+impl SolverKind {
+    pub const NAMES: &'static str = "auto, fista or prox-newton";
+    pub fn parse(s: &str) -> Result<SolverKind> {
+        match s {
+            "auto" => Ok(SolverKind::Auto),
+            "fista" => Ok(SolverKind::Fista),
+            "prox-newton" => Ok(SolverKind::ProxNewton),
+            _ => invalid(format!("unknown solver '{s}': use {}", SolverKind::NAMES)),
+        }
+    }
+    pub fn name(&self) -> &'static str {
+        match self {
+            SolverKind::Auto => "auto",
+            SolverKind::Fista => "fista",
+            SolverKind::ProxNewton => "prox-newton",
+        }
+    }
 }
 
 impl Default for SolverOptions {
@@ -49,6 +88,7 @@ impl Default for SolverOptions {
             screening: true,
             working_sets: true,
             ws_start: 8,
+            solver: SolverKind::Auto,
         }
     }
 }
