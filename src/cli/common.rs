@@ -10,7 +10,7 @@ use convexformer::data::Dataset;
 use convexformer::loss::Loss;
 use convexformer::operator::{GateKind, GateMasks, GateSpec, Gates};
 use convexformer::problem::Program;
-use convexformer::solver::SolverOptions;
+use convexformer::solver::{SolverKind, SolverOptions};
 use std::path::{Path, PathBuf};
 
 /// Marker file in every folder convexformer writes.
@@ -53,9 +53,13 @@ pub struct ProblemArgs {
     /// Turn gap-safe screening off.
     #[arg(long)]
     pub no_screening: bool,
-    /// Turn working sets off (FISTA on all unscreened tokens).
+    /// Turn working sets off (the inner solver on all unscreened tokens).
     #[arg(long)]
     pub no_working_sets: bool,
+    /// Inner solver on the working sets: auto (prox-Newton where the
+    /// working set's Gram fits, FISTA otherwise), fista or prox-newton.
+    #[arg(long, default_value = "auto")]
+    pub solver: String,
     /// Gated model: number of gates P.
     #[arg(long, default_value_t = 8)]
     pub gates: usize,
@@ -99,6 +103,7 @@ impl ProblemArgs {
             max_seconds: self.max_seconds.unwrap_or(f64::INFINITY),
             screening: !self.no_screening,
             working_sets: !self.no_working_sets,
+            solver: SolverKind::parse(&self.solver)?,
             ..Default::default()
         };
         o.validate()?;

@@ -40,4 +40,15 @@ impl SampleLoss for CrossEntropy {
         // Böhning's bound: the softmax Hessian diag(p) − ppᵀ ⪯ ½ I.
         0.5
     }
+    /// The diagonal of the softmax Hessian, p_l(1 − p_l), with p = ∇L + y.
+    #[inline]
+    fn curvature(&self, _yhat: &[f64], y: &[f64], grad: &[f64], w: &mut [f64]) {
+        for ((w, g), t) in w.iter_mut().zip(grad).zip(y) {
+            let p = (g + t).clamp(0.0, 1.0);
+            *w = p * (1.0 - p);
+        }
+    }
+    fn curvature_per_output(&self) -> bool {
+        true
+    }
 }

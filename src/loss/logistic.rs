@@ -25,6 +25,12 @@ impl SampleLoss for Logistic {
     fn smoothness(&self) -> f64 {
         0.25
     }
+    /// σ(1 − σ), exact: |∇L| = σ(−yŷ).
+    #[inline]
+    fn curvature(&self, _yhat: &[f64], _y: &[f64], grad: &[f64], w: &mut [f64]) {
+        let s = grad[0].abs();
+        w[0] = s * (1.0 - s);
+    }
 }
 
 #[inline]

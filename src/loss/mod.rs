@@ -28,6 +28,19 @@ pub trait SampleLoss {
     fn dual_value(&self, theta: &[f64], y: &[f64]) -> f64;
     /// γ with ∇L γ-Lipschitz: the dual is (1/γ)-strongly concave.
     fn smoothness(&self) -> f64;
+    /// The curvature weights of a prox-Newton model at ŷ (`grad` = ∇L(ŷ)):
+    /// a diagonal approximation w (c values, ≥ 0) of ∇²L(ŷ). Exact for the
+    /// squared and logistic losses; the diagonal of the softmax Hessian for
+    /// cross-entropy (a line search covers the rest). By default the
+    /// global bound γ on every output.
+    fn curvature(&self, _yhat: &[f64], _y: &[f64], _grad: &[f64], w: &mut [f64]) {
+        w.iter_mut().for_each(|v| *v = self.smoothness());
+    }
+    /// Whether the curvature weights can differ between the outputs of a
+    /// row (then a model needs one Gram per output).
+    fn curvature_per_output(&self) -> bool {
+        false
+    }
 }
 
 /// The losses by name; dispatch costs one branch per sample.
@@ -82,6 +95,13 @@ impl SampleLoss for Loss {
     }
     fn smoothness(&self) -> f64 {
         dispatch!(self, l => l.smoothness())
+    }
+    #[inline]
+    fn curvature(&self, yhat: &[f64], y: &[f64], grad: &[f64], w: &mut [f64]) {
+        dispatch!(self, l => l.curvature(yhat, y, grad, w))
+    }
+    fn curvature_per_output(&self) -> bool {
+        dispatch!(self, l => l.curvature_per_output())
     }
 }
 

@@ -8,7 +8,7 @@
 //! ŷ_{i,l} = b_l + Σ_b ⟨x_{i,b}, z_{b,l}⟩.
 
 pub mod gates;
-mod kernels;
+pub(crate) mod kernels;
 mod token;
 
 pub use gates::{GateKind, GateSpec, Gates};
@@ -44,6 +44,28 @@ pub trait LinearOperator: Sync {
     /// saves the power iteration where the working set is large.
     fn lipschitz_bound(&self) -> Option<f64> {
         None
+    }
+    /// Weighted Gram matrices of a working set, for operators whose every
+    /// output reads block b of a row through one d-vector a_{row,b}
+    /// (ŷ_{row,l} = Σ_b ⟨a_{row,b}, z_{b,l}⟩, d = `penalty_shape().1`):
+    /// for each of the `sets` weight columns s (`weights` is rows × sets),
+    /// G_s = Σ_rows w_{row,s} a_row a_rowᵀ with a_row = (a_{row,b})_{b ∈ ws},
+    /// followed by a 1 when `ones` (the intercept's column). Row-major m×m,
+    /// m = |ws|·d + ones. One read of the working set's data for all sets.
+    /// None where the operator has no such form (the solver then stays
+    /// first order).
+    fn weighted_gram(
+        &self,
+        _ws: &[usize],
+        _weights: &[f64],
+        _sets: usize,
+        _ones: bool,
+    ) -> Option<Vec<Vec<f64>>> {
+        None
+    }
+    /// Whether [`LinearOperator::weighted_gram`] gives Gram matrices.
+    fn supports_gram(&self) -> bool {
+        false
     }
     /// Whether an unpenalised intercept per output can be fitted.
     fn supports_intercept(&self) -> bool;

@@ -2,6 +2,7 @@ use super::kernels::{axpy, dot};
 use super::{LinearOperator, PassBuffers};
 use crate::data::Dataset;
 use faer::linalg::matmul::matmul;
+use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
@@ -203,6 +204,51 @@ impl LinearOperator for TokenOperator<'_> {
     fn supports_intercept(&self) -> bool {
         true
     }
+    fn supports_gram(&self) -> bool {
+        true
+    }
+    fn weighted_gram(
+        &self,
+        ws: &[usize],
+        weights: &[f64],
+        sets: usize,
+        ones: bool,
+    ) -> Option<Vec<Vec<f64>>> {
+        let (n, d) = (self.n_samples(), self.block_dim());
+        let m = ws.len() * d + usize::from(ones);
+        // A = [X_W 1] (N×m, gates applied), read once; then per weight set
+        // B = diag(√w) A and G = BᵀB.
+        let mut a = vec![0.0; n * m];
+        a.par_chunks_mut(m).enumerate().for_each(|(i, row)| {
+            for (j, &b) in ws.iter().enumerate() {
+                if self.gate_on(i, b) {
+                    row[j * d..(j + 1) * d].copy_from_slice(self.row(i, b));
+                }
+            }
+            if ones {
+                row[m - 1] = 1.0;
+            }
+        });
+        let scale = |b: &mut [f64], s: usize| {
+            b.par_chunks_mut(m).enumerate().for_each(|(i, row)| {
+                let w = weights[i * sets + s].max(0.0).sqrt();
+                row.iter_mut().for_each(|v| *v *= w);
+            });
+        };
+        let mut grams = Vec::with_capacity(sets);
+        if sets == 1 {
+            scale(&mut a, 0);
+            grams.push(gram_lower_mirrored(&a, n, m));
+        } else {
+            let mut b = vec![0.0; n * m];
+            for s in 0..sets {
+                b.copy_from_slice(&a);
+                scale(&mut b, s);
+                grams.push(gram_lower_mirrored(&b, n, m));
+            }
+        }
+        Some(grams)
+    }
     fn add_constant_adjoint(&self, b: usize, m: &[f64], out: &mut [f64]) {
         let d = self.block_dim();
         let sums = self.block_sum(b);
@@ -312,4 +358,29 @@ impl LinearOperator for TokenOperator<'_> {
         }
         buf.chunk_loss.iter().sum()
     }
+}
+
+/// BᵀB for a row-major n×m matrix B: the lower triangle (half the work of
+/// a full product), then mirrored.
+fn gram_lower_mirrored(b: &[f64], n: usize, m: usize) -> Vec<f64> {
+    let mut g = vec![0.0; m * m];
+    let bm = MatRef::from_row_major_slice(b, n, m);
+    let gm = MatMut::from_row_major_slice_mut(&mut g, m, m);
+    triangular::matmul(
+        gm,
+        BlockStructure::TriangularLower,
+        Accum::Replace,
+        bm.transpose(),
+        BlockStructure::Rectangular,
+        bm,
+        BlockStructure::Rectangular,
+        1.0,
+        Par::rayon(0),
+    );
+    for r in 0..m {
+        for col in r + 1..m {
+            g[r * m + col] = g[col * m + r];
+        }
+    }
+    g
 }

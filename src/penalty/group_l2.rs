@@ -1,3 +1,4 @@
+use super::quadratic::{group_quadratic_min, SymEigen};
 use super::{norm2, BlockPenalty};
 
 /// Σ_l ‖z_{b,l}‖₂ over the c rows of a block: group lasso with one group per
@@ -25,5 +26,24 @@ impl BlockPenalty for GroupL2 {
             .chunks_exact(d)
             .filter(|r| r.iter().any(|&v| v != 0.0))
             .count()
+    }
+    fn separable_rows(&self) -> bool {
+        true
+    }
+    fn quadratic_min(
+        &self,
+        h: &SymEigen,
+        s: &[f64],
+        _c: usize,
+        d: usize,
+        tau: f64,
+        block: &mut [f64],
+        work: &mut [f64],
+    ) -> bool {
+        // The rows are separate groups: one secular equation each.
+        for (row, sl) in block.chunks_exact_mut(d).zip(s.chunks_exact(d)) {
+            group_quadratic_min(h, sl, tau, row, work);
+        }
+        true
     }
 }

@@ -7,10 +7,12 @@
 pub mod cone_projection;
 mod group_l2;
 pub mod nuclear;
+pub mod quadratic;
 mod row_sum_cone;
 
 pub use group_l2::GroupL2;
 pub use nuclear::Nuclear;
+pub use quadratic::SymEigen;
 pub use row_sum_cone::RowSumCone;
 
 /// What a block-separable penalty provides.
@@ -26,6 +28,28 @@ pub trait BlockPenalty {
     /// L with |Ω^D(u) − Ω^D(v)| ≤ L‖u − v‖₂, for gap-safe screening.
     fn dual_lipschitz(&self) -> f64 {
         1.0
+    }
+    /// Whether Ω is a sum of one term per output row of the block (then
+    /// `quadratic_min` may be called row by row, with c = 1).
+    fn separable_rows(&self) -> bool {
+        false
+    }
+    /// Exact block minimisation: block ← argmin_Z τΩ(Z) +
+    /// Σ_l (½ z_lᵀHz_l − s_lᵀz_l) over the c rows z_l of the block, H (d×d)
+    /// shared by the rows. False when the penalty has no cheap exact form (the caller then takes
+    /// a prox-gradient step).
+    #[allow(clippy::too_many_arguments)]
+    fn quadratic_min(
+        &self,
+        _h: &SymEigen,
+        _s: &[f64],
+        _c: usize,
+        _d: usize,
+        _tau: f64,
+        _block: &mut [f64],
+        _work: &mut [f64],
+    ) -> bool {
+        false
     }
 }
 
@@ -68,6 +92,24 @@ impl BlockPenalty for Penalty {
             Penalty::GroupL2 => GroupL2.heads(block, c, d),
             Penalty::Nuclear => Nuclear.heads(block, c, d),
             Penalty::RowSumCone { n } => RowSumCone { n: *n }.heads(block, c, d),
+        }
+    }
+    fn separable_rows(&self) -> bool {
+        matches!(self, Penalty::GroupL2)
+    }
+    fn quadratic_min(
+        &self,
+        h: &SymEigen,
+        s: &[f64],
+        c: usize,
+        d: usize,
+        tau: f64,
+        block: &mut [f64],
+        work: &mut [f64],
+    ) -> bool {
+        match self {
+            Penalty::GroupL2 => GroupL2.quadratic_min(h, s, c, d, tau, block, work),
+            _ => false,
         }
     }
     fn dual_lipschitz(&self) -> f64 {

@@ -4,15 +4,20 @@
 //!
 //! - [`certificate`]: the dual point, the gap, screening and working-set scores;
 //! - [`lipschitz`]: power iteration for the step size;
-//! - [`fista`]: the inner solver on a working set;
+//! - [`fista`]: the first-order inner solver on a working set;
+//! - [`prox_newton`] and [`gram_cd`]: the second-order inner solver (a
+//!   weighted Gram of the working set, exact block coordinate descent with
+//!   Anderson acceleration, a line search);
 //! - [`outer`]: the outer loop (screening, working sets, stopping);
 //! - [`path`]: β_max and warm-started regularisation paths.
 
 pub mod certificate;
 pub mod fista;
+pub mod gram_cd;
 pub mod lipschitz;
 pub mod outer;
 pub mod path;
+pub mod prox_newton;
 
 pub use certificate::Certificate;
 pub use outer::solve;
@@ -46,8 +51,10 @@ pub struct SolverOptions {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SolverKind {
-    /// Prox-Newton where the operator offers working-set Gram matrices and
-    /// they fit in memory, FISTA otherwise.
+    /// Prox-Newton where the operator offers working-set Gram matrices,
+    /// they fit in memory and the loss's Hessian is diagonal across outputs
+    /// (squared, logistic, Huber); FISTA otherwise (cross-entropy, the
+    /// sequence program, very large working sets).
     #[default]
     Auto,
     /// FISTA with adaptive restart (first order, one data pass per step).

@@ -3,7 +3,8 @@
 
 use super::certificate::{certify, dual_scores, safe_radius, Certificate};
 use super::fista::{fista, Budget, FistaBuffers};
-use super::{Solution, SolverOptions, StopReason};
+use super::prox_newton::{gram_bytes, prox_newton, AUTO_GRAM_BYTES, MAX_GRAM_BYTES};
+use super::{Solution, SolverKind, SolverOptions, StopReason};
 use crate::error::{invalid, Result};
 use crate::loss::SampleLoss;
 use crate::operator::LinearOperator;
@@ -19,6 +20,11 @@ pub fn solve<O: LinearOperator>(
     warm: Option<(&[f64], &[f64])>,
 ) -> Result<Solution> {
     opts.validate()?;
+    if opts.solver == SolverKind::ProxNewton && !problem.op.supports_gram() {
+        return invalid(
+            "the prox-newton solver needs working-set Gram matrices, which this program's operator does not give: use --solver auto or fista",
+        );
+    }
     let start = Instant::now();
     let c = problem.op.n_outputs();
     let cd = problem.block_len();
@@ -60,6 +66,7 @@ pub fn solve<O: LinearOperator>(
     let mut support: Vec<usize> = Vec::with_capacity(nb);
     let mut prev_ws: Vec<usize> = Vec::new();
     let mut prev_lipschitz: Option<f64> = None;
+    let mut gram_cache = None;
     let mut iterations = 0;
     let mut passes = 0.0;
     let mut screened_at_end = 0;
@@ -128,7 +135,12 @@ pub fn solve<O: LinearOperator>(
         let ws = if opts.working_sets {
             let mut size = opts.ws_start.max(2 * support.len()).max(prev_ws.len());
             let mut ws = pick_working_set(problem, &candidates, &dual_norms, alpha, &coef, size);
-            if ws == prev_ws && ws.len() < candidates.len() {
+            // The same set again: grow it, unless the dual constraint is
+            // tightest inside it, when only the inner accuracy was short.
+            if ws == prev_ws
+                && ws.len() < candidates.len()
+                && !tightest_inside(&candidates, &dual_norms, &ws)
+            {
                 size = 2 * prev_ws.len().max(1);
                 ws = pick_working_set(problem, &candidates, &dual_norms, alpha, &coef, size);
             }
@@ -142,20 +154,64 @@ pub fn solve<O: LinearOperator>(
             .iter()
             .flat_map(|&blk| coef[blk * cd..(blk + 1) * cd].iter().copied())
             .collect();
-        let inner_tol = (0.3 * cert.relative_gap).max(0.5 * opts.tol);
-        let res = fista(
-            problem,
-            &ws,
-            &mut x,
-            &mut b,
-            inner_tol,
-            opts,
-            &mut budget,
-            &mut buf,
-            &mut fb,
-            prev_lipschitz.filter(|_| ws.iter().all(|blk| prev_ws.binary_search(blk).is_ok())),
-        );
-        prev_lipschitz = Some(res.lipschitz);
+        let bytes = gram_bytes(problem, ws.len());
+        let newton = problem.op.supports_gram()
+            && match opts.solver {
+                // Cross-entropy's Hessian couples the outputs (softmax is
+                // invariant along 1): its diagonal Newton model converges
+                // slowly, so `auto` keeps FISTA there.
+                SolverKind::Auto => {
+                    bytes <= AUTO_GRAM_BYTES && !problem.loss.curvature_per_output()
+                }
+                SolverKind::ProxNewton => bytes <= MAX_GRAM_BYTES,
+                SolverKind::Fista => false,
+            };
+        // A Newton inner solve gains accuracy cheaply: ask it for more, so
+        // fewer outer rounds (each a full pass) are needed.
+        let inner_tol = if newton && cert.relative_gap < 1e3 * opts.tol {
+            0.5 * opts.tol
+        } else {
+            (if newton { 0.05 } else { 0.3 } * cert.relative_gap).max(0.5 * opts.tol)
+        };
+        let res = if newton {
+            prox_newton(
+                problem,
+                &ws,
+                &mut x,
+                &mut b,
+                inner_tol,
+                &mut budget,
+                &mut buf,
+                &mut gram_cache,
+            )
+        } else {
+            fista(
+                problem,
+                &ws,
+                &mut x,
+                &mut b,
+                inner_tol,
+                opts,
+                &mut budget,
+                &mut buf,
+                &mut fb,
+                prev_lipschitz.filter(|_| ws.iter().all(|blk| prev_ws.binary_search(blk).is_ok())),
+            )
+        };
+        prev_lipschitz = Some(res.lipschitz).filter(|l| l.is_finite());
+        if std::env::var_os("CONVEXFORMER_TRACE").is_some() {
+            eprintln!(
+                "ws {} (support {}, candidates {}) newton {newton}: {} it, {:.2} passes, inner gap {:.2e}, outer gap {:.2e}, {:.3} s",
+                ws.len(),
+                support.len(),
+                candidates.len(),
+                res.iterations,
+                res.passes,
+                res.certificate.relative_gap,
+                cert.relative_gap,
+                start.elapsed().as_secs_f64()
+            );
+        }
         iterations += res.iterations;
         passes += res.passes;
 
@@ -197,6 +253,19 @@ pub fn solve<O: LinearOperator>(
             screened_at_end
         },
     })
+}
+
+/// Is the largest dual norm among the candidates attained on `ws` (sorted)?
+fn tightest_inside(candidates: &[usize], dual_norms: &[f64], ws: &[usize]) -> bool {
+    let (mut inside, mut outside) = (0.0f64, 0.0f64);
+    for (&blk, &dn) in candidates.iter().zip(dual_norms) {
+        if ws.binary_search(&blk).is_ok() {
+            inside = inside.max(dn);
+        } else {
+            outside = outside.max(dn);
+        }
+    }
+    outside < inside
 }
 
 /// The `size` candidate blocks nearest to violating the dual constraint,
