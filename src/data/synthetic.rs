@@ -503,6 +503,37 @@ mod tests {
         assert!(matches!(e, crate::Error::TooLarge(_)), "{e}");
     }
 
+    /// FNV-1a over the bits of X, y and the labels.
+    fn data_hash(ds: &Dataset) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let labels = ds.labels.iter().flatten().map(|&l| l as u64);
+        let bits = ds.x.iter().chain(&ds.y).map(|v| v.to_bits()).chain(labels);
+        for b in bits {
+            h = (h ^ b).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h
+    }
+
+    /// The data of rho = 0, decay = 0 (the defaults) are bit for bit those
+    /// of the generator before the keys existed: the hashes below were
+    /// computed by that code.
+    #[test]
+    fn defaults_give_the_data_of_before() {
+        let cases = [
+            ("synthetic:N=20,n=5,d=3,c=2,active=2,seed=3", 0x7da3_ea33_54db_8e6a_u64),
+            ("synthetic:N=30,n=4,d=6,kind=binary,seed=1", 0x9fea_cf47_ea77_ce1a),
+            ("synthetic:N=25,n=6,d=2,c=3,kind=classes,active=3,noise=0.5", 0xb282_c84b_ac5b_dec9),
+        ];
+        let got: Vec<u64> = cases
+            .iter()
+            .map(|(spec, _)| data_hash(&generate(&parse(spec).unwrap()).unwrap().0))
+            .collect();
+        println!("HASH {got:#x?}");
+        for ((spec, want), h) in cases.iter().zip(got) {
+            assert_eq!(h, *want, "{spec}");
+        }
+    }
+
     /// The one spec parser: the form, repeated and unknown keys, values.
     #[test]
     fn the_shared_parser_names_its_generator() {
