@@ -656,7 +656,10 @@ fn bench_hard_suite_runs_one_case_and_saves_its_data() {
     let o = cf(&args, dir.path());
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("hard suite") && out.contains("median s"), "{out}");
+    assert!(
+        out.contains("hard suite") && out.contains("median s"),
+        "{out}"
+    );
     let row = out
         .lines()
         .find(|l| l.starts_with("sq-0.1"))
@@ -694,7 +697,10 @@ fn bench_hard_suite_runs_one_case_and_saves_its_data() {
     }
     assert_eq!(saved["program"], "scalar");
     assert_eq!(saved["loss"], "squared");
-    let (b, bmax) = (saved["beta"].as_f64().unwrap(), saved["beta_max"].as_f64().unwrap());
+    let (b, bmax) = (
+        saved["beta"].as_f64().unwrap(),
+        saved["beta_max"].as_f64().unwrap(),
+    );
     assert!((b - 0.1 * bmax).abs() <= 1e-12 * bmax, "{saved}");
     assert_eq!(saved["objective"], run["objective"]);
 
@@ -709,7 +715,11 @@ fn bench_hard_suite_runs_one_case_and_saves_its_data() {
 
     // An unknown case or suite is refused with the choices.
     let o = cf(&["bench", "--suite", "hard", "--cases", "sq-9"], dir.path());
-    assert!(!o.status.success() && stderr(&o).contains("sq-0.1"), "{}", stderr(&o));
+    assert!(
+        !o.status.success() && stderr(&o).contains("sq-0.1"),
+        "{}",
+        stderr(&o)
+    );
     let o = cf(&["bench", "--suite", "easy"], dir.path());
     assert!(!o.status.success() && stderr(&o).contains("planted or hard"));
 }

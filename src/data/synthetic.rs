@@ -315,9 +315,7 @@ pub fn generate(spec: &SyntheticSpec) -> Result<(Dataset, Vec<usize>)> {
         }
     }
     if spec.decay > 0.0 {
-        let scale: Vec<f64> = (0..d)
-            .map(|q| (1.0 + q as f64).powf(-spec.decay))
-            .collect();
+        let scale: Vec<f64> = (0..d).map(|q| (1.0 + q as f64).powf(-spec.decay)).collect();
         for xk in x.chunks_exact_mut(d) {
             xk.iter_mut().zip(&scale).for_each(|(v, s)| *v *= s);
         }
@@ -587,9 +585,18 @@ mod tests {
     #[test]
     fn defaults_give_the_data_of_before() {
         let cases = [
-            ("synthetic:N=20,n=5,d=3,c=2,active=2,seed=3", 0x7da3_ea33_54db_8e6a_u64),
-            ("synthetic:N=30,n=4,d=6,kind=binary,seed=1", 0x9fea_cf47_ea77_ce1a),
-            ("synthetic:N=25,n=6,d=2,c=3,kind=classes,active=3,noise=0.5", 0xb282_c84b_ac5b_dec9),
+            (
+                "synthetic:N=20,n=5,d=3,c=2,active=2,seed=3",
+                0x7da3_ea33_54db_8e6a_u64,
+            ),
+            (
+                "synthetic:N=30,n=4,d=6,kind=binary,seed=1",
+                0x9fea_cf47_ea77_ce1a,
+            ),
+            (
+                "synthetic:N=25,n=6,d=2,c=3,kind=classes,active=3,noise=0.5",
+                0xb282_c84b_ac5b_dec9,
+            ),
         ];
         let got: Vec<u64> = cases
             .iter()
@@ -604,12 +611,12 @@ mod tests {
     #[test]
     fn explicit_zero_rho_and_decay_are_the_defaults() {
         let a = generate(&parse("synthetic:N=40,n=5,d=3,c=2,seed=4").unwrap()).unwrap();
-        let b = generate(&parse("synthetic:N=40,n=5,d=3,c=2,seed=4,rho=0,decay=0").unwrap())
-            .unwrap();
+        let b =
+            generate(&parse("synthetic:N=40,n=5,d=3,c=2,seed=4,rho=0,decay=0").unwrap()).unwrap();
         assert_eq!((&a.0.x, &a.0.y, &a.1), (&b.0.x, &b.0.y, &b.1));
         // rho and decay change X but not the planted tokens (drawn first).
-        let c = generate(&parse("synthetic:N=40,n=5,d=3,c=2,seed=4,rho=0.5,decay=1").unwrap())
-            .unwrap();
+        let c =
+            generate(&parse("synthetic:N=40,n=5,d=3,c=2,seed=4,rho=0.5,decay=1").unwrap()).unwrap();
         assert_eq!(a.1, c.1);
         assert_ne!(a.0.x, c.0.x);
     }
@@ -632,14 +639,21 @@ mod tests {
             let (ds, _) = generate(&spec).unwrap();
             for q in 0..d {
                 let sd = (1.0 + q as f64).powf(-decay);
-                let col = |k: usize| -> Vec<f64> { (0..n).map(|i| ds.token(i, k)[q] / sd).collect() };
+                let col =
+                    |k: usize| -> Vec<f64> { (0..n).map(|i| ds.token(i, k)[q] / sd).collect() };
                 let (a, b) = (col(0), col(2));
                 let var_a = a.iter().map(|v| v * v).sum::<f64>() / n as f64;
                 let var_b = b.iter().map(|v| v * v).sum::<f64>() / n as f64;
                 let cov = a.iter().zip(&b).map(|(u, v)| u * v).sum::<f64>() / n as f64;
                 // Unit variance once D is undone: the scale follows decay.
-                assert!((var_a - 1.0).abs() < 0.05, "rho {rho} decay {decay} q {q}: {var_a}");
-                assert!((var_b - 1.0).abs() < 0.05, "rho {rho} decay {decay} q {q}: {var_b}");
+                assert!(
+                    (var_a - 1.0).abs() < 0.05,
+                    "rho {rho} decay {decay} q {q}: {var_a}"
+                );
+                assert!(
+                    (var_b - 1.0).abs() < 0.05,
+                    "rho {rho} decay {decay} q {q}: {var_b}"
+                );
                 let corr = cov / (var_a * var_b).sqrt();
                 assert!((corr - rho).abs() < 0.03, "rho {rho} q {q}: corr {corr}");
             }
