@@ -630,3 +630,96 @@ fn sequence_path_is_warm_started_certified_and_plotted() {
     forced.push("--force");
     assert!(cf(&forced, dir.path()).status.success());
 }
+
+/// The hard suite on one case, scaled down: the table, the JSON, the saved
+/// data and its result file, and no overwriting without --force.
+#[test]
+fn bench_hard_suite_runs_one_case_and_saves_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "bench",
+        "--suite",
+        "hard",
+        "--cases",
+        "sq-0.1",
+        "--scale",
+        "25",
+        "--repeats",
+        "1",
+        "--solver",
+        "fista",
+        "--json",
+        "bench.json",
+        "--save-data",
+        "data",
+    ];
+    let o = cf(&args, dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("hard suite") && out.contains("median s"),
+        "{out}"
+    );
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("sq-0.1"))
+        .unwrap_or_else(|| panic!("no sq-0.1 row: {out}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols[1], "fista", "{row}");
+    assert_eq!(cols[2..5], ["200", "64", "64"], "{row}");
+    assert!(cols[5..9].iter().all(|v| v.parse::<f64>().is_ok()), "{row}");
+    assert!(["yes", "no"].contains(&cols[9]), "{row}");
+    assert!(cols[10].parse::<usize>().is_ok(), "{row}");
+
+    let r = json(&dir.path().join("bench.json"));
+    assert_eq!(r["suite"], "hard");
+    assert_eq!(r["solver"], "fista");
+    let run = &r["results"][0]["runs"][0];
+    assert_eq!(run["case"], "sq-0.1");
+    assert!(run["objective"].as_f64().unwrap() > 0.0);
+
+    let data = convexformer::data::npz::read_npz(&dir.path().join("data/sq-0.1.npz")).unwrap();
+    assert_eq!(data.shape(), (200, 64, 64, 1));
+    let saved = json(&dir.path().join("data/sq-0.1.json"));
+    for key in [
+        "case",
+        "program",
+        "loss",
+        "beta",
+        "beta_max",
+        "n_outputs",
+        "objective",
+        "relative_gap",
+        "seconds",
+        "data_passes",
+    ] {
+        assert!(!saved[key].is_null(), "{key} missing: {saved}");
+    }
+    assert_eq!(saved["program"], "scalar");
+    assert_eq!(saved["loss"], "squared");
+    let (b, bmax) = (
+        saved["beta"].as_f64().unwrap(),
+        saved["beta_max"].as_f64().unwrap(),
+    );
+    assert!((b - 0.1 * bmax).abs() <= 1e-12 * bmax, "{saved}");
+    assert_eq!(saved["objective"], run["objective"]);
+
+    // The saved files are not overwritten without --force.
+    let o = cf(&args, dir.path());
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    let mut forced = args.to_vec();
+    forced.push("--force");
+    let o = cf(&forced, dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // An unknown case or suite is refused with the choices.
+    let o = cf(&["bench", "--suite", "hard", "--cases", "sq-9"], dir.path());
+    assert!(
+        !o.status.success() && stderr(&o).contains("sq-0.1"),
+        "{}",
+        stderr(&o)
+    );
+    let o = cf(&["bench", "--suite", "easy"], dir.path());
+    assert!(!o.status.success() && stderr(&o).contains("planted or hard"));
+}

@@ -67,6 +67,8 @@ pub fn training_benchmark(
         noise: 0.1,
         seed: 0,
         kind: TargetKind::Real,
+        rho: 0.0,
+        decay: 0.0,
     };
     let (data, _) = generate(&spec)?;
     let obj = Objective {

@@ -20,6 +20,8 @@ fn planted(n_samples: usize, n: usize, d: usize, active: usize, seed: u64) -> Da
         noise: 0.1,
         seed,
         kind: TargetKind::Real,
+        rho: 0.0,
+        decay: 0.0,
     };
     generate(&spec).unwrap().0
 }

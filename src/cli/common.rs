@@ -20,7 +20,7 @@ pub const MARKER: &str = ".convexformer-output";
 #[derive(Args, Debug, Clone)]
 pub struct ProblemArgs {
     /// A .npz or .safetensors file with X (N×n×d) and y, or
-    /// synthetic[:N=..,n=..,d=..,c=..,active=..,noise=..,seed=..,kind=real|binary|classes].
+    /// synthetic[:N=..,n=..,d=..,c=..,active=..,noise=..,seed=..,kind=real|binary|classes,rho=..,decay=..].
     #[arg(long, default_value = "synthetic")]
     pub data: String,
     /// The convex program: scalar, vector-l1, vector-l2, gated (SPEC §4d; see --gates) or sequence (SPEC §4c).

@@ -13,7 +13,20 @@
 //!    by 1/√active (drawn in the order k, l, q);
 //! 3. the inputs: X ∈ R^{N×n×d} of i.i.d. N(0, 1) entries, drawn sample-major
 //!    (sample i, token k, feature q);
-//! 4. the noise: ε ∈ R^{N×c} of i.i.d. N(0, 1) entries, sample-major.
+//! 4. the noise: ε ∈ R^{N×c} of i.i.d. N(0, 1) entries, sample-major;
+//! 5. only when `rho` > 0: the common components u_i ∈ R^d, i = 0..N, of
+//!    i.i.d. N(0, 1) entries, sample-major (sample i, feature q).
+//!
+//! Steps 1–4 do not depend on `rho` and `decay`, so a seed draws the same
+//! teacher, e and noise whatever they are. The tokens are (SPEC §5, "data
+//! shaped like real hidden states")
+//!
+//! x_{i,k} = D(√(1−ρ) e_{i,k} + √ρ u_i),  D = diag((1+q)^(−decay)), q = 0..d,
+//!
+//! with e the draws of step 3: the n tokens of a sample share the component
+//! u_i (correlation ρ between any two tokens, feature by feature) and feature
+//! q has standard deviation (1+q)^(−decay). With the defaults ρ = 0 and
+//! decay = 0, x = e exactly (nothing is rescaled), as before the keys existed.
 //!
 //! With the clean score s_{i,l} = Σ_{k∈P} ⟨x_{i,k}, w_{k,l}⟩ and
 //! z_{i,l} = s_{i,l} + noise·ε_{i,l}, the targets are
@@ -75,6 +88,11 @@ pub struct SyntheticSpec {
     pub seed: u64,
     /// What the targets are (key `kind`: real, binary or classes).
     pub kind: TargetKind,
+    /// ρ in [0, 1): the share of variance the tokens of a sample have in
+    /// common (key `rho`).
+    pub rho: f64,
+    /// Feature q is scaled by (1+q)^(−decay), decay finite and ≥ 0 (key `decay`).
+    pub decay: f64,
 }
 
 impl Default for SyntheticSpec {
@@ -88,11 +106,13 @@ impl Default for SyntheticSpec {
             noise: 0.1,
             seed: 0,
             kind: TargetKind::Real,
+            rho: 0.0,
+            decay: 0.0,
         }
     }
 }
 
-const KEYS: &str = "N, n, d, c, active, noise, seed, kind";
+const KEYS: &str = "N, n, d, c, active, noise, seed, kind, rho, decay";
 
 impl SyntheticSpec {
     /// Checks the sizes and the options against each other.
@@ -110,7 +130,20 @@ impl SyntheticSpec {
             s.noise,
             s.kind,
             s.n_outputs,
-        )
+        )?;
+        if !(s.rho.is_finite() && (0.0..1.0).contains(&s.rho)) {
+            return invalid(format!(
+                "synthetic data: rho must be in [0, 1), got {}",
+                s.rho
+            ));
+        }
+        if !(s.decay.is_finite() && s.decay >= 0.0) {
+            return invalid(format!(
+                "synthetic data: decay must be finite and ≥ 0, got {}",
+                s.decay
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -149,7 +182,7 @@ pub fn check_spec(
 }
 
 /// Parses the CLI form `synthetic` or
-/// `synthetic:N=1000,n=16,d=32,c=1,active=3,noise=0.1,seed=0,kind=real`;
+/// `synthetic:N=1000,n=16,d=32,c=1,active=3,noise=0.1,seed=0,kind=real,rho=0,decay=0`;
 /// keys left out keep their defaults.
 pub fn parse(spec: &str) -> Result<SyntheticSpec> {
     let mut out = SyntheticSpec::default();
@@ -163,6 +196,8 @@ pub fn parse(spec: &str) -> Result<SyntheticSpec> {
             "noise" => out.noise = v.number()?,
             "seed" => out.seed = v.number()?,
             "kind" => out.kind = v.kind()?,
+            "rho" => out.rho = v.number()?,
+            "decay" => out.decay = v.number()?,
             _ => return Ok(false),
         }
         Ok(true)
@@ -266,8 +301,25 @@ pub fn generate(spec: &SyntheticSpec) -> Result<(Dataset, Vec<usize>)> {
     let w: Vec<f64> = normals(&mut rng, spec.active * c * d)
         .map(|z| z * scale)
         .collect();
-    let x: Vec<f64> = normals(&mut rng, n * t * d).collect();
+    let mut x: Vec<f64> = normals(&mut rng, n * t * d).collect();
     let eps: Vec<f64> = normals(&mut rng, n * c).collect();
+    if spec.rho > 0.0 {
+        let u: Vec<f64> = normals(&mut rng, n * d).collect();
+        let (a, b) = ((1.0 - spec.rho).sqrt(), spec.rho.sqrt());
+        for (xi, ui) in x.chunks_exact_mut(t * d).zip(u.chunks_exact(d)) {
+            for xk in xi.chunks_exact_mut(d) {
+                for (v, &uq) in xk.iter_mut().zip(ui) {
+                    *v = a * *v + b * uq;
+                }
+            }
+        }
+    }
+    if spec.decay > 0.0 {
+        let scale: Vec<f64> = (0..d).map(|q| (1.0 + q as f64).powf(-spec.decay)).collect();
+        for xk in x.chunks_exact_mut(d) {
+            xk.iter_mut().zip(&scale).for_each(|(v, s)| *v *= s);
+        }
+    }
 
     let z = noisy_scores(&x, &w, &eps, &planted, spec);
     let ds = targets_of_kind(spec.kind, x, (n, t, d), z, c, Targets::PerSample)?;
@@ -367,6 +419,8 @@ mod tests {
             noise: 0.5,
             seed: 9,
             kind: TargetKind::Classes,
+            rho: 0.0,
+            decay: 0.0,
         };
         assert_eq!(s, want);
         let d = SyntheticSpec::default();
@@ -386,9 +440,20 @@ mod tests {
     fn parse_errors_name_the_problem() {
         let e = err("synthetic:foo=1");
         assert!(
-            e.contains("foo") && e.contains("active, noise, seed, kind"),
+            e.contains("foo") && e.contains("active, noise, seed, kind, rho, decay"),
             "{e}"
         );
+        for bad in ["rho=1", "rho=-0.1", "rho=nan", "rho=inf", "rho=1.5"] {
+            let e = err(&format!("synthetic:{bad}"));
+            assert!(e.contains("rho must be in [0, 1)"), "{bad}: {e}");
+        }
+        for bad in ["decay=-1", "decay=nan", "decay=inf"] {
+            let e = err(&format!("synthetic:{bad}"));
+            assert!(e.contains("decay must be finite and ≥ 0"), "{bad}: {e}");
+        }
+        assert!(err("synthetic:rho=x").contains("key rho"));
+        let s = parse("synthetic:rho=0.8,decay=0.5").unwrap();
+        assert_eq!((s.rho, s.decay), (0.8, 0.5));
         let e = err("synthetic:N=abc");
         assert!(e.contains("'abc'") && e.contains("key N"), "{e}");
         let e = err("synthetic:noise=-1");
@@ -503,6 +568,98 @@ mod tests {
         assert!(matches!(e, crate::Error::TooLarge(_)), "{e}");
     }
 
+    /// FNV-1a over the bits of X, y and the labels.
+    fn data_hash(ds: &Dataset) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let labels = ds.labels.iter().flatten().map(|&l| l as u64);
+        let bits = ds.x.iter().chain(&ds.y).map(|v| v.to_bits()).chain(labels);
+        for b in bits {
+            h = (h ^ b).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h
+    }
+
+    /// The data of rho = 0, decay = 0 (the defaults) are bit for bit those
+    /// of the generator before the keys existed: the hashes below were
+    /// computed by that code.
+    #[test]
+    fn defaults_give_the_data_of_before() {
+        let cases = [
+            (
+                "synthetic:N=20,n=5,d=3,c=2,active=2,seed=3",
+                0x7da3_ea33_54db_8e6a_u64,
+            ),
+            (
+                "synthetic:N=30,n=4,d=6,kind=binary,seed=1",
+                0x9fea_cf47_ea77_ce1a,
+            ),
+            (
+                "synthetic:N=25,n=6,d=2,c=3,kind=classes,active=3,noise=0.5",
+                0xb282_c84b_ac5b_dec9,
+            ),
+        ];
+        let got: Vec<u64> = cases
+            .iter()
+            .map(|(spec, _)| data_hash(&generate(&parse(spec).unwrap()).unwrap().0))
+            .collect();
+        println!("HASH {got:#x?}");
+        for ((spec, want), h) in cases.iter().zip(got) {
+            assert_eq!(h, *want, "{spec}");
+        }
+    }
+
+    #[test]
+    fn explicit_zero_rho_and_decay_are_the_defaults() {
+        let a = generate(&parse("synthetic:N=40,n=5,d=3,c=2,seed=4").unwrap()).unwrap();
+        let b =
+            generate(&parse("synthetic:N=40,n=5,d=3,c=2,seed=4,rho=0,decay=0").unwrap()).unwrap();
+        assert_eq!((&a.0.x, &a.0.y, &a.1), (&b.0.x, &b.0.y, &b.1));
+        // rho and decay change X but not the planted tokens (drawn first).
+        let c =
+            generate(&parse("synthetic:N=40,n=5,d=3,c=2,seed=4,rho=0.5,decay=1").unwrap()).unwrap();
+        assert_eq!(a.1, c.1);
+        assert_ne!(a.0.x, c.0.x);
+    }
+
+    /// Two tokens of a sample correlate with coefficient ρ (per feature), and
+    /// feature q has standard deviation (1+q)^(−decay).
+    #[test]
+    fn rho_correlates_tokens_and_decay_scales_features() {
+        let (n, d) = (20_000, 4);
+        for (rho, decay) in [(0.0, 0.0), (0.3, 0.0), (0.8, 0.5), (0.5, 1.0)] {
+            let spec = SyntheticSpec {
+                n_samples: n,
+                n_tokens: 3,
+                n_features: d,
+                active: 1,
+                rho,
+                decay,
+                ..SyntheticSpec::default()
+            };
+            let (ds, _) = generate(&spec).unwrap();
+            for q in 0..d {
+                let sd = (1.0 + q as f64).powf(-decay);
+                let col =
+                    |k: usize| -> Vec<f64> { (0..n).map(|i| ds.token(i, k)[q] / sd).collect() };
+                let (a, b) = (col(0), col(2));
+                let var_a = a.iter().map(|v| v * v).sum::<f64>() / n as f64;
+                let var_b = b.iter().map(|v| v * v).sum::<f64>() / n as f64;
+                let cov = a.iter().zip(&b).map(|(u, v)| u * v).sum::<f64>() / n as f64;
+                // Unit variance once D is undone: the scale follows decay.
+                assert!(
+                    (var_a - 1.0).abs() < 0.05,
+                    "rho {rho} decay {decay} q {q}: {var_a}"
+                );
+                assert!(
+                    (var_b - 1.0).abs() < 0.05,
+                    "rho {rho} decay {decay} q {q}: {var_b}"
+                );
+                let corr = cov / (var_a * var_b).sqrt();
+                assert!((corr - rho).abs() < 0.03, "rho {rho} q {q}: corr {corr}");
+            }
+        }
+    }
+
     /// The one spec parser: the form, repeated and unknown keys, values.
     #[test]
     fn the_shared_parser_names_its_generator() {
@@ -529,5 +686,13 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("heads, support"), "{msg}");
+        // The sequence generator has no common component or feature decay:
+        // it refuses rho and decay as unknown keys.
+        for key in ["rho", "decay"] {
+            let e = crate::sequence::parse_sequence_synthetic(&format!("synthetic:{key}=0"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("unknown key '{key}'")), "{e}");
+        }
     }
 }
