@@ -104,7 +104,8 @@ pub fn run(s: &BenchSize, data: &Dataset, opts: &SolverOptions) -> Result<BenchR
 ///   8 classes, on smaller data (N = 2000, n = 16, d = 32).
 ///
 /// The first four use N = 5000, n = 64, d = 64, 16 planted tokens, noise 0.1,
-/// seed 0.
+/// seed 0. `planted-S` and `planted-M` (on request only) are the planted
+/// suite's instances, for timing peers on them.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct HardCase {
     pub name: &'static str,
@@ -191,9 +192,29 @@ pub fn hard_case(name: &str, scale: usize) -> Result<HardCase> {
                 },
             )
         },
+        // The planted sizes as cases (not run by default): so that the
+        // peer script can time S and M on the same files.
+        "planted-S" | "planted-M" => {
+            let s = size(&name[8..])?;
+            let spec = SyntheticSpec {
+                n_samples: s.n_samples,
+                n_tokens: s.n_tokens,
+                n_features: s.n_features,
+                active: s.active,
+                rho: 0.0,
+                decay: 0.0,
+                ..big
+            };
+            let name = if s.name == "S" {
+                "planted-S"
+            } else {
+                "planted-M"
+            };
+            case(name, Program::Scalar, Loss::Squared, 0.1, spec)
+        }
         _ => {
             return invalid(format!(
-                "unknown hard case '{name}': use {}",
+                "unknown hard case '{name}': use {}, or planted-S, planted-M",
                 HARD_CASES.join(", ")
             ))
         }

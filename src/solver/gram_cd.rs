@@ -15,6 +15,7 @@ use crate::operator::kernels::{axpy, dot};
 use crate::penalty::{BlockPenalty, Penalty, SymEigen};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
+use std::time::Instant;
 
 /// The Gram matrices of a working set (one shared by every output, or one
 /// per output when the loss's curvature differs between outputs) and the
@@ -212,11 +213,16 @@ pub struct Work {
     trial: Vec<f64>,
     s: Vec<f64>,
     secular: Vec<f64>,
+    /// The outputs whose row a block update moved, and their product rows.
+    rows_moved: Vec<usize>,
+    product: Vec<f64>,
 }
 
 impl Work {
-    pub fn new(c: usize, d: usize) -> Self {
+    pub fn new(c: usize, d: usize, m: usize) -> Self {
         Work {
+            rows_moved: vec![0; c],
+            product: vec![0.0; c * m],
             block: vec![0.0; c * d],
             grad: vec![0.0; c * d],
             trial: vec![0.0; c * d],
@@ -237,8 +243,8 @@ pub struct CdOutcome {
 /// Anderson acceleration over this many epochs.
 const ANDERSON_K: usize = 5;
 
-/// Runs epochs from (v, u = Gv) until the violation is at most `eps` or
-/// `max_epochs` have run.
+/// Runs epochs from (v, u = Gv) until the violation is at most `eps`,
+/// `max_epochs` have run or the deadline has passed.
 #[allow(clippy::too_many_arguments)]
 pub fn gram_cd(
     model: &GramModel,
@@ -249,15 +255,16 @@ pub fn gram_cd(
     u: &mut [f64],
     eps: f64,
     max_epochs: usize,
+    deadline: Option<Instant>,
 ) -> CdOutcome {
     let (c, d, m) = (model.c, model.d, model.m);
-    let mut w = Work::new(c, d);
+    let mut w = Work::new(c, d, m);
     let initial_violation = model.violation(penalty, beta, a, v, u, &mut w);
     let mut violation = initial_violation;
     let mut history: Vec<Vec<f64>> = Vec::with_capacity(ANDERSON_K + 1);
     let mut history_u: Vec<Vec<f64>> = Vec::with_capacity(ANDERSON_K + 1);
     let mut epochs = 0;
-    while violation > eps && epochs < max_epochs {
+    while violation > eps && epochs < max_epochs && !deadline.is_some_and(|d| Instant::now() >= d) {
         epoch(model, penalty, beta, a, v, u, &mut w);
         epochs += 1;
         // Anderson: extrapolate from the last K+1 iterates; keep the
@@ -286,7 +293,6 @@ pub fn gram_cd(
         }
         violation = model.violation(penalty, beta, a, v, u, &mut w);
     }
-    let _ = m;
     CdOutcome {
         epochs,
         initial_violation,
@@ -360,16 +366,42 @@ fn epoch(
         // u_l += G_l[:, block] Δ_l: one small product (c×d)·(d×m) when the
         // Gram is shared by several outputs, row by row of G_l otherwise.
         if shared && c > 1 {
-            for (t, z) in w.trial.iter().zip(w.block.iter_mut()) {
-                *z = t - *z;
+            // Δ into w.block; only the outputs whose row moved enter the
+            // product (with many outputs, most groups stay at zero).
+            let mut moved = 0;
+            for l in 0..c {
+                let row = l * d..(l + 1) * d;
+                if w.trial[row.clone()] != w.block[row.clone()] {
+                    for q in 0..d {
+                        w.block[moved * d + q] = w.trial[l * d + q] - w.block[l * d + q];
+                    }
+                    w.rows_moved[moved] = l;
+                    moved += 1;
+                    v[l * m + j * d..l * m + (j + 1) * d].copy_from_slice(&w.trial[row]);
+                }
+            }
+            if moved == 0 {
+                continue;
             }
             let g = model.gram(0);
-            let delta = MatRef::from_row_major_slice(&w.block, c, d);
+            let delta = MatRef::from_row_major_slice(&w.block[..moved * d], moved, d);
             let rows = MatRef::from_row_major_slice(&g[j * d * m..(j + 1) * d * m], d, m);
-            let um = MatMut::from_row_major_slice_mut(u, c, m);
-            matmul(um, Accum::Add, delta, rows, 1.0, Par::Seq);
-            for l in 0..c {
-                v[l * m + j * d..l * m + (j + 1) * d].copy_from_slice(&w.trial[l * d..(l + 1) * d]);
+            // Both cores where the product is large (many outputs).
+            let par = if moved * d * m >= 1 << 20 {
+                Par::rayon(0)
+            } else {
+                Par::Seq
+            };
+            if moved == c {
+                let um = MatMut::from_row_major_slice_mut(u, c, m);
+                matmul(um, Accum::Add, delta, rows, 1.0, par);
+            } else {
+                let prod = &mut w.product[..moved * m];
+                let pm = MatMut::from_row_major_slice_mut(prod, moved, m);
+                matmul(pm, Accum::Replace, delta, rows, 1.0, par);
+                for (k, &l) in w.rows_moved[..moved].iter().enumerate() {
+                    axpy(1.0, &prod[k * m..(k + 1) * m], &mut u[l * m..(l + 1) * m]);
+                }
             }
             continue;
         }

@@ -199,19 +199,6 @@ pub fn solve<O: LinearOperator>(
             )
         };
         prev_lipschitz = Some(res.lipschitz).filter(|l| l.is_finite());
-        if std::env::var_os("CONVEXFORMER_TRACE").is_some() {
-            eprintln!(
-                "ws {} (support {}, candidates {}) newton {newton}: {} it, {:.2} passes, inner gap {:.2e}, outer gap {:.2e}, {:.3} s",
-                ws.len(),
-                support.len(),
-                candidates.len(),
-                res.iterations,
-                res.passes,
-                res.certificate.relative_gap,
-                cert.relative_gap,
-                start.elapsed().as_secs_f64()
-            );
-        }
         iterations += res.iterations;
         passes += res.passes;
 

@@ -186,7 +186,7 @@ pub fn prox_newton<O: LinearOperator>(
             &a,
             &v,
             &u,
-            &mut super::gram_cd::Work::new(c, d),
+            &mut super::gram_cd::Work::new(c, d, 0),
         );
         let out = gram_cd(
             model,
@@ -197,16 +197,8 @@ pub fn prox_newton<O: LinearOperator>(
             &mut u,
             eps_scale * start_violation,
             MAX_EPOCHS.min(budget.iterations_left.max(1)),
+            budget.deadline,
         );
-        if std::env::var_os("CONVEXFORMER_TRACE2").is_some() {
-            eprintln!(
-                "  newton: epochs {} viol {:.3e} -> {:.3e} (eps {:.1e})",
-                out.epochs,
-                out.initial_violation,
-                out.violation,
-                eps_scale * start_violation
-            );
-        }
         iterations += out.epochs.max(1);
         budget.iterations_left = budget.iterations_left.saturating_sub(out.epochs.max(1));
         eps_scale = (eps_scale * 0.1).max(1e-10);
@@ -246,23 +238,25 @@ pub fn prox_newton<O: LinearOperator>(
         );
         passes += frac;
         let dyhat = std::mem::take(&mut buf.yhat);
-        let mut trial_x = x.to_vec();
+        let mut trial_x: Vec<f64> = x.iter().zip(&dx).map(|(a, b)| a + b).collect();
+        // Armijo for composite objectives: the decrease the model predicts,
+        // ∇ᵀΔ + β(Ω(x + Δ) − Ω(x)).
+        let decrease = slope + beta * (penalty_sum(problem, &trial_x) - pen);
         let mut t = 1.0;
         let mut accepted = false;
+        let mut row = vec![0.0; c];
         for _ in 0..30 {
             for ((tx, x0), dv) in trial_x.iter_mut().zip(x.iter()).zip(&dx) {
                 *tx = x0 + t * dv;
             }
             let f_pen = beta * penalty_sum(problem, &trial_x);
             let mut f_loss = 0.0;
-            let mut row = vec![0.0; c];
             for i in 0..rows {
                 for l in 0..c {
                     row[l] = yhat0[i * c + l] + t * dyhat[i * c + l];
                 }
                 f_loss += loss.value(&row, problem.target(i));
             }
-            let decrease = slope + beta * (penalty_sum_scaled(problem, x, &dx, 1.0) - pen);
             if f_loss + f_pen <= primal + 1e-4 * t * decrease.min(0.0) {
                 accepted = true;
                 break;
@@ -285,9 +279,6 @@ pub fn prox_newton<O: LinearOperator>(
                 lipschitz: f64::NAN,
             };
         }
-        if std::env::var_os("CONVEXFORMER_TRACE2").is_some() {
-            eprintln!("  step t = {t}");
-        }
         x.copy_from_slice(&trial_x);
         for (b, d) in bx.iter_mut().zip(&db) {
             *b += t * d;
@@ -300,26 +291,6 @@ fn penalty_sum<O: LinearOperator>(problem: &Problem<'_, O>, x: &[f64]) -> f64 {
     let (c, d) = problem.op.penalty_shape();
     x.chunks_exact(problem.block_len())
         .map(|z| problem.penalty.value(z, c, d))
-        .sum()
-}
-
-/// Σ_b Ω(x_b + t·dx_b).
-fn penalty_sum_scaled<O: LinearOperator>(
-    problem: &Problem<'_, O>,
-    x: &[f64],
-    dx: &[f64],
-    t: f64,
-) -> f64 {
-    let (c, d) = problem.op.penalty_shape();
-    let mut z = vec![0.0; problem.block_len()];
-    x.chunks_exact(problem.block_len())
-        .zip(dx.chunks_exact(problem.block_len()))
-        .map(|(xb, db)| {
-            for ((o, a), b) in z.iter_mut().zip(xb).zip(db) {
-                *o = a + t * b;
-            }
-            problem.penalty.value(&z, c, d)
-        })
         .sum()
 }
 
