@@ -51,4 +51,7 @@ impl SampleLoss for CrossEntropy {
     fn curvature_per_output(&self) -> bool {
         true
     }
+    fn hessian_diagonal(&self) -> bool {
+        false
+    }
 }

@@ -54,4 +54,20 @@ impl SampleLoss for Huber {
     fn smoothness(&self) -> f64 {
         1.0
     }
+    /// The generalised Hessian: 1 where the residual is in the quadratic
+    /// zone, 0 where it is linear (a semismooth Newton model; the line
+    /// search covers the kinks).
+    #[inline]
+    fn curvature(&self, yhat: &[f64], y: &[f64], _grad: &[f64], w: &mut [f64]) {
+        for ((w, p), t) in w.iter_mut().zip(yhat).zip(y) {
+            *w = if (p - t).abs() <= self.delta {
+                1.0
+            } else {
+                0.0
+            };
+        }
+    }
+    fn curvature_per_output(&self) -> bool {
+        true
+    }
 }

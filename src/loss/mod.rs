@@ -41,6 +41,11 @@ pub trait SampleLoss {
     fn curvature_per_output(&self) -> bool {
         false
     }
+    /// Whether ∇²L is diagonal across outputs, so that the weights of
+    /// `curvature` are the whole Hessian (false for softmax cross-entropy).
+    fn hessian_diagonal(&self) -> bool {
+        true
+    }
 }
 
 /// The losses by name; dispatch costs one branch per sample.
@@ -102,6 +107,9 @@ impl SampleLoss for Loss {
     }
     fn curvature_per_output(&self) -> bool {
         dispatch!(self, l => l.curvature_per_output())
+    }
+    fn hessian_diagonal(&self) -> bool {
+        dispatch!(self, l => l.hessian_diagonal())
     }
 }
 

@@ -1,6 +1,8 @@
 //! Block coordinate descent on a quadratic model given by a Gram matrix:
 //!
-//!     min_v Σ_l (a_lᵀv_l + ½ v_lᵀ G v_l) + β Σ_b Ω(Z_b)
+//! ```text
+//! min_v Σ_l (a_lᵀv_l + ½ v_lᵀ G v_l) + β Σ_b Ω(Z_b)
+//! ```
 //!
 //! over one vector v_l ∈ R^m per output l: the d coefficients of each block
 //! of the working set, then the intercept when the model has one. Once the

@@ -160,9 +160,7 @@ pub fn solve<O: LinearOperator>(
                 // Cross-entropy's Hessian couples the outputs (softmax is
                 // invariant along 1): its diagonal Newton model converges
                 // slowly, so `auto` keeps FISTA there.
-                SolverKind::Auto => {
-                    bytes <= AUTO_GRAM_BYTES && !problem.loss.curvature_per_output()
-                }
+                SolverKind::Auto => bytes <= AUTO_GRAM_BYTES && problem.loss.hessian_diagonal(),
                 SolverKind::ProxNewton => bytes <= MAX_GRAM_BYTES,
                 SolverKind::Fista => false,
             };

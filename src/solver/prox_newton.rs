@@ -201,7 +201,7 @@ pub fn prox_newton<O: LinearOperator>(
         );
         iterations += out.epochs.max(1);
         budget.iterations_left = budget.iterations_left.saturating_sub(out.epochs.max(1));
-        eps_scale = (eps_scale * 0.1).max(1e-10);
+        eps_scale = (eps_scale * 0.1).max(1e-8);
 
         if squared {
             from_model(&v, ws.len(), c, d, m, ones, x, bx);
