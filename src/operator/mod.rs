@@ -63,6 +63,21 @@ pub trait LinearOperator: Sync {
     ) -> Option<Vec<Vec<f64>>> {
         None
     }
+    /// [`LinearOperator::weighted_gram`] for one weight set, reusing the
+    /// Gram `known` of the blocks `known_ws` under the same weights (and the
+    /// same `ones`): entries between two known blocks are copied, so only
+    /// the new blocks' columns are multiplied (N·m·d work per new block
+    /// instead of N·m²/2 in all). None where the operator cannot.
+    fn extend_gram(
+        &self,
+        _ws: &[usize],
+        _weights: &[f64],
+        _ones: bool,
+        _known_ws: &[usize],
+        _known: &[f64],
+    ) -> Option<Vec<f64>> {
+        None
+    }
     /// Whether [`LinearOperator::weighted_gram`] gives Gram matrices.
     fn supports_gram(&self) -> bool {
         false

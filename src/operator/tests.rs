@@ -110,3 +110,70 @@ fn check_fused_pass(c: usize) {
         }
     }
 }
+
+/// Weighted Grams against Σ_i w_i a_i a_iᵀ by index loops, with and without
+/// gates and the intercept's column, one and several weight sets; and a Gram
+/// grown from a smaller working set's equal to one built from scratch.
+#[test]
+fn weighted_grams_match_naive_and_extend_exactly() {
+    let (n, t, d) = (300, 6, 3);
+    let ds = random_data(n, t, d, 2, 4);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let gates = GateMasks {
+        n_gates: 2,
+        mask: (0..n * 2).map(|_| rng.random_bool(0.5)).collect(),
+    };
+    for g in [None, Some(&gates)] {
+        let op = TokenOperator::new(&ds, g);
+        let ws: Vec<usize> = (0..op.n_blocks()).filter(|b| b % 3 != 1).collect();
+        for ones in [false, true] {
+            for sets in [1, 2] {
+                let w: Vec<f64> = (0..n * sets).map(|_| rng.random_range(0.0..2.0)).collect();
+                let grams = op.weighted_gram(&ws, &w, sets, ones).unwrap();
+                let m = ws.len() * d + usize::from(ones);
+                for (s, gram) in grams.iter().enumerate() {
+                    let mut naive = vec![0.0; m * m];
+                    for i in 0..n {
+                        let mut a = vec![0.0; m];
+                        for (j, &b) in ws.iter().enumerate() {
+                            if op.gate_on(i, b) {
+                                a[j * d..(j + 1) * d].copy_from_slice(op.row(i, b));
+                            }
+                        }
+                        if ones {
+                            a[m - 1] = 1.0;
+                        }
+                        for r in 0..m {
+                            for col in 0..m {
+                                naive[r * m + col] += w[i * sets + s] * a[r] * a[col];
+                            }
+                        }
+                    }
+                    for (x, y) in gram.iter().zip(&naive) {
+                        assert!((x - y).abs() <= 1e-10 * (1.0 + y.abs()), "{x} vs {y}");
+                    }
+                }
+            }
+            // Grow from the first few blocks: only the new columns are read.
+            let w: Vec<f64> = (0..n).map(|_| rng.random_range(0.0..2.0)).collect();
+            let full = op.weighted_gram(&ws, &w, 1, ones).unwrap().remove(0);
+            // (a block in the middle is new: the index maps are checked)
+            let small: Vec<usize> = ws.iter().copied().filter(|&b| b != ws[1]).collect();
+            let known = op.weighted_gram(&small, &w, 1, ones).unwrap().remove(0);
+            let grown = op.extend_gram(&ws, &w, ones, &small, &known).unwrap();
+            for (x, y) in grown.iter().zip(&full) {
+                assert!((x - y).abs() <= 1e-10 * (1.0 + y.abs()), "grown {x} vs {y}");
+            }
+            // Too many new blocks: the caller is told to build it whole.
+            assert!(op
+                .extend_gram(
+                    &ws,
+                    &w,
+                    ones,
+                    &ws[..1],
+                    &op.weighted_gram(&ws[..1], &w, 1, ones).unwrap()[0]
+                )
+                .is_none());
+        }
+    }
+}

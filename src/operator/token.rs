@@ -87,7 +87,7 @@ impl<'a> TokenOperator<'a> {
 
     /// Is block b's row present in sample i (its gate on)?
     #[inline]
-    fn gate_on(&self, i: usize, b: usize) -> bool {
+    pub(crate) fn gate_on(&self, i: usize, b: usize) -> bool {
         match self.gates {
             None => true,
             Some(g) => g.mask[i * g.n_gates + b / self.data.n_tokens],
@@ -96,7 +96,7 @@ impl<'a> TokenOperator<'a> {
 
     /// Sample i's d-vector for block b (before gating).
     #[inline]
-    fn row(&self, i: usize, b: usize) -> &[f64] {
+    pub(crate) fn row(&self, i: usize, b: usize) -> &[f64] {
         let d = self.data.n_features;
         let off = ((b % self.data.n_tokens) * self.data.n_samples + i) * d;
         &self.xt[off..off + d]
@@ -173,6 +173,28 @@ impl<'a> TokenOperator<'a> {
         total
     }
 
+    /// The design of `blocks`: row i is (x_{i,b})_{b ∈ blocks} (zero where a
+    /// gate is off), then a 1 when `ones`; N × (|blocks|·d + ones).
+    fn design(&self, blocks: &[usize], ones: bool) -> Vec<f64> {
+        let (n, d) = (self.n_samples(), self.block_dim());
+        let m = blocks.len() * d + usize::from(ones);
+        let mut a = vec![0.0; n * m];
+        if m == 0 {
+            return a;
+        }
+        a.par_chunks_mut(m).enumerate().for_each(|(i, row)| {
+            for (j, &b) in blocks.iter().enumerate() {
+                if self.gate_on(i, b) {
+                    row[j * d..(j + 1) * d].copy_from_slice(self.row(i, b));
+                }
+            }
+            if ones {
+                row[m - 1] = 1.0;
+            }
+        });
+        a
+    }
+
     /// Rows of token block `b` for samples i0..i0+m, contiguous (m×d).
     #[inline]
     fn rows(&self, i0: usize, m: usize, b: usize) -> &[f64] {
@@ -218,17 +240,7 @@ impl LinearOperator for TokenOperator<'_> {
         let m = ws.len() * d + usize::from(ones);
         // A = [X_W 1] (N×m, gates applied), read once; then per weight set
         // B = diag(√w) A and G = BᵀB.
-        let mut a = vec![0.0; n * m];
-        a.par_chunks_mut(m).enumerate().for_each(|(i, row)| {
-            for (j, &b) in ws.iter().enumerate() {
-                if self.gate_on(i, b) {
-                    row[j * d..(j + 1) * d].copy_from_slice(self.row(i, b));
-                }
-            }
-            if ones {
-                row[m - 1] = 1.0;
-            }
-        });
+        let mut a = self.design(ws, ones);
         let scale = |b: &mut [f64], s: usize| {
             b.par_chunks_mut(m).enumerate().for_each(|(i, row)| {
                 let w = weights[i * sets + s].max(0.0).sqrt();
@@ -248,6 +260,81 @@ impl LinearOperator for TokenOperator<'_> {
             }
         }
         Some(grams)
+    }
+    fn extend_gram(
+        &self,
+        ws: &[usize],
+        weights: &[f64],
+        ones: bool,
+        known_ws: &[usize],
+        known: &[f64],
+    ) -> Option<Vec<f64>> {
+        let (n, d) = (self.n_samples(), self.block_dim());
+        let m = ws.len() * d + usize::from(ones);
+        let m_known = known_ws.len() * d + usize::from(ones);
+        if known.len() != m_known * m_known {
+            return None;
+        }
+        // Each coordinate of the new Gram: its index in the known one, if any.
+        let mut old_index: Vec<Option<usize>> = Vec::with_capacity(m);
+        let mut new_blocks = Vec::new();
+        for &b in ws {
+            match known_ws.binary_search(&b) {
+                Ok(p) => old_index.extend((0..d).map(|q| Some(p * d + q))),
+                Err(_) => {
+                    new_blocks.push(b);
+                    old_index.extend((0..d).map(|_| None));
+                }
+            }
+        }
+        if ones {
+            old_index.push(Some(m_known - 1));
+        }
+        // Half the blocks new or more: a full triangular product is cheaper.
+        if 2 * new_blocks.len() >= ws.len() {
+            return None;
+        }
+        let sqrt_w = |a: &mut [f64], width: usize| {
+            a.par_chunks_mut(width).enumerate().for_each(|(i, row)| {
+                let w = weights[i].max(0.0).sqrt();
+                row.iter_mut().for_each(|v| *v *= w);
+            });
+        };
+        let mut a = self.design(ws, ones);
+        sqrt_w(&mut a, m);
+        let m_new = new_blocks.len() * d;
+        let mut a_new = self.design(&new_blocks, false);
+        sqrt_w(&mut a_new, m_new);
+        // C = Aᵀ A_new: every coordinate against the new ones.
+        let mut cross = vec![0.0; m * m_new];
+        matmul(
+            MatMut::from_row_major_slice_mut(&mut cross, m, m_new),
+            Accum::Replace,
+            MatRef::from_row_major_slice(&a, n, m).transpose(),
+            MatRef::from_row_major_slice(&a_new, n, m_new),
+            1.0,
+            Par::rayon(0),
+        );
+        // The new coordinates' column in C, in order of appearance.
+        let mut new_col = vec![usize::MAX; m];
+        let mut k = 0;
+        for (r, o) in old_index.iter().enumerate() {
+            if o.is_none() {
+                new_col[r] = k;
+                k += 1;
+            }
+        }
+        let mut g = vec![0.0; m * m];
+        for r in 0..m {
+            for col in 0..m {
+                g[r * m + col] = match (old_index[r], old_index[col]) {
+                    (Some(i), Some(j)) => known[i * m_known + j],
+                    (_, None) => cross[r * m_new + new_col[col]],
+                    (None, Some(_)) => cross[col * m_new + new_col[r]],
+                };
+            }
+        }
+        Some(g)
     }
     fn add_constant_adjoint(&self, b: usize, m: &[f64], out: &mut [f64]) {
         let d = self.block_dim();

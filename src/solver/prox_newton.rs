@@ -135,10 +135,21 @@ pub fn prox_newton<O: LinearOperator>(
                     weights[r].copy_from_slice(&row_w);
                 }
             }
-            let grams = problem
-                .op
-                .weighted_gram(ws, &weights, sets, ones)
-                .expect("the solver checked that the operator has Gram matrices");
+            // The squared loss grows its Gram from the last working set's.
+            let extended = match cache.as_ref() {
+                Some((known_ws, model)) if squared && sets == 1 && model.ones == ones => problem
+                    .op
+                    .extend_gram(ws, &weights, ones, known_ws, &model.grams[0])
+                    .map(|g| vec![g]),
+                _ => None,
+            };
+            let grams = match extended {
+                Some(g) => g,
+                None => problem
+                    .op
+                    .weighted_gram(ws, &weights, sets, ones)
+                    .expect("the solver checked that the operator has Gram matrices"),
+            };
             passes += frac;
             match GramModel::new(grams, ws.len(), d, c, ones) {
                 Some(model) => *cache = Some((ws.to_vec(), model)),
