@@ -51,10 +51,12 @@ pub struct SolverOptions {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SolverKind {
-    /// Prox-Newton where the operator offers working-set Gram matrices,
-    /// they fit in memory and the loss's Hessian is diagonal across outputs
-    /// (squared, logistic, Huber); FISTA otherwise (cross-entropy, the
-    /// sequence program, very large working sets).
+    /// FISTA for ten iterations on each working set, then prox-Newton for
+    /// the rest of the solve once FISTA falls short, where the operator
+    /// offers working-set Gram matrices, they fit in memory and the loss's
+    /// Hessian is diagonal across outputs (squared, logistic, Huber); FISTA
+    /// alone otherwise (cross-entropy, the sequence program, very large
+    /// working sets).
     #[default]
     Auto,
     /// FISTA with adaptive restart (first order, one data pass per step).

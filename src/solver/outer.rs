@@ -2,7 +2,7 @@
 //! set, solve it with FISTA, repeat (as celer/skglm do for the lasso).
 
 use super::certificate::{certify, dual_scores, safe_radius, Certificate};
-use super::fista::{fista, Budget, FistaBuffers};
+use super::fista::{fista, Budget, FistaBuffers, InnerResult};
 use super::prox_newton::{gram_bytes, prox_newton, AUTO_GRAM_BYTES, MAX_GRAM_BYTES};
 use super::{Solution, SolverKind, SolverOptions, StopReason};
 use crate::error::{invalid, Result};
@@ -11,6 +11,9 @@ use crate::operator::LinearOperator;
 use crate::penalty::BlockPenalty;
 use crate::problem::Problem;
 use std::time::{Duration, Instant};
+
+/// FISTA iterations `auto` gives a working set before it builds a Gram.
+const AUTO_FISTA_TRIAL: usize = 10;
 
 /// Solves `problem` to relative gap `opts.tol` from an optional warm start
 /// (coefficients on all blocks, intercept).
@@ -67,6 +70,7 @@ pub fn solve<O: LinearOperator>(
     let mut prev_ws: Vec<usize> = Vec::new();
     let mut prev_lipschitz: Option<f64> = None;
     let mut gram_cache = None;
+    let mut newton_taken = false;
     let mut iterations = 0;
     let mut passes = 0.0;
     let mut screened_at_end = 0;
@@ -171,7 +175,12 @@ pub fn solve<O: LinearOperator>(
         } else {
             (if newton { 0.05 } else { 0.3 } * cert.relative_gap).max(0.5 * opts.tol)
         };
-        let res = if newton {
+        // `auto` tries FISTA first on each working set, for a few dozen
+        // iterations (far less than a Gram costs): easy sets finish there.
+        // Once FISTA falls short, prox-Newton takes over from its point,
+        // for this set and the rest of the solve.
+        let trial = newton && opts.solver == SolverKind::Auto && !newton_taken;
+        let res = if newton && !trial {
             prox_newton(
                 problem,
                 &ws,
@@ -183,18 +192,46 @@ pub fn solve<O: LinearOperator>(
                 &mut gram_cache,
             )
         } else {
-            fista(
+            let cap = if trial { AUTO_FISTA_TRIAL } else { usize::MAX };
+            let mut sub = Budget {
+                iterations_left: budget.iterations_left.min(cap),
+                deadline: budget.deadline,
+            };
+            let given = sub.iterations_left;
+            let first = fista(
                 problem,
                 &ws,
                 &mut x,
                 &mut b,
                 inner_tol,
                 opts,
-                &mut budget,
+                &mut sub,
                 &mut buf,
                 &mut fb,
                 prev_lipschitz.filter(|_| ws.iter().all(|blk| prev_ws.binary_search(blk).is_ok())),
-            )
+            );
+            budget.iterations_left -= given - sub.iterations_left;
+            if trial && first.certificate.relative_gap > inner_tol && budget.exhausted().is_none() {
+                newton_taken = true;
+                let second = prox_newton(
+                    problem,
+                    &ws,
+                    &mut x,
+                    &mut b,
+                    inner_tol,
+                    &mut budget,
+                    &mut buf,
+                    &mut gram_cache,
+                );
+                InnerResult {
+                    iterations: first.iterations + second.iterations,
+                    passes: first.passes + second.passes,
+                    lipschitz: first.lipschitz,
+                    ..second
+                }
+            } else {
+                first
+            }
         };
         prev_lipschitz = Some(res.lipschitz).filter(|l| l.is_finite());
         iterations += res.iterations;

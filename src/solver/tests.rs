@@ -224,6 +224,11 @@ fn bad_options_are_refused() {
         );
         assert!(e.err().unwrap().to_string().contains("beta"));
     }
+    let e = SolverKind::parse("newton").unwrap_err().to_string();
+    assert!(e.contains("auto, fista or prox-newton"), "{e}");
+    for name in ["auto", "fista", "prox-newton"] {
+        assert_eq!(SolverKind::parse(name).unwrap().name(), name);
+    }
     assert!(beta_grid(1.0, 1.5, 3).is_err());
     assert!(beta_grid(0.0, 0.5, 3).is_err());
 }
