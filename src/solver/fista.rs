@@ -5,23 +5,33 @@
 
 use super::certificate::{certify, dual_scores, Certificate};
 use super::lipschitz::max_eigenvalue;
-use super::{SolverOptions, StopReason};
+use super::{Interrupt, SolverOptions, StopReason};
 use crate::loss::SampleLoss;
 use crate::operator::{LinearOperator, PassBuffers};
 use crate::penalty::BlockPenalty;
 use crate::problem::Problem;
 use std::time::Instant;
 
-/// What is left of the iteration and time budget.
+/// What is left of the iteration and time budget, and the flag that stops
+/// the solve from outside.
 pub struct Budget {
     pub iterations_left: usize,
     pub deadline: Option<Instant>,
+    pub interrupt: Option<Interrupt>,
 }
 
 impl Budget {
     pub fn exhausted(&self) -> Option<StopReason> {
         if self.iterations_left == 0 {
             Some(StopReason::MaxIter)
+        } else {
+            self.out_of_time()
+        }
+    }
+    /// The deadline has passed or an interrupt was requested.
+    pub fn out_of_time(&self) -> Option<StopReason> {
+        if self.interrupt.as_ref().is_some_and(Interrupt::requested) {
+            Some(StopReason::Interrupted)
         } else if self.deadline.is_some_and(|d| Instant::now() >= d) {
             Some(StopReason::MaxSeconds)
         } else {

@@ -17,7 +17,7 @@ use crate::operator::kernels::{axpy, dot};
 use crate::penalty::{BlockPenalty, Penalty, SymEigen};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
-use std::time::Instant;
+use super::fista::Budget;
 
 /// The Gram matrices of a working set (one shared by every output, or one
 /// per output when the loss's curvature differs between outputs) and the
@@ -246,7 +246,7 @@ pub struct CdOutcome {
 const ANDERSON_K: usize = 5;
 
 /// Runs epochs from (v, u = Gv) until the violation is at most `eps`,
-/// `max_epochs` have run or the deadline has passed.
+/// `max_epochs` have run or the budget's time is out (deadline or interrupt).
 #[allow(clippy::too_many_arguments)]
 pub fn gram_cd(
     model: &GramModel,
@@ -257,7 +257,7 @@ pub fn gram_cd(
     u: &mut [f64],
     eps: f64,
     max_epochs: usize,
-    deadline: Option<Instant>,
+    budget: &Budget,
 ) -> CdOutcome {
     let (c, d, m) = (model.c, model.d, model.m);
     let mut w = Work::new(c, d, m);
@@ -266,7 +266,7 @@ pub fn gram_cd(
     let mut history: Vec<Vec<f64>> = Vec::with_capacity(ANDERSON_K + 1);
     let mut history_u: Vec<Vec<f64>> = Vec::with_capacity(ANDERSON_K + 1);
     let mut epochs = 0;
-    while violation > eps && epochs < max_epochs && !deadline.is_some_and(|d| Instant::now() >= d) {
+    while violation > eps && epochs < max_epochs && budget.out_of_time().is_none() {
         epoch(model, penalty, beta, a, v, u, &mut w);
         epochs += 1;
         // Anderson: extrapolate from the last K+1 iterates; keep the

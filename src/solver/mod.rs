@@ -14,12 +14,14 @@
 pub mod certificate;
 pub mod fista;
 pub mod gram_cd;
+pub mod interrupt;
 pub mod lipschitz;
 pub mod outer;
 pub mod path;
 pub mod prox_newton;
 
 pub use certificate::Certificate;
+pub use interrupt::Interrupt;
 pub use outer::solve;
 pub use path::{beta_grid, beta_max, solve_path};
 
@@ -44,6 +46,10 @@ pub struct SolverOptions {
     pub ws_start: usize,
     /// Which inner solver works on the working sets.
     pub solver: SolverKind,
+    /// Raised from outside (Ctrl-C, Python's KeyboardInterrupt) to stop
+    /// between iterations with the certificate reached so far.
+    #[serde(skip)]
+    pub interrupt: Option<Interrupt>,
 }
 
 /// The inner solver of the working-set loop. Every choice ends with the same
@@ -98,6 +104,7 @@ impl Default for SolverOptions {
             working_sets: true,
             ws_start: 8,
             solver: SolverKind::Auto,
+            interrupt: None,
         }
     }
 }
@@ -130,6 +137,8 @@ pub enum StopReason {
     Converged,
     MaxIter,
     MaxSeconds,
+    /// Stopped by [`SolverOptions::interrupt`].
+    Interrupted,
 }
 
 /// A solution of a convex program, with its certificate and costs.

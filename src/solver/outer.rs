@@ -61,6 +61,7 @@ pub fn solve<O: LinearOperator>(
         iterations_left: opts.max_iter,
         deadline: (opts.max_seconds.is_finite())
             .then(|| start + Duration::from_secs_f64(opts.max_seconds)),
+        interrupt: opts.interrupt.clone(),
     };
     let mut candidates: Vec<usize> = (0..nb).collect();
     let mut dual_norms = Vec::with_capacity(nb);
@@ -196,6 +197,7 @@ pub fn solve<O: LinearOperator>(
             let mut sub = Budget {
                 iterations_left: budget.iterations_left.min(cap),
                 deadline: budget.deadline,
+                interrupt: budget.interrupt.clone(),
             };
             let given = sub.iterations_left;
             let first = fista(

@@ -208,7 +208,7 @@ pub fn prox_newton<O: LinearOperator>(
             &mut u,
             eps_scale * start_violation,
             MAX_EPOCHS.min(budget.iterations_left.max(1)),
-            budget.deadline,
+            budget,
         );
         iterations += out.epochs.max(1);
         budget.iterations_left = budget.iterations_left.saturating_sub(out.epochs.max(1));

@@ -184,6 +184,39 @@ fn budget_stops_are_reported_and_still_certified() {
 }
 
 #[test]
+fn an_interrupt_stops_every_solver_with_a_valid_certificate() {
+    let ds = random_instance(200, 12, 5, 1, Loss::Squared, 4);
+    let mut prob = Problem::new(
+        TokenOperator::new(&ds, None),
+        Loss::Squared,
+        Penalty::GroupL2,
+        1.0,
+        true,
+    )
+    .unwrap();
+    prob.beta = 0.05 * beta_max(&prob);
+    let full = solve(&prob, &opts(1e-10), None).unwrap();
+    for solver in [SolverKind::Auto, SolverKind::Fista, SolverKind::ProxNewton] {
+        let flag = Interrupt::new();
+        let o = SolverOptions {
+            interrupt: Some(flag.clone()),
+            solver,
+            ..opts(1e-12)
+        };
+        // Not raised: the solve runs to the end.
+        assert_eq!(solve(&prob, &o, None).unwrap().stop, StopReason::Converged);
+        flag.request();
+        let sol = solve(&prob, &o, None).unwrap();
+        assert_eq!(sol.stop, StopReason::Interrupted, "{solver:?}");
+        assert_eq!(sol.iterations, 0, "{solver:?}: stopped at the first check");
+        assert!(sol.certificate.dual <= full.certificate.primal + 1e-9);
+        assert!(sol.certificate.primal >= full.certificate.dual - 1e-9);
+        flag.clear();
+        assert!(!flag.requested());
+    }
+}
+
+#[test]
 fn bad_options_are_refused() {
     let ds = random_instance(10, 3, 2, 1, Loss::Squared, 0);
     let prob = Problem::new(
