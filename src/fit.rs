@@ -24,7 +24,7 @@ use crate::model::{Model, ModelHeader};
 use crate::operator::{GateSpec, Gates, LinearOperator, TokenOperator};
 use crate::problem::{Problem, Program};
 use crate::report::SolveReport;
-use crate::solver::{beta_max, solve, Solution, SolverOptions};
+use crate::solver::{beta_grid, beta_max, solve, Solution, SolverOptions};
 
 /// How β is chosen.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
@@ -34,6 +34,30 @@ pub enum Beta {
     Value(f64),
     /// β = f·β_max, f > 0 (f ≥ 1 gives the zero solution).
     FractionOfMax(f64),
+}
+
+impl Beta {
+    /// β itself, given β_max; checked positive and finite.
+    pub fn resolve(&self, bmax: f64) -> Result<f64> {
+        let beta = match *self {
+            Beta::Value(b) => b,
+            Beta::FractionOfMax(_) if bmax <= 0.0 => {
+                return invalid(
+                    "beta_max is 0 on this data: the zero model (with its intercept) already \
+                     fits it exactly (constant targets, or one sample), so no fraction of \
+                     beta_max is a valid beta; give beta itself",
+                )
+            }
+            Beta::FractionOfMax(f) if f > 0.0 && f.is_finite() => f * bmax,
+            Beta::FractionOfMax(f) => {
+                return invalid(format!(
+                    "beta-frac must be a positive number (a fraction of beta_max), got {f}"
+                ))
+            }
+        };
+        crate::problem::check_beta(beta)?;
+        Ok(beta)
+    }
 }
 
 /// A convex attention program to fit: the program, the loss, β, the solver
@@ -123,6 +147,62 @@ impl Fit {
 
     /// As [`Fit::fit`], reporting the error on `val` too.
     pub fn fit_with_validation(&self, data: &Dataset, val: Option<&Dataset>) -> Result<Fitted> {
+        self.fit_from(data, val, None)
+    }
+
+    /// As [`Fit::fit_with_validation`], started from `warm` (coefficients
+    /// n_blocks·c·d, block-major, and c intercepts; e.g. an earlier fit's).
+    pub fn fit_from(
+        &self,
+        data: &Dataset,
+        val: Option<&Dataset>,
+        warm: Option<(&[f64], &[f64])>,
+    ) -> Result<Fitted> {
+        let setup = self.setup(data)?;
+        let mut problem = setup.problem(data, self)?;
+        problem.beta = self.beta_value(setup.beta_max)?;
+        let solution = solve(&problem, &self.options, warm)?;
+        Ok(self.fitted(&setup, &problem, solution, val))
+    }
+
+    /// The regularization path: one certified fit per β of `betas` (solved
+    /// in the order given, each warm-started from the previous one), and β_max.
+    pub fn path(&self, data: &Dataset, betas: &PathBetas) -> Result<(Vec<Fitted>, f64)> {
+        let setup = self.setup(data)?;
+        let mut problem = setup.problem(data, self)?;
+        let grid = match betas {
+            PathBetas::Grid { n, ratio } => beta_grid(setup.beta_max, *ratio, *n)?,
+            PathBetas::Values(v) => v.clone(),
+        };
+        let mut out: Vec<Fitted> = Vec::with_capacity(grid.len());
+        for &beta in &grid {
+            crate::problem::check_beta(beta)?;
+            problem.beta = beta;
+            let warm = out
+                .last()
+                .map(|f| (f.solution.coef.as_slice(), f.solution.intercept.as_slice()));
+            let solution = solve(&problem, &self.options, warm)?;
+            let stop = solution.stop;
+            out.push(self.fitted(&setup, &problem, solution, None));
+            if stop == crate::solver::StopReason::Interrupted {
+                break;
+            }
+        }
+        Ok((out, setup.beta_max))
+    }
+
+    /// β_max on `data`: the smallest β at which the zero model is optimal.
+    pub fn beta_max(&self, data: &Dataset) -> Result<f64> {
+        Ok(self.setup(data)?.beta_max)
+    }
+
+    /// β from [`Fit::beta`] and β_max.
+    fn beta_value(&self, bmax: f64) -> Result<f64> {
+        self.beta.resolve(bmax)
+    }
+
+    /// Checks the request against `data`, draws the gates and finds β_max.
+    fn setup(&self, data: &Dataset) -> Result<Setup> {
         self.options.validate()?;
         self.program.check(data.n_outputs)?;
         let gates = match (self.program, self.gates) {
@@ -132,26 +212,34 @@ impl Fit {
             (_, None) => None,
         };
         let masks = gates.as_ref().map(|g| g.masks(data)).transpose()?;
-        let val_masks = match (&gates, val) {
-            (Some(g), Some(v)) => Some(g.masks(v)?),
+        let mut setup = Setup {
+            gates,
+            masks,
+            beta_max: 0.0,
+        };
+        setup.beta_max = beta_max(&setup.problem(data, self)?);
+        Ok(setup)
+    }
+
+    fn fitted(
+        &self,
+        setup: &Setup,
+        problem: &Problem,
+        solution: Solution,
+        val: Option<&Dataset>,
+    ) -> Fitted {
+        let val_masks = match (&setup.gates, val) {
+            (Some(g), Some(v)) => g.masks(v).ok(),
             _ => None,
         };
-        let op = TokenOperator::new(data, masks.as_ref());
-        let mut problem = Problem::new(op, self.loss, self.program.penalty(), 1.0, self.intercept)?;
-        let bmax = beta_max(&problem);
-        problem.beta = match self.beta {
-            Beta::Value(b) => b,
-            Beta::FractionOfMax(f) if f > 0.0 && f.is_finite() => f * bmax,
-            Beta::FractionOfMax(f) => {
-                return invalid(format!(
-                    "beta-frac must be a positive number (a fraction of beta_max), got {f}"
-                ))
-            }
-        };
-        crate::problem::check_beta(problem.beta)?;
-        let solution = solve(&problem, &self.options, None)?;
-        let report =
-            SolveReport::with_gated_val(&problem, &solution, bmax, val, val_masks.as_ref());
+        let report = SolveReport::with_gated_val(
+            problem,
+            &solution,
+            setup.beta_max,
+            val,
+            val_masks.as_ref(),
+        );
+        let data = problem.op.data;
         let model = Model {
             header: ModelHeader {
                 format: 1,
@@ -164,17 +252,40 @@ impl Fit {
                 n_blocks: problem.op.n_blocks(),
                 intercept: self.intercept,
                 heads: report.heads.clone(),
-                gates: gates.as_ref().map(|g| g.spec),
+                gates: setup.gates.as_ref().map(|g| g.spec),
             },
-            gates: gates.map(|g| g.vectors),
+            gates: setup.gates.as_ref().map(|g| g.vectors.clone()),
             coef: solution.coef.clone(),
             intercept: solution.intercept.clone(),
         };
-        Ok(Fitted {
+        Fitted {
             solution,
             report,
             model,
-        })
+        }
+    }
+}
+
+/// Which β a path visits.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PathBetas {
+    /// `n` values from β_max down to `ratio`·β_max, geometrically spaced.
+    Grid { n: usize, ratio: f64 },
+    /// These values, in this order.
+    Values(Vec<f64>),
+}
+
+/// What a fit prepares once per data set: the gates, their masks and β_max.
+struct Setup {
+    gates: Option<Gates>,
+    masks: Option<crate::operator::GateMasks>,
+    beta_max: f64,
+}
+
+impl Setup {
+    fn problem<'a>(&'a self, data: &'a Dataset, fit: &Fit) -> Result<Problem<'a>> {
+        let op = TokenOperator::new(data, self.masks.as_ref());
+        Problem::new(op, fit.loss, fit.program.penalty(), 1.0, fit.intercept)
     }
 }
 
@@ -215,6 +326,58 @@ mod tests {
             let err = crate::report::error(Loss::Squared, &data, &yhat);
             assert!((err - f.report.train_error).abs() <= 1e-9 * err.max(1.0));
         }
+    }
+
+    #[test]
+    fn a_path_is_certified_at_every_beta_and_warm_starts_agree_with_cold_fits() {
+        let (data, _) = generate(&SyntheticSpec {
+            n_samples: 120,
+            n_tokens: 6,
+            n_features: 3,
+            ..Default::default()
+        })
+        .unwrap();
+        let fit = Fit::scalar().intercept(true).tol(1e-9);
+        let (path, bmax) = fit
+            .path(&data, &PathBetas::Grid { n: 4, ratio: 0.05 })
+            .unwrap();
+        assert_eq!(path.len(), 4);
+        assert!((path[0].report.solve.beta - bmax).abs() <= 1e-12 * bmax);
+        assert!(path[0].report.active_tokens.is_empty(), "β_max gives zero");
+        for f in &path {
+            assert!(f.report.solve.converged);
+            let cold = fit.clone().beta(f.report.solve.beta).fit(&data).unwrap();
+            let (a, b) = (f.report.solve.objective, cold.report.solve.objective);
+            assert!((a - b).abs() <= 1e-8 * a.abs().max(1.0), "{a} vs {b}");
+        }
+        // A warm start from the last point of the path certifies at once.
+        let last = path.last().unwrap();
+        let warm = fit
+            .clone()
+            .beta(last.report.solve.beta)
+            .fit_from(
+                &data,
+                None,
+                Some((&last.solution.coef, &last.solution.intercept)),
+            )
+            .unwrap();
+        assert!(warm.report.solve.converged);
+        assert!(
+            warm.solution.iterations <= 1,
+            "{}",
+            warm.solution.iterations
+        );
+        // The model round-trips through its bytes.
+        let bytes = last.model.to_bytes().unwrap();
+        let back = Model::from_bytes(bytes, std::path::Path::new("memory")).unwrap();
+        assert_eq!(back.predict(&data).unwrap(), last.predict(&data).unwrap());
+        let err = Model::from_bytes(b"not a model".to_vec(), std::path::Path::new("memory"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("memory") && err.contains("safetensors"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -55,11 +55,11 @@ fn to_bytes(v: &[f64]) -> Vec<u8> {
 }
 
 impl Model {
-    pub fn save(&self, path: &Path) -> Result<()> {
+    /// The bytes of `model.safetensors` (what [`Model::save`] writes).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let h = &self.header;
-        let fmt = |e: safetensors::SafeTensorError| Error::Format {
-            path: path.to_path_buf(),
-            msg: format!("cannot serialize the model: {e}"),
+        let fmt = |e: safetensors::SafeTensorError| {
+            Error::Invalid(format!("cannot serialize the model: {e}"))
         };
         let z = to_bytes(&self.coef);
         let b = to_bytes(&self.intercept);
@@ -76,20 +76,33 @@ impl Model {
             let shape = vec![spec.n_gates, h.n_tokens, h.n_features];
             views.push(("gates", TensorView::new(Dtype::F64, shape, g).map_err(fmt)?));
         }
-        let bytes = safetensors::serialize(views, Some(meta)).map_err(fmt)?;
-        std::fs::write(path, bytes).map_err(|source| Error::Io {
+        safetensors::serialize(views, Some(meta)).map_err(fmt)
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        std::fs::write(path, self.to_bytes()?).map_err(|source| Error::Io {
             path: path.to_path_buf(),
             source,
         })
     }
 
+    /// A token model from the bytes of a `model.safetensors` (`origin`
+    /// names them in errors).
+    pub fn from_bytes(bytes: Vec<u8>, origin: &Path) -> Result<Model> {
+        Self::token_only(SavedModel::from_bytes(bytes, origin)?, origin)
+    }
+
     /// Loads `path`, or `path/model.safetensors` when `path` is a folder.
     pub fn load(path: &Path) -> Result<Model> {
-        match SavedModel::load(path)? {
+        Self::token_only(SavedModel::load(path)?, path)
+    }
+
+    fn token_only(saved: SavedModel, origin: &Path) -> Result<Model> {
+        match saved {
             SavedModel::Token(m) => Ok(m),
             SavedModel::Sequence(_) => Err(Error::Invalid(format!(
                 "{} holds a sequence model (N×n×c predictions), not a token model",
-                path.display()
+                origin.display()
             ))),
         }
     }
@@ -166,6 +179,10 @@ impl ModelFile {
             path: file.clone(),
             source,
         })?;
+        Self::parse(bytes, file)
+    }
+
+    fn parse(bytes: Vec<u8>, file: PathBuf) -> Result<ModelFile> {
         let (_, meta) = SafeTensors::read_metadata(&bytes)
             .map_err(|e| format_err(&file, format!("not a safetensors file: {e}")))?;
         let header = meta
@@ -262,17 +279,22 @@ impl SequenceModel {
         vec![h.n_features, h.n_outputs, h.n_tokens, h.n_tokens]
     }
 
-    pub fn save(&self, path: &Path) -> Result<()> {
+    /// The bytes of `model.safetensors` (what [`SequenceModel::save`] writes).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let fmt = |e: safetensors::SafeTensorError| {
+            Error::Invalid(format!("cannot serialize the model: {e}"))
+        };
         let c = to_bytes(&self.coef);
-        let view = TensorView::new(Dtype::F64, self.shape(), &c)
-            .map_err(|e| format_err(path, format!("cannot serialize the model: {e}")))?;
+        let view = TensorView::new(Dtype::F64, self.shape(), &c).map_err(fmt)?;
         let meta = HashMap::from([(
             KEY.to_string(),
             serde_json::to_string(&self.header).expect("header serializes"),
         )]);
-        let bytes = safetensors::serialize(vec![("C", view)], Some(meta))
-            .map_err(|e| format_err(path, format!("cannot serialize the model: {e}")))?;
-        std::fs::write(path, bytes).map_err(|source| Error::Io {
+        safetensors::serialize(vec![("C", view)], Some(meta)).map_err(fmt)
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        std::fs::write(path, self.to_bytes()?).map_err(|source| Error::Io {
             path: path.to_path_buf(),
             source,
         })
@@ -323,7 +345,24 @@ pub enum SavedModel {
 impl SavedModel {
     /// Loads `path`, or `path/model.safetensors` when `path` is a folder.
     pub fn load(path: &Path) -> Result<SavedModel> {
-        let file = ModelFile::read(path)?;
+        Self::from_file(ModelFile::read(path)?)
+    }
+
+    /// A model from the bytes of a `model.safetensors` (`origin` names them
+    /// in errors).
+    pub fn from_bytes(bytes: Vec<u8>, origin: &Path) -> Result<SavedModel> {
+        Self::from_file(ModelFile::parse(bytes, origin.to_path_buf())?)
+    }
+
+    /// The bytes of its `model.safetensors`.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        match self {
+            SavedModel::Token(m) => m.to_bytes(),
+            SavedModel::Sequence(m) => m.to_bytes(),
+        }
+    }
+
+    fn from_file(file: ModelFile) -> Result<SavedModel> {
         if file.program()? == SEQUENCE_PROGRAM {
             return Ok(SavedModel::Sequence(SequenceModel::from_file(&file)?));
         }

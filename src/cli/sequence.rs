@@ -9,10 +9,9 @@ use anyhow::bail;
 use convexformer::data::npz::read_npz_as;
 use convexformer::data::{Dataset, Targets};
 use convexformer::loss::Loss;
-use convexformer::model::{SequenceModel, SequenceModelHeader, SEQUENCE_PROGRAM};
 use convexformer::sequence::{
     generate_sequence, parse_sequence_synthetic, plot_mixing_matrices, sequence_beta_max,
-    solve_sequence, SequenceReport, SequenceSolution,
+    solve_sequence, SequenceReport,
 };
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -60,23 +59,6 @@ fn load_split(p: &ProblemArgs) -> anyhow::Result<(Loss, Dataset, Option<Dataset>
     Ok((loss, train, val))
 }
 
-/// The model file's contents for a solution.
-fn to_model(sol: &SequenceSolution, loss: Loss) -> SequenceModel {
-    SequenceModel {
-        header: SequenceModelHeader {
-            format: 1,
-            program: SEQUENCE_PROGRAM.to_string(),
-            loss,
-            beta: sol.beta,
-            n_tokens: sol.n_tokens,
-            n_features: sol.n_features,
-            n_outputs: sol.n_outputs,
-            n_heads: sol.heads.len(),
-        },
-        coef: sol.coef.clone(),
-    }
-}
-
 pub fn run(a: FitArgs) -> anyhow::Result<()> {
     let opts = a.problem.solver_options()?;
     let (loss, train, val) = load_split(&a.problem)?;
@@ -86,7 +68,7 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
     let sol = solve_sequence(&train, loss, beta, &opts)?;
     let report = SequenceReport::new(&train, loss, &sol, bmax, val.as_ref())?;
     let plots = plot_mixing_matrices(&a.out, "mixing", &report.heads, train.n_tokens)?;
-    to_model(&sol, loss).save(&a.out.join("model.safetensors"))?;
+    sol.to_model(loss).save(&a.out.join("model.safetensors"))?;
     write_json(
         &a.out.join("report.json"),
         &serde_json::json!({ "command": command_line(), "data": a.problem.data, "solver": opts, "result": report }),

@@ -443,9 +443,11 @@ pub(crate) fn open_archive<'a>(
     Ok((zip, names))
 }
 
-/// The longest `.npy` header dictionary read (NumPy itself refuses more than
-/// 10 000 bytes by default; version 1.0 headers hold at most 65 535).
-const MAX_HEADER_LEN: u64 = 1 << 16;
+/// The longest `.npy` header dictionary read: NumPy's own default limit
+/// (`np.load(max_header_size=10000)`). A plain array's header is about 100
+/// bytes; the literal parser takes time superlinear in odd headers' length
+/// (about a second for 54 kB of nested brackets), which this bounds.
+const MAX_HEADER_LEN: u64 = 10_000;
 
 /// The deepest bracket nesting a header may have. A plain array's header
 /// nests two deep (`{… (shape)}`); the literal parser backtracks on braces,
@@ -1422,6 +1424,10 @@ mod tests {
         );
         let wide = format!(
             "{{'descr': '<f8', 'fortran_order': False, 'shape': (5, 4, 3), 'a': [{}]}}",
+            "{{1}},".repeat(1600)
+        );
+        let long = format!(
+            "{{'descr': '<f8', 'fortran_order': False, 'shape': (5, 4, 3), 'a': [{}]}}",
             "{{1}},".repeat(9000)
         );
         let cases: Vec<(String, &str)> = vec![
@@ -1456,6 +1462,7 @@ mod tests {
             ("['descr', '<f8']".into(), "invalid .npy header"),
             (deep, "nest"),
             (wide, "invalid .npy header"),
+            (long, "above the limit of 10000"),
         ];
         for (dict, want) in cases {
             let bytes = zip_of(true, &[("X.npy", npy(&dict, &data)), ("y.npy", y_member())]);

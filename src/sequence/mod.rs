@@ -317,6 +317,26 @@ fn merge_split(split: &[f64], n: usize) -> Vec<f64> {
 
 crate::report::impl_solve_stats!(SequenceSolution);
 
+impl SequenceSolution {
+    /// The model file's contents (`model.safetensors`) for this solution.
+    pub fn to_model(&self, loss: Loss) -> crate::model::SequenceModel {
+        use crate::model::{SequenceModel, SequenceModelHeader, SEQUENCE_PROGRAM};
+        SequenceModel {
+            header: SequenceModelHeader {
+                format: 1,
+                program: SEQUENCE_PROGRAM.to_string(),
+                loss,
+                beta: self.beta,
+                n_tokens: self.n_tokens,
+                n_features: self.n_features,
+                n_outputs: self.n_outputs,
+                n_heads: self.heads.len(),
+            },
+            coef: self.coef.clone(),
+        }
+    }
+}
+
 /// What a sequence solve reports (report.json for `fit --model sequence`).
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct SequenceReport {

@@ -13,11 +13,11 @@
 //! and by a prox-gradient step with step 1/λ_max(G_bb) otherwise. Anderson
 //! acceleration extrapolates every K epochs (skglm's AndersonCD).
 
+use super::fista::Budget;
 use crate::operator::kernels::{axpy, dot};
 use crate::penalty::{BlockPenalty, Penalty, SymEigen};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
-use super::fista::Budget;
 
 /// The Gram matrices of a working set (one shared by every output, or one
 /// per output when the loss's curvature differs between outputs) and the

@@ -1,0 +1,140 @@
+//! fit, path and beta_max: the core's [`convexformer::fit::Fit`] on numpy
+//! arrays, solved without the GIL.
+
+use convexformer::fit::{Fitted, PathBetas};
+use convexformer::model::SavedModel;
+use convexformer::sequence::{sequence_beta_max, solve_sequence_from, SequenceReport};
+use convexformer::solver::Interrupt;
+use numpy::PyArrayDyn;
+use pyo3::prelude::*;
+
+use crate::arrays::{array, dataset, dataset_per_position};
+use crate::config::Config;
+use crate::errors::IntoPy;
+use crate::model::Model;
+use crate::solve::run_interruptible;
+
+/// The report of a fit as JSON: the keys of the CLI's report.json.
+fn report_json(f: &Fitted) -> String {
+    serde_json::to_string(&f.report).expect("reports serialize")
+}
+
+/// Fits one β. Returns the model and the report (JSON).
+#[pyfunction]
+#[pyo3(signature = (x, y, config, n_classes=None, warm_coef=None, warm_intercept=None))]
+pub fn fit(
+    py: Python<'_>,
+    x: &Bound<'_, PyAny>,
+    y: &Bound<'_, PyAny>,
+    config: Config,
+    n_classes: Option<usize>,
+    warm_coef: Option<Vec<f64>>,
+    warm_intercept: Option<Vec<f64>>,
+) -> PyResult<(Model, String)> {
+    let data = dataset(x, y, n_classes)?;
+    let interrupt = Interrupt::new();
+    let fit = config.to_fit(&interrupt)?;
+    let warm = match (&warm_coef, &warm_intercept) {
+        (Some(z), Some(b)) => Some((z.as_slice(), b.as_slice())),
+        _ => None,
+    };
+    let fitted = run_interruptible(py, &interrupt, || fit.fit_from(&data, None, warm))?.py()?;
+    let report = report_json(&fitted);
+    Ok((Model::from(SavedModel::Token(fitted.model)), report))
+}
+
+/// The regularization path over `betas`, or over `n_betas` values from β_max
+/// down to `ratio`·β_max. Returns β_max, the models, the reports (JSON),
+/// the coefficients (K, n_blocks, c, d) and the intercepts (K, c).
+#[pyfunction]
+#[pyo3(signature = (x, y, config, n_classes=None, n_betas=10, ratio=0.01, betas=None))]
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+pub fn path<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    y: &Bound<'py, PyAny>,
+    config: Config,
+    n_classes: Option<usize>,
+    n_betas: usize,
+    ratio: f64,
+    betas: Option<Vec<f64>>,
+) -> PyResult<(
+    f64,
+    Vec<Model>,
+    Vec<String>,
+    Bound<'py, PyArrayDyn<f64>>,
+    Bound<'py, PyArrayDyn<f64>>,
+)> {
+    let data = dataset(x, y, n_classes)?;
+    let interrupt = Interrupt::new();
+    let fit = config.to_fit(&interrupt)?;
+    let grid = match betas {
+        Some(v) => PathBetas::Values(v),
+        None => PathBetas::Grid { n: n_betas, ratio },
+    };
+    let (fits, beta_max) = run_interruptible(py, &interrupt, || fit.path(&data, &grid))?.py()?;
+    let reports = fits.iter().map(report_json).collect();
+    let (k, c) = (fits.len(), data.n_outputs);
+    let blocks = fits.first().map_or(0, |f| f.model.header.n_blocks);
+    let coefs = fits
+        .iter()
+        .flat_map(|f| f.solution.coef.iter().copied())
+        .collect();
+    let intercepts = fits
+        .iter()
+        .flat_map(|f| f.solution.intercept.iter().copied())
+        .collect();
+    let models = fits
+        .into_iter()
+        .map(|f| Model::from(SavedModel::Token(f.model)))
+        .collect();
+    Ok((
+        beta_max,
+        models,
+        reports,
+        array(py, coefs, &[k, blocks, c, data.n_features])?,
+        array(py, intercepts, &[k, c])?,
+    ))
+}
+
+/// β_max: the smallest β at which the zero model is optimal.
+#[pyfunction]
+#[pyo3(signature = (x, y, config, n_classes=None))]
+pub fn beta_max(
+    py: Python<'_>,
+    x: &Bound<'_, PyAny>,
+    y: &Bound<'_, PyAny>,
+    config: Config,
+    n_classes: Option<usize>,
+) -> PyResult<f64> {
+    let data = dataset(x, y, n_classes)?;
+    let fit = config.to_fit(&Interrupt::new())?;
+    py.detach(|| fit.beta_max(&data)).py()
+}
+
+/// Fits the sequence program (SPEC §4c: an output at every position; no
+/// intercept). Returns the model and the report (JSON).
+#[pyfunction]
+#[pyo3(signature = (x, y, config, n_classes=None, warm_coef=None))]
+pub fn fit_sequence(
+    py: Python<'_>,
+    x: &Bound<'_, PyAny>,
+    y: &Bound<'_, PyAny>,
+    config: Config,
+    n_classes: Option<usize>,
+    warm_coef: Option<Vec<f64>>,
+) -> PyResult<(Model, String)> {
+    let data = dataset_per_position(x, y, n_classes)?;
+    let interrupt = Interrupt::new();
+    let (loss, beta, opts) = config.sequence(&interrupt)?;
+    let run = || -> convexformer::Result<_> {
+        let bmax = sequence_beta_max(&data, loss)?;
+        let beta = beta.resolve(bmax)?;
+        let sol = solve_sequence_from(&data, loss, beta, &opts, warm_coef.as_deref())?;
+        let report = SequenceReport::new(&data, loss, &sol, bmax, None)?;
+        Ok((sol.to_model(loss), report))
+    };
+    let (model, report) = run_interruptible(py, &interrupt, run)?.py()?;
+    let json = serde_json::to_string(&report).expect("reports serialize");
+    Ok((Model::from(SavedModel::Sequence(model)), json))
+}
