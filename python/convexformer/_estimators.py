@@ -498,6 +498,11 @@ class _CrossValidated:
         shared = {k: v for k, v in self.get_params().items() if k not in self._CV_PARAMS}
         return self._base(**shared, **params)
 
+    def path(self, X, y, n_betas=10, ratio=0.01, betas=None):
+        """The regularization path with this estimator's settings (see
+        ConvexAttentionRegressor.path)."""
+        return self._estimator(beta_frac=1.0).path(X, y, n_betas, ratio, betas)
+
     def fit(self, X, y):
         if int(self.n_betas) < 1 or not 0 < float(self.ratio) <= 1:
             raise ValueError(

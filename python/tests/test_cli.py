@@ -28,7 +28,7 @@ def test_objective_and_model_agree_with_the_cli(tmp_path, cli, model, loss):
     np.savez(tmp_path / "data.npz", X=X, y=y)
     run(cli, "fit", "--data", tmp_path / "data.npz", "--model", model, "--loss", loss,
         "--beta-frac", 0.05, "--intercept", "--out", tmp_path / "cli")
-    report = json.loads((tmp_path / "cli/report.json").read_text())
+    report = json.loads((tmp_path / "cli/report.json").read_text())["result"]
     if loss == "logistic":
         est = cf.ConvexAttentionClassifier(model=model, beta_frac=0.05).fit(X, y)
         yhat = est.decision_function(X)[:, None]

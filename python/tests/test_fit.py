@@ -131,6 +131,9 @@ def test_cross_validation_picks_a_beta_on_the_path(data):
     # With little noise the least regularized betas predict best.
     assert cv.best_beta_ <= cv.betas_[2]
     assert cv.converged_ and cv.beta_ == cv.best_beta_
+    assert cv.path(X, y, n_betas=3).converged.all()
+    clf = cf.ConvexAttentionClassifierCV(n_betas=4, cv=3).fit(X, y > 0)
+    assert clf.cv_scores_.shape == (4, 3) and clf.score(X, y > 0) > 0.9
 
 
 def test_warm_start_starts_from_the_last_fit(data):
