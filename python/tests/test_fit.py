@@ -190,7 +190,7 @@ def test_ctrl_c_interrupts_a_fit():
     import os
     import signal
 
-    X, y = hard(N=20000, n=64, d=32, seed=5)
+    X, y = hard(N=8000, n=64, d=32, seed=5)
     est = cf.ConvexAttentionRegressor(beta_frac=0.001, tol=1e-15, solver="fista",
                                       max_seconds=60)
     timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
@@ -312,3 +312,10 @@ def test_the_sequence_program_fits_outputs_at_every_position(tmp_path):
         cf.ConvexAttentionRegressor(model="sequence", fit_intercept=False).fit(X, y[:, 0])
     with pytest.raises(ValueError, match="no sequence program"):
         cf.ConvexAttentionClassifier(model="sequence").fit(X, y[:, 0] > 0)
+
+
+def test_the_package_docstring_example_runs():
+    import doctest
+
+    result = doctest.testmod(cf, verbose=False)
+    assert result.attempted >= 4 and result.failed == 0
