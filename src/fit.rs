@@ -160,9 +160,10 @@ impl Fit {
     ) -> Result<Fitted> {
         let setup = self.setup(data)?;
         let mut problem = setup.problem(data, self)?;
-        problem.beta = self.beta_value(setup.beta_max)?;
+        let bmax = beta_max(&problem);
+        problem.beta = self.beta.resolve(bmax)?;
         let solution = solve(&problem, &self.options, warm)?;
-        Ok(self.fitted(&setup, &problem, solution, val))
+        self.fitted(&setup, &problem, solution, bmax, val)
     }
 
     /// The regularization path: one certified fit per β of `betas` (solved
@@ -170,8 +171,9 @@ impl Fit {
     pub fn path(&self, data: &Dataset, betas: &PathBetas) -> Result<(Vec<Fitted>, f64)> {
         let setup = self.setup(data)?;
         let mut problem = setup.problem(data, self)?;
+        let bmax = beta_max(&problem);
         let grid = match betas {
-            PathBetas::Grid { n, ratio } => beta_grid(setup.beta_max, *ratio, *n)?,
+            PathBetas::Grid { n, ratio } => beta_grid(bmax, *ratio, *n)?,
             PathBetas::Values(v) => v.clone(),
         };
         let mut out: Vec<Fitted> = Vec::with_capacity(grid.len());
@@ -183,25 +185,21 @@ impl Fit {
                 .map(|f| (f.solution.coef.as_slice(), f.solution.intercept.as_slice()));
             let solution = solve(&problem, &self.options, warm)?;
             let stop = solution.stop;
-            out.push(self.fitted(&setup, &problem, solution, None));
+            out.push(self.fitted(&setup, &problem, solution, bmax, None)?);
             if stop == crate::solver::StopReason::Interrupted {
                 break;
             }
         }
-        Ok((out, setup.beta_max))
+        Ok((out, bmax))
     }
 
     /// β_max on `data`: the smallest β at which the zero model is optimal.
     pub fn beta_max(&self, data: &Dataset) -> Result<f64> {
-        Ok(self.setup(data)?.beta_max)
+        let setup = self.setup(data)?;
+        Ok(beta_max(&setup.problem(data, self)?))
     }
 
-    /// β from [`Fit::beta`] and β_max.
-    fn beta_value(&self, bmax: f64) -> Result<f64> {
-        self.beta.resolve(bmax)
-    }
-
-    /// Checks the request against `data`, draws the gates and finds β_max.
+    /// Checks the request against `data` and draws the gates.
     fn setup(&self, data: &Dataset) -> Result<Setup> {
         self.options.validate()?;
         self.program.check(data.n_outputs)?;
@@ -212,13 +210,7 @@ impl Fit {
             (_, None) => None,
         };
         let masks = gates.as_ref().map(|g| g.masks(data)).transpose()?;
-        let mut setup = Setup {
-            gates,
-            masks,
-            beta_max: 0.0,
-        };
-        setup.beta_max = beta_max(&setup.problem(data, self)?);
-        Ok(setup)
+        Ok(Setup { gates, masks })
     }
 
     fn fitted(
@@ -226,19 +218,15 @@ impl Fit {
         setup: &Setup,
         problem: &Problem,
         solution: Solution,
+        beta_max: f64,
         val: Option<&Dataset>,
-    ) -> Fitted {
+    ) -> Result<Fitted> {
         let val_masks = match (&setup.gates, val) {
-            (Some(g), Some(v)) => g.masks(v).ok(),
+            (Some(g), Some(v)) => Some(g.masks(v)?),
             _ => None,
         };
-        let report = SolveReport::with_gated_val(
-            problem,
-            &solution,
-            setup.beta_max,
-            val,
-            val_masks.as_ref(),
-        );
+        let report =
+            SolveReport::with_gated_val(problem, &solution, beta_max, val, val_masks.as_ref());
         let data = problem.op.data;
         let model = Model {
             header: ModelHeader {
@@ -258,11 +246,11 @@ impl Fit {
             coef: solution.coef.clone(),
             intercept: solution.intercept.clone(),
         };
-        Fitted {
+        Ok(Fitted {
             solution,
             report,
             model,
-        }
+        })
     }
 }
 
@@ -275,11 +263,10 @@ pub enum PathBetas {
     Values(Vec<f64>),
 }
 
-/// What a fit prepares once per data set: the gates, their masks and β_max.
+/// What a fit prepares once per data set: the gates and their masks.
 struct Setup {
     gates: Option<Gates>,
     masks: Option<crate::operator::GateMasks>,
-    beta_max: f64,
 }
 
 impl Setup {
