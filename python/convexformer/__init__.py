@@ -18,12 +18,9 @@ attention heads.
 """
 
 from ._core import Model, __version__
-from ._estimators import (
-    ConvexAttentionClassifier,
-    ConvexAttentionClassifierCV,
-    ConvexAttentionRegressor,
-    ConvexAttentionRegressorCV,
-)
+from ._classifier import ConvexAttentionClassifier
+from ._cv import ConvexAttentionClassifierCV, ConvexAttentionRegressorCV
+from ._regressor import ConvexAttentionRegressor
 from ._path import AttentionPath, attention_path
 
 __all__ = [

@@ -62,7 +62,8 @@ def attention_path(X, y, *, classifier=False, n_betas=10, ratio=0.01, betas=None
     Returns an AttentionPath (betas, coefs, intercepts, objectives, gaps,
     converged, active tokens, models, reports).
     """
-    from ._estimators import ConvexAttentionClassifier, ConvexAttentionRegressor
+    from ._classifier import ConvexAttentionClassifier
+    from ._regressor import ConvexAttentionRegressor
 
     cls = ConvexAttentionClassifier if classifier else ConvexAttentionRegressor
     params.setdefault("beta_frac", 1.0)

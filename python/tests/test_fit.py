@@ -3,7 +3,6 @@ heads, every program, every input layout, clear errors."""
 
 import threading
 import time
-import warnings
 
 import numpy as np
 import pytest

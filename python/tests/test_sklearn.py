@@ -1,7 +1,6 @@
 """scikit-learn's own estimator checks, and the estimators inside its tools."""
 
 import numpy as np
-import pytest
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
