@@ -28,6 +28,7 @@
 //! default) add the rest. The command line lives in the binary, not here.
 
 // The certified core: builds with `--no-default-features`.
+pub mod atomic;
 pub mod bench;
 pub mod data;
 pub mod error;

@@ -80,10 +80,7 @@ impl Model {
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
-        std::fs::write(path, self.to_bytes()?).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+        crate::atomic::write(path, self.to_bytes()?)
     }
 
     /// A token model from the bytes of a `model.safetensors` (`origin`
@@ -294,10 +291,7 @@ impl SequenceModel {
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
-        std::fs::write(path, self.to_bytes()?).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+        crate::atomic::write(path, self.to_bytes()?)
     }
 
     fn from_file(file: &ModelFile) -> Result<SequenceModel> {

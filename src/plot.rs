@@ -236,7 +236,7 @@ fn draw_err(path: &Path, msg: String) -> Error {
 }
 
 /// Draws the SVG in memory, then the PNG straight into its file, then writes
-/// the SVG. On any error neither file is left behind.
+/// the SVG, each whole or not at all (see `crate::atomic`).
 fn render(out: &Path, fig: Figure) -> Result<()> {
     font()?;
     let (png, svg_path) = (with_ext(out, "png"), with_ext(out, "svg"));
@@ -246,10 +246,10 @@ fn render(out: &Path, fig: Figure) -> Result<()> {
         fig.draw(&root).map_err(|e| draw_err(&svg_path, e))?;
         root.present().map_err(|e| draw_err(&svg_path, de(e)))?;
     }
-    // Creating the file first gives a plain I/O error (missing folder, no
-    // permission) naming the path; the encoder then overwrites it.
-    std::fs::File::create(&png).map_err(|e| io_err(&png, e))?;
-    let root = Crisp(BitMapBackend::new(&png, SIZE)).into_drawing_area();
+    // The PNG is encoded into a temporary file beside it (creating that gives
+    // a plain I/O error naming the path) and renamed into place whole.
+    let pending = crate::atomic::Pending::new(&png)?;
+    let root = Crisp(BitMapBackend::new(pending.path(), SIZE)).into_drawing_area();
     let drawn = fig
         .draw(&root)
         .map_err(|e| draw_err(&png, e))
@@ -258,12 +258,9 @@ fn render(out: &Path, fig: Figure) -> Result<()> {
                 .map_err(|e| io_err(&png, std::io::Error::other(e.to_string())))
         });
     drop(root); // a bitmap backend saves itself when dropped, even after an error
-    let written =
-        drawn.and_then(|()| std::fs::write(&svg_path, svg).map_err(|e| io_err(&svg_path, e)));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&png);
-    }
-    written
+    drawn?;
+    crate::atomic::write(&svg_path, svg)?;
+    pending.commit()
 }
 
 // ---------------------------------------------------------------------------

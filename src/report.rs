@@ -12,7 +12,7 @@ use crate::solver::{Certificate, Solution, StopReason};
 /// What every certified solve reports, whatever the program: β, the
 /// certificate, why it stopped and what it cost. Flattened into each
 /// program's report, so the JSON keys stay at the top level.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct CertifiedSolve {
     pub beta: f64,
     pub beta_max: f64,
@@ -94,12 +94,12 @@ impl CertifiedSolve {
     }
 
     /// The CSV columns every path table starts with (see [`Self::csv_fields`]).
-    pub const CSV_HEADER: &'static str = "beta,beta_over_max,objective,dual_objective,duality_gap,relative_gap,converged,iterations,data_passes,seconds";
+    pub const CSV_HEADER: &'static str = "beta,beta_over_max,objective,dual_objective,duality_gap,relative_gap,converged,iterations,data_passes,seconds,stop_reason";
 
     /// The values of [`Self::CSV_HEADER`], comma-separated.
     pub fn csv_fields(&self) -> String {
         format!(
-            "{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{}",
             self.beta,
             self.beta / self.beta_max,
             self.objective,
@@ -109,7 +109,8 @@ impl CertifiedSolve {
             self.converged,
             self.iterations,
             self.data_passes,
-            self.seconds
+            self.seconds,
+            self.stop_reason.name()
         )
     }
 
@@ -121,7 +122,7 @@ impl CertifiedSolve {
 
 /// The report of a token program (SPEC §4a, b, d): the certified solve,
 /// the tokens it uses, the recovered heads and the errors.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct SolveReport {
     #[serde(flatten)]
     pub solve: CertifiedSolve,

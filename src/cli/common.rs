@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 pub const MARKER: &str = ".convexformer-output";
 
 /// Data, model and solver options shared by `fit` and `path`.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, serde::Serialize)]
 pub struct ProblemArgs {
     /// A .npz or .safetensors file with X (N×n×d) and y, or
     /// synthetic[:N=..,n=..,d=..,c=..,active=..,noise=..,seed=..,kind=real|binary|classes,rho=..,decay=..].
@@ -104,6 +104,8 @@ impl ProblemArgs {
             screening: !self.no_screening,
             working_sets: !self.no_working_sets,
             solver: SolverKind::parse(&self.solver)?,
+            // Raised only where a command installed the signal handler.
+            interrupt: Some(super::interrupt::flag()),
             ..Default::default()
         };
         o.validate()?;
@@ -206,7 +208,7 @@ pub fn prepare_out_dir(dir: &Path, force: bool) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create output folder {}", dir.display()))?;
-    std::fs::write(dir.join(MARKER), "written by convexformer\n")
+    convexformer::atomic::write(&dir.join(MARKER), "written by convexformer\n")
         .with_context(|| format!("cannot write in output folder {}", dir.display()))?;
     Ok(())
 }
@@ -224,7 +226,14 @@ pub fn check_out_file(path: &Path, force: bool) -> anyhow::Result<()> {
 
 pub fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
     let s = serde_json::to_string_pretty(value)?;
-    std::fs::write(path, s + "\n").with_context(|| format!("cannot write {}", path.display()))
+    write_file(path, s + "\n")
+}
+
+/// Writes a whole output file atomically: a reader sees the old file or the
+/// new one, never half of one (see `convexformer::atomic`).
+pub fn write_file(path: &Path, contents: impl AsRef<[u8]>) -> anyhow::Result<()> {
+    convexformer::atomic::write(path, contents)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The command line that produced an output, for reports.

@@ -10,7 +10,6 @@
 use super::common::{
     command_line, data_json, prepare_out_dir, write_json, BetaArgs, Loaded, ProblemArgs,
 };
-use anyhow::Context;
 use clap::Args;
 use convexformer::baselines::{
     Decay, ModelKind, OptimizerKind, Parametrization, Precision, TrainOutcome,
@@ -226,7 +225,7 @@ pub fn run(a: CompareArgs) -> anyhow::Result<()> {
     };
 
     // Outputs.
-    std::fs::write(a.out.join("compare.csv"), csv(&result)?).context("writing compare.csv")?;
+    super::common::write_file(&a.out.join("compare.csv"), csv(&result)?)?;
     let table = result.table_text();
     let convex = &result.convex;
     // Through a serde_json::Value, as always: keys sorted at every level.

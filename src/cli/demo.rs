@@ -60,15 +60,16 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         loaded.val.as_ref().map_or(0, |v| v.n_samples)
     );
     let opts = SolverOptions::default();
-    let reports = compute_path(
+    let (reports, end) = compute_path(
         &loaded,
         None,
         Program::Scalar,
         Loss::Squared,
         false,
-        a.betas,
-        0.01,
+        (a.betas, 0.01),
         &opts,
+        None,
+        |_, _, _| Ok(()),
     )?;
     print!("{}", table(&reports, Loss::Squared));
     write_path_outputs(
@@ -77,6 +78,8 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         Program::Scalar,
         Loss::Squared,
         &opts,
+        &serde_json::json!({ "demo": true, "data": a.data, "betas": a.betas }),
+        &end.grid,
         &reports,
     )?;
 

@@ -1,9 +1,11 @@
 //! `convexformer fit`: one certified solve.
 
 use super::common::{command_line, data_json, prepare_out_dir, write_json, BetaArgs, ProblemArgs};
+use super::interrupt::Interrupted;
 use clap::Args;
 use convexformer::fit::Fit;
 use convexformer::report::SolveReport;
+use convexformer::solver::StopReason;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -21,6 +23,7 @@ pub struct FitArgs {
 }
 
 pub fn run(a: FitArgs) -> anyhow::Result<()> {
+    super::interrupt::install()?;
     if a.problem.model == "sequence" {
         return super::sequence::run(a);
     }
@@ -56,6 +59,9 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
             report.recovery_relative_difference
         );
     }
+    if report.solve.stop_reason == StopReason::Interrupted {
+        return Err(Interrupted::wrote_to(&a.out, false));
+    }
     println!(
         "wrote {}/report.json and {}/model.safetensors",
         a.out.display(),
@@ -75,7 +81,7 @@ pub fn print_summary(r: &SolveReport) {
         if r.solve.converged {
             "certified"
         } else {
-            "NOT converged"
+            r.solve.stop_reason.name()
         }
     );
     println!(

@@ -380,7 +380,7 @@ fn write_curves(path: &std::path::Path, curves: &[Curve]) -> anyhow::Result<()> 
             );
         }
     }
-    std::fs::write(path, s).with_context(|| format!("cannot write {}", path.display()))
+    super::common::write_file(path, s)
 }
 
 /// What the numbers say, in words, for summary.json and the terminal.

@@ -2,19 +2,24 @@
 //! what they share (data loading, output folders, building a problem).
 
 mod bench;
+mod checkpoint;
 mod common;
 mod compare;
 mod demo;
 mod fit;
 mod grok;
+mod interrupt;
 mod path;
+mod path_resume;
 mod predict;
 mod process;
+mod resume;
 mod sequence;
 mod teacher;
 
 use clap::{Parser, Subcommand};
 
+pub use interrupt::{Interrupted, EXIT_INTERRUPTED};
 pub use process::tune_process_for_training;
 
 /// Convex attention: train attention heads through their convex

@@ -1,22 +1,33 @@
 //! `convexformer path`: a warm-started β path with its table and plots.
+//!
+//! Every finished β is on disk at once: path.csv, path.json and the warm
+//! start (checkpoint.safetensors) are rewritten atomically after each point,
+//! so a run stopped at any moment keeps what it computed; `--resume`
+//! continues it from the last finished point.
 
+use super::checkpoint::Checkpoint;
 use super::common::{
-    command_line, data_json, prepare_out_dir, progress, write_json, Gating, Loaded, ProblemArgs,
+    command_line, data_json, prepare_out_dir, progress, write_file, write_json, Gating, Loaded,
+    ProblemArgs,
 };
-use anyhow::Context;
+use super::interrupt::{self, Interrupted};
+use super::path_resume::{read_resumed, Resumed};
+use super::resume;
+use anyhow::bail;
 use clap::Args;
 use convexformer::loss::Loss;
 use convexformer::operator::TokenOperator;
 use convexformer::plot::{heatmap, line_plot, Heatmap, LinePlot, Series};
 use convexformer::problem::{Problem, Program};
 use convexformer::report::{CertifiedSolve, SolveReport};
-use convexformer::solver::{beta_grid, beta_max, solve_path, SolverOptions};
+use convexformer::solver::{beta_grid, beta_max, solve, SolverOptions, StopReason};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, serde::Serialize)]
 pub struct PathArgs {
     #[command(flatten)]
+    #[serde(flatten)]
     pub problem: ProblemArgs,
     /// Number of β values, from β_max down.
     #[arg(long, default_value_t = 20)]
@@ -26,39 +37,111 @@ pub struct PathArgs {
     pub ratio: f64,
     /// Output folder (path.csv, path.json, plots).
     #[arg(long)]
+    #[serde(skip)]
     pub out: PathBuf,
     /// Overwrite convexformer's files in an existing output folder.
     #[arg(long)]
+    #[serde(skip)]
     pub force: bool,
+    /// Continue an interrupted run in --out from its last finished β (the
+    /// other options must be those of the recorded run).
+    #[arg(long, conflicts_with = "force")]
+    #[serde(skip)]
+    pub resume: bool,
+}
+
+/// What path.json says about the run as a whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunState {
+    /// Still solving (or killed before it could say otherwise).
+    Running,
+    Interrupted,
+    Finished,
+}
+
+impl RunState {
+    fn name(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Interrupted => "interrupted",
+            RunState::Finished => "finished",
+        }
+    }
 }
 
 pub fn run(a: PathArgs) -> anyhow::Result<()> {
     if a.problem.model == "sequence" {
         return super::sequence::path::run(a);
     }
+    interrupt::install()?;
     let program = a.problem.program()?;
     let loss = a.problem.loss()?;
     let opts = a.problem.solver_options()?;
     let loaded = a.problem.load()?;
     let gating = a.problem.gating(&loaded)?;
-    prepare_out_dir(&a.out, a.force)?;
-    let reports = compute_path(
+    let arguments = resume::arguments(&a)?;
+    let resumed = if a.resume {
+        Some(read_resumed(&a.out, &arguments, &loaded)?)
+    } else {
+        prepare_out_dir(&a.out, a.force)?;
+        None
+    };
+    if let Some(r) = &resumed {
+        eprintln!(
+            "resuming in {}: {} of {} points already finished",
+            a.out.display(),
+            r.reports.len(),
+            r.grid.len()
+        );
+    }
+    let record = |reports: &[SolveReport], grid: &[f64], state: RunState| {
+        write_path_files(
+            &a.out, &loaded, program, loss, &opts, &arguments, grid, reports, state,
+        )
+    };
+    let (reports, end) = compute_path(
         &loaded,
         gating.as_ref(),
         program,
         loss,
         a.problem.intercept,
-        a.betas,
-        a.ratio,
+        (a.betas, a.ratio),
         &opts,
+        resumed,
+        |reports, grid, sol| {
+            record(reports, grid, RunState::Running)?;
+            Checkpoint {
+                point: reports.len() - 1,
+                beta: sol.beta,
+                coef: sol.coef.clone(),
+                intercept: sol.intercept.clone(),
+            }
+            .save(&a.out)
+        },
     )?;
-    write_path_outputs(&a.out, &loaded, program, loss, &opts, &reports)?;
+    record(&reports, &end.grid, end.run)?;
+    if !reports.is_empty() {
+        plot_path(&a.out, &loaded, program, &reports)?;
+    }
     print!("{}", table(&reports, loss));
+    if end.run == RunState::Interrupted {
+        return Err(Interrupted::wrote_to(&a.out, true));
+    }
     println!("wrote {}/path.csv, path.json and plots", a.out.display());
     Ok(())
 }
 
-/// Solves the path and builds a report per β (heads recovered and checked).
+/// How a path ended, and its grid.
+pub struct PathEnd {
+    pub run: RunState,
+    pub grid: Vec<f64>,
+}
+
+/// Solves the path and builds a report per β (heads recovered and checked),
+/// calling `on_point` with the reports so far, the grid and the solution
+/// after each solve. Stops after a solve that ended interrupted, and before
+/// a new one once the interrupt is raised. `resumed` continues a recorded
+/// run: its grid, its finished points, its warm start.
 #[allow(clippy::too_many_arguments)]
 pub fn compute_path(
     loaded: &Loaded,
@@ -66,49 +149,103 @@ pub fn compute_path(
     program: Program,
     loss: Loss,
     intercept: bool,
-    betas: usize,
-    ratio: f64,
+    (betas, ratio): (usize, f64),
     opts: &SolverOptions,
-) -> anyhow::Result<Vec<SolveReport>> {
+    resumed: Option<Resumed>,
+    mut on_point: impl FnMut(
+        &[SolveReport],
+        &[f64],
+        &convexformer::solver::Solution,
+    ) -> anyhow::Result<()>,
+) -> anyhow::Result<(Vec<SolveReport>, PathEnd)> {
     let op = TokenOperator::new(&loaded.train, gating.map(|g| &g.train));
     let mut problem = Problem::new(op, loss, program.penalty(), 1.0, intercept)?;
     let bmax = beta_max(&problem);
-    let grid = beta_grid(bmax, ratio, betas)?;
-    let pb = progress(grid.len() as u64, "path");
-    let mut sols = Vec::with_capacity(grid.len());
-    solve_path(&mut problem, &grid, opts, |s| {
+    let (grid, mut reports, checkpoint) = match resumed {
+        Some(r) => {
+            // Same data and options give the same β_max; anything else is a different run.
+            let recorded = r.grid.first().copied().unwrap_or(f64::NAN);
+            if !((recorded - bmax).abs() <= 1e-9 * bmax.abs()) {
+                bail!(
+                    "cannot resume: beta_max is {bmax:e} on this data, {recorded:e} in the recorded run; start a new run with --force"
+                );
+            }
+            (r.grid, r.reports, r.warm)
+        }
+        None => (beta_grid(bmax, ratio, betas)?, Vec::new(), None),
+    };
+    let mut warm: Option<(Vec<f64>, Vec<f64>)> = checkpoint.map(|c| (c.coef, c.intercept));
+    let interrupt = opts.interrupt.clone().unwrap_or_default();
+    let pb = progress((grid.len() - reports.len()) as u64, "path");
+    let mut run = RunState::Finished;
+    for &beta in &grid[reports.len()..] {
+        if interrupt.requested() {
+            run = RunState::Interrupted;
+            break;
+        }
+        problem.beta = beta;
+        let s = solve(
+            &problem,
+            opts,
+            warm.as_ref().map(|(c, b)| (c.as_slice(), b.as_slice())),
+        )?;
         pb.inc(1);
         pb.set_message(format!(
             "beta {:.3e}, gap {:.1e}",
             s.beta, s.certificate.relative_gap
         ));
-        sols.push(s.clone());
-    })?;
+        reports.push(SolveReport::with_gated_val(
+            &problem,
+            &s,
+            bmax,
+            loaded.val.as_ref(),
+            gating.and_then(|g| g.val.as_ref()),
+        ));
+        on_point(&reports, &grid, &s)?;
+        if s.stop == StopReason::Interrupted {
+            run = RunState::Interrupted;
+            break;
+        }
+        warm = Some((s.coef, s.intercept));
+    }
     pb.finish_and_clear();
-    Ok(sols
-        .iter()
-        .map(|s| {
-            problem.beta = s.beta;
-            SolveReport::with_gated_val(
-                &problem,
-                s,
-                bmax,
-                loaded.val.as_ref(),
-                gating.and_then(|g| g.val.as_ref()),
-            )
-        })
-        .collect())
+    Ok((reports, PathEnd { run, grid }))
 }
 
-/// path.csv, path.json and the plots.
-pub fn write_path_outputs(
+/// path.csv and path.json for the points so far, each written atomically.
+/// path.json also records what `--resume` needs: the options, the β grid and
+/// whether the run is still going, was interrupted or finished.
+#[allow(clippy::too_many_arguments)]
+pub fn write_path_files(
     out: &Path,
     loaded: &Loaded,
     program: Program,
     loss: Loss,
     opts: &SolverOptions,
+    arguments: &serde_json::Value,
+    grid: &[f64],
     reports: &[SolveReport],
+    state: RunState,
 ) -> anyhow::Result<()> {
+    write_file(&out.join("path.csv"), csv(reports)?)?;
+    write_json(
+        &out.join("path.json"),
+        &serde_json::json!({
+            "command": command_line(),
+            "arguments": arguments,
+            "state": state.name(),
+            "data": data_json(loaded),
+            "program": program,
+            "loss": loss.name(),
+            "solver": opts,
+            "betas": grid,
+            "path": reports,
+        }),
+    )
+}
+
+/// path.csv: a header and a row per point.
+fn csv(reports: &[SolveReport]) -> anyhow::Result<String> {
     let mut csv = format!(
         "{},active_count,active_tokens,n_heads,nonconvex_objective,recovery_relative_difference,train_error,validation_error\n",
         CertifiedSolve::CSV_HEADER
@@ -130,17 +267,31 @@ pub fn write_path_outputs(
                 .unwrap_or_default()
         )?;
     }
-    std::fs::write(out.join("path.csv"), csv).context("writing path.csv")?;
-    write_json(
-        &out.join("path.json"),
-        &serde_json::json!({
-            "command": command_line(),
-            "data": data_json(loaded),
-            "program": program,
-            "loss": loss.name(),
-            "solver": opts,
-            "path": reports,
-        }),
+    Ok(csv)
+}
+
+/// path.csv, path.json and the plots of a finished path.
+#[allow(clippy::too_many_arguments)]
+pub fn write_path_outputs(
+    out: &Path,
+    loaded: &Loaded,
+    program: Program,
+    loss: Loss,
+    opts: &SolverOptions,
+    arguments: &serde_json::Value,
+    grid: &[f64],
+    reports: &[SolveReport],
+) -> anyhow::Result<()> {
+    write_path_files(
+        out,
+        loaded,
+        program,
+        loss,
+        opts,
+        arguments,
+        grid,
+        reports,
+        RunState::Finished,
     )?;
     plot_path(out, loaded, program, reports)
 }

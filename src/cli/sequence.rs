@@ -90,6 +90,9 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
         report.n_heads,
         report.recovery_relative_difference
     );
+    if report.solve.stop_reason == convexformer::solver::StopReason::Interrupted {
+        return Err(super::interrupt::Interrupted::wrote_to(&a.out, false));
+    }
     println!(
         "wrote {0}/report.json, {0}/model.safetensors and {1} mixing-matrix plots",
         a.out.display(),

@@ -251,7 +251,7 @@ fn write_outputs(
             p.active_tokens.map_or(String::new(), |v| format!("{v:.2}"))
         );
     }
-    std::fs::write(out.join("curves.csv"), csv).context("writing curves.csv")?;
+    super::common::write_file(&out.join("curves.csv"), csv)?;
     let mut pos = String::from(
         "position,train_samples,beta_ratio,relative_gap,certified,train_error,val_error,test_error,active_tokens\n",
     );
@@ -272,7 +272,7 @@ fn write_outputs(
             toks.join(" ")
         );
     }
-    std::fs::write(out.join("positions.csv"), pos).context("writing positions.csv")?;
+    super::common::write_file(&out.join("positions.csv"), pos)?;
     let c = convex_chosen(res);
     let soft = softmax_final(res);
     let certified = res

@@ -98,7 +98,9 @@ pub(crate) fn zero_targets(x: &RawArray, layout: Option<Targets>) -> Result<RawA
 pub fn write_npz(path: &Path, ds: &Dataset) -> Result<()> {
     ds.validate()?;
     let (n, t, d, c) = ds.shape();
-    let file = File::create(path).map_err(|e| io_error(path, e))?;
+    // Written under a temporary name and renamed whole (see crate::atomic).
+    let pending = crate::atomic::Pending::new(path)?;
+    let file = File::create(pending.path()).map_err(|e| io_error(path, e))?;
     let mut npz = NpzWriter::new(BufWriter::new(file));
     let x = ArrayView3::from_shape((n, t, d), &ds.x).map_err(|e| shape_bug("X", e))?;
     npz.add_array("X", &x).map_err(|e| write_error(path, e))?;
@@ -122,8 +124,9 @@ pub fn write_npz(path: &Path, ds: &Dataset) -> Result<()> {
         }
     };
     added.map_err(|e| write_error(path, e))?;
-    npz.finish().map_err(|e| write_error(path, e))?;
-    Ok(())
+    let w = npz.finish().map_err(|e| write_error(path, e))?;
+    w.into_inner().map_err(|e| io_error(path, e.into_error()))?;
+    pending.commit()
 }
 
 /// Writes a rows×cols float64 matrix (row-major `data`) as a `.npy` file.
@@ -135,7 +138,9 @@ pub fn write_npy_matrix(path: &Path, rows: usize, cols: usize, data: &[f64]) -> 
         )));
     }
     let a = ArrayView2::from_shape((rows, cols), data).map_err(|e| shape_bug("matrix", e))?;
-    ndarray_npy::write_npy(path, &a).map_err(|e| write_error(path, e))
+    let pending = crate::atomic::Pending::new(path)?;
+    ndarray_npy::write_npy(pending.path(), &a).map_err(|e| write_error(path, e))?;
+    pending.commit()
 }
 
 /// Element types an array may be read as.

@@ -104,7 +104,7 @@ pub fn write_safetensors(path: &Path, ds: &Dataset) -> Result<()> {
     let y = TensorView::new(y_dtype, y_shape, &y_bytes).map_err(view_error)?;
     let out = safetensors::serialize([("X", x), ("y", y)], None)
         .map_err(|e| format_error(path, format!("cannot serialize: {e}")))?;
-    std::fs::write(path, out).map_err(|e| io_error(path, e))
+    crate::atomic::write(path, out)
 }
 
 fn le_bytes<const K: usize>(values: impl Iterator<Item = [u8; K]>) -> Vec<u8> {

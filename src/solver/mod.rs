@@ -141,6 +141,18 @@ pub enum StopReason {
     Interrupted,
 }
 
+impl StopReason {
+    /// The name in reports and CSV files (as serialized).
+    pub fn name(&self) -> &'static str {
+        match self {
+            StopReason::Converged => "converged",
+            StopReason::MaxIter => "max-iter",
+            StopReason::MaxSeconds => "max-seconds",
+            StopReason::Interrupted => "interrupted",
+        }
+    }
+}
+
 /// A solution of a convex program, with its certificate and costs.
 #[derive(Clone, Debug)]
 pub struct Solution {

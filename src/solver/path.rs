@@ -51,7 +51,8 @@ pub fn beta_grid(hi: f64, ratio: f64, k: usize) -> Result<Vec<f64>> {
 }
 
 /// Solves along `betas` (any order; warm starts follow it), calling
-/// `on_solution` after each solve.
+/// `on_solution` after each solve. Stops after a solve that ended
+/// interrupted (its solution is the last one returned).
 pub fn solve_path<O: LinearOperator>(
     problem: &mut Problem<'_, O>,
     betas: &[f64],
@@ -67,7 +68,11 @@ pub fn solve_path<O: LinearOperator>(
             .map(|s| (s.coef.as_slice(), s.intercept.as_slice()));
         let sol = solve(problem, opts, warm)?;
         on_solution(&sol);
+        let stop = sol.stop;
         out.push(sol);
+        if stop == super::StopReason::Interrupted {
+            break;
+        }
     }
     Ok(out)
 }

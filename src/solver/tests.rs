@@ -214,6 +214,17 @@ fn an_interrupt_stops_every_solver_with_a_valid_certificate() {
         flag.clear();
         assert!(!flag.requested());
     }
+    // A path stops after its interrupted solve instead of solving the rest.
+    let flag = Interrupt::new();
+    flag.request();
+    let o = SolverOptions {
+        interrupt: Some(flag),
+        ..opts(1e-10)
+    };
+    let bmax = beta_max(&prob);
+    let sols = solve_path(&mut prob, &[0.5 * bmax, 0.2 * bmax, 0.1 * bmax], &o, |_| {}).unwrap();
+    assert_eq!(sols.len(), 1);
+    assert_eq!(sols[0].stop, StopReason::Interrupted);
 }
 
 #[test]
@@ -300,5 +311,17 @@ proptest! {
         prop_assert!(rough.certificate.gap >= -1e-12 * s);
         prop_assert!(rough.certificate.dual <= exact.certificate.primal + 1e-10 * s);
         prop_assert!(exact.certificate.dual <= rough.certificate.primal + 1e-10 * s);
+    }
+}
+
+#[test]
+fn stop_reason_names_are_their_serialized_names() {
+    for s in [
+        StopReason::Converged,
+        StopReason::MaxIter,
+        StopReason::MaxSeconds,
+        StopReason::Interrupted,
+    ] {
+        assert_eq!(serde_json::to_value(s).unwrap(), s.name());
     }
 }

@@ -1,15 +1,16 @@
 //! `convexformer path --model sequence`: a warm-started β path of the
 //! sequence program (SPEC §4c), each solution certified by its duality gap.
 
-use super::super::common::{command_line, prepare_out_dir, progress, write_json};
+use super::super::common::{command_line, prepare_out_dir, progress, write_file, write_json};
+use super::super::interrupt::{self, Interrupted};
 use super::super::path::{path_table, PathArgs, TableRow};
-use anyhow::Context;
+use anyhow::bail;
 use convexformer::data::Dataset;
 use convexformer::loss::Loss;
 use convexformer::plot::{line_plot, LinePlot, Series};
 use convexformer::report::CertifiedSolve;
 use convexformer::sequence::{sequence_beta_max, solve_sequence_from, SequenceReport};
-use convexformer::solver::{beta_grid, SolverOptions};
+use convexformer::solver::{beta_grid, SolverOptions, StopReason};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -23,31 +24,59 @@ pub struct PathPoint {
 }
 
 pub fn run(a: PathArgs) -> anyhow::Result<()> {
+    if a.resume {
+        bail!("--resume is not supported for --model sequence yet: start a new run with --force");
+    }
+    interrupt::install()?;
     let opts = a.problem.solver_options()?;
     let (loss, train, val) = super::load_split(&a.problem)?;
     let bmax = sequence_beta_max(&train, loss)?;
     let grid = beta_grid(bmax, a.ratio, a.betas)?;
     prepare_out_dir(&a.out, a.force)?;
-    let points = compute_path(&train, val.as_ref(), loss, bmax, &grid, &opts)?;
-    std::fs::write(a.out.join("path.csv"), csv(&points)).context("writing path.csv")?;
-    write_json(
-        &a.out.join("path.json"),
-        &serde_json::json!({
-            "command": command_line(),
-            "data": a.problem.data,
-            "model": "sequence",
-            "loss": loss.name(),
-            "solver": opts,
-            "path": points,
-        }),
+    // Both files rewritten (atomically) after every point: a stopped run keeps them.
+    let write = |points: &[PathPoint], state: &str| -> anyhow::Result<()> {
+        write_file(&a.out.join("path.csv"), csv(points))?;
+        write_json(
+            &a.out.join("path.json"),
+            &serde_json::json!({
+                "command": command_line(),
+                "state": state,
+                "data": a.problem.data,
+                "model": "sequence",
+                "loss": loss.name(),
+                "solver": opts,
+                "betas": grid,
+                "path": points,
+            }),
+        )
+    };
+    let (points, interrupted) =
+        compute_path(&train, val.as_ref(), loss, bmax, &grid, &opts, |p| {
+            write(p, "running")
+        })?;
+    write(
+        &points,
+        if interrupted {
+            "interrupted"
+        } else {
+            "finished"
+        },
     )?;
-    plot_path(&a.out, &points)?;
+    if !points.is_empty() {
+        plot_path(&a.out, &points)?;
+    }
     print!("{}", table(&points, loss));
+    if interrupted {
+        return Err(Interrupted::wrote_to(&a.out, false));
+    }
     println!("wrote {}/path.csv, path.json and plots", a.out.display());
     Ok(())
 }
 
-/// Solves along `grid`, each solve started from the previous solution.
+/// Solves along `grid`, each solve started from the previous solution,
+/// calling `on_point` with the points so far after each. Stops (returning
+/// `true`) after a solve that ended interrupted, or before the next one once
+/// the interrupt is raised.
 pub fn compute_path(
     train: &Dataset,
     val: Option<&Dataset>,
@@ -55,11 +84,18 @@ pub fn compute_path(
     bmax: f64,
     grid: &[f64],
     opts: &SolverOptions,
-) -> anyhow::Result<Vec<PathPoint>> {
+    mut on_point: impl FnMut(&[PathPoint]) -> anyhow::Result<()>,
+) -> anyhow::Result<(Vec<PathPoint>, bool)> {
     let pb = progress(grid.len() as u64, "path");
     let mut points = Vec::with_capacity(grid.len());
     let mut prev: Option<Vec<f64>> = None;
+    let interrupt = opts.interrupt.clone().unwrap_or_default();
+    let mut interrupted = false;
     for &beta in grid {
+        if interrupt.requested() {
+            interrupted = true;
+            break;
+        }
         let sol = solve_sequence_from(train, loss, beta, opts, prev.as_deref())?;
         pb.inc(1);
         pb.set_message(format!(
@@ -70,10 +106,15 @@ pub fn compute_path(
             report: SequenceReport::new(train, loss, &sol, bmax, val)?,
             nonzero_coefficients: sol.coef.iter().filter(|&&v| v != 0.0).count(),
         });
+        on_point(&points)?;
+        if sol.stop == StopReason::Interrupted {
+            interrupted = true;
+            break;
+        }
         prev = Some(sol.coef);
     }
     pb.finish_and_clear();
-    Ok(points)
+    Ok((points, interrupted))
 }
 
 /// path.csv: a row per β; active matrices as `q:l` pairs joined by `;`.

@@ -1,0 +1,230 @@
+//! Long runs keep what they computed: a `path` stopped by SIGINT in the
+//! middle leaves every finished point on disk, says it was interrupted, exits
+//! with 130, and `--resume` finishes it with the results of a run that was
+//! never stopped.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+mod common;
+use common::cli::{cf, json, stderr};
+
+/// Correlated tokens, FISTA and a tight tolerance: each β takes a while.
+const SLOW: &[&str] = &[
+    "path",
+    "--data",
+    "synthetic:N=8000,n=16,d=16,active=3,noise=0.1,seed=1,rho=0.5",
+    "--solver",
+    "fista",
+    "--tol",
+    "1e-10",
+    "--betas",
+    "10",
+];
+
+fn args<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = SLOW.to_vec();
+    v.extend(["--out", out]);
+    v.extend(extra);
+    v
+}
+
+/// The points recorded in `dir/path.json` (0 while it is not there yet).
+fn points(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("path.json"))
+        .ok()
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+        .and_then(|j| j["path"].as_array().map(|a| a.len()))
+        .unwrap_or(0)
+}
+
+/// path.csv parsed: header and rows, every row as long as the header.
+fn csv(dir: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let text = std::fs::read_to_string(dir.join("path.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<String> = lines
+        .next()
+        .unwrap()
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let rows: Vec<Vec<String>> = lines
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect();
+    for r in &rows {
+        assert_eq!(r.len(), header.len(), "a truncated row: {r:?}");
+    }
+    (header, rows)
+}
+
+#[test]
+fn sigint_in_the_middle_keeps_finished_points_and_resume_matches_an_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("stopped");
+
+    // Stopped once two points are on disk, while a later one is being solved.
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_convexformer"))
+        .args(args("stopped", &[]))
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while points(&out) < 2 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the path finished before it could be interrupted: make it slower"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no point in 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Into the next solve (a point takes a few hundred ms here), so the
+    // signal usually lands mid-solve; between two points is checked too.
+    std::thread::sleep(Duration::from_millis(100));
+    let signalled = started.elapsed();
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let o = child.wait_with_output().unwrap();
+    let stopped_after = started.elapsed() - signalled;
+    let err = stderr(&o);
+    eprintln!("SIGINT after {signalled:?}; the process exited {stopped_after:?} later");
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("interrupted: the results computed so far are in") && err.contains("--resume"),
+        "{err}"
+    );
+
+    // What it left: a run marked interrupted, every finished point whole.
+    let j = json(&out.join("path.json"));
+    assert_eq!(j["state"], "interrupted");
+    let path = j["path"].as_array().unwrap();
+    let total = j["betas"].as_array().unwrap().len();
+    assert_eq!(total, 10);
+    assert!(
+        path.len() >= 2 && path.len() < total,
+        "{} points",
+        path.len()
+    );
+    let (last, finished) = path.split_last().unwrap();
+    for p in finished {
+        assert_eq!(p["stop_reason"], "converged", "{p}");
+        assert!(p["relative_gap"].as_f64().unwrap() <= 1e-10);
+    }
+    // The point in progress is reported with its (valid) certificate, or, if
+    // the signal fell between two points, the last one is finished.
+    let last_reason = last["stop_reason"].as_str().unwrap();
+    eprintln!(
+        "stopped with {} of {total} points, the last one {last_reason}",
+        path.len()
+    );
+    assert!(
+        ["converged", "interrupted"].contains(&last_reason),
+        "{last}"
+    );
+    if last_reason == "interrupted" {
+        let (p, d) = (
+            last["objective"].as_f64().unwrap(),
+            last["dual_objective"].as_f64().unwrap(),
+        );
+        assert!(
+            d <= p + 1e-9 * p.abs().max(1.0),
+            "dual {d} above primal {p}"
+        );
+    }
+    let (header, rows) = csv(&out);
+    assert_eq!(rows.len(), path.len());
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    for (row, p) in rows.iter().zip(path) {
+        let beta: f64 = row[col("beta")].parse().unwrap();
+        assert_eq!(beta, p["beta"].as_f64().unwrap());
+        let objective: f64 = row[col("objective")].parse().unwrap();
+        assert_eq!(objective, p["objective"].as_f64().unwrap());
+        assert_eq!(row[col("stop_reason")], p["stop_reason"].as_str().unwrap());
+    }
+    assert!(out.join("checkpoint.safetensors").exists());
+    assert!(out.join("active_tokens.png").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+
+    // A different command line is refused, naming the option; nothing changes.
+    let before = std::fs::read(out.join("path.json")).unwrap();
+    let mut other = args("stopped", &["--resume"]);
+    let tol = other.iter().position(|a| *a == "1e-10").unwrap();
+    other[tol] = "1e-8";
+    let o = cf(&other, dir.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("--tol: 1e-10 in the recorded run, 1e-8 now"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(out.join("path.json")).unwrap(), before);
+    // Without --resume or --force the folder is not touched either.
+    let o = cf(&args("stopped", &[]), dir.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(std::fs::read(out.join("path.json")).unwrap(), before);
+
+    // Resumed: finishes, keeping the finished points as they were.
+    let started = Instant::now();
+    let o = cf(&args("stopped", &["--resume"]), dir.path());
+    eprintln!("--resume took {:?}", started.elapsed());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&format!(
+        "{} of 10 points already finished",
+        finished.len() + usize::from(last_reason == "converged")
+    )));
+    let resumed = json(&out.join("path.json"));
+    assert_eq!(resumed["state"], "finished");
+    let resumed = resumed["path"].as_array().unwrap();
+    assert_eq!(resumed.len(), total);
+    for (a, b) in finished.iter().zip(resumed) {
+        assert_eq!(a, b, "a finished point changed on resume");
+    }
+    assert_eq!(csv(&out).1.len(), total);
+
+    // The same results as a run never stopped, to the solver's tolerance.
+    let o = cf(&args("whole", &[]), dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let whole = json(&dir.path().join("whole/path.json"));
+    let whole = whole["path"].as_array().unwrap();
+    for (r, w) in resumed.iter().zip(whole) {
+        assert_eq!(r["beta"], w["beta"]);
+        assert_eq!(r["stop_reason"], "converged");
+        let (pr, pw) = (
+            r["objective"].as_f64().unwrap(),
+            w["objective"].as_f64().unwrap(),
+        );
+        // Both certified: each within 1e-10·max(1, |P|) of the optimum.
+        assert!(
+            (pr - pw).abs() <= 2e-10 * pw.abs().max(1.0) * 1.01,
+            "objective {pr} resumed vs {pw} uninterrupted"
+        );
+        assert_eq!(r["active_tokens"], w["active_tokens"]);
+    }
+}
+
+#[test]
+fn resume_refuses_a_folder_without_a_run_and_goes_with_force_only_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = cf(&["path", "--out", "none", "--resume"], dir.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("nothing to resume in none"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!dir.path().join("none").exists());
+    let o = cf(&["path", "--out", "x", "--resume", "--force"], dir.path());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
