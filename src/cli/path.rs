@@ -165,7 +165,8 @@ pub fn compute_path(
         Some(r) => {
             // Same data and options give the same β_max; anything else is a different run.
             let recorded = r.grid.first().copied().unwrap_or(f64::NAN);
-            if !((recorded - bmax).abs() <= 1e-9 * bmax.abs()) {
+            let same = (recorded - bmax).abs() <= 1e-9 * bmax.abs(); // false for NaN
+            if !same {
                 bail!(
                     "cannot resume: beta_max is {bmax:e} on this data, {recorded:e} in the recorded run; start a new run with --force"
                 );

@@ -82,7 +82,7 @@ mod tests {
         let b = json!({"tol": 1e-8, "betas": 6, "val": "v.npz"});
         let err = check_same_arguments(&a, &b, out).unwrap_err().to_string();
         assert!(
-            err.contains("--tol: 0.000001 in the recorded run, 0.00000001 now"),
+            err.contains("--tol: 1e-6 in the recorded run, 1e-8 now"),
             "{err}"
         );
         assert!(
