@@ -228,3 +228,74 @@ fn resume_refuses_a_folder_without_a_run_and_goes_with_force_only_apart() {
     let o = cf(&["path", "--out", "x", "--resume", "--force"], dir.path());
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+#[test]
+fn sigint_during_fit_writes_the_point_reached_with_its_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("f");
+    // Strongly correlated tokens: FISTA needs seconds to reach 1e-12.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_convexformer"))
+        .args([
+            "fit",
+            "--data",
+            "synthetic:N=8000,n=16,d=16,active=3,noise=0.1,seed=1,rho=0.9",
+            "--solver",
+            "fista",
+            "--tol",
+            "1e-12",
+            "--beta-frac",
+            "0.01",
+            "--out",
+            "f",
+        ])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The folder's marker is written just before the solve starts.
+    let started = Instant::now();
+    while !out.join(".convexformer-output").exists() {
+        assert!(started.elapsed() < Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the fit finished before it could be interrupted: make it slower"
+    );
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let r = json(&out.join("report.json"));
+    let res = &r["result"];
+    assert_eq!(res["stop_reason"], "interrupted");
+    assert_eq!(res["converged"], false);
+    let (p, d) = (
+        res["objective"].as_f64().unwrap(),
+        res["dual_objective"].as_f64().unwrap(),
+    );
+    assert!(
+        d <= p && res["relative_gap"].as_f64().unwrap() > 1e-12,
+        "{res}"
+    );
+    assert!(out.join("model.safetensors").exists());
+    // The saved point predicts like any model.
+    let o = cf(
+        &[
+            "predict",
+            "--model",
+            "f",
+            "--data",
+            "synthetic:N=50,n=16,d=16,active=3,noise=0.1,seed=2,rho=0.9",
+            "--out",
+            "p.npy",
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
