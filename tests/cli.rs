@@ -120,6 +120,10 @@ fn path_writes_csv_and_plots() {
     let csv = std::fs::read_to_string(dir.path().join("p/path.csv")).unwrap();
     assert_eq!(csv.lines().count(), 7);
     assert!(csv.starts_with("beta,beta_over_max,objective"));
+    assert!(csv.lines().skip(1).all(|l| l.contains(",converged,")));
+    let j = json(&dir.path().join("p/path.json"));
+    assert_eq!(j["state"], "finished");
+    assert_eq!(j["betas"].as_array().unwrap().len(), 6);
     for f in ["active_tokens", "group_norms", "token_sparsity"] {
         for ext in ["png", "svg"] {
             let p = dir.path().join(format!("p/{f}.{ext}"));

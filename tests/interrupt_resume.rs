@@ -299,3 +299,54 @@ fn sigint_during_fit_writes_the_point_reached_with_its_certificate() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+#[test]
+fn sigterm_stops_cleanly_and_a_second_signal_exits_at_once_leaving_whole_files() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("twice");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_convexformer"))
+        .args(args("twice", &[]))
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while points(&out) < 2 {
+        assert!(child.try_wait().unwrap().is_none(), "finished too soon");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no point in 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    let signal = |name: &str| {
+        let s = Command::new("kill").args([name, &pid]).status().unwrap();
+        assert!(s.success());
+    };
+    signal("-TERM");
+    // The second signal only after the first was seen (two pending signals
+    // of one kind may be delivered as one).
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let seen = lines
+        .by_ref()
+        .map(|l| l.unwrap())
+        .find(|l| l.contains("SIGTERM: finishing the current iteration"));
+    assert!(seen.is_some(), "no message for the first signal");
+    signal("-INT");
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(131), "{rest:?}");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("Ctrl-C again: stopping now")),
+        "{rest:?}"
+    );
+    // Whatever was on disk is whole: the CSV rows match the JSON points.
+    let j = json(&out.join("path.json"));
+    let n = j["path"].as_array().unwrap().len();
+    assert!(n >= 2);
+    assert_eq!(csv(&out).1.len(), n);
+}
