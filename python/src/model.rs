@@ -69,12 +69,7 @@ impl Model {
             )));
         }
         let bytes = self.inner.to_bytes().py()?;
-        write_atomic(&path, &bytes).map_err(|source| {
-            crate::errors::to_py(convexformer::Error::Io {
-                path: path.clone(),
-                source,
-            })
-        })
+        convexformer::atomic::write(&path, bytes).py()
     }
 
     /// Reads a `model.safetensors` (or a folder holding one) written by the
@@ -153,17 +148,4 @@ impl Model {
             loss.name()
         )
     }
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        name.unwrap_or_else(|| "model".into()),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
 }
