@@ -52,6 +52,8 @@ pub mod experiments;
 pub mod grok;
 #[cfg(feature = "nn")]
 pub mod layer;
+#[cfg(feature = "nn")]
+pub mod nn;
 #[cfg(feature = "plot")]
 pub mod plot;
 #[cfg(feature = "teacher")]

@@ -51,17 +51,24 @@ pub struct BenchArgs {
     /// Time the nonconvex baselines' training steps instead (steps per second).
     #[arg(long)]
     pub training: bool,
+    /// --training: steps timed per grokking model (compare with
+    /// `scripts/grok_pytorch.py --steps N`).
+    #[arg(long, default_value_t = 300)]
+    pub training_steps: usize,
 }
 
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     if a.training {
         use convexformer::baselines::bench::{training_benchmark, training_table, TRAINING_SIZE};
+        use convexformer::grok::bench::{grok_training_benchmark, grok_training_table};
         let r = training_benchmark(&TRAINING_SIZE, 2.0, 5)?;
         print!("{}", training_table(&TRAINING_SIZE, &r));
+        let g = grok_training_benchmark(a.training_steps)?;
+        print!("{}", grok_training_table(&g));
         if let Some(p) = a.json {
             write_json(
                 &p,
-                &serde_json::json!({ "size": TRAINING_SIZE, "results": r }),
+                &serde_json::json!({ "size": TRAINING_SIZE, "results": r, "grok": g }),
             )?;
         }
         return Ok(());

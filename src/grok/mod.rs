@@ -19,6 +19,7 @@
 //! Only model (c) is a convex program, and its x-axis is the β path (see
 //! [`global`]), not optimizer steps.
 
+pub mod bench;
 pub mod data;
 pub mod global;
 pub mod model;

@@ -14,8 +14,8 @@ use rayon::prelude::*;
 use crate::layer::ops::{tensor_values, values};
 
 /// y = (x − μ)/√(σ² + ε) · w + b over the last dimension.
-struct LayerNormOp {
-    eps: f64,
+pub(crate) struct LayerNormOp {
+    pub eps: f64,
 }
 
 /// Rows per parallel work unit.
@@ -40,8 +40,14 @@ impl LayerNormOp {
     }
 
     fn fwd<T: WithDType>(&self, x: &[T], w: &[T], b: &[T]) -> Vec<T> {
-        let d = w.len();
         let mut out = vec![T::zero(); x.len()];
+        self.fwd_into(x, w, b, &mut out);
+        out
+    }
+
+    /// The forward pass into `out` (the length of x).
+    pub(crate) fn fwd_into<T: WithDType>(&self, x: &[T], w: &[T], b: &[T], out: &mut [T]) {
+        let d = w.len();
         out.par_chunks_mut(d * ROWS)
             .zip(x.par_chunks(d * ROWS))
             .for_each(|(o, xs)| {
@@ -52,13 +58,24 @@ impl LayerNormOp {
                     }
                 }
             });
-        out
     }
 
     /// (dx, dw, db).
     fn bwd<T: WithDType>(&self, x: &[T], w: &[T], g: &[T]) -> (Vec<T>, Vec<T>, Vec<T>) {
-        let d = w.len();
         let mut dx = vec![T::zero(); x.len()];
+        let (dw, db) = self.bwd_into(x, w, g, &mut dx);
+        (dx, dw, db)
+    }
+
+    /// The backward pass: dx written into `dx` (every entry), (dw, db) returned.
+    pub(crate) fn bwd_into<T: WithDType>(
+        &self,
+        x: &[T],
+        w: &[T],
+        g: &[T],
+        dx: &mut [T],
+    ) -> (Vec<T>, Vec<T>) {
+        let d = w.len();
         // Per-chunk partial sums, added in chunk order: results do not depend
         // on the threads.
         let partials: Vec<(Vec<T>, Vec<T>)> = dx
@@ -102,7 +119,7 @@ impl LayerNormOp {
                 db[q] += b[q];
             }
         }
-        (dx, dw, db)
+        (dw, db)
     }
 }
 
@@ -180,9 +197,9 @@ pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor
 /// qkv = X·[W_Q | W_K | W_V] (B×n×3D, head j at columns j·d_h of each part):
 /// out[b, r, j·d_h..] = Σ_{k≤r} softmax_k(q_r·k_k/√d_h) v_k, for every r
 /// (B×n×D) or only r = n − 1 (`last`, B×D).
-struct CausalAttention {
-    heads: usize,
-    last: bool,
+pub(crate) struct CausalAttention {
+    pub heads: usize,
+    pub last: bool,
 }
 
 impl CausalAttention {
@@ -231,10 +248,17 @@ impl CausalAttention {
     }
 
     fn fwd<T: WithDType>(&self, x: &[T], b: usize, n: usize, d: usize) -> Vec<T> {
+        let mut out = vec![T::zero(); b * self.rows(n).len() * d];
+        self.fwd_into(x, n, d, &mut out);
+        out
+    }
+
+    /// The forward pass into `out` (B×n×D, or B×D with `last`).
+    pub(crate) fn fwd_into<T: WithDType>(&self, x: &[T], n: usize, d: usize, out: &mut [T]) {
         let (h, dh) = (self.heads, d / self.heads);
         let rows = self.rows(n);
         let nr = rows.len();
-        let mut out = vec![T::zero(); b * nr * d];
+        out.fill(T::zero());
         out.par_chunks_mut(nr * d)
             .zip(x.par_chunks(n * 3 * d))
             .with_min_len(ROWS)
@@ -258,15 +282,28 @@ impl CausalAttention {
                     }
                 },
             );
-        out
     }
 
     fn bwd<T: WithDType>(&self, x: &[T], g: &[T], n: usize, d: usize) -> Vec<T> {
+        let mut dx = vec![T::zero(); x.len()];
+        self.bwd_into(x, g, n, d, &mut dx);
+        dx
+    }
+
+    /// The backward pass into `dx` (the shape of x; overwritten).
+    pub(crate) fn bwd_into<T: WithDType>(
+        &self,
+        x: &[T],
+        g: &[T],
+        n: usize,
+        d: usize,
+        dx: &mut [T],
+    ) {
         let (h, dh) = (self.heads, d / self.heads);
         let scale = 1.0 / (dh as f64).sqrt();
         let rows = self.rows(n);
         let nr = rows.len();
-        let mut dx = vec![T::zero(); x.len()];
+        dx.fill(T::zero());
         dx.par_chunks_mut(n * 3 * d)
             .zip(x.par_chunks(n * 3 * d))
             .zip(g.par_chunks(nr * d))
@@ -307,7 +344,6 @@ impl CausalAttention {
                     }
                 },
             );
-        dx
     }
 }
 

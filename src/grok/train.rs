@@ -1,8 +1,8 @@
 //! Training the transformers (models a and b) with AdamW on minibatches.
 //!
-//! Per step: a minibatch (a fresh permutation of the training pairs every
-//! epoch, remainders dropped), the mean cross-entropy of its logits, one
-//! backward pass and one AdamW update (β₁, β₂, ε = 1e-8, learning rate with a
+//! Per step (on the fused engine of [`crate::nn`]): a minibatch (a fresh
+//! permutation of the training pairs every epoch, remainders dropped), the
+//! mean cross-entropy of its logits, one backward pass and one AdamW update (β₁, β₂, ε = 1e-8, learning rate with a
 //! linear warmup (step+1)/warmup, then constant).
 //!
 //! Weight decay: decoupled (AdamW) on every parameter of model (a). In model
@@ -20,8 +20,7 @@
 
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use candle_core::{DType, Device, WithDType};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -29,6 +28,7 @@ use rand_chacha::ChaCha8Rng;
 use super::data::{Examples, SEQ_LEN};
 use super::model::{Transformer, TransformerConfig};
 use crate::error::{invalid, Result};
+use crate::nn::{AdamW, Engine};
 
 /// How the convex layers' group penalty enters training.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -150,99 +150,93 @@ pub struct TrainRun {
     pub diverged: bool,
 }
 
-/// Token ids and labels as tensors.
-pub struct Batches {
-    pub tokens: Tensor,
-    pub labels: Tensor,
-}
-
-impl Batches {
-    pub fn new(e: &Examples, dev: &Device) -> Result<Self> {
-        let n = e.len();
-        Ok(Batches {
-            tokens: Tensor::from_slice(&e.tokens, (n, SEQ_LEN), dev)?,
-            labels: Tensor::from_slice(&e.answers, n, dev)?,
-        })
-    }
-}
-
-/// (mean cross-entropy, accuracy) of `model` on all of `data`, in chunks.
-pub fn evaluate(model: &Transformer, data: &Batches) -> Result<(f64, f64)> {
-    let n = data.labels.dims1()?;
-    let chunk = 4096;
-    let (mut loss, mut correct) = (0.0, 0usize);
-    let mut start = 0;
-    while start < n {
-        let len = chunk.min(n - start);
-        let t = data.tokens.narrow(0, start, len)?;
-        let y = data.labels.narrow(0, start, len)?;
-        let logits = model.forward(&t)?.detach();
-        let l = candle_nn::loss::cross_entropy(&logits, &y)
-            .and_then(|v| v.to_dtype(DType::F64))
-            .and_then(|v| v.to_scalar::<f64>())?;
-        loss += l * len as f64;
-        let pred = logits.argmax(1)?;
-        correct += pred
-            .eq(&y)
-            .and_then(|m| m.to_dtype(DType::F64))
-            .and_then(|m| m.sum_all())
-            .and_then(|m| m.to_scalar::<f64>())? as usize;
-        start += len;
-    }
-    Ok((loss / n as f64, correct as f64 / n as f64))
-}
-
 /// Steps at which to evaluate: 0, powers of two below `every`, multiples of
 /// `every`, and the last.
 pub fn is_eval_step(step: usize, every: usize, last: usize) -> bool {
     step == 0 || step == last || step % every == 0 || (step < every && step.is_power_of_two())
 }
 
+/// Mean cross-entropy and accuracy of the engine's network on all of
+/// `data`, in chunks of `chunk` examples.
+fn evaluate<T: WithDType>(e: &mut Engine<T>, data: &Examples, chunk: usize) -> Result<(f64, f64)> {
+    let n = data.len();
+    let (mut loss, mut correct) = (0.0, 0usize);
+    let mut start = 0;
+    while start < n {
+        let len = chunk.min(n - start);
+        e.forward(&data.tokens[start * SEQ_LEN..(start + len) * SEQ_LEN])?;
+        let (l, c) = e.cross_entropy(&data.answers[start..start + len])?;
+        loss += l * len as f64;
+        correct += c;
+        start += len;
+    }
+    Ok((loss / n as f64, correct as f64 / n as f64))
+}
+
 /// Trains a freshly initialized `config` network; `on_record` sees each
-/// evaluation as it is made.
+/// evaluation as it is made. The weights are initialized by the candle
+/// [`Transformer`]; the steps run on the fused engine ([`crate::nn`]).
 pub fn train(
     config: TransformerConfig,
     cfg: &TrainConfig,
     train: &Examples,
     val: &Examples,
-    mut on_record: impl FnMut(&Record),
+    on_record: impl FnMut(&Record),
 ) -> Result<TrainRun> {
     cfg.validate()?;
     if train.is_empty() || val.is_empty() {
         return invalid("the training and validation sets must not be empty");
     }
-    let dev = Device::Cpu;
-    let model = Transformer::init(config, cfg.dtype, &dev, cfg.seed)?;
-    let tr = Batches::new(train, &dev)?;
-    let va = Batches::new(val, &dev)?;
+    let model = Transformer::init(config, cfg.dtype, &Device::Cpu, cfg.seed)?;
+    match cfg.dtype {
+        DType::F32 => run(
+            Engine::<f32>::from_transformer(&model)?,
+            cfg,
+            train,
+            val,
+            on_record,
+        ),
+        DType::F64 => run(
+            Engine::<f64>::from_transformer(&model)?,
+            cfg,
+            train,
+            val,
+            on_record,
+        ),
+        dt => invalid(format!("training runs in f32 or f64, not {dt:?}")),
+    }
+}
+
+fn run<T: WithDType>(
+    mut e: Engine<T>,
+    cfg: &TrainConfig,
+    train: &Examples,
+    val: &Examples,
+    mut on_record: impl FnMut(&Record),
+) -> Result<TrainRun> {
     let coupled = cfg.penalty_mode == PenaltyMode::Coupled;
-    let (decayed, penalized): (Vec<_>, Vec<_>) = model.params.iter().partition(|p| !p.penalized);
-    let params = |wd: f64| ParamsAdamW {
-        lr: cfg.lr,
-        beta1: cfg.beta1,
-        beta2: cfg.beta2,
-        eps: 1e-8,
-        weight_decay: wd,
-    };
-    let mut opt_decay = AdamW::new(
-        decayed.iter().map(|p| p.var.clone()).collect(),
-        params(cfg.weight_decay),
-    )?;
-    let penalized_vars: Vec<_> = penalized.iter().map(|p| p.var.clone()).collect();
-    let mut opt_pen = AdamW::new(penalized_vars.clone(), params(0.0))?;
+    let convex = e.slots.iter().any(|s| s.penalized);
+    // Decoupled weight decay on every parameter but the convex layers'.
+    let mut decay = vec![cfg.weight_decay; e.params.len()];
+    for s in e.slots.iter().filter(|s| s.penalized) {
+        decay[s.range()].fill(0.0);
+    }
+    let mut opt = AdamW::<T>::new(e.params.len(), cfg.beta1, cfg.beta2, 1e-8);
+    let mut pen = vec![T::zero(); if convex { e.params.len() } else { 0 }];
 
     let n = train.len();
     let bs = cfg.batch_size.min(n);
     let mut order: Vec<u32> = (0..n as u32).collect();
     let mut pos = n;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed_0fba_7c00);
+    let (mut xb, mut yb) = (Vec::with_capacity(bs * SEQ_LEN), Vec::with_capacity(bs));
 
     let mut records = Vec::new();
     let mut secs = 0.0;
     let mut diverged = false;
-    let mut record = |step: usize, secs: f64, records: &mut Vec<Record>| -> Result<()> {
-        let (train_loss, train_acc) = evaluate(&model, &tr)?;
-        let (val_loss, val_acc) = evaluate(&model, &va)?;
+    let mut record = |e: &mut Engine<T>, step: usize, secs: f64| -> Result<()> {
+        let (train_loss, train_acc) = evaluate(e, train, bs)?;
+        let (val_loss, val_acc) = evaluate(e, val, bs)?;
         let r = Record {
             step,
             seconds: secs,
@@ -255,64 +249,64 @@ pub fn train(
         records.push(r);
         Ok(())
     };
-    record(0, 0.0, &mut records)?;
+    record(&mut e, 0, 0.0)?;
     let mut step = 0;
+    let mut last_recorded = 0;
     while step < cfg.steps {
         let t0 = Instant::now();
         if pos + bs > n {
             order.shuffle(&mut rng);
             pos = 0;
         }
-        let idx = Tensor::from_slice(&order[pos..pos + bs], bs, &dev)?;
+        xb.clear();
+        yb.clear();
+        for &i in &order[pos..pos + bs] {
+            let i = i as usize;
+            xb.extend_from_slice(&train.tokens[i * SEQ_LEN..(i + 1) * SEQ_LEN]);
+            yb.push(train.answers[i]);
+        }
         pos += bs;
         let lr = cfg.lr_at(step);
-        opt_decay.set_learning_rate(lr);
-        opt_pen.set_learning_rate(lr);
-        let x = tr.tokens.index_select(&idx, 0)?;
-        let y = tr.labels.index_select(&idx, 0)?;
-        let logits = model.forward(&x)?;
-        let mut loss = candle_nn::loss::cross_entropy(&logits, &y)?;
-        if coupled && cfg.penalty > 0.0 {
-            if let Some(p) = model.group_penalty()? {
-                loss = (loss + (p * cfg.penalty)?)?;
-            }
+        e.forward(&xb)?;
+        let (mut lv, _) = e.cross_entropy(&yb)?;
+        let penalize = convex && cfg.penalty > 0.0;
+        if coupled && penalize {
+            pen.fill(T::zero());
+            lv += e.add_penalty_grad(cfg.penalty, &mut pen);
         }
-        let lv = loss
-            .to_dtype(DType::F64)
-            .and_then(|v| v.to_scalar::<f64>())?;
         if !lv.is_finite() {
             diverged = true;
             secs += t0.elapsed().as_secs_f64();
             step += 1;
             break;
         }
-        let grads = loss.backward()?;
-        opt_decay.step(&grads)?;
-        if !penalized_vars.is_empty() {
-            opt_pen.step(&grads)?;
-            if !coupled && cfg.penalty > 0.0 {
-                if let Some(p) = model.group_penalty()? {
-                    let g = p.backward()?;
-                    let scale = lr * cfg.penalty;
-                    for v in &penalized_vars {
-                        if let Some(gv) = g.get(v) {
-                            let next = (v.as_tensor() - (gv * scale)?)?;
-                            v.set(&next)?;
-                        }
-                    }
-                }
+        e.backward();
+        if coupled && penalize {
+            for (g, &p) in e.grads.iter_mut().zip(&pen) {
+                *g += p;
+            }
+        }
+        opt.step(&mut e.params, &e.grads, &decay, lr);
+        if !coupled && penalize {
+            // θ ← θ − η_t·λ·∇R(θ) at the updated point (∇R is zero off the
+            // convex layers).
+            pen.fill(T::zero());
+            e.add_penalty_grad(lr * cfg.penalty, &mut pen);
+            for (p, &g) in e.params.iter_mut().zip(&pen) {
+                *p -= g;
             }
         }
         secs += t0.elapsed().as_secs_f64();
         step += 1;
         if is_eval_step(step, cfg.eval_every, cfg.steps) {
-            record(step, secs, &mut records)?;
+            record(&mut e, step, secs)?;
+            last_recorded = step;
         }
     }
-    if records.last().map(|r| r.step) != Some(step) {
-        record(step, secs, &mut records)?;
+    if last_recorded != step {
+        record(&mut e, step, secs)?;
     }
-    let n_params = model.n_params();
+    let n_params = e.n_params();
     Ok(TrainRun {
         records,
         steps: step,

@@ -61,11 +61,25 @@ impl TokenMix {
     }
 
     fn fwd<T: WithDType>(&self, x: &[T], w: &[T], b: usize, n: usize, d: usize) -> Vec<T> {
+        let mut out = vec![T::zero(); b * self.rows(n).len() * d];
+        self.fwd_into(x, w, n, d, &mut out);
+        out
+    }
+
+    /// The forward pass into `out` (B×n×D, or B×D with `last`).
+    pub(crate) fn fwd_into<T: WithDType>(
+        &self,
+        x: &[T],
+        w: &[T],
+        n: usize,
+        d: usize,
+        out: &mut [T],
+    ) {
         let h = self.heads;
         let dh = d / h;
         let rows = self.rows(n);
         let nr = rows.len();
-        let mut out = vec![T::zero(); b * nr * d];
+        out.fill(T::zero());
         out.par_chunks_mut(nr * d)
             .zip(x.par_chunks(n * d))
             .with_min_len(CHUNK)
@@ -87,16 +101,30 @@ impl TokenMix {
                     }
                 }
             });
-        out
     }
 
     /// (d xv, d W).
     fn bwd<T: WithDType>(&self, x: &[T], w: &[T], g: &[T], n: usize, d: usize) -> (Vec<T>, Vec<T>) {
+        let mut dx = vec![T::zero(); x.len()];
+        let dw = self.bwd_into(x, w, g, n, d, &mut dx);
+        (dx, dw)
+    }
+
+    /// The backward pass: d xv into `dx` (overwritten), d W returned.
+    pub(crate) fn bwd_into<T: WithDType>(
+        &self,
+        x: &[T],
+        w: &[T],
+        g: &[T],
+        n: usize,
+        d: usize,
+        dx: &mut [T],
+    ) -> Vec<T> {
         let h = self.heads;
         let dh = d / h;
         let rows = self.rows(n);
         let nr = rows.len();
-        let mut dx = vec![T::zero(); x.len()];
+        dx.fill(T::zero());
         // Per-chunk partial sums of dW, added in chunk order (results do not
         // depend on the threads).
         let partials: Vec<Vec<T>> = dx
@@ -142,7 +170,7 @@ impl TokenMix {
                 *a += v;
             }
         }
-        (dx, dw)
+        dw
     }
 }
 

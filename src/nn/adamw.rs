@@ -1,0 +1,62 @@
+//! AdamW over one flat parameter vector in one fused pass: the update of
+//! candle_nn's `AdamW` (decoupled decay first, then the bias-corrected Adam
+//! step), without a tensor per moment and per op.
+
+use candle_core::WithDType;
+use rayon::prelude::*;
+
+/// Moments and step count.
+#[derive(Clone, Debug)]
+pub struct AdamW<T> {
+    m: Vec<T>,
+    v: Vec<T>,
+    steps: i32,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+}
+
+/// Entries per parallel work unit.
+const CHUNK: usize = 1 << 14;
+
+impl<T: WithDType> AdamW<T> {
+    pub fn new(len: usize, beta1: f64, beta2: f64, eps: f64) -> Self {
+        AdamW {
+            m: vec![T::zero(); len],
+            v: vec![T::zero(); len],
+            steps: 0,
+            beta1,
+            beta2,
+            eps,
+        }
+    }
+
+    /// One step with learning rate `lr`; `decay[i]` is entry i's weight
+    /// decay λ (θ ← θ(1 − lr·λ) before the Adam update).
+    pub fn step(&mut self, params: &mut [T], grads: &[T], decay: &[f64], lr: f64) {
+        assert!(params.len() == self.m.len() && grads.len() == params.len());
+        assert_eq!(decay.len(), params.len());
+        self.steps += 1;
+        let (b1, b2, eps) = (self.beta1, self.beta2, self.eps);
+        let scale_m = 1.0 / (1.0 - b1.powi(self.steps));
+        let scale_v = 1.0 / (1.0 - b2.powi(self.steps));
+        params
+            .par_chunks_mut(CHUNK)
+            .zip(self.m.par_chunks_mut(CHUNK))
+            .zip(self.v.par_chunks_mut(CHUNK))
+            .zip(grads.par_chunks(CHUNK))
+            .zip(decay.par_chunks(CHUNK))
+            .for_each(|((((th, m), v), g), wd)| {
+                for i in 0..th.len() {
+                    let gi = g[i].to_f64();
+                    let mi = m[i].to_f64() * b1 + gi * (1.0 - b1);
+                    let vi = v[i].to_f64() * b2 + gi * gi * (1.0 - b2);
+                    m[i] = T::from_f64(mi);
+                    v[i] = T::from_f64(vi);
+                    let adjusted = mi * scale_m / ((vi * scale_v).sqrt() + eps);
+                    let t = th[i].to_f64() * (1.0 - lr * wd[i]);
+                    th[i] = T::from_f64(t - lr * adjusted);
+                }
+            });
+    }
+}

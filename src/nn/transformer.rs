@@ -1,0 +1,710 @@
+//! The grokking transformer ([`crate::grok::model`]) as one fused CPU engine:
+//! the forward pass, the cross-entropy and the backward pass written out by
+//! hand over flat buffers, with every product through [`super::matmul`].
+//!
+//! Why: candle builds a graph per step, allocates (and zeroes) a fresh buffer
+//! for every op and gradient, copies for every transpose and runs elementwise
+//! ops one at a time; on this model that was more than half of a step
+//! (profiled; see [`super`]). Here the parameters, their gradients and every
+//! activation live in buffers allocated once and reused each step; the
+//! layer-norm, attention and token-mixing kernels are the ones the candle
+//! model runs ([`crate::grok::ops`], [`crate::layer::ops`]). The candle
+//! [`Transformer`] stays the reference: it initializes the weights (so runs
+//! start from the same point) and the tests check this engine's logits and
+//! gradients against its autograd.
+
+use candle_core::{Tensor, WithDType};
+
+use super::matmul::{matmul, plain, tr};
+use crate::error::{invalid, Result};
+use crate::grok::model::{AttentionKind, Transformer, TransformerConfig};
+use crate::grok::ops::{CausalAttention, LayerNormOp};
+use crate::layer::ops::{tensor_values, TokenMix};
+
+/// One parameter's place in the flat vector, in the order and with the names
+/// of [`Transformer::params`].
+#[derive(Clone, Debug)]
+pub struct Slot {
+    pub name: String,
+    pub offset: usize,
+    pub len: usize,
+    /// Under the convex layers' group penalty (not weight decay).
+    pub penalized: bool,
+}
+
+impl Slot {
+    pub fn range(&self) -> std::ops::Range<usize> {
+        self.offset..self.offset + self.len
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum AttnAt {
+    Softmax {
+        qkv: usize,
+        out: usize,
+    },
+    Convex {
+        mixing: usize,
+        value: usize,
+        out: usize,
+    },
+}
+
+impl AttnAt {
+    fn out(&self) -> usize {
+        match *self {
+            AttnAt::Softmax { out, .. } | AttnAt::Convex { out, .. } => out,
+        }
+    }
+}
+
+/// Offsets of one block's parameters.
+#[derive(Clone, Copy, Debug)]
+struct BlockAt {
+    ln1: (usize, usize),
+    attn: AttnAt,
+    ln2: (usize, usize),
+    w1: usize,
+    b1: usize,
+    w2: usize,
+    b2: usize,
+}
+
+/// One block's activations, kept for the backward pass.
+struct Acts<T> {
+    /// LN1 of the block's input (all rows × D).
+    ln1: Vec<T>,
+    /// Q|K|V (rows × 3D) or X·V (rows × D).
+    proj: Vec<T>,
+    /// The attention's output before the output projection (out rows × D).
+    att: Vec<T>,
+    /// Residual stream after attention (out rows × D).
+    mid: Vec<T>,
+    ln2: Vec<T>,
+    /// The MLP's hidden layer before and after the ReLU (out rows × F).
+    z: Vec<T>,
+    u: Vec<T>,
+}
+
+/// Backward scratch, sized for the largest rows.
+struct Scratch<T> {
+    dlogits: Vec<T>,
+    dcur: Vec<T>,
+    dnext: Vec<T>,
+    dmid: Vec<T>,
+    du: Vec<T>,
+    dln: Vec<T>,
+    datt: Vec<T>,
+    dproj: Vec<T>,
+}
+
+// Derived Default would ask T: Default; empty vectors need nothing.
+impl<T> Default for Acts<T> {
+    fn default() -> Self {
+        let e = Vec::new;
+        Acts {
+            ln1: e(),
+            proj: e(),
+            att: e(),
+            mid: e(),
+            ln2: e(),
+            z: e(),
+            u: e(),
+        }
+    }
+}
+
+impl<T> Default for Scratch<T> {
+    fn default() -> Self {
+        let e = Vec::new;
+        Scratch {
+            dlogits: e(),
+            dcur: e(),
+            dnext: e(),
+            dmid: e(),
+            du: e(),
+            dln: e(),
+            datt: e(),
+            dproj: e(),
+        }
+    }
+}
+
+/// The network's parameters, gradients and workspace.
+pub struct Engine<T: WithDType> {
+    pub config: TransformerConfig,
+    pub params: Vec<T>,
+    pub grads: Vec<T>,
+    pub slots: Vec<Slot>,
+    tok_emb: usize,
+    pos_emb: usize,
+    blocks: Vec<BlockAt>,
+    ln_f: (usize, usize),
+    unembed: (usize, usize),
+    eps: f64,
+    batch: usize,
+    tokens: Vec<u32>,
+    /// stream[l]: the input of block l (B·n × D); stream[L]: the last
+    /// position's output of the top block (B × D).
+    stream: Vec<Vec<T>>,
+    acts: Vec<Acts<T>>,
+    lnf: Vec<T>,
+    logits: Vec<T>,
+    /// The masked mixing matrices of a convex block (h·n·n).
+    mixing: Vec<T>,
+    scratch: Scratch<T>,
+}
+
+fn resize<T: WithDType>(v: &mut Vec<T>, len: usize) {
+    v.resize(len, T::zero());
+}
+
+/// rows (…×c) ← b broadcast.
+fn fill_rows<T: WithDType>(out: &mut [T], b: &[T]) {
+    for row in out.chunks_exact_mut(b.len()) {
+        row.copy_from_slice(b);
+    }
+}
+
+/// out[q] += Σ_rows g[row, q].
+fn add_col_sums<T: WithDType>(g: &[T], out: &mut [T]) {
+    for row in g.chunks_exact(out.len()) {
+        for (o, &v) in out.iter_mut().zip(row) {
+            *o += v;
+        }
+    }
+}
+
+impl<T: WithDType> Engine<T> {
+    /// Copies `model`'s parameters (their values now) into a new engine.
+    pub fn from_transformer(model: &Transformer) -> Result<Self> {
+        let config = model.config;
+        let mut params = Vec::new();
+        let mut slots = Vec::new();
+        for p in &model.params {
+            let v = tensor_values::<T>(p.var.as_tensor())?;
+            slots.push(Slot {
+                name: p.name.clone(),
+                offset: params.len(),
+                len: v.len(),
+                penalized: p.penalized,
+            });
+            params.extend_from_slice(&v);
+        }
+        let at = |name: &str| -> Result<usize> {
+            match slots.iter().find(|s| s.name == name) {
+                Some(s) => Ok(s.offset),
+                None => invalid(format!("the transformer has no parameter '{name}'")),
+            }
+        };
+        let ln = |name: &str| -> Result<(usize, usize)> {
+            Ok((at(&format!("{name}.weight"))?, at(&format!("{name}.bias"))?))
+        };
+        let mut blocks = Vec::with_capacity(config.layers);
+        for l in 0..config.layers {
+            let p = |s: &str| format!("blocks.{l}.{s}");
+            let attn = match config.attention {
+                AttentionKind::Softmax => AttnAt::Softmax {
+                    qkv: at(&p("attn.qkv"))?,
+                    out: at(&p("attn.output"))?,
+                },
+                AttentionKind::Convex => AttnAt::Convex {
+                    mixing: at(&p("attn.mixing"))?,
+                    value: at(&p("attn.value"))?,
+                    out: at(&p("attn.output"))?,
+                },
+            };
+            blocks.push(BlockAt {
+                ln1: ln(&p("ln1"))?,
+                attn,
+                ln2: ln(&p("ln2"))?,
+                w1: at(&p("mlp_in.weight"))?,
+                b1: at(&p("mlp_in.bias"))?,
+                w2: at(&p("mlp_out.weight"))?,
+                b2: at(&p("mlp_out.bias"))?,
+            });
+        }
+        let eps = model.ln_f.eps;
+        let grads = vec![T::zero(); params.len()];
+        Ok(Engine {
+            config,
+            tok_emb: at("tok_emb")?,
+            pos_emb: at("pos_emb")?,
+            blocks,
+            ln_f: ln("ln_f")?,
+            unembed: (at("unembed.weight")?, at("unembed.bias")?),
+            eps,
+            params,
+            grads,
+            slots,
+            batch: 0,
+            tokens: Vec::new(),
+            stream: (0..=config.layers).map(|_| Vec::new()).collect(),
+            acts: (0..config.layers).map(|_| Acts::default()).collect(),
+            lnf: Vec::new(),
+            logits: Vec::new(),
+            mixing: Vec::new(),
+            scratch: Scratch::default(),
+        })
+    }
+
+    /// Writes the parameters back into `model`'s variables.
+    pub fn write_to(&self, model: &Transformer) -> Result<()> {
+        for (p, s) in model.params.iter().zip(&self.slots) {
+            let t = Tensor::from_slice(&self.params[s.range()], p.var.shape(), p.var.device())?;
+            p.var.set(&t)?;
+        }
+        Ok(())
+    }
+
+    /// Number of trainable numbers (masked mixing entries excluded), as
+    /// [`Transformer::n_params`].
+    pub fn n_params(&self) -> usize {
+        let (n, _, _, h, _) = self.dims();
+        let convex = self
+            .blocks
+            .iter()
+            .filter(|b| matches!(b.attn, AttnAt::Convex { .. }))
+            .count();
+        self.params.len() - convex * h * n * (n - 1) / 2
+    }
+
+    fn dims(&self) -> (usize, usize, usize, usize, usize) {
+        let c = &self.config;
+        (
+            c.seq_len,
+            c.width,
+            c.mlp_ratio * c.width,
+            c.heads,
+            c.n_classes,
+        )
+    }
+
+    /// Sizes the workspace for `b` sequences (no allocation once it has held
+    /// that many).
+    fn reserve(&mut self, b: usize) {
+        let (n, d, f, _, c) = self.dims();
+        let big = b * n;
+        let layers = self.config.layers;
+        for (l, s) in self.stream.iter_mut().enumerate() {
+            resize(s, if l == layers { b * d } else { big * d });
+        }
+        let proj = match self.config.attention {
+            AttentionKind::Softmax => 3 * d,
+            AttentionKind::Convex => d,
+        };
+        for (l, a) in self.acts.iter_mut().enumerate() {
+            let rows = if l + 1 == layers { b } else { big };
+            resize(&mut a.ln1, big * d);
+            resize(&mut a.proj, big * proj);
+            resize(&mut a.att, rows * d);
+            resize(&mut a.mid, rows * d);
+            resize(&mut a.ln2, rows * d);
+            resize(&mut a.z, rows * f);
+            resize(&mut a.u, rows * f);
+        }
+        resize(&mut self.lnf, b * d);
+        resize(&mut self.logits, b * c);
+        let s = &mut self.scratch;
+        resize(&mut s.dlogits, b * c);
+        for v in [
+            &mut s.dcur,
+            &mut s.dnext,
+            &mut s.dmid,
+            &mut s.dln,
+            &mut s.datt,
+        ] {
+            resize(v, big * d);
+        }
+        resize(&mut s.du, big * f);
+        resize(&mut s.dproj, big * proj);
+        self.batch = b;
+    }
+
+    /// The logits (B × classes) of the last forward pass.
+    pub fn logits(&self) -> &[T] {
+        &self.logits[..self.batch * self.config.n_classes]
+    }
+
+    /// Forward pass on token ids (B·n, row-major): fills the logits and keeps
+    /// the activations for [`Engine::backward`].
+    pub fn forward(&mut self, tokens: &[u32]) -> Result<()> {
+        let (n, d, f, h, c) = self.dims();
+        if tokens.is_empty() || tokens.len() % n != 0 {
+            return invalid(format!(
+                "the model reads sequences of {n} tokens; got {} ids",
+                tokens.len()
+            ));
+        }
+        if let Some(&t) = tokens.iter().find(|&&t| t as usize >= self.config.vocab) {
+            return invalid(format!(
+                "token id {t} is outside the vocabulary of {}",
+                self.config.vocab
+            ));
+        }
+        let b = tokens.len() / n;
+        self.reserve(b);
+        self.tokens.clear();
+        self.tokens.extend_from_slice(tokens);
+        let layers = self.config.layers;
+        let p = &self.params;
+        let ln = LayerNormOp { eps: self.eps };
+        for (i, row) in self.stream[0].chunks_exact_mut(d).enumerate() {
+            let e = &p[self.tok_emb + tokens[i] as usize * d..][..d];
+            let pe = &p[self.pos_emb + (i % n) * d..][..d];
+            for q in 0..d {
+                row[q] = e[q] + pe[q];
+            }
+        }
+        for l in 0..layers {
+            let last = l + 1 == layers;
+            let (big, rows) = (b * n, if last { b } else { b * n });
+            let at = self.blocks[l];
+            let (lower, upper) = self.stream.split_at_mut(l + 1);
+            let (input, output) = (&lower[l], &mut upper[0]);
+            let a = &mut self.acts[l];
+            ln.fwd_into(input, &p[at.ln1.0..][..d], &p[at.ln1.1..][..d], &mut a.ln1);
+            match at.attn {
+                AttnAt::Softmax { qkv, .. } => {
+                    let w = &p[qkv..][..d * 3 * d];
+                    matmul((big, d, 3 * d), plain(&a.ln1), plain(w), &mut a.proj, false);
+                    CausalAttention { heads: h, last }.fwd_into(&a.proj, n, d, &mut a.att);
+                }
+                AttnAt::Convex { mixing, value, .. } => {
+                    let w = &p[value..][..d * d];
+                    matmul((big, d, d), plain(&a.ln1), plain(w), &mut a.proj, false);
+                    masked_mixing(&p[mixing..][..h * n * n], n, &mut self.mixing);
+                    TokenMix { heads: h, last }.fwd_into(&a.proj, &self.mixing, n, d, &mut a.att);
+                }
+            }
+            // mid = input (its last position per sequence, in the top block) + att·W_O.
+            if last {
+                for (i, row) in a.mid.chunks_exact_mut(d).enumerate() {
+                    row.copy_from_slice(&input[(i * n + n - 1) * d..][..d]);
+                }
+            } else {
+                a.mid.copy_from_slice(input);
+            }
+            let wo = &p[at.attn.out()..][..d * d];
+            matmul((rows, d, d), plain(&a.att), plain(wo), &mut a.mid, true);
+            ln.fwd_into(&a.mid, &p[at.ln2.0..][..d], &p[at.ln2.1..][..d], &mut a.ln2);
+            fill_rows(&mut a.z, &p[at.b1..][..f]);
+            matmul(
+                (rows, d, f),
+                plain(&a.ln2),
+                plain(&p[at.w1..][..d * f]),
+                &mut a.z,
+                true,
+            );
+            for (u, &z) in a.u.iter_mut().zip(&a.z) {
+                *u = if z > T::zero() { z } else { T::zero() };
+            }
+            let out = &mut output[..rows * d];
+            fill_rows(out, &p[at.b2..][..d]);
+            for (o, &m) in out.iter_mut().zip(&a.mid) {
+                *o += m;
+            }
+            matmul(
+                (rows, f, d),
+                plain(&a.u),
+                plain(&p[at.w2..][..f * d]),
+                out,
+                true,
+            );
+        }
+        ln.fwd_into(
+            &self.stream[layers],
+            &p[self.ln_f.0..][..d],
+            &p[self.ln_f.1..][..d],
+            &mut self.lnf,
+        );
+        fill_rows(&mut self.logits, &p[self.unembed.1..][..c]);
+        let u = &p[self.unembed.0..][..d * c];
+        matmul(
+            (b, d, c),
+            plain(&self.lnf),
+            plain(u),
+            &mut self.logits,
+            true,
+        );
+        Ok(())
+    }
+
+    /// Mean cross-entropy of the last forward pass against `labels`, its
+    /// gradient with respect to the logits kept for [`Engine::backward`],
+    /// and the number of correct argmax predictions.
+    pub fn cross_entropy(&mut self, labels: &[u32]) -> Result<(f64, usize)> {
+        let (b, c) = (self.batch, self.config.n_classes);
+        if labels.len() != b {
+            return invalid(format!("{} labels for a batch of {b}", labels.len()));
+        }
+        let (mut loss, mut correct) = (0.0, 0);
+        let inv_b = 1.0 / b as f64;
+        for ((row, g), &y) in self
+            .logits
+            .chunks_exact(c)
+            .zip(self.scratch.dlogits.chunks_exact_mut(c))
+            .zip(labels)
+        {
+            let y = y as usize;
+            if y >= c {
+                return invalid(format!("label {y} is outside the {c} classes"));
+            }
+            let (mut mx, mut arg) = (f64::NEG_INFINITY, 0);
+            for (k, v) in row.iter().enumerate() {
+                if v.to_f64() > mx {
+                    (mx, arg) = (v.to_f64(), k);
+                }
+            }
+            correct += usize::from(arg == y);
+            let z: f64 = row.iter().map(|v| (v.to_f64() - mx).exp()).sum();
+            let lse = mx + z.ln();
+            loss += lse - row[y].to_f64();
+            for (k, (gk, v)) in g.iter_mut().zip(row).enumerate() {
+                let p = (v.to_f64() - lse).exp();
+                *gk = T::from_f64((p - f64::from(u8::from(k == y))) * inv_b);
+            }
+        }
+        Ok((loss * inv_b, correct))
+    }
+
+    /// Gradients of the mean cross-entropy (from [`Engine::cross_entropy`])
+    /// with respect to every parameter, into `grads` (overwritten).
+    pub fn backward(&mut self) {
+        let (n, d, f, h, c) = self.dims();
+        let (b, layers) = (self.batch, self.config.layers);
+        let ln = LayerNormOp { eps: self.eps };
+        let p = &self.params;
+        let g = &mut self.grads;
+        g.fill(T::zero());
+        let s = &mut self.scratch;
+        let (uw, ub) = self.unembed;
+        matmul(
+            (d, b, c),
+            tr(&self.lnf),
+            plain(&s.dlogits),
+            &mut g[uw..][..d * c],
+            false,
+        );
+        add_col_sums(&s.dlogits[..b * c], &mut g[ub..][..c]);
+        matmul(
+            (b, c, d),
+            plain(&s.dlogits),
+            tr(&p[uw..][..d * c]),
+            &mut s.dln,
+            false,
+        );
+        let (dw, db) = ln.bwd_into(
+            &self.stream[layers],
+            &p[self.ln_f.0..][..d],
+            &s.dln[..b * d],
+            &mut s.dcur[..b * d],
+        );
+        add(&mut g[self.ln_f.0..][..d], &dw);
+        add(&mut g[self.ln_f.1..][..d], &db);
+        for l in (0..layers).rev() {
+            let last = l + 1 == layers;
+            let (big, rows) = (b * n, if last { b } else { b * n });
+            let at = self.blocks[l];
+            let a = &self.acts[l];
+            let dcur = &s.dcur[..rows * d];
+            // out = mid + relu(LN2(mid)·W1 + b1)·W2 + b2
+            matmul(
+                (f, rows, d),
+                tr(&a.u),
+                plain(dcur),
+                &mut g[at.w2..][..f * d],
+                false,
+            );
+            add_col_sums(dcur, &mut g[at.b2..][..d]);
+            let du = &mut s.du[..rows * f];
+            matmul(
+                (rows, d, f),
+                plain(dcur),
+                tr(&p[at.w2..][..f * d]),
+                du,
+                false,
+            );
+            for (dz, &z) in du.iter_mut().zip(&a.z) {
+                if z <= T::zero() {
+                    *dz = T::zero();
+                }
+            }
+            matmul(
+                (d, rows, f),
+                tr(&a.ln2),
+                plain(du),
+                &mut g[at.w1..][..d * f],
+                false,
+            );
+            add_col_sums(du, &mut g[at.b1..][..f]);
+            let dln = &mut s.dln[..rows * d];
+            matmul(
+                (rows, f, d),
+                plain(du),
+                tr(&p[at.w1..][..d * f]),
+                dln,
+                false,
+            );
+            let dmid = &mut s.dmid[..rows * d];
+            let (dw, db) = ln.bwd_into(&a.mid, &p[at.ln2.0..][..d], dln, dmid);
+            add(&mut g[at.ln2.0..][..d], &dw);
+            add(&mut g[at.ln2.1..][..d], &db);
+            add(dmid, dcur);
+            // mid = input[rows] + att·W_O
+            let wo = at.attn.out();
+            matmul(
+                (d, rows, d),
+                tr(&a.att),
+                plain(dmid),
+                &mut g[wo..][..d * d],
+                false,
+            );
+            let datt = &mut s.datt[..rows * d];
+            matmul(
+                (rows, d, d),
+                plain(dmid),
+                tr(&p[wo..][..d * d]),
+                datt,
+                false,
+            );
+            let dln1 = &mut s.dln[..big * d];
+            match at.attn {
+                AttnAt::Softmax { qkv, .. } => {
+                    let dqkv = &mut s.dproj[..big * 3 * d];
+                    CausalAttention { heads: h, last }.bwd_into(&a.proj, datt, n, d, dqkv);
+                    let gw = &mut g[qkv..][..d * 3 * d];
+                    matmul((d, big, 3 * d), tr(&a.ln1), plain(dqkv), gw, false);
+                    let w = &p[qkv..][..d * 3 * d];
+                    matmul((big, 3 * d, d), plain(dqkv), tr(w), dln1, false);
+                }
+                AttnAt::Convex { mixing, value, .. } => {
+                    let dxv = &mut s.dproj[..big * d];
+                    masked_mixing(&p[mixing..][..h * n * n], n, &mut self.mixing);
+                    let dw = TokenMix { heads: h, last }.bwd_into(
+                        &a.proj,
+                        &self.mixing,
+                        datt,
+                        n,
+                        d,
+                        dxv,
+                    );
+                    // W̃ = W ∘ M: masked entries get no gradient.
+                    let gm = &mut g[mixing..][..h * n * n];
+                    for (i, (gi, dwi)) in gm.iter_mut().zip(dw).enumerate() {
+                        if visible(i, n) {
+                            *gi += dwi;
+                        }
+                    }
+                    matmul(
+                        (d, big, d),
+                        tr(&a.ln1),
+                        plain(dxv),
+                        &mut g[value..][..d * d],
+                        false,
+                    );
+                    matmul(
+                        (big, d, d),
+                        plain(dxv),
+                        tr(&p[value..][..d * d]),
+                        dln1,
+                        false,
+                    );
+                }
+            }
+            let dnext = &mut s.dnext[..big * d];
+            let input = &self.stream[l];
+            let (dw, db) = ln.bwd_into(input, &p[at.ln1.0..][..d], dln1, dnext);
+            add(&mut g[at.ln1.0..][..d], &dw);
+            add(&mut g[at.ln1.1..][..d], &db);
+            if last {
+                for (i, row) in dmid.chunks_exact(d).enumerate() {
+                    add(&mut dnext[(i * n + n - 1) * d..][..d], row);
+                }
+            } else {
+                add(dnext, dmid);
+            }
+            std::mem::swap(&mut s.dcur, &mut s.dnext);
+        }
+        for (i, row) in s.dcur[..b * n * d].chunks_exact(d).enumerate() {
+            add(
+                &mut g[self.tok_emb + self.tokens[i] as usize * d..][..d],
+                row,
+            );
+            add(&mut g[self.pos_emb + (i % n) * d..][..d], row);
+        }
+    }
+
+    /// λ·R, the convex layers' group penalty ([`crate::layer`]), returned,
+    /// and λ·∇R added into `out` (a vector like `params`).
+    pub fn add_penalty_grad(&self, lambda: f64, out: &mut [T]) -> f64 {
+        let (n, d, _, h, _) = self.dims();
+        let p = &self.params;
+        let mut value = 0.0;
+        for at in &self.blocks {
+            let AttnAt::Convex {
+                mixing,
+                value: v,
+                out: o,
+            } = at.attn
+            else {
+                continue;
+            };
+            for off in [v, o] {
+                for (gi, &x) in out[off..][..d * d].iter_mut().zip(&p[off..][..d * d]) {
+                    value += 0.5 * x.to_f64() * x.to_f64();
+                    *gi += T::from_f64(lambda * x.to_f64());
+                }
+            }
+            // ½‖W̃_j‖²_{∞,1}: the gradient m·sign(W̃[r, k]) on every row r that
+            // attains the maximum m (candle's max and abs: ties all get it,
+            // sign(0) = +1).
+            for j in 0..h {
+                let w = &p[mixing + j * n * n..][..n * n];
+                let sums: Vec<f64> = (0..n)
+                    .map(|r| {
+                        (0..n)
+                            .filter(|&k| visible(r * n + k, n))
+                            .map(|k| w[r * n + k].to_f64().abs())
+                            .sum()
+                    })
+                    .collect();
+                let m = sums.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                value += 0.5 * m * m;
+                for r in (0..n).filter(|&r| sums[r] == m) {
+                    for k in (0..n).filter(|&k| visible(r * n + k, n)) {
+                        let sign = if w[r * n + k].to_f64() >= 0.0 {
+                            1.0
+                        } else {
+                            -1.0
+                        };
+                        out[mixing + j * n * n + r * n + k] += T::from_f64(lambda * m * sign);
+                    }
+                }
+            }
+        }
+        lambda * value
+    }
+}
+
+/// Entry i of an n×n causal mask (mixing matrices are causal in this model).
+fn visible(i: usize, n: usize) -> bool {
+    (i % n) <= (i / n) % n
+}
+
+/// W ∘ M into `out` (h·n·n).
+fn masked_mixing<T: WithDType>(w: &[T], n: usize, out: &mut Vec<T>) {
+    out.clear();
+    out.extend(
+        w.iter()
+            .enumerate()
+            .map(|(i, &v)| if visible(i, n) { v } else { T::zero() }),
+    );
+}
+
+fn add<T: WithDType>(a: &mut [T], b: &[T]) {
+    for (x, &y) in a.iter_mut().zip(b) {
+        *x += y;
+    }
+}
