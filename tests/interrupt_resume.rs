@@ -29,6 +29,17 @@ fn args<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     v
 }
 
+/// The command line started in `dir`, its stdout dropped and stderr piped.
+fn spawn(dir: &Path, args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_convexformer"))
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// The points recorded in `dir/path.json` (0 while it is not there yet).
 fn points(dir: &Path) -> usize {
     std::fs::read_to_string(dir.join("path.json"))
@@ -64,13 +75,7 @@ fn sigint_in_the_middle_keeps_finished_points_and_resume_matches_an_uninterrupte
 
     // Stopped once two points are on disk, while a later one is being solved.
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_convexformer"))
-        .args(args("stopped", &[]))
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(dir.path(), &args("stopped", &[]));
     while points(&out) < 2 {
         assert!(
             child.try_wait().unwrap().is_none(),
@@ -234,8 +239,9 @@ fn sigint_during_fit_writes_the_point_reached_with_its_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("f");
     // Strongly correlated tokens: FISTA needs seconds to reach 1e-12.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_convexformer"))
-        .args([
+    let mut child = spawn(
+        dir.path(),
+        &[
             "fit",
             "--data",
             "synthetic:N=8000,n=16,d=16,active=3,noise=0.1,seed=1,rho=0.9",
@@ -247,12 +253,8 @@ fn sigint_during_fit_writes_the_point_reached_with_its_certificate() {
             "0.01",
             "--out",
             "f",
-        ])
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        ],
+    );
     // The folder's marker is written just before the solve starts.
     let started = Instant::now();
     while !out.join(".convexformer-output").exists() {
@@ -305,13 +307,7 @@ fn sigterm_stops_cleanly_and_a_second_signal_exits_at_once_leaving_whole_files()
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("twice");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_convexformer"))
-        .args(args("twice", &[]))
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(dir.path(), &args("twice", &[]));
     let started = Instant::now();
     while points(&out) < 2 {
         assert!(child.try_wait().unwrap().is_none(), "finished too soon");

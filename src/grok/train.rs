@@ -189,31 +189,20 @@ pub fn train(
     }
     let model = Transformer::init(config, cfg.dtype, &Device::Cpu, cfg.seed)?;
     match cfg.dtype {
-        DType::F32 => run(
-            Engine::<f32>::from_transformer(&model)?,
-            cfg,
-            train,
-            val,
-            on_record,
-        ),
-        DType::F64 => run(
-            Engine::<f64>::from_transformer(&model)?,
-            cfg,
-            train,
-            val,
-            on_record,
-        ),
+        DType::F32 => run::<f32>(&model, cfg, train, val, on_record),
+        DType::F64 => run::<f64>(&model, cfg, train, val, on_record),
         dt => invalid(format!("training runs in f32 or f64, not {dt:?}")),
     }
 }
 
 fn run<T: WithDType>(
-    mut e: Engine<T>,
+    model: &Transformer,
     cfg: &TrainConfig,
     train: &Examples,
     val: &Examples,
     mut on_record: impl FnMut(&Record),
 ) -> Result<TrainRun> {
+    let mut e = Engine::<T>::from_transformer(model)?;
     let coupled = cfg.penalty_mode == PenaltyMode::Coupled;
     let convex = e.slots.iter().any(|s| s.penalized);
     // Decoupled weight decay on every parameter but the convex layers'.

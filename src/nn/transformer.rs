@@ -85,6 +85,9 @@ struct Acts<T> {
     /// The MLP's hidden layer before and after the ReLU (out rows × F).
     z: Vec<T>,
     u: Vec<T>,
+    /// A convex block's masked mixing matrices W ∘ M (h·n·n), kept for the
+    /// backward pass.
+    mixing: Vec<T>,
 }
 
 /// Backward scratch, sized for the largest rows.
@@ -111,6 +114,7 @@ impl<T> Default for Acts<T> {
             ln2: e(),
             z: e(),
             u: e(),
+            mixing: e(),
         }
     }
 }
@@ -151,8 +155,6 @@ pub struct Engine<T: WithDType> {
     acts: Vec<Acts<T>>,
     lnf: Vec<T>,
     logits: Vec<T>,
-    /// The masked mixing matrices of a convex block (h·n·n).
-    mixing: Vec<T>,
     scratch: Scratch<T>,
 }
 
@@ -244,7 +246,6 @@ impl<T: WithDType> Engine<T> {
             acts: (0..config.layers).map(|_| Acts::default()).collect(),
             lnf: Vec::new(),
             logits: Vec::new(),
-            mixing: Vec::new(),
             scratch: Scratch::default(),
         })
     }
@@ -374,8 +375,8 @@ impl<T: WithDType> Engine<T> {
                 AttnAt::Convex { mixing, value, .. } => {
                     let w = &p[value..][..d * d];
                     matmul((big, d, d), plain(&a.ln1), plain(w), &mut a.proj, false);
-                    masked_mixing(&p[mixing..][..h * n * n], n, &mut self.mixing);
-                    TokenMix { heads: h, last }.fwd_into(&a.proj, &self.mixing, n, d, &mut a.att);
+                    masked_mixing(&p[mixing..][..h * n * n], n, &mut a.mixing);
+                    TokenMix { heads: h, last }.fwd_into(&a.proj, &a.mixing, n, d, &mut a.att);
                 }
             }
             // mid = input (its last position per sequence, in the top block) + att·W_O.
@@ -480,21 +481,9 @@ impl<T: WithDType> Engine<T> {
         g.fill(T::zero());
         let s = &mut self.scratch;
         let (uw, ub) = self.unembed;
-        matmul(
-            (d, b, c),
-            tr(&self.lnf),
-            plain(&s.dlogits),
-            &mut g[uw..][..d * c],
-            false,
-        );
         add_col_sums(&s.dlogits[..b * c], &mut g[ub..][..c]);
-        matmul(
-            (b, c, d),
-            plain(&s.dlogits),
-            tr(&p[uw..][..d * c]),
-            &mut s.dln,
-            false,
-        );
+        let (u, gu) = (&p[uw..][..d * c], &mut g[uw..][..d * c]);
+        dense_backward((b, d, c), &self.lnf, u, &s.dlogits, gu, &mut s.dln[..b * d]);
         let (dw, db) = ln.bwd_into(
             &self.stream[layers],
             &p[self.ln_f.0..][..d],
@@ -510,43 +499,19 @@ impl<T: WithDType> Engine<T> {
             let a = &self.acts[l];
             let dcur = &s.dcur[..rows * d];
             // out = mid + relu(LN2(mid)·W1 + b1)·W2 + b2
-            matmul(
-                (f, rows, d),
-                tr(&a.u),
-                plain(dcur),
-                &mut g[at.w2..][..f * d],
-                false,
-            );
             add_col_sums(dcur, &mut g[at.b2..][..d]);
             let du = &mut s.du[..rows * f];
-            matmul(
-                (rows, d, f),
-                plain(dcur),
-                tr(&p[at.w2..][..f * d]),
-                du,
-                false,
-            );
+            let (w2, gw2) = (&p[at.w2..][..f * d], &mut g[at.w2..][..f * d]);
+            dense_backward((rows, f, d), &a.u, w2, dcur, gw2, du);
             for (dz, &z) in du.iter_mut().zip(&a.z) {
                 if z <= T::zero() {
                     *dz = T::zero();
                 }
             }
-            matmul(
-                (d, rows, f),
-                tr(&a.ln2),
-                plain(du),
-                &mut g[at.w1..][..d * f],
-                false,
-            );
             add_col_sums(du, &mut g[at.b1..][..f]);
             let dln = &mut s.dln[..rows * d];
-            matmul(
-                (rows, f, d),
-                plain(du),
-                tr(&p[at.w1..][..d * f]),
-                dln,
-                false,
-            );
+            let (w1, gw1) = (&p[at.w1..][..d * f], &mut g[at.w1..][..d * f]);
+            dense_backward((rows, d, f), &a.ln2, w1, du, gw1, dln);
             let dmid = &mut s.dmid[..rows * d];
             let (dw, db) = ln.bwd_into(&a.mid, &p[at.ln2.0..][..d], dln, dmid);
             add(&mut g[at.ln2.0..][..d], &dw);
@@ -554,42 +519,21 @@ impl<T: WithDType> Engine<T> {
             add(dmid, dcur);
             // mid = input[rows] + att·W_O
             let wo = at.attn.out();
-            matmul(
-                (d, rows, d),
-                tr(&a.att),
-                plain(dmid),
-                &mut g[wo..][..d * d],
-                false,
-            );
             let datt = &mut s.datt[..rows * d];
-            matmul(
-                (rows, d, d),
-                plain(dmid),
-                tr(&p[wo..][..d * d]),
-                datt,
-                false,
-            );
+            let (w, gw) = (&p[wo..][..d * d], &mut g[wo..][..d * d]);
+            dense_backward((rows, d, d), &a.att, w, dmid, gw, datt);
             let dln1 = &mut s.dln[..big * d];
             match at.attn {
                 AttnAt::Softmax { qkv, .. } => {
                     let dqkv = &mut s.dproj[..big * 3 * d];
                     CausalAttention { heads: h, last }.bwd_into(&a.proj, datt, n, d, dqkv);
-                    let gw = &mut g[qkv..][..d * 3 * d];
-                    matmul((d, big, 3 * d), tr(&a.ln1), plain(dqkv), gw, false);
-                    let w = &p[qkv..][..d * 3 * d];
-                    matmul((big, 3 * d, d), plain(dqkv), tr(w), dln1, false);
+                    let (w, gw) = (&p[qkv..][..d * 3 * d], &mut g[qkv..][..d * 3 * d]);
+                    dense_backward((big, d, 3 * d), &a.ln1, w, dqkv, gw, dln1);
                 }
                 AttnAt::Convex { mixing, value, .. } => {
                     let dxv = &mut s.dproj[..big * d];
-                    masked_mixing(&p[mixing..][..h * n * n], n, &mut self.mixing);
-                    let dw = TokenMix { heads: h, last }.bwd_into(
-                        &a.proj,
-                        &self.mixing,
-                        datt,
-                        n,
-                        d,
-                        dxv,
-                    );
+                    let dw =
+                        TokenMix { heads: h, last }.bwd_into(&a.proj, &a.mixing, datt, n, d, dxv);
                     // W̃ = W ∘ M: masked entries get no gradient.
                     let gm = &mut g[mixing..][..h * n * n];
                     for (i, (gi, dwi)) in gm.iter_mut().zip(dw).enumerate() {
@@ -597,20 +541,8 @@ impl<T: WithDType> Engine<T> {
                             *gi += dwi;
                         }
                     }
-                    matmul(
-                        (d, big, d),
-                        tr(&a.ln1),
-                        plain(dxv),
-                        &mut g[value..][..d * d],
-                        false,
-                    );
-                    matmul(
-                        (big, d, d),
-                        plain(dxv),
-                        tr(&p[value..][..d * d]),
-                        dln1,
-                        false,
-                    );
+                    let (w, gw) = (&p[value..][..d * d], &mut g[value..][..d * d]);
+                    dense_backward((big, d, d), &a.ln1, w, dxv, gw, dln1);
                 }
             }
             let dnext = &mut s.dnext[..big * d];
@@ -701,6 +633,19 @@ fn masked_mixing<T: WithDType>(w: &[T], n: usize, out: &mut Vec<T>) {
             .enumerate()
             .map(|(i, &v)| if visible(i, n) { v } else { T::zero() }),
     );
+}
+
+/// The backward pass of y = x·W (x: rows×i, W: i×o): gW = xᵀ·dy, dx = dy·Wᵀ.
+fn dense_backward<T: WithDType>(
+    (rows, i, o): (usize, usize, usize),
+    x: &[T],
+    w: &[T],
+    dy: &[T],
+    gw: &mut [T],
+    dx: &mut [T],
+) {
+    matmul((i, rows, o), tr(x), plain(dy), gw, false);
+    matmul((rows, o, i), plain(dy), tr(w), dx, false);
 }
 
 fn add<T: WithDType>(a: &mut [T], b: &[T]) {
