@@ -102,3 +102,138 @@ fn grok_rejects_bad_input_with_a_reason() {
         assert!(e.contains(expect), "{args:?}: {e}");
     }
 }
+
+/// A small grokking comparison that takes a few seconds per model.
+fn long_args<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "grok",
+        "--op",
+        "sub",
+        "--p",
+        "23",
+        "--frac",
+        "0.6",
+        "--steps",
+        "8000",
+        "--eval-every",
+        "100",
+        "--width",
+        "32",
+        "--heads",
+        "2",
+        "--batch",
+        "64",
+        "--model",
+        "standard,convex",
+        "--checkpoint-every",
+        "500",
+        "--out",
+        out,
+    ];
+    v.extend(extra);
+    v
+}
+
+/// curves.csv without its seconds column (timings differ between runs).
+fn untimed_curves(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("curves.csv"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut f: Vec<&str> = l.split(',').collect();
+            f.remove(4);
+            f.join(",")
+        })
+        .collect()
+}
+
+/// The last step of the standard transformer in curves.csv (0 while absent).
+fn standard_step(dir: &std::path::Path) -> usize {
+    std::fs::read_to_string(dir.join("curves.csv"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("standard,"))
+        .filter_map(|l| l.split(',').nth(3)?.parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn sigint_stops_training_with_a_checkpoint_and_resume_gives_the_uninterrupted_curves() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("stopped");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_convexformer"))
+        .args(long_args("stopped", &[]))
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Into the first model's training, past its first checkpoint.
+    let started = Instant::now();
+    while standard_step(&out) < 600 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be interrupted"
+        );
+        assert!(started.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(err.contains("run the same command with --resume"), "{err}");
+
+    let s = common::cli::json(&out.join("summary.json"));
+    assert_eq!(s["state"], "interrupted");
+    assert_eq!(s["in_progress"]["run"], "standard L1 s0");
+    let stopped_at = s["in_progress"]["step"].as_u64().unwrap() as usize;
+    assert!((600..8000).contains(&stopped_at), "{stopped_at}");
+    assert_eq!(s["runs"].as_array().unwrap().len(), 0);
+    // The curve so far, up to the step it stopped at, and the state to go on from.
+    assert_eq!(standard_step(&out), stopped_at);
+    assert!(out.join("checkpoints/standard-L1-s0.safetensors").exists());
+    assert!(out.join("grok.png").exists());
+
+    // Another command line is refused, naming the option.
+    let mut other = long_args("stopped", &["--resume"]);
+    other[8] = "9000";
+    let o = cf(&other, dir.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("--steps: 8000 in the recorded run, 9000 now"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = cf(&long_args("stopped", &["--resume"]), dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!(
+            "standard L1 s0: continuing from step {stopped_at}"
+        )),
+        "{err}"
+    );
+    let s = common::cli::json(&out.join("summary.json"));
+    assert_eq!(s["state"], "finished");
+    assert_eq!(s["runs"].as_array().unwrap().len(), 2);
+    assert!(
+        !out.join("checkpoints").exists(),
+        "checkpoints of finished runs are removed"
+    );
+
+    // Seeded training continues exactly: the curves of a run never stopped.
+    let o = cf(&long_args("whole", &[]), dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        untimed_curves(&out),
+        untimed_curves(&dir.path().join("whole"))
+    );
+}

@@ -6,6 +6,13 @@
 //! curves.csv, summary.json, grok.png/svg (accuracy against steps, log
 //! scale) and grok_loss.png/svg. See `convexformer::grok` for the definitions.
 //!
+//! Long runs keep what they computed: curves.csv is rewritten at every
+//! evaluation and summary.json after every finished run; each transformer
+//! saves its exact training state (weights, AdamW moments, batch order) to
+//! checkpoints/ every --checkpoint-every steps and when Ctrl-C stops it, and
+//! `--resume` continues from there with the results of an uninterrupted run.
+//! An interrupted global model starts over (its path takes seconds to minutes).
+//!
 //! ```text
 //! convexformer grok --out grok-out                       # the default comparison, ~8 min on 2 cores
 //! convexformer grok --layers 1,2 --seeds 3 --steps 20000 --model standard,convex --out long
@@ -13,12 +20,10 @@
 //! python3 scripts/grok_pytorch.py --steps 300 --threads 2   # the PyTorch twin of model (a)
 //! ```
 //!
-//! candle's element-wise thread pool is turned off (CANDLE_NUM_THREADS=1
-//! unless set): its spin barrier costs more than it saves on these small
-//! tensors. Matrix products still use RAYON_NUM_THREADS threads (default: the
-//! physical cores).
 
 use super::common::{command_line, prepare_out_dir, write_json};
+use super::interrupt::{self, Interrupted};
+use super::resume;
 use anyhow::{bail, Context};
 use candle_core::DType;
 use clap::Args;
@@ -26,15 +31,16 @@ use convexformer::experiments::grok::{
     Curve, GlobalSummary, GrokRunSummary, TaskSummary, TransformerSummary,
 };
 use convexformer::grok::{
-    run_global, train, AttentionKind, GlobalConfig, ModOp, ModelChoice, ModularTask, PenaltyMode,
-    TrainConfig, TransformerConfig,
+    run_global, train_with, AttentionKind, GlobalConfig, ModOp, ModelChoice, ModularTask,
+    PenaltyMode, Record, TrainConfig, TrainHooks, TrainState, TransformerConfig,
 };
 use convexformer::operator::GateKind;
 use convexformer::plot::{line_plot, LinePlot, Series};
+use convexformer::solver::Interrupt;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, serde::Serialize)]
 pub struct GrokArgs {
     /// add, sub, mul, div, poly (x²+xy+y²) or poly2 (x³+xy).
     #[arg(long, default_value = "div")]
@@ -111,12 +117,53 @@ pub struct GrokArgs {
     /// Global model: cap on the seconds of each β's solve.
     #[arg(long, default_value_t = 15.0)]
     pub global_max_seconds: f64,
+    /// Save each transformer's training state every this many steps (0: only
+    /// when interrupted), for --resume after a crash.
+    #[arg(long, default_value_t = 1000)]
+    #[serde(skip)]
+    pub checkpoint_every: usize,
     /// Output folder.
     #[arg(long, default_value = "grok-out")]
+    #[serde(skip)]
     pub out: PathBuf,
     /// Overwrite convexformer's files in a non-empty --out.
     #[arg(long)]
+    #[serde(skip)]
     pub force: bool,
+    /// Continue an interrupted run in --out: finished runs are kept, a stopped
+    /// transformer continues from its checkpoint (the other options must be
+    /// those of the recorded run).
+    #[arg(long, conflicts_with = "force")]
+    #[serde(skip)]
+    pub resume: bool,
+}
+
+/// The checkpoints' folder inside --out.
+const CHECKPOINTS: &str = "checkpoints";
+
+/// What summary.json says about the run as a whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RunState {
+    Running,
+    Interrupted,
+    Finished,
+}
+
+impl RunState {
+    fn name(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Interrupted => "interrupted",
+            RunState::Finished => "finished",
+        }
+    }
+}
+
+/// The finished runs so far, in the order of the run's plan.
+#[derive(Default)]
+struct Done {
+    curves: Vec<Curve>,
+    runs: Vec<GrokRunSummary>,
 }
 
 fn parse_layers(s: &str) -> anyhow::Result<Vec<usize>> {
@@ -143,13 +190,7 @@ fn fmt_opt<T: std::fmt::Display>(v: Option<T>) -> String {
 }
 
 pub fn run(a: GrokArgs) -> anyhow::Result<()> {
-    // candle's CPU thread pool spin-waits at a barrier after every
-    // element-wise op; for these small tensors that costs more than it
-    // saves (2–3× slower per step on 2 cores), so it is off unless asked for.
-    // Matrix products still use RAYON_NUM_THREADS threads.
-    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-        std::env::set_var("CANDLE_NUM_THREADS", "1");
-    }
+    let stop = interrupt::install()?;
     let op = ModOp::parse(&a.op)?;
     let models = ModelChoice::parse_list(&a.model)?;
     let layers = parse_layers(&a.layers)?;
@@ -193,8 +234,35 @@ pub fn run(a: GrokArgs) -> anyhow::Result<()> {
         tol: a.global_tol,
         max_seconds_per_beta: a.global_max_seconds,
         max_iter: 100_000,
+        interrupt: Some(stop.clone()),
     };
-    prepare_out_dir(&a.out, a.force)?;
+    // Every run of the comparison, in order: (seed, model, layers).
+    let mut plan = Vec::new();
+    for seed in 0..a.seeds as u64 {
+        for &model in &models {
+            if model == ModelChoice::Global {
+                plan.push((seed, model, 1));
+            } else {
+                plan.extend(layers.iter().map(|&l| (seed, model, l)));
+            }
+        }
+    }
+    let arguments = resume::arguments(&a)?;
+    let ckdir = a.out.join(CHECKPOINTS);
+    let mut done = if a.resume {
+        read_resumed(&a.out, &arguments, plan.len())?
+    } else {
+        prepare_out_dir(&a.out, a.force)?;
+        // Checkpoints of an earlier run in a --force'd folder must not be
+        // taken for this one's.
+        if ckdir.exists() {
+            std::fs::remove_dir_all(&ckdir)
+                .with_context(|| format!("cannot clear {}", ckdir.display()))?;
+        }
+        Done::default()
+    };
+    std::fs::create_dir_all(&ckdir)
+        .with_context(|| format!("cannot create {}", ckdir.display()))?;
     eprintln!(
         "grok: {} mod {} ({}), {} train / {} validation pairs, models {}, layers {:?}, {} seed(s), {} steps",
         op.name(),
@@ -207,36 +275,17 @@ pub fn run(a: GrokArgs) -> anyhow::Result<()> {
         a.seeds,
         a.steps
     );
-
-    let mut curves: Vec<Curve> = Vec::new();
-    let mut runs: Vec<GrokRunSummary> = Vec::new();
-    for seed in 0..a.seeds as u64 {
-        for &model in &models {
-            let kinds: Vec<usize> = if model == ModelChoice::Global {
-                vec![1]
-            } else {
-                layers.clone()
-            };
-            for &l in &kinds {
-                let (curve, summary) = match model {
-                    ModelChoice::Global => run_global_model(&task, &gcfg, seed)?,
-                    _ => run_transformer(&task, &a, &tcfg, model, l, seed)?,
-                };
-                eprintln!("  {}", summary_line(&summary));
-                curves.push(curve);
-                runs.push(summary);
-            }
-        }
+    if a.resume {
+        eprintln!(
+            "resuming in {}: {} of {} runs already finished",
+            a.out.display(),
+            done.runs.len(),
+            plan.len()
+        );
     }
-
-    write_curves(&a.out.join("curves.csv"), &curves)?;
-    let notes = notes(&runs, &a, op);
-    for n in &notes {
-        eprintln!("note: {n}");
-    }
-    // Through a serde_json::Value, as always: keys sorted at every level.
-    let summary = serde_json::json!({
+    let header = serde_json::json!({
         "command": command_line(),
+        "arguments": arguments,
         "task": TaskSummary::new(&task),
         "transformer": {
             "width": a.width,
@@ -244,16 +293,89 @@ pub fn run(a: GrokArgs) -> anyhow::Result<()> {
             "mlp_ratio": 4,
             "train": tcfg,
             "dtype": a.dtype,
-            "threads": candle_core::utils::get_num_threads(),
+            "threads": rayon::current_num_threads(),
         },
         "global": gcfg,
         "threshold": convexformer::grok::THRESHOLD,
         "x_axis": "transformers: optimizer steps (seconds: training time, evaluation excluded); global: position on the β path (0 = Z = 0 at β_max, k = k-th β), seconds: solver time",
-        "runs": runs,
-        "notes": notes,
     });
-    write_json(&a.out.join("summary.json"), &summary)?;
-    plots(&a.out, &curves, op, a.p)?;
+    let outputs = Outputs {
+        out: &a.out,
+        header: &header,
+        args: &a,
+        op,
+    };
+
+    for &(seed, model, l) in &plan[done.runs.len()..] {
+        let (curve, summary) = match model {
+            ModelChoice::Global => {
+                let (curve, summary, interrupted) = run_global_model(&task, &gcfg, seed)?;
+                if interrupted {
+                    let label = curve.label();
+                    return outputs.interrupted(&done, Some(curve), &label, None);
+                }
+                (curve, summary)
+            }
+            _ => {
+                let ck = ckdir.join(format!("{}-L{l}-s{seed}.safetensors", model.name()));
+                let state = if a.resume && ck.exists() {
+                    Some(TrainState::load(&ck)?)
+                } else {
+                    None
+                };
+                let name = format!("{} L{l} s{seed}", model.name());
+                if let Some(s) = &state {
+                    eprintln!("  {name}: continuing from step {}", s.step);
+                }
+                let cfg = TrainConfig {
+                    seed,
+                    ..tcfg.clone()
+                };
+                let mut hooks = Hooks {
+                    outputs: &outputs,
+                    done: &done,
+                    curve: Curve {
+                        model,
+                        layers: l,
+                        seed,
+                        rows: Vec::new(),
+                    },
+                    checkpoint: ck.clone(),
+                    every: a.checkpoint_every,
+                    stop: &stop,
+                    pb: super::common::progress(cfg.steps as u64, &name),
+                    name,
+                    steps: cfg.steps,
+                };
+                let config = transformer_config(&task, &a, model, l);
+                let run = train_with(config, &cfg, &task.train, &task.val, state, &mut hooks)?;
+                hooks.pb.finish_and_clear();
+                let curve = Curve::from_train(model, l, seed, &run);
+                if run.interrupted {
+                    let label = curve.label();
+                    return outputs.interrupted(&done, Some(curve), &label, Some(run.steps));
+                }
+                // Finished: its results go into summary.json below.
+                let _ = std::fs::remove_file(&ck);
+                let summary =
+                    GrokRunSummary::Transformer(TransformerSummary::new(model, l, seed, &run));
+                (curve, summary)
+            }
+        };
+        eprintln!("  {}", summary_line(&summary));
+        done.curves.push(curve);
+        done.runs.push(summary);
+        outputs.write(&done, None, RunState::Running, None)?;
+        if stop.requested() && done.runs.len() < plan.len() {
+            return outputs.interrupted(&done, None, "none", None);
+        }
+    }
+    let _ = std::fs::remove_dir(&ckdir);
+    let notes = outputs.write(&done, None, RunState::Finished, None)?;
+    for n in &notes {
+        eprintln!("note: {n}");
+    }
+    plots(&a.out, &done.curves, op, a.p)?;
     eprintln!(
         "wrote {}/curves.csv, summary.json, grok.png/svg, grok_loss.png/svg",
         a.out.display()
@@ -261,20 +383,155 @@ pub fn run(a: GrokArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_transformer(
+/// Where the files go, and what summary.json says besides the runs.
+struct Outputs<'a> {
+    out: &'a Path,
+    header: &'a serde_json::Value,
+    args: &'a GrokArgs,
+    op: ModOp,
+}
+
+impl Outputs<'_> {
+    /// Rewrites curves.csv (finished runs and the one in progress) and
+    /// summary.json; returns the notes.
+    fn write(
+        &self,
+        done: &Done,
+        current: Option<&Curve>,
+        state: RunState,
+        in_progress: Option<serde_json::Value>,
+    ) -> anyhow::Result<Vec<String>> {
+        let mut curves: Vec<&Curve> = done.curves.iter().collect();
+        curves.extend(current);
+        write_curves(&self.out.join("curves.csv"), &curves)?;
+        let notes = notes(&done.runs, self.args, self.op);
+        // Through a serde_json::Value, as always: keys sorted at every level.
+        let mut summary = self.header.clone();
+        summary["state"] = state.name().into();
+        summary["runs"] = serde_json::to_value(&done.runs)?;
+        summary["curves"] = serde_json::to_value(&done.curves)?;
+        summary["notes"] = serde_json::to_value(&notes)?;
+        if let Some(p) = in_progress {
+            summary["in_progress"] = p;
+        }
+        write_json(&self.out.join("summary.json"), &summary)?;
+        Ok(notes)
+    }
+
+    /// Writes what a stopped run computed (the stopped run's curve too, and
+    /// the plots) and returns the error that exits with the interrupted code.
+    fn interrupted(
+        &self,
+        done: &Done,
+        current: Option<Curve>,
+        label: &str,
+        step: Option<usize>,
+    ) -> anyhow::Result<()> {
+        let what = serde_json::json!({
+            "run": label,
+            "step": step,
+            "resumes_from": if step.is_some() { "its checkpoint" } else { "the start of the run" },
+        });
+        self.write(done, current.as_ref(), RunState::Interrupted, Some(what))?;
+        let mut curves = done.curves.clone();
+        curves.extend(current);
+        if !curves.is_empty() {
+            plots(self.out, &curves, self.op, self.args.p)?;
+        }
+        Err(Interrupted::wrote_to(self.out, true))
+    }
+}
+
+/// A transformer's training, watched: progress, curves.csv at every
+/// evaluation, checkpoints, and Ctrl-C.
+struct Hooks<'a> {
+    outputs: &'a Outputs<'a>,
+    done: &'a Done,
+    curve: Curve,
+    checkpoint: PathBuf,
+    every: usize,
+    stop: &'a Interrupt,
+    pb: indicatif::ProgressBar,
+    name: String,
+    steps: usize,
+}
+
+impl TrainHooks for Hooks<'_> {
+    fn record(&mut self, r: &Record) -> convexformer::error::Result<()> {
+        self.pb.set_position(r.step as u64);
+        self.pb
+            .set_message(format!("train {:.3} val {:.3}", r.train_acc, r.val_acc));
+        // Without a terminal (logs), a line every tenth of the run instead.
+        let tenth = (self.steps / 10).max(1);
+        if !std::io::IsTerminal::is_terminal(&std::io::stderr())
+            && r.step > 0
+            && r.step % tenth == 0
+        {
+            eprintln!(
+                "  {} step {}: {:.1}s, train {:.4} ({:.3e}), val {:.4} ({:.3e})",
+                self.name, r.step, r.seconds, r.train_acc, r.train_loss, r.val_acc, r.val_loss
+            );
+        }
+        self.curve.rows.push(Curve::row_of(r));
+        let mut curves: Vec<&Curve> = self.done.curves.iter().collect();
+        curves.push(&self.curve);
+        write_curves(&self.outputs.out.join("curves.csv"), &curves).map_err(io_error)
+    }
+
+    fn stop(&self) -> bool {
+        self.stop.requested()
+    }
+
+    fn checkpoint_every(&self) -> usize {
+        self.every
+    }
+
+    fn checkpoint(&mut self, s: &TrainState) -> convexformer::error::Result<()> {
+        s.save(&self.checkpoint)
+    }
+}
+
+/// An output error from a hook, as the library's error.
+fn io_error(e: anyhow::Error) -> convexformer::error::Error {
+    convexformer::error::Error::Io {
+        path: PathBuf::from("curves.csv"),
+        source: std::io::Error::other(format!("{e:#}")),
+    }
+}
+
+/// The finished runs recorded in `out`, once the command line is shown to
+/// ask for the same comparison.
+fn read_resumed(out: &Path, arguments: &serde_json::Value, planned: usize) -> anyhow::Result<Done> {
+    let summary = resume::read_summary(out, "summary.json")?;
+    resume::check_same_arguments(&summary["arguments"], arguments, out)?;
+    let unreadable = |what: &str, e: serde_json::Error| {
+        anyhow::anyhow!(
+            "cannot resume: {what} in {}/summary.json is unreadable ({e}); start a new run with --force",
+            out.display()
+        )
+    };
+    let runs: Vec<GrokRunSummary> =
+        serde_json::from_value(summary["runs"].clone()).map_err(|e| unreadable("the runs", e))?;
+    let curves: Vec<Curve> = serde_json::from_value(summary["curves"].clone())
+        .map_err(|e| unreadable("the curves", e))?;
+    if runs.len() != curves.len() || runs.len() > planned {
+        bail!(
+            "cannot resume: {}/summary.json holds {} runs and {} curves for a plan of {planned}; start a new run with --force",
+            out.display(),
+            runs.len(),
+            curves.len()
+        );
+    }
+    Ok(Done { curves, runs })
+}
+
+fn transformer_config(
     task: &ModularTask,
     a: &GrokArgs,
-    tcfg: &TrainConfig,
     model: ModelChoice,
     layers: usize,
-    seed: u64,
-) -> anyhow::Result<(Curve, GrokRunSummary)> {
-    let attention = if model == ModelChoice::Convex {
-        AttentionKind::Convex
-    } else {
-        AttentionKind::Softmax
-    };
-    let config = TransformerConfig {
+) -> TransformerConfig {
+    TransformerConfig {
         vocab: task.vocab(),
         n_classes: task.p as usize,
         seq_len: convexformer::grok::data::SEQ_LEN,
@@ -282,39 +539,20 @@ fn run_transformer(
         heads: a.heads,
         layers,
         mlp_ratio: 4,
-        attention,
-    };
-    let cfg = TrainConfig {
-        seed,
-        ..tcfg.clone()
-    };
-    let name = format!("{} L{layers} s{seed}", model.name());
-    let pb = super::common::progress(cfg.steps as u64, &name);
-    // Without a terminal (logs), a line every tenth of the run instead.
-    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let tenth = (cfg.steps / 10).max(1);
-    let run = train(config, &cfg, &task.train, &task.val, |r| {
-        pb.set_position(r.step as u64);
-        pb.set_message(format!("train {:.3} val {:.3}", r.train_acc, r.val_acc));
-        if !tty && r.step > 0 && r.step % tenth == 0 {
-            eprintln!(
-                "  {name} step {}: {:.1}s, train {:.4} ({:.3e}), val {:.4} ({:.3e})",
-                r.step, r.seconds, r.train_acc, r.train_loss, r.val_acc, r.val_loss
-            );
-        }
-    })?;
-    pb.finish_and_clear();
-    Ok((
-        Curve::from_train(model, layers, seed, &run),
-        GrokRunSummary::Transformer(TransformerSummary::new(model, layers, seed, &run)),
-    ))
+        attention: if model == ModelChoice::Convex {
+            AttentionKind::Convex
+        } else {
+            AttentionKind::Softmax
+        },
+    }
 }
 
+/// The global model's curve and summary, and whether Ctrl-C stopped its path.
 fn run_global_model(
     task: &ModularTask,
     gcfg: &GlobalConfig,
     seed: u64,
-) -> anyhow::Result<(Curve, GrokRunSummary)> {
+) -> anyhow::Result<(Curve, GrokRunSummary, bool)> {
     let pb = super::common::progress(gcfg.n_betas as u64, &format!("global s{seed}"));
     let run = run_global(task, gcfg, seed, |p| {
         pb.set_position(p.step as u64);
@@ -327,6 +565,7 @@ fn run_global_model(
     Ok((
         Curve::from_global(seed, &run),
         GrokRunSummary::Global(GlobalSummary::new(seed, &run, task)),
+        run.interrupted,
     ))
 }
 
@@ -356,7 +595,7 @@ fn summary_line(s: &GrokRunSummary) -> String {
     )
 }
 
-fn write_curves(path: &std::path::Path, curves: &[Curve]) -> anyhow::Result<()> {
+fn write_curves(path: &Path, curves: &[&Curve]) -> anyhow::Result<()> {
     let mut s = String::from(
         "model,layers,seed,step,seconds,train_loss,train_acc,val_loss,val_acc,beta,relative_gap\n",
     );
@@ -433,7 +672,7 @@ fn notes(runs: &[GrokRunSummary], a: &GrokArgs, op: ModOp) -> Vec<String> {
     out
 }
 
-fn plots(out: &std::path::Path, curves: &[Curve], op: ModOp, p: u32) -> anyhow::Result<()> {
+fn plots(out: &Path, curves: &[Curve], op: ModOp, p: u32) -> anyhow::Result<()> {
     let mut acc = Vec::new();
     let mut loss = Vec::new();
     for c in curves {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::grok::global::GlobalPoint;
 use crate::grok::{
     milestones, run_milestones, AttentionKind, GlobalRun, Milestones, ModelChoice, ModularTask,
-    TrainRun,
+    Record, TrainRun,
 };
 use crate::solver::Certificate;
 
@@ -68,20 +68,21 @@ impl Curve {
             model,
             layers,
             seed,
-            rows: run
-                .records
-                .iter()
-                .map(|r| CurveRow {
-                    step: r.step,
-                    seconds: r.seconds,
-                    train_loss: r.train_loss,
-                    train_acc: r.train_acc,
-                    val_loss: r.val_loss,
-                    val_acc: r.val_acc,
-                    beta: None,
-                    relative_gap: None,
-                })
-                .collect(),
+            rows: run.records.iter().map(Curve::row_of).collect(),
+        }
+    }
+
+    /// The curve point of one evaluation of a transformer.
+    pub fn row_of(r: &Record) -> CurveRow {
+        CurveRow {
+            step: r.step,
+            seconds: r.seconds,
+            train_loss: r.train_loss,
+            train_acc: r.train_acc,
+            val_loss: r.val_loss,
+            val_acc: r.val_acc,
+            beta: None,
+            relative_gap: None,
         }
     }
 
@@ -350,6 +351,7 @@ mod tests {
             steps_per_second: 100.0,
             n_params: 1234,
             diverged: true,
+            interrupted: false,
         };
         let s = TransformerSummary::new(ModelChoice::Convex, 2, 3, &run);
         assert_eq!(s.milestones.train99_step, Some(10));

@@ -46,6 +46,9 @@ pub struct GlobalConfig {
     /// Cap on each solve's seconds.
     pub max_seconds_per_beta: f64,
     pub max_iter: usize,
+    /// Stops the path at the solve in progress (Ctrl-C).
+    #[serde(skip)]
+    pub interrupt: Option<crate::solver::Interrupt>,
 }
 
 impl Default for GlobalConfig {
@@ -59,6 +62,7 @@ impl Default for GlobalConfig {
             tol: 1e-4,
             max_seconds_per_beta: 15.0,
             max_iter: 100_000,
+            interrupt: None,
         }
     }
 }
@@ -92,6 +96,9 @@ pub struct GlobalRun {
     pub n_features: usize,
     pub points: Vec<GlobalPoint>,
     pub seconds: f64,
+    /// Stopped by [`GlobalConfig::interrupt`]: the last point is the solve
+    /// it stopped (with its certificate), and the path is shorter.
+    pub interrupted: bool,
 }
 
 fn accuracy(yhat: &[f64], labels: &[usize], c: usize) -> f64 {
@@ -139,6 +146,7 @@ pub fn run_global(
         tol: cfg.tol,
         max_iter: cfg.max_iter,
         max_seconds: cfg.max_seconds_per_beta,
+        interrupt: cfg.interrupt.clone(),
         ..Default::default()
     };
     let start = Instant::now();
@@ -191,6 +199,7 @@ pub fn run_global(
     ));
     let mut warm: Option<(Vec<f64>, Vec<f64>)> = None;
     let mut solver_secs = 0.0;
+    let mut interrupted = false;
     for (k, &beta) in betas.iter().enumerate() {
         problem.beta = beta;
         let sol = solve(
@@ -214,6 +223,10 @@ pub fn run_global(
                 sol.data_passes,
             ),
         ));
+        if sol.stop == StopReason::Interrupted {
+            interrupted = true;
+            break;
+        }
         warm = Some((sol.coef, sol.intercept));
     }
     Ok(GlobalRun {
@@ -222,5 +235,6 @@ pub fn run_global(
         n_features: train.n_features,
         points,
         seconds: start.elapsed().as_secs_f64(),
+        interrupted,
     })
 }

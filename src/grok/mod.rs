@@ -20,6 +20,7 @@
 //! [`global`]), not optimizer steps.
 
 pub mod bench;
+pub mod checkpoint;
 pub mod data;
 pub mod global;
 pub mod model;
@@ -29,10 +30,11 @@ pub mod train;
 #[cfg(test)]
 mod tests;
 
+pub use checkpoint::TrainState;
 pub use data::{ModOp, ModularTask};
 pub use global::{run_global, GlobalConfig, GlobalRun};
 pub use model::{AttentionKind, Transformer, TransformerConfig};
-pub use train::{train, PenaltyMode, Record, TrainConfig, TrainRun};
+pub use train::{train, train_with, PenaltyMode, Record, TrainConfig, TrainHooks, TrainRun};
 
 use crate::error::{invalid, Result};
 

@@ -404,3 +404,162 @@ fn fused_kernels_match_composed_ops_and_finite_differences() {
         );
     }
 }
+
+/// Stops after `stop_at` steps (when given) and keeps every state it is handed.
+struct Stopper {
+    /// Times [`TrainHooks::stop`] was asked: once before every step.
+    asked: std::cell::Cell<usize>,
+    stop_at: Option<usize>,
+    every: usize,
+    states: Vec<TrainState>,
+}
+
+impl Stopper {
+    fn new(stop_at: Option<usize>, every: usize) -> Self {
+        Stopper {
+            asked: Default::default(),
+            stop_at,
+            every,
+            states: vec![],
+        }
+    }
+}
+
+impl TrainHooks for Stopper {
+    fn stop(&self) -> bool {
+        let k = self.asked.get();
+        self.asked.set(k + 1);
+        self.stop_at == Some(k)
+    }
+    fn checkpoint_every(&self) -> usize {
+        self.every
+    }
+    fn checkpoint(&mut self, s: &TrainState) -> Result<()> {
+        self.states.push(s.clone());
+        Ok(())
+    }
+}
+
+/// Records without their timings (which differ between runs).
+fn untimed(run: &TrainRun) -> Vec<(usize, f64, f64, f64, f64)> {
+    run.records
+        .iter()
+        .map(|r| (r.step, r.train_loss, r.train_acc, r.val_loss, r.val_acc))
+        .collect()
+}
+
+#[test]
+fn a_stopped_run_resumed_from_its_saved_state_ends_as_an_uninterrupted_one() {
+    let task = ModularTask::new(ModOp::Add, 7, 0.6, 0).unwrap();
+    for (kind, dtype) in [
+        (AttentionKind::Softmax, DType::F32),
+        (AttentionKind::Convex, DType::F64),
+    ] {
+        // Batches of 12 from 29 pairs: epochs end mid-run, so the batch
+        // order and the shuffling stream must both be carried over.
+        let cfg = TrainConfig {
+            steps: 90,
+            batch_size: 12,
+            lr: 3e-3,
+            eval_every: 20,
+            penalty: 0.1,
+            dtype,
+            ..TrainConfig::default()
+        };
+        let config = tiny_config(1, kind);
+        let run = |resume: Option<TrainState>, hooks: &mut Stopper| {
+            train_with(config, &cfg, &task.train, &task.val, resume, hooks).unwrap()
+        };
+        let mut hooks = Stopper::new(None, 25);
+        let whole = run(None, &mut hooks);
+        assert!(!whole.interrupted);
+        let saved: Vec<usize> = hooks.states.iter().map(|s| s.step).collect();
+        assert_eq!(saved, [25, 50, 75], "{kind:?}");
+        let periodic = hooks.states.swap_remove(0);
+
+        // Stopped after 33 steps, between two evaluations: the run ends with
+        // an evaluation at step 33, and hands out its state at step 33.
+        let mut hooks = Stopper::new(Some(33), 0);
+        let stopped = run(None, &mut hooks);
+        assert!(stopped.interrupted, "{kind:?}");
+        assert_eq!(stopped.steps, 33);
+        let (last, before) = stopped.records.split_last().unwrap();
+        assert_eq!(last.step, 33);
+        assert_eq!(
+            untimed(&stopped)[..before.len()],
+            untimed(&whole)[..before.len()]
+        );
+        assert_eq!(hooks.states.len(), 1);
+        let state = hooks.states.pop().unwrap();
+        assert_eq!(state.step, 33);
+        assert_eq!(
+            state.records.len(),
+            before.len(),
+            "no record of the stop in the state"
+        );
+
+        // Through a file, then on to the end: the same run as never stopped.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("state.safetensors");
+        state.save(&file).unwrap();
+        let back = TrainState::load(&file).unwrap();
+        assert_eq!(back, state, "{kind:?}: the state reads back exactly");
+        let resumed = run(Some(back), &mut Stopper::new(None, 0));
+        assert!(!resumed.interrupted);
+        assert_eq!(resumed.steps, 90);
+        assert_eq!(untimed(&resumed), untimed(&whole), "{kind:?}");
+
+        // From a periodic state (a crash after step 25) too.
+        let resumed = run(Some(periodic), &mut Stopper::new(None, 0));
+        assert_eq!(untimed(&resumed), untimed(&whole), "{kind:?}");
+    }
+}
+
+#[test]
+fn a_state_of_another_run_is_refused() {
+    let task = ModularTask::new(ModOp::Add, 7, 0.6, 0).unwrap();
+    let cfg = TrainConfig {
+        steps: 10,
+        batch_size: 8,
+        ..TrainConfig::default()
+    };
+    let config = tiny_config(1, AttentionKind::Softmax);
+    let mut hooks = Stopper::new(None, 5);
+    train_with(config, &cfg, &task.train, &task.val, None, &mut hooks).unwrap();
+    let state = hooks.states[0].clone();
+    let refused = |config: TransformerConfig, cfg: &TrainConfig, task: &ModularTask| {
+        train_with(
+            config,
+            cfg,
+            &task.train,
+            &task.val,
+            Some(state.clone()),
+            &mut Stopper::new(None, 0),
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    let wider = TransformerConfig {
+        layers: 2,
+        ..config
+    };
+    let err = refused(wider, &cfg, &task);
+    assert!(err.contains("parameters, the network has"), "{err}");
+    let f64_cfg = TrainConfig {
+        dtype: DType::F64,
+        ..cfg.clone()
+    };
+    let err = refused(config, &f64_cfg, &task);
+    assert!(err.contains("it trains in F32, this run in F64"), "{err}");
+    let other = ModularTask::new(ModOp::Add, 7, 0.5, 0).unwrap();
+    let err = refused(config, &cfg, &other);
+    assert!(err.contains("batch order is for"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("x.safetensors");
+    std::fs::write(&file, b"not safetensors").unwrap();
+    let err = TrainState::load(&file).unwrap_err().to_string();
+    assert!(
+        err.contains("not a convexformer training checkpoint"),
+        "{err}"
+    );
+}

@@ -13,6 +13,11 @@
 //! in ½Σ_j‖W_j‖²_{∞,1} replacing ½‖Q‖² + ½‖K‖²; or coupled, λ·R added to the
 //! loss (`PenaltyMode::Coupled`).
 //!
+//! Long runs: [`train_with`] stops between steps when its [`TrainHooks`] ask
+//! (Ctrl-C), hands out the exact state to continue from ([`TrainState`]) every
+//! K steps and when stopped, and continues from such a state with the same
+//! steps, batches and results as a run that was never stopped.
+//!
 //! Evaluation (not timed): loss and accuracy on the whole training and
 //! validation sets at step 0, at steps 1, 2, 4, …, 2^k below `eval_every`,
 //! at every multiple of `eval_every`, and at the last step. A "first step at
@@ -24,7 +29,9 @@ use candle_core::{DType, Device, WithDType};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Deserializer};
 
+use super::checkpoint::TrainState;
 use super::data::{Examples, SEQ_LEN};
 use super::model::{Transformer, TransformerConfig};
 use crate::error::{invalid, Result};
@@ -126,19 +133,26 @@ impl TrainConfig {
     }
 }
 
+/// A value written as `null` (serde_json writes NaN and ±∞ so) reads back as NaN.
+fn nan_if_null<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// One evaluation.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Record {
     pub step: usize,
     /// Training seconds so far (evaluation excluded).
     pub seconds: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub train_loss: f64,
     pub train_acc: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub val_loss: f64,
     pub val_acc: f64,
 }
 
-/// A finished run.
+/// A finished (or stopped) run.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct TrainRun {
     pub records: Vec<Record>,
@@ -148,6 +162,40 @@ pub struct TrainRun {
     pub n_params: usize,
     /// The loss became non-finite.
     pub diverged: bool,
+    /// Stopped by [`TrainHooks::stop`] before its last step (the last record
+    /// is an evaluation at the step it stopped at).
+    pub interrupted: bool,
+}
+
+/// What a training run reports to, and asks of, its caller.
+pub trait TrainHooks {
+    /// Each evaluation, as it is made.
+    fn record(&mut self, _r: &Record) -> Result<()> {
+        Ok(())
+    }
+    /// Asked before every step: true ends the run there, interrupted.
+    fn stop(&self) -> bool {
+        false
+    }
+    /// Steps between two calls of [`TrainHooks::checkpoint`] (0: only when stopped).
+    fn checkpoint_every(&self) -> usize {
+        0
+    }
+    /// The state to continue from: every [`TrainHooks::checkpoint_every`]
+    /// steps, and when the run is stopped.
+    fn checkpoint(&mut self, _s: &TrainState) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Hooks that only watch the evaluations.
+struct OnRecord<F>(F);
+
+impl<F: FnMut(&Record)> TrainHooks for OnRecord<F> {
+    fn record(&mut self, r: &Record) -> Result<()> {
+        (self.0)(r);
+        Ok(())
+    }
 }
 
 /// Steps at which to evaluate: 0, powers of two below `every`, multiples of
@@ -183,24 +231,113 @@ pub fn train(
     val: &Examples,
     on_record: impl FnMut(&Record),
 ) -> Result<TrainRun> {
+    train_with(config, cfg, train, val, None, &mut OnRecord(on_record))
+}
+
+/// [`train`], continuing from `resume` when given (a state this
+/// configuration saved), with `hooks` to stop it and to save its state.
+pub fn train_with(
+    config: TransformerConfig,
+    cfg: &TrainConfig,
+    train: &Examples,
+    val: &Examples,
+    resume: Option<TrainState>,
+    hooks: &mut dyn TrainHooks,
+) -> Result<TrainRun> {
     cfg.validate()?;
     if train.is_empty() || val.is_empty() {
         return invalid("the training and validation sets must not be empty");
     }
     let model = Transformer::init(config, cfg.dtype, &Device::Cpu, cfg.seed)?;
+    let data = Data { train, val };
     match cfg.dtype {
-        DType::F32 => run::<f32>(&model, cfg, train, val, on_record),
-        DType::F64 => run::<f64>(&model, cfg, train, val, on_record),
+        DType::F32 => run::<f32>(&model, cfg, data, resume, hooks),
+        DType::F64 => run::<f64>(&model, cfg, data, resume, hooks),
         dt => invalid(format!("training runs in f32 or f64, not {dt:?}")),
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Data<'a> {
+    train: &'a Examples,
+    val: &'a Examples,
+}
+
+/// Where a run is: what [`TrainState`] saves besides weights and moments.
+struct Progress {
+    step: usize,
+    seconds: f64,
+    order: Vec<u32>,
+    pos: usize,
+    rng: ChaCha8Rng,
+    records: Vec<Record>,
+}
+
+impl Progress {
+    fn start(n: usize, seed: u64) -> Self {
+        Progress {
+            step: 0,
+            seconds: 0.0,
+            order: (0..n as u32).collect(),
+            // At the end of an epoch: the first step shuffles.
+            pos: n,
+            rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0fba_7c00),
+            records: Vec::new(),
+        }
+    }
+
+    fn snapshot<T: WithDType>(&self, e: &Engine<T>, opt: &AdamW<T>) -> TrainState {
+        let (m, v, adam_steps) = opt.state();
+        let f64s = |x: &[T]| x.iter().map(|v| v.to_f64()).collect::<Vec<_>>();
+        TrainState {
+            step: self.step,
+            seconds: self.seconds,
+            dtype: T::DTYPE,
+            params: f64s(&e.params),
+            adam_m: f64s(m),
+            adam_v: f64s(v),
+            adam_steps,
+            layout: e
+                .slots
+                .iter()
+                .map(|s| (s.name.clone(), s.offset, s.len))
+                .collect(),
+            order: self.order.clone(),
+            pos: self.pos,
+            rng_word_pos: self.rng.get_word_pos(),
+            records: self.records.clone(),
+        }
+    }
+
+    /// Evaluates on both sets at the current step and reports it.
+    fn record<T: WithDType>(
+        &mut self,
+        e: &mut Engine<T>,
+        data: Data,
+        chunk: usize,
+        hooks: &mut dyn TrainHooks,
+    ) -> Result<()> {
+        let (train_loss, train_acc) = evaluate(e, data.train, chunk)?;
+        let (val_loss, val_acc) = evaluate(e, data.val, chunk)?;
+        let r = Record {
+            step: self.step,
+            seconds: self.seconds,
+            train_loss,
+            train_acc,
+            val_loss,
+            val_acc,
+        };
+        self.records.push(r);
+        hooks.record(&r)
     }
 }
 
 fn run<T: WithDType>(
     model: &Transformer,
     cfg: &TrainConfig,
-    train: &Examples,
-    val: &Examples,
-    mut on_record: impl FnMut(&Record),
+    data: Data,
+    resume: Option<TrainState>,
+    hooks: &mut dyn TrainHooks,
 ) -> Result<TrainRun> {
     let mut e = Engine::<T>::from_transformer(model)?;
     let coupled = cfg.penalty_mode == PenaltyMode::Coupled;
@@ -213,49 +350,52 @@ fn run<T: WithDType>(
     let mut opt = AdamW::<T>::new(e.params.len(), cfg.beta1, cfg.beta2, 1e-8);
     let mut pen = vec![T::zero(); if convex { e.params.len() } else { 0 }];
 
-    let n = train.len();
+    let n = data.train.len();
     let bs = cfg.batch_size.min(n);
-    let mut order: Vec<u32> = (0..n as u32).collect();
-    let mut pos = n;
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed_0fba_7c00);
+    let mut at = Progress::start(n, cfg.seed);
+    if let Some(s) = resume {
+        s.check(e.params.len(), n, T::DTYPE, cfg.steps)?;
+        for (p, &v) in e.params.iter_mut().zip(&s.params) {
+            *p = T::from_f64(v);
+        }
+        opt.restore(&s.adam_m, &s.adam_v, s.adam_steps)?;
+        at.rng.set_word_pos(s.rng_word_pos);
+        at = Progress {
+            step: s.step,
+            seconds: s.seconds,
+            order: s.order,
+            pos: s.pos,
+            rng: at.rng,
+            records: s.records,
+        };
+    }
     let (mut xb, mut yb) = (Vec::with_capacity(bs * SEQ_LEN), Vec::with_capacity(bs));
 
-    let mut records = Vec::new();
-    let mut secs = 0.0;
-    let mut diverged = false;
-    let mut record = |e: &mut Engine<T>, step: usize, secs: f64| -> Result<()> {
-        let (train_loss, train_acc) = evaluate(e, train, bs)?;
-        let (val_loss, val_acc) = evaluate(e, val, bs)?;
-        let r = Record {
-            step,
-            seconds: secs,
-            train_loss,
-            train_acc,
-            val_loss,
-            val_acc,
-        };
-        on_record(&r);
-        records.push(r);
-        Ok(())
-    };
-    record(&mut e, 0, 0.0)?;
-    let mut step = 0;
-    let mut last_recorded = 0;
-    while step < cfg.steps {
+    if at.records.is_empty() {
+        at.record(&mut e, data, bs, hooks)?;
+    }
+    let (mut diverged, mut interrupted) = (false, false);
+    let every = hooks.checkpoint_every();
+    while at.step < cfg.steps {
+        if hooks.stop() {
+            interrupted = true;
+            hooks.checkpoint(&at.snapshot(&e, &opt))?;
+            break;
+        }
         let t0 = Instant::now();
-        if pos + bs > n {
-            order.shuffle(&mut rng);
-            pos = 0;
+        if at.pos + bs > n {
+            at.order.shuffle(&mut at.rng);
+            at.pos = 0;
         }
         xb.clear();
         yb.clear();
-        for &i in &order[pos..pos + bs] {
+        for &i in &at.order[at.pos..at.pos + bs] {
             let i = i as usize;
-            xb.extend_from_slice(&train.tokens[i * SEQ_LEN..(i + 1) * SEQ_LEN]);
-            yb.push(train.answers[i]);
+            xb.extend_from_slice(&data.train.tokens[i * SEQ_LEN..(i + 1) * SEQ_LEN]);
+            yb.push(data.train.answers[i]);
         }
-        pos += bs;
-        let lr = cfg.lr_at(step);
+        at.pos += bs;
+        let lr = cfg.lr_at(at.step);
         e.forward(&xb)?;
         let (mut lv, _) = e.cross_entropy(&yb)?;
         let penalize = convex && cfg.penalty > 0.0;
@@ -265,8 +405,8 @@ fn run<T: WithDType>(
         }
         if !lv.is_finite() {
             diverged = true;
-            secs += t0.elapsed().as_secs_f64();
-            step += 1;
+            at.seconds += t0.elapsed().as_secs_f64();
+            at.step += 1;
             break;
         }
         e.backward();
@@ -285,23 +425,25 @@ fn run<T: WithDType>(
                 *p -= g;
             }
         }
-        secs += t0.elapsed().as_secs_f64();
-        step += 1;
-        if is_eval_step(step, cfg.eval_every, cfg.steps) {
-            record(&mut e, step, secs)?;
-            last_recorded = step;
+        at.seconds += t0.elapsed().as_secs_f64();
+        at.step += 1;
+        if is_eval_step(at.step, cfg.eval_every, cfg.steps) {
+            at.record(&mut e, data, bs, hooks)?;
+        }
+        if every > 0 && at.step % every == 0 && at.step < cfg.steps {
+            hooks.checkpoint(&at.snapshot(&e, &opt))?;
         }
     }
-    if last_recorded != step {
-        record(&mut e, step, secs)?;
+    if at.records.last().map(|r| r.step) != Some(at.step) {
+        at.record(&mut e, data, bs, hooks)?;
     }
-    let n_params = e.n_params();
     Ok(TrainRun {
-        records,
-        steps: step,
-        seconds: secs,
-        steps_per_second: step as f64 / secs.max(1e-12),
-        n_params,
+        steps: at.step,
+        seconds: at.seconds,
+        steps_per_second: at.step as f64 / at.seconds.max(1e-12),
+        n_params: e.n_params(),
         diverged,
+        interrupted,
+        records: at.records,
     })
 }

@@ -31,6 +31,31 @@ impl<T: WithDType> AdamW<T> {
         }
     }
 
+    /// The moments and the number of steps taken, to save a run.
+    pub fn state(&self) -> (&[T], &[T], i32) {
+        (&self.m, &self.v, self.steps)
+    }
+
+    /// Continues from saved moments (as f64) after `steps` steps.
+    pub fn restore(&mut self, m: &[f64], v: &[f64], steps: i32) -> crate::error::Result<()> {
+        if m.len() != self.m.len() || v.len() != self.v.len() || steps < 0 {
+            return crate::error::invalid(format!(
+                "AdamW state of {} and {} entries after {steps} steps for {} parameters",
+                m.len(),
+                v.len(),
+                self.m.len()
+            ));
+        }
+        for (d, &s) in self.m.iter_mut().zip(m) {
+            *d = T::from_f64(s);
+        }
+        for (d, &s) in self.v.iter_mut().zip(v) {
+            *d = T::from_f64(s);
+        }
+        self.steps = steps;
+        Ok(())
+    }
+
     /// One step with learning rate `lr`; `decay[i]` is entry i's weight
     /// decay λ (θ ← θ(1 − lr·λ) before the Adam update).
     pub fn step(&mut self, params: &mut [T], grads: &[T], decay: &[f64], lr: f64) {
