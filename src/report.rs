@@ -273,3 +273,9 @@ pub fn argmax(v: &[f64]) -> usize {
     }
     best
 }
+
+/// For `#[serde(deserialize_with)]`: a number written as `null` (serde_json
+/// writes NaN and ±∞ so) reads back as NaN.
+pub fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(<Option<f64> as serde::Deserialize>::deserialize(d)?.unwrap_or(f64::NAN))
+}

@@ -346,3 +346,103 @@ fn sigterm_stops_cleanly_and_a_second_signal_exits_at_once_leaving_whole_files()
     assert!(n >= 2);
     assert_eq!(csv(&out).1.len(), n);
 }
+
+/// The runs recorded in `dir/summary.json` (0 while it is not there yet).
+fn compare_runs(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("summary.json"))
+        .ok()
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+        .and_then(|j| j["runs"].as_array().map(|a| a.len()))
+        .unwrap_or(0)
+}
+
+#[test]
+fn sigint_during_compare_keeps_finished_runs_and_resume_trains_only_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cmp");
+    let args = |extra: &[&'static str]| {
+        let mut v = vec![
+            "compare",
+            "--data",
+            "synthetic:N=400,n=6,d=4,active=2,seed=3",
+            // Softmax attention trains for its whole budget (simplex
+            // attention stops at the certified optimum, here in milliseconds).
+            "--methods",
+            "softmax",
+            "--seeds",
+            "4",
+            "--budget-seconds",
+            "1",
+            "--out",
+            "cmp",
+        ];
+        v.extend(extra);
+        v
+    };
+    let mut child = spawn(dir.path(), &args(&[]));
+    let started = Instant::now();
+    while compare_runs(&out) < 1 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "ended before a run finished"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no run in 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let j = json(&out.join("summary.json"));
+    assert_eq!(j["state"], "interrupted");
+    let kept = j["runs"].as_array().unwrap().clone();
+    assert!((1..4).contains(&kept.len()), "{} runs", kept.len());
+    let csv = std::fs::read_to_string(out.join("compare.csv")).unwrap();
+    let seeds: std::collections::BTreeSet<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap())
+        .collect();
+    assert_eq!(
+        seeds.len(),
+        kept.len(),
+        "compare.csv holds the finished runs only"
+    );
+
+    let o = cf(&args(&["--resume", "--seeds", "5"]), dir.path());
+    assert_eq!(o.status.code(), Some(2), "--seeds twice is a usage error");
+    let mut other = args(&["--resume"]);
+    other[6] = "5";
+    let o = cf(&other, dir.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("--seeds: 4 in the recorded run, 5 now"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = cf(&args(&["--resume"]), dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("{} of 4 runs already finished", kept.len())),
+        "{}",
+        stderr(&o)
+    );
+    let j = json(&out.join("summary.json"));
+    assert_eq!(j["state"], "finished");
+    let runs = j["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 4);
+    assert_eq!(
+        &runs[..kept.len()],
+        &kept[..],
+        "finished runs are kept as they were"
+    );
+    assert!(out.join("suboptimality_time.png").exists());
+}

@@ -47,7 +47,7 @@ pub use simplex::{project_simplex, SimplexModel};
 pub use softmax::{SoftmaxModel, SoftmaxParams};
 
 /// Which model is trained.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelKind {
     /// Simplex attention (SPEC §3).
@@ -67,7 +67,7 @@ impl ModelKind {
 }
 
 /// How simplex attention keeps a_j ∈ Δ_n.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Parametrization {
     /// a_j = softmax(logits_j).
@@ -262,13 +262,15 @@ impl Baseline {
 }
 
 /// One recorded point of a run.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainPoint {
     pub step: usize,
     /// Training seconds so far (evaluation excluded).
     pub seconds: f64,
     /// The objective on the full training set, in f64.
+    #[serde(deserialize_with = "crate::report::nan_if_null")]
     pub objective: f64,
+    #[serde(deserialize_with = "crate::report::nan_if_null")]
     pub train_error: f64,
     pub test_error: Option<f64>,
 }
@@ -281,7 +283,7 @@ pub enum Flow {
 }
 
 /// The result of one run.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TrainOutcome {
     pub method: String,
     pub seed: u64,
@@ -291,6 +293,7 @@ pub struct TrainOutcome {
     pub seconds: f64,
     /// Wall seconds including evaluation.
     pub wall_seconds: f64,
+    #[serde(deserialize_with = "crate::report::nan_if_null")]
     pub final_objective: f64,
     /// The objective became non-finite.
     pub diverged: bool,

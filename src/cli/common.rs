@@ -269,7 +269,7 @@ pub fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
 }
 
 /// The regularization, given as β or as a fraction of β_max (fit, compare).
-#[derive(clap::Args, Debug, Clone, Copy)]
+#[derive(clap::Args, Debug, Clone, Copy, serde::Serialize)]
 pub struct BetaArgs {
     /// Regularization strength β > 0.
     #[arg(long, conflicts_with = "beta_frac", allow_negative_numbers = true)]

@@ -6,28 +6,38 @@
 //! progress and table, and writes compare.csv, summary.json and the plots.
 //! A simplex-attention objective below the certified lower bound fails the
 //! command (the library returns it as an error).
+//!
+//! compare.csv and summary.json are rewritten after every finished run;
+//! Ctrl-C drops the run in progress, keeps the finished ones and exits 130;
+//! `--resume` redoes the (deterministic) convex solve, keeps the finished
+//! runs and trains the rest.
 
 use super::common::{
     command_line, data_json, prepare_out_dir, write_json, BetaArgs, Loaded, ProblemArgs,
 };
+use super::interrupt::{self, Interrupted};
+use super::resume;
+use anyhow::bail;
 use clap::Args;
 use convexformer::baselines::{
     Decay, ModelKind, OptimizerKind, Parametrization, Precision, TrainOutcome,
 };
 use convexformer::experiments::compare::{
-    relative_suboptimality, run_compare, BetaChoice, CompareConfig, CompareEvent, CompareResult,
-    Method, DEFAULT_BETA_FRAC, SOFTMAX_NOTE,
+    relative_suboptimality, run_compare_resumed, BetaChoice, CompareConfig, CompareEvent,
+    CompareResult, Method, RunCurve, DEFAULT_BETA_FRAC, SOFTMAX_NOTE,
 };
 use convexformer::plot::{heatmap, line_plot, Heatmap, LinePlot, Series};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, serde::Serialize)]
 pub struct CompareArgs {
     #[command(flatten)]
+    #[serde(flatten)]
     pub problem: ProblemArgs,
     /// β, or β as a fraction of β_max (default 0.1 when neither is given).
     #[command(flatten)]
+    #[serde(flatten)]
     pub beta: BetaArgs,
     /// Heads of the trained models (default: the convex solution's recovered
     /// heads + --extra-heads, at least 1).
@@ -86,10 +96,17 @@ pub struct CompareArgs {
     pub read_token: Option<usize>,
     /// Output folder (compare.csv, summary.json, plots).
     #[arg(long, default_value = "convexformer-compare")]
+    #[serde(skip)]
     pub out: PathBuf,
     /// Overwrite convexformer's files in an existing output folder.
     #[arg(long)]
+    #[serde(skip)]
     pub force: bool,
+    /// Continue an interrupted comparison in --out: its finished runs are
+    /// kept, the rest trained (the other options must be the recorded ones).
+    #[arg(long, conflicts_with = "force")]
+    #[serde(skip)]
+    pub resume: bool,
 }
 
 impl CompareArgs {
@@ -132,7 +149,9 @@ impl CompareArgs {
 
 pub fn run(a: CompareArgs) -> anyhow::Result<()> {
     // Everything that can be checked before loading data.
-    let cfg = a.config()?;
+    let mut cfg = a.config()?;
+    cfg.solver.interrupt = Some(interrupt::install()?);
+    let arguments = resume::arguments(&a)?;
 
     let mut loaded = a.problem.load()?;
     let mut split_note = None;
@@ -145,15 +164,36 @@ pub fn run(a: CompareArgs) -> anyhow::Result<()> {
         loaded.train = t;
         loaded.val = Some(v);
     }
+    let done = if a.resume {
+        read_resumed(&a.out, &arguments, &loaded)?
+    } else {
+        prepare_out_dir(&a.out, a.force)?;
+        Vec::new()
+    };
+    if a.resume {
+        eprintln!(
+            "resuming in {}: {} of {} runs already finished",
+            a.out.display(),
+            done.len(),
+            cfg.methods.len() * cfg.seeds
+        );
+    }
     let Loaded {
         train: data, val, ..
     } = &loaded;
     let test = val.as_ref();
-    prepare_out_dir(&a.out, a.force)?;
+    let files = Files {
+        out: &a.out,
+        arguments: &arguments,
+        loaded: &loaded,
+        cfg: &cfg,
+        split_note: &split_note,
+    };
 
     let (n_samples, n, d, c) = data.shape();
     let mut current_run: Option<String> = None;
-    let result = run_compare(data, &cfg, test, |event| match event {
+    let mut written = Ok(());
+    let result = run_compare_resumed(data, &cfg, test, done, |event| match event {
         CompareEvent::Convex {
             convex,
             beta,
@@ -218,53 +258,116 @@ pub fn run(a: CompareArgs) -> anyhow::Result<()> {
                 if s.diverged { " (DIVERGED)" } else { "" }
             );
         }
+        CompareEvent::Progress(r) => {
+            // Every finished run on disk at once; the first failure is kept.
+            if written.is_ok() {
+                written = files.write(r, "running");
+            }
+        }
     });
     let result = match (result, current_run) {
-        (Err(e), Some(what)) => return Err(anyhow::Error::new(e).context(what)),
+        (Err(e), Some(what)) if !cfg.solver.interrupt.as_ref().is_some_and(|i| i.requested()) => {
+            return Err(anyhow::Error::new(e).context(what))
+        }
         (r, _) => r?,
     };
+    written?;
 
     // Outputs.
-    super::common::write_file(&a.out.join("compare.csv"), csv(&result)?)?;
+    let state = if result.interrupted {
+        "interrupted"
+    } else {
+        "finished"
+    };
+    files.write(&result, state)?;
+    if !result.curves.is_empty() {
+        plot_outputs(&a.out, &result, n)?;
+    }
     let table = result.table_text();
-    let convex = &result.convex;
-    // Through a serde_json::Value, as always: keys sorted at every level.
-    write_json(
-        &a.out.join("summary.json"),
-        &serde_json::json!({
-            "command": command_line(),
-            "data": data_json(&loaded),
-            "split": split_note,
-            "program": cfg.program,
-            "loss": cfg.loss.name(),
-            "intercept": cfg.intercept,
-            "beta": result.beta,
-            "beta_max": result.beta_max,
-            "convex": convex,
-            "relative_suboptimality": "(objective - P*) / max(1, |P*|), P* the certified convex primal value",
-            "lower_bound_check": result.lower_bound.description(),
-            "softmax_note": SOFTMAX_NOTE,
-            "heads": result.heads,
-            "methods": result.methods,
-            "runs": result.runs,
-            "table": table,
-        }),
-    )?;
-    plot_outputs(&a.out, &result, n)?;
     println!();
     print!("{table}");
+    if result.interrupted {
+        return Err(Interrupted::wrote_to(&a.out, true));
+    }
     if cfg.methods.iter().any(|m| m.model == ModelKind::Softmax) {
         println!("note: {SOFTMAX_NOTE}");
     }
     println!(
         "lower-bound check passed on every recorded simplex-attention point (objective >= certified dual bound {:.12e})",
-        convex.certificate.dual
+        result.convex.certificate.dual
     );
     println!(
         "wrote {0}/compare.csv, {0}/summary.json and plots (suboptimality_time, suboptimality_steps, objective_time, attention_maps as .png and .svg)",
         a.out.display()
     );
     Ok(())
+}
+
+/// What compare.csv and summary.json are written from.
+struct Files<'a> {
+    out: &'a Path,
+    arguments: &'a serde_json::Value,
+    loaded: &'a Loaded,
+    cfg: &'a CompareConfig,
+    split_note: &'a Option<String>,
+}
+
+impl Files<'_> {
+    /// Rewrites compare.csv and summary.json from the runs in `result`.
+    fn write(&self, result: &CompareResult, state: &str) -> anyhow::Result<()> {
+        super::common::write_file(&self.out.join("compare.csv"), csv(result)?)?;
+        let cfg = self.cfg;
+        // Through a serde_json::Value, as always: keys sorted at every level.
+        write_json(
+            &self.out.join("summary.json"),
+            &serde_json::json!({
+                "command": command_line(),
+                "arguments": self.arguments,
+                "state": state,
+                "data": data_json(self.loaded),
+                "split": self.split_note,
+                "program": cfg.program,
+                "loss": cfg.loss.name(),
+                "intercept": cfg.intercept,
+                "beta": result.beta,
+                "beta_max": result.beta_max,
+                "convex": result.convex,
+                "relative_suboptimality": "(objective - P*) / max(1, |P*|), P* the certified convex primal value",
+                "lower_bound_check": result.lower_bound.description(),
+                "softmax_note": SOFTMAX_NOTE,
+                "heads": result.heads,
+                "methods": result.methods,
+                "runs": result.runs,
+                "curves": result.curves,
+                "table": result.table_text(),
+            }),
+        )
+    }
+}
+
+/// The finished runs of the comparison recorded in `out`, once it is shown to
+/// be the same comparison on the same data.
+fn read_resumed(
+    out: &Path,
+    arguments: &serde_json::Value,
+    loaded: &Loaded,
+) -> anyhow::Result<Vec<RunCurve>> {
+    let summary = resume::read_summary(out, "summary.json")?;
+    resume::check_same_arguments(&summary["arguments"], arguments, out)?;
+    if summary["data"] != data_json(loaded) {
+        bail!(
+            "cannot resume in {}: the data differs from the recorded run's ({} now, {} recorded); start a new run with --force",
+            out.display(),
+            data_json(loaded),
+            summary["data"]
+        );
+    }
+    serde_json::from_value(summary["curves"].clone()).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot resume: the runs in {}/summary.json are unreadable ({e}); start a new run with --force",
+            out.display()
+        )
+    })
 }
 
 /// compare.csv: every recorded point of every run.
@@ -469,11 +572,15 @@ mod tests {
             "heads",
             "methods",
             "runs",
+            "curves",
             "table",
+            "arguments",
+            "state",
         ] {
             assert!(s.get(k).is_some(), "summary.json lacks {k}");
         }
-        assert_eq!(s.as_object().unwrap().len(), 16);
+        assert_eq!(s.as_object().unwrap().len(), 19);
+        assert_eq!(s["state"], "finished");
         assert!(s["convex"]["certificate"]["dual"].is_f64());
         assert_eq!(s["convex"]["time_to"].as_array().unwrap().len(), 2);
         assert_eq!(s["runs"].as_array().unwrap().len(), 2);

@@ -19,7 +19,7 @@
 //! line's defaults) and returns a [`CompareResult`]: the convex reference,
 //! per-run summaries and curves, the table rows and the lower-bound check.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
 use crate::baselines::{
@@ -88,7 +88,7 @@ impl BetaChoice {
 }
 
 /// One method of the comparison.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Method {
     pub model: ModelKind,
     pub parametrization: Parametrization,
@@ -383,7 +383,7 @@ impl RunSummary {
 }
 
 /// One trained run in full: its method and what training recorded.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunCurve {
     pub method: Method,
     pub outcome: TrainOutcome,
@@ -479,6 +479,9 @@ pub struct CompareResult {
     /// The convex row, then one row per method.
     pub table: Vec<TableRow>,
     pub lower_bound: LowerBoundCheck,
+    /// Stopped by the solver options' interrupt (Ctrl-C): `runs` holds the
+    /// runs finished before it (none if the convex solve was stopped).
+    pub interrupted: bool,
 }
 
 /// What [`run_compare`] reports as it goes.
@@ -495,6 +498,8 @@ pub enum CompareEvent<'a> {
     RunStarted { method: &'a Method, seed: u64 },
     /// A run is done.
     RunFinished(&'a RunSummary),
+    /// Everything finished so far, after each run (to write as it goes).
+    Progress(&'a CompareResult),
 }
 
 /// Seconds of a certified solve to relative gap `tol` (the fastest of three:
@@ -523,10 +528,26 @@ pub fn run_compare(
     data: &Dataset,
     cfg: &CompareConfig,
     test: Option<&Dataset>,
+    on_event: impl FnMut(CompareEvent<'_>),
+) -> Result<CompareResult> {
+    run_compare_resumed(data, cfg, test, Vec::new(), on_event)
+}
+
+/// [`run_compare`] after a stop: `done` are the runs the stopped comparison
+/// finished (its `curves`, in order); they are kept, checked against the
+/// recomputed certificate and not trained again. Raising
+/// `cfg.solver.interrupt` stops the comparison between two training steps;
+/// the run in progress is dropped and the result says `interrupted`.
+pub fn run_compare_resumed(
+    data: &Dataset,
+    cfg: &CompareConfig,
+    test: Option<&Dataset>,
+    done: Vec<RunCurve>,
     mut on_event: impl FnMut(CompareEvent<'_>),
 ) -> Result<CompareResult> {
     cfg.validate()?;
     cfg.program.check(data.n_outputs)?;
+    let stop = cfg.solver.interrupt.clone().unwrap_or_default();
 
     // 1. The certified convex solve.
     let op = TokenOperator::new(data, None);
@@ -540,10 +561,14 @@ pub fn run_compare(
     let sol = solve(&problem, &opts, None)?;
     let report = SolveReport::new(&problem, &sol, bmax, test);
     let cert = sol.certificate;
-    let time_to = THRESHOLDS
-        .iter()
-        .map(|&t| convex_time_to(&problem, &cfg.solver, t))
-        .collect::<Result<Vec<_>>>()?;
+    let time_to = if sol.stop == StopReason::Interrupted {
+        Vec::new()
+    } else {
+        THRESHOLDS
+            .iter()
+            .map(|&t| convex_time_to(&problem, &cfg.solver, t))
+            .collect::<Result<Vec<_>>>()?
+    };
     let convex = ConvexResult {
         certificate: cert,
         tolerance: opts.tol,
@@ -575,69 +600,114 @@ pub fn run_compare(
             convex.recovery_relative_difference
         )));
     }
+    let mut result = CompareResult {
+        beta: problem.beta,
+        beta_max: bmax,
+        heads,
+        seeds: cfg.seeds,
+        table: table_rows(&[], &cfg.methods, &convex),
+        convex,
+        methods: cfg
+            .methods
+            .iter()
+            .map(|m| MethodConfig {
+                method: m.name(),
+                config: cfg.baseline(m, heads),
+            })
+            .collect(),
+        runs: Vec::new(),
+        curves: Vec::new(),
+        lower_bound: LowerBoundCheck::new(&cert),
+        interrupted: sol.stop == StopReason::Interrupted,
+    };
+    if result.interrupted {
+        return Ok(result);
+    }
 
-    // 2. The trained baselines.
+    // 2. The trained baselines, methods × seeds; the finished ones kept.
     let obj = Objective {
         loss: cfg.loss,
         beta: problem.beta,
         output_norm: cfg.program.penalty().into(),
         intercept: cfg.intercept,
     };
-    let mut lower_bound = LowerBoundCheck::new(&cert);
-    let mut methods = Vec::new();
-    let mut runs = Vec::new();
-    let mut curves = Vec::new();
-    for m in &cfg.methods {
-        let cfg0 = cfg.baseline(m, heads);
-        methods.push(MethodConfig {
-            method: m.name(),
-            config: cfg0.clone(),
-        });
-        for seed in 0..cfg.seeds as u64 {
-            on_event(CompareEvent::RunStarted { method: m, seed });
+    let plan: Vec<(Method, u64)> = cfg
+        .methods
+        .iter()
+        .flat_map(|&m| (0..cfg.seeds as u64).map(move |seed| (m, seed)))
+        .collect();
+    if done.len() > plan.len() {
+        return invalid(format!(
+            "{} finished runs for a comparison of {}",
+            done.len(),
+            plan.len()
+        ));
+    }
+    let mut done = done.into_iter();
+    for &(m, seed) in &plan {
+        let checked = m.lower_bound_applies();
+        let what = |step: usize| format!("{} (seed {seed}, step {step})", m.name());
+        let lower_bound = &mut result.lower_bound;
+        let mut check = |objective: f64, step: usize| -> Result<bool> {
+            check_lower_bound(objective, &cert, &what(step))?;
+            lower_bound.checked_points += 1;
+            let margin = objective - cert.dual;
+            lower_bound.min_margin = Some(lower_bound.min_margin.map_or(margin, |v| v.min(margin)));
+            Ok(relative_suboptimality(objective, &cert) <= STOP_REL)
+        };
+        let out = if let Some(kept) = done.next() {
+            if kept.method != m || kept.outcome.seed != seed {
+                return invalid(format!(
+                    "the finished runs do not follow the plan: {} seed {} where {} seed {seed} was expected",
+                    kept.method.name(),
+                    kept.outcome.seed,
+                    m.name()
+                ));
+            }
+            if checked {
+                for p in &kept.outcome.points {
+                    check(p.objective, p.step)?;
+                }
+            }
+            kept.outcome
+        } else {
+            if stop.requested() {
+                result.interrupted = true;
+                break;
+            }
+            on_event(CompareEvent::RunStarted { method: &m, seed });
             let run_cfg = Baseline {
                 seed,
-                ..cfg0.clone()
+                ..cfg.baseline(&m, heads)
             };
-            let checked = m.lower_bound_applies();
-            let what = |step: usize| format!("{} (seed {seed}, step {step})", m.name());
             let out = train(&run_cfg, &obj, data, test, |p| {
-                if checked {
-                    check_lower_bound(p.objective, &cert, &what(p.step))?;
-                    lower_bound.checked_points += 1;
-                    let margin = p.objective - cert.dual;
-                    lower_bound.min_margin =
-                        Some(lower_bound.min_margin.map_or(margin, |v| v.min(margin)));
-                    if relative_suboptimality(p.objective, &cert) <= STOP_REL {
-                        return Ok(Flow::Stop);
-                    }
+                if stop.requested() {
+                    return Ok(Flow::Stop);
+                }
+                if checked && check(p.objective, p.step)? {
+                    return Ok(Flow::Stop);
                 }
                 Ok(Flow::Continue)
             })?;
-            let s = RunSummary::new(&out, &cert, checked);
-            on_event(CompareEvent::RunFinished(&s));
-            runs.push(s);
-            curves.push(RunCurve {
-                method: *m,
-                outcome: out,
-            });
-        }
+            if stop.requested() {
+                // Cut short by the signal, not by its budget: not a result.
+                result.interrupted = true;
+                break;
+            }
+            out
+        };
+        let s = RunSummary::new(&out, &cert, checked);
+        on_event(CompareEvent::RunFinished(&s));
+        result.runs.push(s);
+        result.curves.push(RunCurve {
+            method: m,
+            outcome: out,
+        });
+        // 3. The table, over the runs so far.
+        result.table = table_rows(&result.runs, &cfg.methods, &result.convex);
+        on_event(CompareEvent::Progress(&result));
     }
-
-    // 3. The table.
-    let table = table_rows(&runs, &cfg.methods, &convex);
-    Ok(CompareResult {
-        beta: problem.beta,
-        beta_max: bmax,
-        heads,
-        seeds: cfg.seeds,
-        convex,
-        methods,
-        runs,
-        curves,
-        table,
-        lower_bound,
-    })
+    Ok(result)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -839,6 +909,7 @@ mod tests {
                     format!("start {} {seed}", method.name())
                 }
                 CompareEvent::RunFinished(s) => format!("done {}", s.method),
+                CompareEvent::Progress(r) => format!("{} runs", r.runs.len()),
             })
         })
         .unwrap();
@@ -848,10 +919,13 @@ mod tests {
                 "convex",
                 "start simplex-projected 0",
                 "done simplex-projected",
+                "1 runs",
                 "start softmax 0",
-                "done softmax"
+                "done softmax",
+                "2 runs"
             ]
         );
+        assert!(!r.interrupted);
         // The convex reference is certified.
         let c = &r.convex;
         assert!(c.converged && c.certificate.relative_gap <= 1e-10);
@@ -897,5 +971,66 @@ mod tests {
         assert!(v["convex"].get("stop").is_none());
         assert_eq!(v["methods"][0]["method"], "simplex-projected");
         assert_eq!(v["runs"][1]["method"], "softmax");
+    }
+
+    #[test]
+    fn a_stopped_comparison_keeps_its_runs_and_resumes_without_retraining_them() {
+        let (train, test) = tiny();
+        let stop = crate::solver::Interrupt::new();
+        let cfg = CompareConfig {
+            seeds: 2,
+            budget_seconds: 0.1,
+            methods: Method::parse_list("simplex", Parametrization::Projected).unwrap(),
+            solver: SolverOptions {
+                interrupt: Some(stop.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        // Ctrl-C while the first run finishes: the second is not started.
+        let first = run_compare(&train, &cfg, Some(&test), |e| {
+            if let CompareEvent::RunFinished(_) = e {
+                stop.request();
+            }
+        })
+        .unwrap();
+        assert!(first.interrupted);
+        assert_eq!(first.runs.len(), 1);
+        stop.clear();
+
+        let mut started = Vec::new();
+        let done = first.curves.clone();
+        let r = run_compare_resumed(&train, &cfg, Some(&test), done, |e| {
+            if let CompareEvent::RunStarted { seed, .. } = e {
+                started.push(seed);
+            }
+        })
+        .unwrap();
+        assert!(!r.interrupted);
+        assert_eq!(started, [1], "only the unfinished run is trained");
+        assert_eq!(r.runs.len(), 2);
+        assert_eq!(
+            r.runs[0], first.runs[0],
+            "a kept run is summarized as before"
+        );
+        assert_eq!(
+            r.lower_bound.checked_points,
+            r.curves
+                .iter()
+                .map(|c| c.outcome.points.len())
+                .sum::<usize>()
+        );
+
+        // Runs that are not the plan's are refused.
+        let mut wrong = first.curves.clone();
+        wrong[0].outcome.seed = 1;
+        let err = run_compare_resumed(&train, &cfg, Some(&test), wrong, |_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("do not follow the plan"), "{err}");
+        // A stop during the convex solve: no runs.
+        stop.request();
+        let r = run_compare(&train, &cfg, Some(&test), |_| {}).unwrap();
+        assert!(r.interrupted && r.runs.is_empty());
     }
 }

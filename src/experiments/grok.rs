@@ -8,7 +8,9 @@
 //! serialize to the field names summary.json has always had, and read back
 //! from it (`serde_json::from_str::<GrokRunSummary>`).
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
+
+use crate::report::nan_if_null;
 
 use crate::grok::global::GlobalPoint;
 use crate::grok::{
@@ -19,11 +21,6 @@ use crate::solver::Certificate;
 
 /// The program of the global model, in words.
 pub const GLOBAL_PROGRAM: &str = "gated (SPEC §4d), one-hot tokens, cross-entropy, intercept";
-
-/// A value written as `null` (serde_json writes NaN and ±∞ so) reads back as NaN.
-fn nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
-}
 
 /// One curve point of any model (a row of curves.csv).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

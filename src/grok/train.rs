@@ -29,7 +29,6 @@ use candle_core::{DType, Device, WithDType};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Deserializer};
 
 use super::checkpoint::TrainState;
 use super::data::{Examples, SEQ_LEN};
@@ -133,21 +132,16 @@ impl TrainConfig {
     }
 }
 
-/// A value written as `null` (serde_json writes NaN and ±∞ so) reads back as NaN.
-fn nan_if_null<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
-    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
-}
-
 /// One evaluation.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Record {
     pub step: usize,
     /// Training seconds so far (evaluation excluded).
     pub seconds: f64,
-    #[serde(deserialize_with = "nan_if_null")]
+    #[serde(deserialize_with = "crate::report::nan_if_null")]
     pub train_loss: f64,
     pub train_acc: f64,
-    #[serde(deserialize_with = "nan_if_null")]
+    #[serde(deserialize_with = "crate::report::nan_if_null")]
     pub val_loss: f64,
     pub val_acc: f64,
 }
