@@ -98,3 +98,64 @@ fn teacher_refuses_bad_input_with_the_fix() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("--positions"));
     assert!(!out.exists(), "nothing is written on bad input");
 }
+
+#[test]
+fn sigint_keeps_the_solved_positions_and_resume_finishes_without_solving_them_again() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("bert");
+    let text = std::fs::read_to_string(CORPUS).unwrap();
+    write_tiny_bert(&model, &text, TinySize::default(), 1).unwrap();
+    let m = model.to_str().unwrap();
+    // The softmax student trains for its 2 s budget: the signal lands there.
+    let mut a = args(m, "out");
+    let steps = a.iter().position(|s| *s == "--softmax-steps").unwrap();
+    a[steps + 1] = "100000000";
+    a.extend(["--softmax-seconds", "2"]);
+    let out = dir.path().join("out");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_convexformer"))
+        .args(&a)
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let solved = || {
+        std::fs::read_to_string(out.join("positions.csv"))
+            .map_or(0, |s| s.lines().count().saturating_sub(1))
+    };
+    let started = Instant::now();
+    while solved() < 2 {
+        assert!(child.try_wait().unwrap().is_none(), "ended early");
+        assert!(started.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    let s = common::cli::json(&out.join("summary.json"));
+    assert_eq!(s["state"], "interrupted");
+    let kept = s["convex"]["positions"].clone();
+    assert_eq!(kept.as_array().unwrap().len(), 2);
+
+    let mut r = a.clone();
+    r.push("--resume");
+    let o = cf(&r, dir.path());
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("2 of 2 positions already solved"), "{err}");
+    assert!(
+        !err.contains("convex r="),
+        "a kept position was solved again: {err}"
+    );
+    let s = common::cli::json(&out.join("summary.json"));
+    assert_eq!(s["state"], "finished");
+    assert_eq!(s["convex"]["positions"], kept);
+    assert!(s["softmax"]["test_error"].as_f64().unwrap().is_finite());
+}

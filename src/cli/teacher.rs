@@ -8,20 +8,29 @@
 //! convexformer teacher --model-dir teacher-assets/all-MiniLM-L6-v2 \
 //!     --corpus teacher-assets/corpus.txt --out teacher-out
 //! ```
+//!
+//! positions.csv and summary.json are rewritten after every position's
+//! certified path; Ctrl-C keeps the finished positions and exits 130, and
+//! `--resume` solves only the remaining positions, then trains the softmax
+//! student (from its start: its time budget is part of the measurement).
 
 use super::common::{command_line, prepare_out_dir, write_json};
+use super::interrupt::{self, Interrupted};
+use super::resume;
 use anyhow::{bail, Context};
 use clap::Args;
 use convexformer::plot::{bar_plot, heatmap, line_plot, Heatmap, LinePlot, Series};
 use convexformer::problem::Program;
 use convexformer::solver::SolverOptions;
+use convexformer::teacher::convex_student::ConvexStudent;
 use convexformer::teacher::corpus::read_corpus;
+use convexformer::teacher::experiment::{run_experiment_resumed, Outcome};
 use convexformer::teacher::softmax_student::SoftmaxConfig;
-use convexformer::teacher::{run_experiment, ExperimentConfig, ExperimentResult, Teacher};
+use convexformer::teacher::{ExperimentConfig, ExperimentResult, Teacher};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, serde::Serialize)]
 pub struct TeacherArgs {
     /// A BERT-family folder: config.json, model.safetensors, tokenizer.json
     /// (scripts/setup_teacher.sh installs all-MiniLM-L6-v2).
@@ -32,10 +41,17 @@ pub struct TeacherArgs {
     pub corpus: PathBuf,
     /// Output folder.
     #[arg(long, default_value = "teacher-out")]
+    #[serde(skip)]
     pub out: PathBuf,
     /// Overwrite convexformer's files in a non-empty --out.
     #[arg(long)]
+    #[serde(skip)]
     pub force: bool,
+    /// Continue an interrupted run in --out: its finished positions are kept
+    /// (the other options must be the recorded ones).
+    #[arg(long, conflicts_with = "force")]
+    #[serde(skip)]
+    pub resume: bool,
     /// Use at most this many (distinct) sentences of the corpus.
     #[arg(long)]
     pub max_sentences: Option<usize>,
@@ -162,12 +178,58 @@ impl TeacherArgs {
 }
 
 pub fn run(a: TeacherArgs) -> anyhow::Result<()> {
-    let cfg = a.config()?;
+    let mut cfg = a.config()?;
+    cfg.solver.interrupt = Some(interrupt::install()?);
+    let arguments = resume::arguments(&a)?;
     let sentences = read_corpus(&a.corpus, a.max_sentences)?;
     let teacher = Teacher::load(&a.model_dir)?;
-    prepare_out_dir(&a.out, a.force)?;
-    let res = run_experiment(&teacher, &sentences, &cfg, |m| eprintln!("{m}"))?;
-    write_outputs(&a, &cfg, &teacher, &res)?;
+    let done = if a.resume {
+        let done = read_resumed(&a.out, &arguments)?;
+        eprintln!(
+            "resuming in {}: {} of {} positions already solved",
+            a.out.display(),
+            done.len(),
+            cfg.positions.len()
+        );
+        done
+    } else {
+        prepare_out_dir(&a.out, a.force)?;
+        Vec::new()
+    };
+    let partial = |convex: &[ConvexStudent], state: &str| -> anyhow::Result<()> {
+        super::common::write_file(&a.out.join("positions.csv"), positions_csv(convex))?;
+        write_json(
+            &a.out.join("summary.json"),
+            &serde_json::json!({
+                "command": command_line(),
+                "arguments": arguments,
+                "state": state,
+                "config": cfg,
+                "convex": { "positions": convex },
+            }),
+        )
+    };
+    let outcome = run_experiment_resumed(
+        &teacher,
+        &sentences,
+        &cfg,
+        done,
+        |m| eprintln!("{m}"),
+        |convex| {
+            partial(convex, "running").map_err(|e| convexformer::error::Error::Io {
+                path: a.out.clone(),
+                source: std::io::Error::other(format!("{e:#}")),
+            })
+        },
+    )?;
+    let res = match outcome {
+        Outcome::Finished(res) => res,
+        Outcome::Interrupted { convex } => {
+            partial(&convex, "interrupted")?;
+            return Err(Interrupted::wrote_to(&a.out, true));
+        }
+    };
+    write_outputs(&a, &cfg, &arguments, &teacher, &res)?;
     print!("{}", summary_table(&res));
     println!(
         "wrote {0}/curves.csv, {0}/positions.csv, {0}/summary.json and plots",
@@ -225,9 +287,48 @@ fn summary_table(res: &ExperimentResult) -> String {
     s
 }
 
+/// The convex students finished by the run recorded in `out`, once the
+/// command line is shown to be the recorded one.
+fn read_resumed(out: &Path, arguments: &serde_json::Value) -> anyhow::Result<Vec<ConvexStudent>> {
+    let summary = resume::read_summary(out, "summary.json")?;
+    resume::check_same_arguments(&summary["arguments"], arguments, out)?;
+    serde_json::from_value(summary["convex"]["positions"].clone()).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot resume: the positions in {}/summary.json are unreadable ({e}); start a new run with --force",
+            out.display()
+        )
+    })
+}
+
+/// positions.csv: each position's chosen point.
+fn positions_csv(convex: &[ConvexStudent]) -> String {
+    let mut pos = String::from(
+        "position,train_samples,beta_ratio,relative_gap,certified,train_error,val_error,test_error,active_tokens\n",
+    );
+    for s in convex {
+        let p = &s.points[s.chosen];
+        let toks: Vec<String> = p.active_tokens.iter().map(|t| t.to_string()).collect();
+        let _ = writeln!(
+            pos,
+            "{},{},{:.6e},{:.3e},{},{:.6},{:.6},{:.6},{}",
+            s.position,
+            s.samples[0],
+            p.beta_ratio,
+            p.relative_gap,
+            p.certified,
+            p.error(0),
+            p.error(1),
+            p.error(2),
+            toks.join(" ")
+        );
+    }
+    pos
+}
+
 fn write_outputs(
     a: &TeacherArgs,
     cfg: &ExperimentConfig,
+    arguments: &serde_json::Value,
     teacher: &Teacher,
     res: &ExperimentResult,
 ) -> anyhow::Result<()> {
@@ -252,27 +353,7 @@ fn write_outputs(
         );
     }
     super::common::write_file(&out.join("curves.csv"), csv)?;
-    let mut pos = String::from(
-        "position,train_samples,beta_ratio,relative_gap,certified,train_error,val_error,test_error,active_tokens\n",
-    );
-    for s in &res.convex {
-        let p = &s.points[s.chosen];
-        let toks: Vec<String> = p.active_tokens.iter().map(|t| t.to_string()).collect();
-        let _ = writeln!(
-            pos,
-            "{},{},{:.6e},{:.3e},{},{:.6},{:.6},{:.6},{}",
-            s.position,
-            s.samples[0],
-            p.beta_ratio,
-            p.relative_gap,
-            p.certified,
-            p.error(0),
-            p.error(1),
-            p.error(2),
-            toks.join(" ")
-        );
-    }
-    super::common::write_file(&out.join("positions.csv"), pos)?;
+    super::common::write_file(&out.join("positions.csv"), positions_csv(&res.convex))?;
     let c = convex_chosen(res);
     let soft = softmax_final(res);
     let certified = res
@@ -283,6 +364,8 @@ fn write_outputs(
         &out.join("summary.json"),
         &serde_json::json!({
             "command": command_line(),
+            "arguments": arguments,
+            "state": "finished",
             "model_dir": teacher.dir,
             "teacher": {
                 "layers": teacher.config.num_hidden_layers,

@@ -19,7 +19,7 @@ use crate::solver::{beta_grid, beta_max, solve_path, Solution, SolverOptions};
 const MAX_BYTES: u64 = 8 << 30;
 
 /// One point of a position's path.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ConvexPoint {
     pub beta: f64,
     pub beta_ratio: f64,
@@ -44,7 +44,7 @@ impl ConvexPoint {
 }
 
 /// The path of one output position.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ConvexStudent {
     pub position: usize,
     pub samples: [usize; 3],

@@ -187,13 +187,45 @@ fn gather_attention(f: &Features, idx: &[usize]) -> Vec<f32> {
         .collect()
 }
 
+/// How a run of the experiment ended.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    Finished(Box<ExperimentResult>),
+    /// Stopped by `cfg.solver.interrupt`: the convex students finished before
+    /// it (a position whose path was cut short is dropped; so is a stopped
+    /// softmax student, whose time budget is part of the measurement).
+    Interrupted {
+        convex: Vec<ConvexStudent>,
+    },
+}
+
 /// Runs the teacher on `sentences` and both students; `log` gets progress lines.
 pub fn run_experiment(
     teacher: &Teacher,
     sentences: &[String],
     cfg: &ExperimentConfig,
-    mut log: impl FnMut(&str),
+    log: impl FnMut(&str),
 ) -> Result<ExperimentResult> {
+    match run_experiment_resumed(teacher, sentences, cfg, Vec::new(), log, |_| Ok(()))? {
+        Outcome::Finished(r) => Ok(*r),
+        Outcome::Interrupted { .. } => invalid("the experiment was interrupted"),
+    }
+}
+
+/// [`run_experiment`] that can stop and go on: `done` are the convex
+/// students a stopped run finished (the first positions of
+/// `cfg.positions`, in order), kept and not solved again; `on_position` sees
+/// the finished students after each position; raising `cfg.solver.interrupt`
+/// stops the run ([`Outcome::Interrupted`]).
+pub fn run_experiment_resumed(
+    teacher: &Teacher,
+    sentences: &[String],
+    cfg: &ExperimentConfig,
+    done: Vec<ConvexStudent>,
+    mut log: impl FnMut(&str),
+    mut on_position: impl FnMut(&[ConvexStudent]) -> Result<()>,
+) -> Result<Outcome> {
+    let stop = cfg.solver.interrupt.clone().unwrap_or_default();
     if cfg.positions.is_empty() {
         return invalid("--positions must name at least one output position");
     }
@@ -220,9 +252,21 @@ pub fn run_experiment(
         proj.dim_out, proj.energy_kept
     ));
 
-    // (b) convex, one certified path per position.
-    let mut convex = Vec::with_capacity(cfg.positions.len());
-    for &r in &cfg.positions {
+    // (b) convex, one certified path per position; the finished ones kept.
+    if done.len() > cfg.positions.len()
+        || done.iter().zip(&cfg.positions).any(|(s, &r)| {
+            s.position != r || s.samples != [sets[0].len(), sets[1].len(), sets[2].len()]
+        })
+    {
+        return invalid(
+            "the finished convex students are not those of these positions and sentences",
+        );
+    }
+    let mut convex = done;
+    for &r in &cfg.positions[convex.len()..] {
+        if stop.requested() {
+            return Ok(Outcome::Interrupted { convex });
+        }
         let ds: Vec<_> = sets
             .iter()
             .map(|idx| position_dataset(&f, idx, r, &proj).map(|(d, _)| d))
@@ -245,7 +289,12 @@ pub fn run_experiment(
                 ))
             },
         )?;
+        if stop.requested() {
+            // Its path may have been cut short: not a result.
+            return Ok(Outcome::Interrupted { convex });
+        }
         convex.push(student);
+        on_position(&convex)?;
     }
     let mut curves = convex_curve(&convex);
 
@@ -265,6 +314,7 @@ pub fn run_experiment(
         &cfg.positions,
         &mean_all,
         &cfg.softmax,
+        Some(&stop),
         |step, secs, m| {
             let p = CurvePoint {
                 model: "softmax".into(),
@@ -285,6 +335,9 @@ pub fn run_experiment(
             Ok(())
         },
     )?;
+    if stop.requested() {
+        return Ok(Outcome::Interrupted { convex });
+    }
 
     // Maps and sparsity on the test sentences.
     let test = &sets[2];
@@ -317,7 +370,7 @@ pub fn run_experiment(
         softmax: crop(&soft_att, ex_pos * f.n * f.n),
     };
     let tokens_per_sentence = f.lengths.iter().sum::<usize>() as f64 / f.len() as f64;
-    Ok(ExperimentResult {
+    Ok(Outcome::Finished(Box::new(ExperimentResult {
         sentences: [sets[0].len(), sets[1].len(), sets[2].len()],
         tokens_per_sentence,
         n: f.n,
@@ -334,7 +387,7 @@ pub fn run_experiment(
         tokens_for_90: [teacher90, softmax90, convex90],
         example,
         split: sets,
-    })
+    })))
 }
 
 /// The convex students' path points pooled over positions by path index:

@@ -177,13 +177,15 @@ pub fn predict(
 
 /// Trains with AdamW on minibatches of `train` until `max_steps` or
 /// `max_seconds`; `on_eval(step, seconds, model)` runs every `eval_every`
-/// steps and at the end (its time is not counted in `seconds`).
+/// steps and at the end (its time is not counted in `seconds`). A raised
+/// `stop` ends training before the next step.
 pub fn train(
     f: &Features,
     train_idx: &[usize],
     positions: &[usize],
     mean: &[f64],
     cfg: &SoftmaxConfig,
+    stop: Option<&crate::solver::Interrupt>,
     mut on_eval: impl FnMut(usize, f64, &SoftmaxStudent) -> Result<()>,
 ) -> Result<SoftmaxStudent> {
     if cfg.batch == 0 || cfg.max_steps == 0 || cfg.eval_every == 0 {
@@ -202,6 +204,9 @@ pub fn train(
     let (mut pos, mut trained) = (order.len(), 0.0);
     on_eval(0, 0.0, &model)?;
     for step in 1..=cfg.max_steps {
+        if stop.is_some_and(|s| s.requested()) {
+            break;
+        }
         let t0 = Instant::now();
         if pos + cfg.batch > order.len() {
             order.shuffle(&mut rng);

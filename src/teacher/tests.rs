@@ -260,3 +260,86 @@ fn small_helpers() {
     let (num, den) = squared_errors(&[1.0f64, 2.0], &[1.0, 4.0], &[0.0, 0.0]);
     assert_eq!((num, den), (4.0, 17.0));
 }
+
+#[test]
+fn a_stopped_experiment_keeps_its_positions_and_resumes_to_the_same_students() {
+    use super::convex_student::ConvexStudent;
+    use super::experiment::{run_experiment_resumed, Outcome};
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = tiny(dir.path());
+    let stop = crate::solver::Interrupt::new();
+    let cfg = ExperimentConfig {
+        solver: SolverOptions {
+            interrupt: Some(stop.clone()),
+            ..Default::default()
+        },
+        ..config(vec![0, 1, 2])
+    };
+    // Timings aside, a position's path is deterministic.
+    let untimed = |v: &[ConvexStudent]| {
+        let mut v = v.to_vec();
+        for s in &mut v {
+            s.points.iter_mut().for_each(|p| p.seconds = 0.0);
+        }
+        v
+    };
+    let whole = run_experiment(&teacher, &sentences(), &cfg, |_| {}).unwrap();
+
+    // Ctrl-C once the first position is solved.
+    let mut seen = Vec::new();
+    let out = run_experiment_resumed(
+        &teacher,
+        &sentences(),
+        &cfg,
+        vec![],
+        |_| {},
+        |c| {
+            seen.push(c.len());
+            stop.request();
+            Ok(())
+        },
+    )
+    .unwrap();
+    let Outcome::Interrupted { convex } = out else {
+        panic!("not interrupted")
+    };
+    assert_eq!(seen, [1]);
+    assert_eq!(untimed(&convex), untimed(&whole.convex[..1]));
+    stop.clear();
+
+    let mut seen = Vec::new();
+    let out = run_experiment_resumed(
+        &teacher,
+        &sentences(),
+        &cfg,
+        convex.clone(),
+        |_| {},
+        |c| {
+            seen.push(c.len());
+            Ok(())
+        },
+    )
+    .unwrap();
+    let Outcome::Finished(res) = out else {
+        panic!("stopped again")
+    };
+    assert_eq!(seen, [2, 3], "only the remaining positions are solved");
+    assert_eq!(
+        res.convex[0], convex[0],
+        "a kept position is not solved again"
+    );
+    assert_eq!(untimed(&res.convex), untimed(&whole.convex));
+
+    // Students of other positions are refused.
+    let err = run_experiment_resumed(
+        &teacher,
+        &sentences(),
+        &config(vec![1, 2]),
+        convex,
+        |_| {},
+        |_| Ok(()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("not those of these positions"), "{err}");
+}
