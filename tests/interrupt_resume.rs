@@ -446,3 +446,57 @@ fn sigint_during_compare_keeps_finished_runs_and_resume_trains_only_the_rest() {
     );
     assert!(out.join("suboptimality_time.png").exists());
 }
+
+#[test]
+fn a_write_failing_mid_run_is_a_clear_error_and_leaves_only_whole_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("broken");
+    let mut child = spawn(dir.path(), &args("broken", &[]));
+    let started = Instant::now();
+    while points(&out) < 2 {
+        assert!(child.try_wait().unwrap().is_none(), "finished too soon");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no point in 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // An I/O error on the next write, whoever runs the test (root ignores
+    // read-only folders): path.csv's name now belongs to a folder, so
+    // renaming the next version into place fails.
+    loop {
+        let csv = out.join("path.csv");
+        let _ = std::fs::remove_file(&csv);
+        if std::fs::create_dir(&csv).is_ok() {
+            break;
+        }
+    }
+    let before = points(&out);
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot write") && err.contains("path.csv"),
+        "{err}"
+    );
+    // Every file left is whole: path.json parses and holds the points
+    // written before the failure; no temporary file is left behind.
+    assert!(points(&out) >= before);
+    let j = json(&out.join("path.json"));
+    assert_eq!(j["state"], "running");
+    let leftovers: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    assert!(checkpoint_is_whole(&out));
+}
+
+/// checkpoint.safetensors, if there, parses.
+fn checkpoint_is_whole(out: &Path) -> bool {
+    match std::fs::read(out.join("checkpoint.safetensors")) {
+        Err(_) => true,
+        Ok(b) => safetensors::SafeTensors::deserialize(&b).is_ok(),
+    }
+}
