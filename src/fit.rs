@@ -199,10 +199,23 @@ impl Fit {
         Ok(beta_max(&setup.problem(data, self)?))
     }
 
+    /// Refuses `data` when the solve would not fit in the memory left
+    /// ([`crate::memory`]); [`Fit::fit`] and [`Fit::path`] check it first.
+    pub fn check_memory(&self, data: &Dataset) -> Result<()> {
+        let gates = self.gates.map_or(1, |g| g.n_gates.max(1));
+        crate::memory::check_token_program(
+            data,
+            data.n_tokens.saturating_mul(gates),
+            self.loss,
+            self.options.solver,
+        )
+    }
+
     /// Checks the request against `data` and draws the gates.
     fn setup(&self, data: &Dataset) -> Result<Setup> {
         self.options.validate()?;
         self.program.check(data.n_outputs)?;
+        self.check_memory(data)?;
         let gates = match (self.program, self.gates) {
             (Program::Gated, Some(spec)) => Some(Gates::draw(spec, data)?),
             (Program::Gated, None) => return invalid("the gated program needs a gate spec"),

@@ -34,6 +34,7 @@ pub mod data;
 pub mod error;
 pub mod fit;
 pub mod loss;
+pub mod memory;
 pub mod model;
 pub mod operator;
 pub mod penalty;

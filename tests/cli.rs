@@ -727,3 +727,44 @@ fn bench_hard_suite_runs_one_case_and_saves_its_data() {
     let o = cf(&["bench", "--suite", "easy"], dir.path());
     assert!(!o.status.success() && stderr(&o).contains("planted or hard"));
 }
+
+#[test]
+fn a_solve_that_would_not_fit_in_memory_is_refused_before_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    for cmd in ["fit", "path"] {
+        let mut args = vec![
+            cmd,
+            "--data",
+            "synthetic:N=2000,n=16,d=16,active=3,seed=1",
+            "--out",
+            "small",
+        ];
+        if cmd == "fit" {
+            args.extend(["--beta-frac", "0.1"]);
+        }
+        // A machine (or a scheduler's allocation) with 1 MB left.
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_convexformer"))
+            .args(&args)
+            .current_dir(dir.path())
+            .env("CONVEXFORMER_MEMORY_BYTES", "1000000")
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{cmd}: {err}");
+        assert!(
+            err.contains("needs about") && err.contains("only 1000000 bytes"),
+            "{cmd}: {err}"
+        );
+        assert!(err.contains("fewer samples"), "{cmd}: {err}");
+        assert!(!dir.path().join("small").exists(), "{cmd} wrote its folder");
+        // With the memory it needs, the same command runs.
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_convexformer"))
+            .args(&args)
+            .current_dir(dir.path())
+            .env("CONVEXFORMER_MEMORY_BYTES", "100000000")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{cmd}: {}", stderr(&o));
+        std::fs::remove_dir_all(dir.path().join("small")).unwrap();
+    }
+}

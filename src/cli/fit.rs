@@ -36,6 +36,7 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
         gates: a.problem.gate_spec()?,
     };
     let loaded = a.problem.load()?;
+    fit.check_memory(&loaded.train)?;
     prepare_out_dir(&a.out, a.force)?;
     let fitted = fit.fit_with_validation(&loaded.train, loaded.val.as_ref())?;
     let report = &fitted.report;

@@ -79,6 +79,12 @@ pub fn run(a: PathArgs) -> anyhow::Result<()> {
     let opts = a.problem.solver_options()?;
     let loaded = a.problem.load()?;
     let gating = a.problem.gating(&loaded)?;
+    convexformer::memory::check_token_program(
+        &loaded.train,
+        loaded.train.n_tokens * gating.as_ref().map_or(1, |g| g.train.n_gates),
+        loss,
+        opts.solver,
+    )?;
     let arguments = resume::arguments(&a)?;
     let resumed = if a.resume {
         Some(read_resumed(&a.out, &arguments, &loaded)?)

@@ -550,6 +550,7 @@ pub fn run_compare_resumed(
     let stop = cfg.solver.interrupt.clone().unwrap_or_default();
 
     // 1. The certified convex solve.
+    crate::memory::check_token_program(data, data.n_tokens, cfg.loss, cfg.solver.solver)?;
     let op = TokenOperator::new(data, None);
     let mut problem = Problem::new(op, cfg.loss, cfg.program.penalty(), 1.0, cfg.intercept)?;
     let bmax = beta_max(&problem);

@@ -133,6 +133,12 @@ pub fn run_global(
     let m_train = gates.masks(&train)?;
     let m_val = gates.masks(&val)?;
     let loss = Loss::CrossEntropy;
+    crate::memory::check_token_program(
+        &train,
+        train.n_tokens * m_train.n_gates,
+        loss,
+        crate::solver::SolverKind::Auto,
+    )?;
     let op = TokenOperator::new(&train, Some(&m_train));
     let n_blocks = op.n_blocks();
     let mut problem = Problem::new(op, loss, Program::Gated.penalty(), 1.0, false)?;
