@@ -33,7 +33,8 @@ pub fn available() -> Option<u64> {
             .parse()
             .ok()
     };
-    let cgroup = read("memory.max").map(|max| max.saturating_sub(read("memory.current").unwrap_or(0)));
+    let cgroup =
+        read("memory.max").map(|max| max.saturating_sub(read("memory.current").unwrap_or(0)));
     match (meminfo, cgroup) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -128,7 +129,12 @@ pub fn check_token_program(
     loss: Loss,
     solver: SolverKind,
 ) -> Result<()> {
-    let (n, t, d, c) = (data.n_samples, data.n_tokens, data.n_features, data.n_outputs);
+    let (n, t, d, c) = (
+        data.n_samples,
+        data.n_tokens,
+        data.n_features,
+        data.n_outputs,
+    );
     // The Grams of a working set of every block, within the solver's budget.
     let m = (n_blocks as u64).saturating_mul(d as u64).saturating_add(1);
     let sets = if loss.curvature_per_output() && c > 1 {
@@ -166,7 +172,10 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, Error::TooLarge(_)));
         let msg = err.to_string();
-        assert!(msg.contains(&format!("needs about {} bytes", need.total())), "{msg}");
+        assert!(
+            msg.contains(&format!("needs about {} bytes", need.total())),
+            "{msg}"
+        );
         assert!(msg.contains("use fewer samples"), "{msg}");
         // Sizes past u64 saturate instead of wrapping to a small number.
         let huge = Need::token_program(usize::MAX, usize::MAX, 2, 2, 2, 0);

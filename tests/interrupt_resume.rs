@@ -239,22 +239,20 @@ fn sigint_during_fit_writes_the_point_reached_with_its_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("f");
     // Strongly correlated tokens: FISTA needs seconds to reach 1e-12.
-    let mut child = spawn(
-        dir.path(),
-        &[
-            "fit",
-            "--data",
-            "synthetic:N=8000,n=16,d=16,active=3,noise=0.1,seed=1,rho=0.9",
-            "--solver",
-            "fista",
-            "--tol",
-            "1e-12",
-            "--beta-frac",
-            "0.01",
-            "--out",
-            "f",
-        ],
-    );
+    let fit_args = [
+        "fit",
+        "--data",
+        "synthetic:N=8000,n=16,d=16,active=3,noise=0.1,seed=1,rho=0.9",
+        "--solver",
+        "fista",
+        "--tol",
+        "1e-12",
+        "--beta-frac",
+        "0.01",
+        "--out",
+        "f",
+    ];
+    let mut child = spawn(dir.path(), &fit_args);
     // The folder's marker is written just before the solve starts.
     let started = Instant::now();
     while !out.join(".convexformer-output").exists() {
@@ -300,6 +298,22 @@ fn sigint_during_fit_writes_the_point_reached_with_its_certificate() {
         dir.path(),
     );
     assert!(o.status.success(), "{}", stderr(&o));
+
+    // --resume continues from the saved point to the certified optimum.
+    let reached = p;
+    let o = cf(&[&fit_args[..], &["--resume"]].concat(), dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("resuming the interrupted fit"));
+    let r = json(&out.join("report.json"));
+    let res = &r["result"];
+    assert_eq!(res["stop_reason"], "converged");
+    assert_eq!(r["resumed"], true);
+    assert!(res["relative_gap"].as_f64().unwrap() <= 1e-12);
+    assert!(res["objective"].as_f64().unwrap() <= reached);
+    // A finished fit has nothing to resume; another β is another fit.
+    let o = cf(&[&fit_args[..], &["--resume"]].concat(), dir.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("nothing to resume"), "{}", stderr(&o));
 }
 
 #[test]

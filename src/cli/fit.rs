@@ -1,32 +1,50 @@
-//! `convexformer fit`: one certified solve.
+//! `convexformer fit`: one certified solve. Ctrl-C writes the point reached
+//! with its certificate; `--resume` continues from it (warm start).
 
 use super::common::{command_line, data_json, prepare_out_dir, write_json, BetaArgs, ProblemArgs};
 use super::interrupt::Interrupted;
+use super::resume;
+use anyhow::bail;
 use clap::Args;
 use convexformer::fit::Fit;
+use convexformer::model::Model;
 use convexformer::report::SolveReport;
 use convexformer::solver::StopReason;
 use std::path::PathBuf;
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, serde::Serialize)]
 pub struct FitArgs {
     #[command(flatten)]
+    #[serde(flatten)]
     pub problem: ProblemArgs,
     #[command(flatten)]
+    #[serde(flatten)]
     pub beta: BetaArgs,
     /// Output folder (report.json, model.safetensors).
     #[arg(long)]
+    #[serde(skip)]
     pub out: PathBuf,
     /// Overwrite convexformer's files in an existing output folder.
     #[arg(long)]
+    #[serde(skip)]
     pub force: bool,
+    /// Continue an interrupted fit in --out from the point it reached (its
+    /// model.safetensors is the warm start; the other options must be the
+    /// recorded ones).
+    #[arg(long, conflicts_with = "force")]
+    #[serde(skip)]
+    pub resume: bool,
 }
 
 pub fn run(a: FitArgs) -> anyhow::Result<()> {
     super::interrupt::install()?;
     if a.problem.model == "sequence" {
+        if a.resume {
+            bail!("--resume: a fit of the sequence program cannot resume yet; run it again with --force");
+        }
         return super::sequence::run(a);
     }
+    let arguments = resume::arguments(&a)?;
     let fit = Fit {
         program: a.problem.program()?,
         loss: a.problem.loss()?,
@@ -37,14 +55,28 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
     };
     let loaded = a.problem.load()?;
     fit.check_memory(&loaded.train)?;
-    prepare_out_dir(&a.out, a.force)?;
-    let fitted = fit.fit_with_validation(&loaded.train, loaded.val.as_ref())?;
+    let warm = if a.resume {
+        let warm = read_resumed(&a.out, &arguments, &loaded)?;
+        eprintln!("resuming the interrupted fit in {}", a.out.display());
+        Some(warm)
+    } else {
+        prepare_out_dir(&a.out, a.force)?;
+        None
+    };
+    let fitted = fit.fit_from(
+        &loaded.train,
+        loaded.val.as_ref(),
+        warm.as_ref()
+            .map(|m| (m.coef.as_slice(), m.intercept.as_slice())),
+    )?;
     let report = &fitted.report;
     fitted.model.save(&a.out.join("model.safetensors"))?;
     write_json(
         &a.out.join("report.json"),
         &serde_json::json!({
             "command": command_line(),
+            "arguments": arguments,
+            "resumed": a.resume,
             "data": data_json(&loaded),
             "program": fit.program,
             "loss": fit.loss.name(),
@@ -61,7 +93,7 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
         );
     }
     if report.solve.stop_reason == StopReason::Interrupted {
-        return Err(Interrupted::wrote_to(&a.out, false));
+        return Err(Interrupted::wrote_to(&a.out, true));
     }
     println!(
         "wrote {}/report.json and {}/model.safetensors",
@@ -89,4 +121,31 @@ pub fn print_summary(r: &SolveReport) {
         "{} iterations, {:.1} data passes, {:.3} s; active tokens {:?}; {} heads; heads' nonconvex objective differs by {:.1e}",
         r.solve.iterations, r.solve.data_passes, r.solve.seconds, r.active_tokens, r.n_heads, r.recovery_relative_difference
     );
+}
+
+/// The model an interrupted fit in `out` reached, once the command line and
+/// the data are shown to be the recorded ones.
+fn read_resumed(
+    out: &std::path::Path,
+    arguments: &serde_json::Value,
+    loaded: &super::common::Loaded,
+) -> anyhow::Result<Model> {
+    let report = resume::read_summary(out, "report.json")?;
+    resume::check_same_arguments(&report["arguments"], arguments, out)?;
+    if report["data"] != data_json(loaded) {
+        bail!(
+            "cannot resume in {}: the data differs from the recorded fit's ({} now, {} recorded); start a new fit with --force",
+            out.display(),
+            data_json(loaded),
+            report["data"]
+        );
+    }
+    let reason = &report["result"]["stop_reason"];
+    if reason != "interrupted" {
+        bail!(
+            "nothing to resume in {}: its fit ended with stop reason {reason}; to solve again, run without --resume and with --force",
+            out.display()
+        );
+    }
+    Ok(Model::load(&out.join("model.safetensors"))?)
 }
