@@ -91,11 +91,7 @@ fn sigint_in_the_middle_keeps_finished_points_and_resume_matches_an_uninterrupte
     // signal usually lands mid-solve; between two points is checked too.
     std::thread::sleep(Duration::from_millis(100));
     let signalled = started.elapsed();
-    let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    common::cli::signal(&child, "-INT");
     let o = child.wait_with_output().unwrap();
     let stopped_after = started.elapsed() - signalled;
     let err = stderr(&o);
@@ -155,11 +151,7 @@ fn sigint_in_the_middle_keeps_finished_points_and_resume_matches_an_uninterrupte
     }
     assert!(out.join("checkpoint.safetensors").exists());
     assert!(out.join("active_tokens.png").exists());
-    let leftovers: Vec<_> = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".tmp-"))
-        .collect();
+    let leftovers = common::cli::temporaries(&out);
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 
     // A different command line is refused, naming the option; nothing changes.
@@ -264,11 +256,7 @@ fn sigint_during_fit_writes_the_point_reached_with_its_certificate() {
         child.try_wait().unwrap().is_none(),
         "the fit finished before it could be interrupted: make it slower"
     );
-    let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    common::cli::signal(&child, "-INT");
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
     let r = json(&out.join("report.json"));
@@ -331,12 +319,7 @@ fn sigterm_stops_cleanly_and_a_second_signal_exits_at_once_leaving_whole_files()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let pid = child.id().to_string();
-    let signal = |name: &str| {
-        let s = Command::new("kill").args([name, &pid]).status().unwrap();
-        assert!(s.success());
-    };
-    signal("-TERM");
+    common::cli::signal(&child, "-TERM");
     // The second signal only after the first was seen (two pending signals
     // of one kind may be delivered as one).
     let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
@@ -345,7 +328,7 @@ fn sigterm_stops_cleanly_and_a_second_signal_exits_at_once_leaving_whole_files()
         .map(|l| l.unwrap())
         .find(|l| l.contains("SIGTERM: finishing the current iteration"));
     assert!(seen.is_some(), "no message for the first signal");
-    signal("-INT");
+    common::cli::signal(&child, "-INT");
     let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(131), "{rest:?}");
@@ -407,11 +390,7 @@ fn sigint_during_compare_keeps_finished_runs_and_resume_trains_only_the_rest() {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(200));
-    let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    common::cli::signal(&child, "-INT");
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
     let j = json(&out.join("summary.json"));
@@ -498,11 +477,7 @@ fn a_write_failing_mid_run_is_a_clear_error_and_leaves_only_whole_files() {
     assert!(points(&out) >= before);
     let j = json(&out.join("path.json"));
     assert_eq!(j["state"], "running");
-    let leftovers: Vec<_> = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".tmp-"))
-        .collect();
+    let leftovers = common::cli::temporaries(&out);
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
     assert!(checkpoint_is_whole(&out));
 }

@@ -16,8 +16,7 @@ use super::common::{
     command_line, data_json, prepare_out_dir, write_json, BetaArgs, Loaded, ProblemArgs,
 };
 use super::interrupt::{self, Interrupted};
-use super::resume;
-use anyhow::bail;
+use super::resume::{self, RunState};
 use clap::Args;
 use convexformer::baselines::{
     Decay, ModelKind, OptimizerKind, Parametrization, Precision, TrainOutcome,
@@ -261,7 +260,7 @@ pub fn run(a: CompareArgs) -> anyhow::Result<()> {
         CompareEvent::Progress(r) => {
             // Every finished run on disk at once; the first failure is kept.
             if written.is_ok() {
-                written = files.write(r, "running");
+                written = files.write(r, RunState::Running);
             }
         }
     });
@@ -275,9 +274,9 @@ pub fn run(a: CompareArgs) -> anyhow::Result<()> {
 
     // Outputs.
     let state = if result.interrupted {
-        "interrupted"
+        RunState::Interrupted
     } else {
-        "finished"
+        RunState::Finished
     };
     files.write(&result, state)?;
     if !result.curves.is_empty() {
@@ -314,7 +313,7 @@ struct Files<'a> {
 
 impl Files<'_> {
     /// Rewrites compare.csv and summary.json from the runs in `result`.
-    fn write(&self, result: &CompareResult, state: &str) -> anyhow::Result<()> {
+    fn write(&self, result: &CompareResult, state: RunState) -> anyhow::Result<()> {
         super::common::write_file(&self.out.join("compare.csv"), csv(result)?)?;
         let cfg = self.cfg;
         // Through a serde_json::Value, as always: keys sorted at every level.
@@ -323,7 +322,7 @@ impl Files<'_> {
             &serde_json::json!({
                 "command": command_line(),
                 "arguments": self.arguments,
-                "state": state,
+                "state": state.name(),
                 "data": data_json(self.loaded),
                 "split": self.split_note,
                 "program": cfg.program,
@@ -354,14 +353,7 @@ fn read_resumed(
 ) -> anyhow::Result<Vec<RunCurve>> {
     let summary = resume::read_summary(out, "summary.json")?;
     resume::check_same_arguments(&summary["arguments"], arguments, out)?;
-    if summary["data"] != data_json(loaded) {
-        bail!(
-            "cannot resume in {}: the data differs from the recorded run's ({} now, {} recorded); start a new run with --force",
-            out.display(),
-            data_json(loaded),
-            summary["data"]
-        );
-    }
+    resume::check_same_data(&summary["data"], &data_json(loaded), out)?;
     serde_json::from_value(summary["curves"].clone()).map_err(|e| {
         anyhow::anyhow!(
             "cannot resume: the runs in {}/summary.json are unreadable ({e}); start a new run with --force",

@@ -132,14 +132,7 @@ fn read_resumed(
 ) -> anyhow::Result<Model> {
     let report = resume::read_summary(out, "report.json")?;
     resume::check_same_arguments(&report["arguments"], arguments, out)?;
-    if report["data"] != data_json(loaded) {
-        bail!(
-            "cannot resume in {}: the data differs from the recorded fit's ({} now, {} recorded); start a new fit with --force",
-            out.display(),
-            data_json(loaded),
-            report["data"]
-        );
-    }
+    resume::check_same_data(&report["data"], &data_json(loaded), out)?;
     let reason = &report["result"]["stop_reason"];
     if reason != "interrupted" {
         bail!(

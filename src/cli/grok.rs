@@ -23,7 +23,7 @@
 
 use super::common::{command_line, prepare_out_dir, write_json};
 use super::interrupt::{self, Interrupted};
-use super::resume;
+use super::resume::{self, RunState};
 use anyhow::{bail, Context};
 use candle_core::DType;
 use clap::Args;
@@ -140,24 +140,6 @@ pub struct GrokArgs {
 
 /// The checkpoints' folder inside --out.
 const CHECKPOINTS: &str = "checkpoints";
-
-/// What summary.json says about the run as a whole.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum RunState {
-    Running,
-    Interrupted,
-    Finished,
-}
-
-impl RunState {
-    fn name(self) -> &'static str {
-        match self {
-            RunState::Running => "running",
-            RunState::Interrupted => "interrupted",
-            RunState::Finished => "finished",
-        }
-    }
-}
 
 /// The finished runs so far, in the order of the run's plan.
 #[derive(Default)]

@@ -13,6 +13,7 @@ use super::common::{
 use super::interrupt::{self, Interrupted};
 use super::path_resume::{read_resumed, Resumed};
 use super::resume;
+pub use super::resume::RunState;
 use anyhow::bail;
 use clap::Args;
 use convexformer::loss::Loss;
@@ -48,25 +49,6 @@ pub struct PathArgs {
     #[arg(long, conflicts_with = "force")]
     #[serde(skip)]
     pub resume: bool,
-}
-
-/// What path.json says about the run as a whole.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RunState {
-    /// Still solving (or killed before it could say otherwise).
-    Running,
-    Interrupted,
-    Finished,
-}
-
-impl RunState {
-    fn name(self) -> &'static str {
-        match self {
-            RunState::Running => "running",
-            RunState::Interrupted => "interrupted",
-            RunState::Finished => "finished",
-        }
-    }
 }
 
 pub fn run(a: PathArgs) -> anyhow::Result<()> {

@@ -27,14 +27,7 @@ pub fn read_resumed(
 ) -> anyhow::Result<Resumed> {
     let summary = resume::read_summary(out, "path.json")?;
     resume::check_same_arguments(&summary["arguments"], arguments, out)?;
-    if summary["data"] != data_json(loaded) {
-        bail!(
-            "cannot resume in {}: the data differs from the recorded run's ({} now, {} recorded); start a new run with --force",
-            out.display(),
-            data_json(loaded),
-            summary["data"]
-        );
-    }
+    resume::check_same_data(&summary["data"], &data_json(loaded), out)?;
     let unreadable = |what: &str, e: serde_json::Error| {
         anyhow::anyhow!(
             "cannot resume: {} in {}/path.json is unreadable ({e}); start a new run with --force",

@@ -6,6 +6,37 @@ use anyhow::{bail, Context};
 use serde_json::Value;
 use std::path::Path;
 
+/// What a long command's summary says about the run as a whole (its `state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunState {
+    /// Still computing (or killed before it could say otherwise).
+    Running,
+    Interrupted,
+    Finished,
+}
+
+impl RunState {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Interrupted => "interrupted",
+            RunState::Finished => "finished",
+        }
+    }
+}
+
+/// Refuses to resume on other data than the recorded run's (`data` as
+/// [`super::common::data_json`] records it).
+pub fn check_same_data(recorded: &Value, now: &Value, out: &Path) -> anyhow::Result<()> {
+    if recorded != now {
+        bail!(
+            "cannot resume in {}: the data differs from the recorded run's ({now} now, {recorded} recorded); start a new run with --force",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
 /// The options of a run as recorded (the parsed arguments minus where the
 /// output goes and whether to overwrite or resume).
 pub fn arguments(args: &impl serde::Serialize) -> anyhow::Result<Value> {

@@ -16,7 +16,7 @@
 
 use super::common::{command_line, prepare_out_dir, write_json};
 use super::interrupt::{self, Interrupted};
-use super::resume;
+use super::resume::{self, RunState};
 use anyhow::{bail, Context};
 use clap::Args;
 use convexformer::plot::{bar_plot, heatmap, line_plot, Heatmap, LinePlot, Series};
@@ -196,14 +196,14 @@ pub fn run(a: TeacherArgs) -> anyhow::Result<()> {
         prepare_out_dir(&a.out, a.force)?;
         Vec::new()
     };
-    let partial = |convex: &[ConvexStudent], state: &str| -> anyhow::Result<()> {
+    let partial = |convex: &[ConvexStudent], state: RunState| -> anyhow::Result<()> {
         super::common::write_file(&a.out.join("positions.csv"), positions_csv(convex))?;
         write_json(
             &a.out.join("summary.json"),
             &serde_json::json!({
                 "command": command_line(),
                 "arguments": arguments,
-                "state": state,
+                "state": state.name(),
                 "config": cfg,
                 "convex": { "positions": convex },
             }),
@@ -216,7 +216,7 @@ pub fn run(a: TeacherArgs) -> anyhow::Result<()> {
         done,
         |m| eprintln!("{m}"),
         |convex| {
-            partial(convex, "running").map_err(|e| convexformer::error::Error::Io {
+            partial(convex, RunState::Running).map_err(|e| convexformer::error::Error::Io {
                 path: a.out.clone(),
                 source: std::io::Error::other(format!("{e:#}")),
             })
@@ -225,7 +225,7 @@ pub fn run(a: TeacherArgs) -> anyhow::Result<()> {
     let res = match outcome {
         Outcome::Finished(res) => res,
         Outcome::Interrupted { convex } => {
-            partial(&convex, "interrupted")?;
+            partial(&convex, RunState::Interrupted)?;
             return Err(Interrupted::wrote_to(&a.out, true));
         }
     };
@@ -365,7 +365,7 @@ fn write_outputs(
         &serde_json::json!({
             "command": command_line(),
             "arguments": arguments,
-            "state": "finished",
+            "state": RunState::Finished.name(),
             "model_dir": teacher.dir,
             "teacher": {
                 "layers": teacher.config.num_hidden_layers,

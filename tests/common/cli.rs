@@ -1,7 +1,7 @@
 //! Running the built binary from the integration tests.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 
 /// `convexformer ARGS` in `cwd`.
 pub fn cf(args: &[&str], cwd: &Path) -> Output {
@@ -18,4 +18,24 @@ pub fn stderr(o: &Output) -> String {
 
 pub fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Sends a signal (`"-INT"`, `"-TERM"`) to a running child.
+#[allow(dead_code)] // not every test file signals
+pub fn signal(child: &Child, sig: &str) {
+    let s = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(s.success(), "kill {sig} failed");
+}
+
+/// Temporary files (`.tmp-*`) left in `dir`.
+#[allow(dead_code)]
+pub fn temporaries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".tmp-"))
+        .collect()
 }
