@@ -160,7 +160,6 @@ fn standard_step(dir: &std::path::Path) -> usize {
 
 #[test]
 fn sigint_stops_training_with_a_checkpoint_and_resume_gives_the_uninterrupted_curves() {
-    use std::time::{Duration, Instant};
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("stopped");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_convexformer"))
@@ -171,15 +170,7 @@ fn sigint_stops_training_with_a_checkpoint_and_resume_gives_the_uninterrupted_cu
         .spawn()
         .unwrap();
     // Into the first model's training, past its first checkpoint.
-    let started = Instant::now();
-    while standard_step(&out) < 600 {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before it could be interrupted"
-        );
-        assert!(started.elapsed() < Duration::from_secs(120), "no progress");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    common::cli::wait_until(&mut child, "step 600", || standard_step(&out) >= 600);
     common::cli::signal(&child, "-INT");
     let o = child.wait_with_output().unwrap();
     let err = stderr(&o);

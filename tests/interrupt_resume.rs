@@ -310,15 +310,7 @@ fn sigterm_stops_cleanly_and_a_second_signal_exits_at_once_leaving_whole_files()
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("twice");
     let mut child = spawn(dir.path(), &args("twice", &[]));
-    let started = Instant::now();
-    while points(&out) < 2 {
-        assert!(child.try_wait().unwrap().is_none(), "finished too soon");
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "no point in 120 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::cli::wait_until(&mut child, "two points", || points(&out) >= 2);
     common::cli::signal(&child, "-TERM");
     // The second signal only after the first was seen (two pending signals
     // of one kind may be delivered as one).
@@ -377,18 +369,7 @@ fn sigint_during_compare_keeps_finished_runs_and_resume_trains_only_the_rest() {
         v
     };
     let mut child = spawn(dir.path(), &args(&[]));
-    let started = Instant::now();
-    while compare_runs(&out) < 1 {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "ended before a run finished"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "no run in 120 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::cli::wait_until(&mut child, "a finished run", || compare_runs(&out) >= 1);
     std::thread::sleep(Duration::from_millis(200));
     common::cli::signal(&child, "-INT");
     let o = child.wait_with_output().unwrap();
@@ -445,15 +426,7 @@ fn a_write_failing_mid_run_is_a_clear_error_and_leaves_only_whole_files() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("broken");
     let mut child = spawn(dir.path(), &args("broken", &[]));
-    let started = Instant::now();
-    while points(&out) < 2 {
-        assert!(child.try_wait().unwrap().is_none(), "finished too soon");
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "no point in 120 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::cli::wait_until(&mut child, "two points", || points(&out) >= 2);
     // An I/O error on the next write, whoever runs the test (root ignores
     // read-only folders): path.csv's name now belongs to a folder, so
     // renaming the next version into place fails.

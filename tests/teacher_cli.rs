@@ -101,7 +101,7 @@ fn teacher_refuses_bad_input_with_the_fix() {
 
 #[test]
 fn sigint_keeps_the_solved_positions_and_resume_finishes_without_solving_them_again() {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("bert");
     let text = std::fs::read_to_string(CORPUS).unwrap();
@@ -124,12 +124,7 @@ fn sigint_keeps_the_solved_positions_and_resume_finishes_without_solving_them_ag
         std::fs::read_to_string(out.join("positions.csv"))
             .map_or(0, |s| s.lines().count().saturating_sub(1))
     };
-    let started = Instant::now();
-    while solved() < 2 {
-        assert!(child.try_wait().unwrap().is_none(), "ended early");
-        assert!(started.elapsed() < Duration::from_secs(120), "no progress");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    common::cli::wait_until(&mut child, "two solved positions", || solved() >= 2);
     std::thread::sleep(Duration::from_millis(300));
     common::cli::signal(&child, "-INT");
     let o = child.wait_with_output().unwrap();

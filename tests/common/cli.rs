@@ -39,3 +39,20 @@ pub fn temporaries(dir: &Path) -> Vec<String> {
         .filter(|n| n.starts_with(".tmp-"))
         .collect()
 }
+
+/// Waits (up to 120 s) until `ready`, failing if the child ends first.
+#[allow(dead_code)]
+pub fn wait_until(child: &mut Child, what: &str, mut ready: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !ready() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the command ended before {what}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "no {what} in 120 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
