@@ -1,0 +1,386 @@
+use super::*;
+
+fn read(path: PathBuf) -> Vec<u8> {
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Both files exist, the PNG is a PNG and the SVG an SVG with `title`.
+fn check_pair(stem: &Path, title: &str) {
+    let png = read(with_ext(stem, "png"));
+    assert!(png.len() > 100, "PNG too small");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let svg = String::from_utf8(read(with_ext(stem, "svg"))).expect("SVG is UTF-8");
+    assert!(svg.contains("<svg"), "no <svg element");
+    assert!(svg.contains(title), "SVG lacks the title {title:?}");
+}
+
+/// Only `stem.png` and `stem.svg` in `dir`.
+fn only_pair(dir: &Path, stem: &str) {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec![format!("{stem}.png"), format!("{stem}.svg")]);
+}
+
+fn series(name: &str, x: Vec<f64>, y: Vec<f64>) -> Series {
+    Series {
+        name: name.into(),
+        x,
+        y,
+    }
+}
+
+fn line<'a>(title: &'a str, series: &'a [Series], log_x: bool, log_y: bool) -> LinePlot<'a> {
+    let (x_label, y_label, points) = ("beta", "active tokens", true);
+    LinePlot {
+        title,
+        x_label,
+        y_label,
+        log_x,
+        log_y,
+        series,
+        points,
+    }
+}
+
+fn heat<'a>(title: &'a str, rows: usize, cols: usize, values: &'a [f64]) -> Heatmap<'a> {
+    let (x_label, y_label, row_names, col_names) = ("token", "head", None, None);
+    Heatmap {
+        title,
+        x_label,
+        y_label,
+        rows,
+        cols,
+        values,
+        row_names,
+        col_names,
+    }
+}
+
+#[test]
+fn line_plot_writes_png_and_svg() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let x: Vec<f64> = (0..30)
+        .map(|i| 10f64.powf(-3.0 + i as f64 * 0.15))
+        .collect();
+    let s = vec![
+        series(
+            "head 0",
+            x.clone(),
+            x.iter().map(|b| 40.0 / (1.0 + b)).collect(),
+        ),
+        series(
+            "head 1",
+            x.clone(),
+            x.iter().map(|b| 30.0 / (1.0 + 2.0 * b)).collect(),
+        ),
+    ];
+    let stem = dir.path().join("active");
+    line_plot(&stem, &line("Active tokens", &s, true, false)).expect("line plot");
+    check_pair(&stem, "Active tokens");
+    only_pair(dir.path(), "active");
+}
+
+#[test]
+fn line_plot_log_y_and_many_series() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s: Vec<Series> = (0..40)
+        .map(|k| {
+            let x: Vec<f64> = (0..50).map(|i| i as f64 * 0.1).collect();
+            let y = x.iter().map(|t| (-(k as f64 + 1.0) * t).exp()).collect();
+            series(&format!("token {k}"), x, y)
+        })
+        .collect();
+    let stem = dir.path().join("subopt");
+    line_plot(&stem, &line("Suboptimality", &s, false, true)).expect("line plot");
+    check_pair(&stem, "Suboptimality");
+    let svg = String::from_utf8(read(with_ext(&stem, "svg"))).expect("UTF-8");
+    assert!(
+        svg.contains("(11 of 40 series shown)"),
+        "legend lacks its summary line"
+    );
+}
+
+#[test]
+fn line_plot_degenerate_inputs_do_not_panic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (nan, inf) = (f64::NAN, f64::INFINITY);
+    let cases: Vec<(&str, Vec<Series>, bool, bool, &str)> = vec![
+        ("no series", vec![], false, false, "no data"),
+        (
+            "empty series",
+            vec![series("a", vec![], vec![])],
+            true,
+            true,
+            "no data",
+        ),
+        (
+            "nan only",
+            vec![series("a", vec![nan, 1.0], vec![2.0, inf])],
+            false,
+            false,
+            "2 non-finite points skipped",
+        ),
+        (
+            "nonpositive on log",
+            vec![series("a", vec![0.0, -1.0, 2.0], vec![1.0, 1.0, -3.0])],
+            true,
+            true,
+            "3 points ≤ 0 skipped (log axis)",
+        ),
+        (
+            "one point",
+            vec![series("a", vec![1.0], vec![1.0])],
+            true,
+            true,
+            "<circle",
+        ),
+        (
+            "constant",
+            vec![series("a", vec![0.0, 0.0], vec![0.0, 0.0])],
+            false,
+            false,
+            "<polyline",
+        ),
+        (
+            "gaps",
+            vec![series(
+                "a",
+                vec![1.0, 2.0, 3.0, 4.0],
+                vec![1.0, nan, 3.0, 4.0],
+            )],
+            false,
+            false,
+            "1 non-finite point skipped",
+        ),
+        (
+            "huge",
+            vec![series("a", vec![-1e308, 1e308], vec![1e-300, 1e300])],
+            false,
+            true,
+            "no plottable data points",
+        ),
+        (
+            "tiny",
+            vec![series("a", vec![1e-300, 2e-300], vec![1e-300, 1e299])],
+            true,
+            true,
+            "<polyline",
+        ),
+    ];
+    for (i, (title, s, lx, ly, expect)) in cases.iter().enumerate() {
+        let stem = dir.path().join(format!("case{i}"));
+        line_plot(&stem, &line(title, s, *lx, *ly)).expect(title);
+        check_pair(&stem, title);
+        let svg = String::from_utf8(read(with_ext(&stem, "svg"))).expect("UTF-8");
+        assert!(svg.contains(expect), "{title}: SVG lacks {expect:?}");
+    }
+}
+
+#[test]
+fn line_plot_rejects_mismatched_lengths() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = vec![series("a", vec![1.0, 2.0], vec![1.0])];
+    let err = line_plot(&dir.path().join("bad"), &line("bad", &s, false, false));
+    assert!(matches!(err, Err(Error::Invalid(_))));
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+}
+
+#[test]
+fn missing_folder_is_an_io_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stem = dir.path().join("no_such_dir").join("plot");
+    let err = bar_plot(&stem, "t", "x", "y", &[], &[]);
+    assert!(matches!(err, Err(Error::Io { .. })), "{err:?}");
+}
+
+#[test]
+fn heatmap_writes_png_and_svg() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (rows, cols) = (4, 12);
+    let values: Vec<f64> = (0..rows * cols)
+        .map(|k| ((k % cols) as f64 / cols as f64) * (1.0 + (k / cols) as f64))
+        .collect();
+    let stem = dir.path().join("attn");
+    heatmap(&stem, &heat("Attention map", rows, cols, &values)).expect("heatmap");
+    check_pair(&stem, "Attention map");
+    only_pair(dir.path(), "attn");
+}
+
+#[test]
+fn heatmap_large_signed_and_degenerate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = 200;
+    let values: Vec<f64> = (0..n * n)
+        .map(|k| ((k / n) as f64 - (k % n) as f64) / n as f64)
+        .collect();
+    let stem = dir.path().join("mix");
+    heatmap(&stem, &heat("Mixing matrix", n, n, &values)).expect("heatmap");
+    check_pair(&stem, "Mixing matrix");
+
+    let nan = [f64::NAN; 6];
+    let cases = [
+        (0, 0, &[][..], "no data"),
+        (2, 3, &nan[..], "no finite values"),
+        (0, 5, &[][..], "no data"),
+    ];
+    for (i, (rows, cols, vals, note)) in cases.into_iter().enumerate() {
+        let stem = dir.path().join(format!("degenerate{i}"));
+        heatmap(&stem, &heat("Degenerate", rows, cols, vals)).expect("degenerate heatmap");
+        check_pair(&stem, "Degenerate");
+        assert!(String::from_utf8(read(with_ext(&stem, "svg")))
+            .expect("UTF-8")
+            .contains(note));
+    }
+    let bad = heat("bad", 2, 2, &[1.0; 3]);
+    assert!(matches!(
+        heatmap(&dir.path().join("bad"), &bad),
+        Err(Error::Invalid(_))
+    ));
+    let names = vec!["a".to_string()];
+    let bad = Heatmap {
+        row_names: Some(&names),
+        ..heat("bad", 2, 2, &[1.0; 4])
+    };
+    assert!(matches!(
+        heatmap(&dir.path().join("bad"), &bad),
+        Err(Error::Invalid(_))
+    ));
+    assert_eq!(
+        std::fs::read_dir(dir.path())
+            .expect("dir")
+            .filter(|e| e
+                .as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("bad")))
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn bar_plot_writes_png_and_svg() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let names: Vec<String> = (0..16).map(|i| format!("t{i}")).collect();
+    let values: Vec<f64> = (0..16).map(|i| (i as f64 - 5.0) * 0.3).collect();
+    let stem = dir.path().join("norms");
+    bar_plot(&stem, "Norm per token", "token", "norm", &names, &values).expect("bar");
+    check_pair(&stem, "Norm per token");
+    only_pair(dir.path(), "norms");
+
+    let stem = dir.path().join("empty");
+    bar_plot(&stem, "Empty bars", "token", "norm", &[], &[]).expect("empty bar");
+    check_pair(&stem, "Empty bars");
+    let stem = dir.path().join("nan");
+    let nan_names = vec!["a".to_string(), "b".to_string()];
+    bar_plot(
+        &stem,
+        "NaN bars",
+        "token",
+        "norm",
+        &nan_names,
+        &[f64::NAN; 2],
+    )
+    .expect("nan bar");
+    check_pair(&stem, "NaN bars");
+    let svg = String::from_utf8(read(with_ext(&stem, "svg"))).expect("UTF-8");
+    assert!(svg.contains("2 non-finite values not drawn"));
+    let bad = bar_plot(&dir.path().join("bad"), "t", "x", "y", &nan_names, &[1.0]);
+    assert!(matches!(bad, Err(Error::Invalid(_))));
+}
+
+#[test]
+fn tick_labels_read_well() {
+    assert_eq!(fmt_sig(0.0), "0");
+    assert_eq!(fmt_sig(1234.6), "1235");
+    assert_eq!(fmt_sig(0.012345), "0.0123");
+    assert_eq!(fmt_sig(2.5e-7), "2.5e-7");
+    assert_eq!(superscript(-12), "⁻¹²");
+    let labels = |ticks: Vec<f64>, log: bool| -> Vec<String> {
+        let f = tick_format(&ticks, log);
+        ticks.iter().map(f).collect()
+    };
+    let lin = RangedCoordf64::from(-0.05..1.05).key_points(Y_LABELS);
+    assert_eq!(
+        labels(lin, false),
+        ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"]
+    );
+    let log =
+        log_axis(10f64.powf(-3.2), 10f64.powf(2.1), X_LABELS).key_points(BoldPoints(X_LABELS));
+    assert_eq!(
+        labels(log, true),
+        ["0.001", "0.01", "0.1", "1", "10", "100"]
+    );
+    let log = log_axis(1e-9, 1e-1, X_LABELS).key_points(BoldPoints(X_LABELS));
+    let far = labels(log, true);
+    assert!(
+        far.len() >= 3 && far.iter().all(|s| s.starts_with("10⁻")),
+        "{far:?}"
+    );
+    // Less than a decade: 1-2-5 ticks, or every digit.
+    let log = log_axis(10f64.powf(0.1), 10f64.powf(0.6), X_LABELS).key_points(BoldPoints(X_LABELS));
+    assert!(labels(log, true).len() >= 3);
+}
+
+/// Blank columns between inked columns of `pixels`, left to right.
+fn gaps(pixels: &[(i32, i32)]) -> Vec<i32> {
+    let cols: std::collections::BTreeSet<i32> = pixels.iter().map(|p| p.0).collect();
+    cols.iter()
+        .zip(cols.iter().skip(1))
+        .map(|(a, b)| b - a - 1)
+        .filter(|&g| g > 0)
+        .collect()
+}
+
+/// Pixels (coverage over 1/4) of `text` drawn on a bitmap through `Crisp`
+/// (or through plain plotters), anchored left/top at (20, 20).
+fn drawn(text: &str, px: u32, crisp: bool) -> Vec<(i32, i32)> {
+    font().expect("font");
+    let (w, h) = (400u32, 60u32);
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    let style = TextStyle::from((FONT, px).into_font()).pos(Pos::new(HPos::Left, VPos::Top));
+    let text = Text::new(text, (20, 20), style);
+    if crisp {
+        let root = Crisp(BitMapBackend::with_buffer(&mut buf, (w, h))).into_drawing_area();
+        root.draw(&text).expect("draw");
+    } else {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.draw(&text).expect("draw");
+    }
+    let ink = |i: usize| buf[3 * i] < 192;
+    (0..(w * h) as usize)
+        .filter(|&i| ink(i))
+        .map(|i| ((i as u32 % w) as i32, (i as u32 / w) as i32))
+        .collect()
+}
+
+#[test]
+fn title_text_is_laid_out_without_gaps() {
+    // Inside a word glyphs are at most a couple of pixels apart: the one
+    // wide gap is the space. (Hand-placed glyphs gave "To ken".)
+    let pixels = drawn("Token sparsity", TITLE_PX, true);
+    let g = gaps(&pixels);
+    assert_eq!(g.iter().filter(|&&g| g > 3).count(), 1, "gaps {g:?}");
+    // The kerned word is as wide as ab_glyph's layout says.
+    let f = font().expect("font").as_scaled(TITLE_PX as f32);
+    let ids: Vec<_> = "Token".chars().map(|c| f.glyph_id(c)).collect();
+    let advance: f32 = ids.iter().map(|&g| f.h_advance(g)).sum::<f32>()
+        + ids.windows(2).map(|w| f.kern(w[0], w[1])).sum::<f32>();
+    let word = drawn("Token", TITLE_PX, true);
+    let (lo, hi) = (
+        word.iter().map(|p| p.0).min(),
+        word.iter().map(|p| p.0).max(),
+    );
+    let width = (hi.unwrap_or(0) - lo.unwrap_or(0) + 1) as f32;
+    assert!(
+        (width - advance).abs() <= 3.0,
+        "ink {width} px, advance {advance} px"
+    );
+    // The anchor is the top left of the capitals.
+    let top = word.iter().map(|p| p.1).min().unwrap_or(0);
+    assert!(
+        (19..=21).contains(&lo.unwrap_or(0)) && (19..=21).contains(&top),
+        "{lo:?} {top}"
+    );
+}
