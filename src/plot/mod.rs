@@ -16,8 +16,8 @@
 //! Only inconsistent inputs (mismatched lengths) are errors.
 //!
 //! Here: the public API and rendering to both formats; one file per figure
-//! ([`line`], [`heatmap`], [`bar`]), the pieces they share ([`axes`]) and
-//! the bitmap text layout ([`text`]).
+//! (`line.rs`, `heatmap.rs`, `bar.rs`), the pieces they share (`axes.rs`)
+//! and the bitmap text layout (`text.rs`).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
