@@ -4,10 +4,32 @@
 //! file (or none), never half of one that looks like a result.
 
 use crate::error::{Error, Result};
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// The temporary files being written now, for [`remove_unfinished`].
+static IN_FLIGHT: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+
+fn in_flight(f: impl FnOnce(&mut HashSet<PathBuf>)) {
+    // A poisoned lock still holds a usable set.
+    let mut g = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
+    f(g.get_or_insert_with(HashSet::new));
+}
+
+/// Removes every temporary file still being written: for a process about
+/// to exit at once (a second Ctrl-C), whose destructors will not run. The
+/// files already in place are whole; no half file is left beside them.
+pub fn remove_unfinished() {
+    in_flight(|set| {
+        for tmp in set.drain() {
+            let _ = std::fs::remove_file(tmp);
+        }
+    });
+}
 
 /// A file being written under a temporary name beside `target`; renamed into
 /// place by [`Pending::commit`], removed when dropped uncommitted.
@@ -41,11 +63,14 @@ impl Pending {
             // create_new: never reuse (and so clobber) a file that exists.
             match OpenOptions::new().write(true).create_new(true).open(&tmp) {
                 Ok(_) => {
+                    in_flight(|set| {
+                        set.insert(tmp.clone());
+                    });
                     return Ok(Pending {
                         tmp,
                         target: target.to_path_buf(),
                         committed: false,
-                    })
+                    });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(source) => {
@@ -74,6 +99,9 @@ impl Pending {
             .map_err(io)?;
         std::fs::rename(&self.tmp, &self.target).map_err(io)?;
         self.committed = true;
+        in_flight(|set| {
+            set.remove(&self.tmp);
+        });
         Ok(())
     }
 }
@@ -82,6 +110,9 @@ impl Drop for Pending {
     fn drop(&mut self) {
         if !self.committed {
             let _ = std::fs::remove_file(&self.tmp);
+            in_flight(|set| {
+                set.remove(&self.tmp);
+            });
         }
     }
 }
@@ -186,5 +217,26 @@ mod tests {
         let f = dir.path().join("no-such-folder").join("report.json");
         let err = write(&f, "x").unwrap_err().to_string();
         assert!(err.contains("no-such-folder"), "{err}");
+    }
+
+    #[test]
+    fn temporaries_are_tracked_until_committed_or_dropped() {
+        // (remove_unfinished itself is not called here: it would remove the
+        // temporaries of other tests running in this process.)
+        let tracked = |p: &Path| {
+            let mut found = false;
+            in_flight(|set| found = set.contains(p));
+            found
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let a = Pending::new(&dir.path().join("a.json")).unwrap();
+        let b = Pending::new(&dir.path().join("b.json")).unwrap();
+        let (ta, tb) = (a.path().to_path_buf(), b.path().to_path_buf());
+        assert!(tracked(&ta) && tracked(&tb));
+        b.commit().unwrap();
+        assert!(tracked(&ta) && !tracked(&tb));
+        drop(a);
+        assert!(!tracked(&ta));
+        assert_eq!(listing(dir.path()), ["b.json"]);
     }
 }

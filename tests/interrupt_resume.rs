@@ -329,7 +329,9 @@ fn sigterm_stops_cleanly_and_a_second_signal_exits_at_once_leaving_whole_files()
             .any(|l| l.contains("Ctrl-C again: stopping now")),
         "{rest:?}"
     );
-    // Whatever was on disk is whole: the CSV rows match the JSON points.
+    // Whatever was on disk is whole: the CSV rows match the JSON points,
+    // and no temporary of a write in progress is left.
+    assert!(common::cli::temporaries(&out).is_empty());
     let j = json(&out.join("path.json"));
     let n = j["path"].as_array().unwrap().len();
     assert!(n >= 2);

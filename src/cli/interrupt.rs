@@ -38,6 +38,7 @@ pub fn install() -> anyhow::Result<Interrupt> {
             let name = if sig == SIGTERM { "SIGTERM" } else { "Ctrl-C" };
             if raised.requested() {
                 eprintln!("\n{name} again: stopping now; the point in progress is not written");
+                convexformer::atomic::remove_unfinished();
                 std::process::exit(EXIT_ABORTED);
             }
             raised.request();
