@@ -2,7 +2,7 @@
 //! data showing that the certified solutions read the planted tokens.
 
 use super::common::{prepare_out_dir, Loaded, MARKER};
-use super::path::{compute_path, table, write_path_outputs};
+use super::path::{compute_path, table, PathFiles, RunState};
 use anyhow::bail;
 use clap::Args;
 use convexformer::data::synthetic;
@@ -72,16 +72,15 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         |_, _, _| Ok(()),
     )?;
     print!("{}", table(&reports, Loss::Squared));
-    write_path_outputs(
-        &a.out,
-        &loaded,
-        Program::Scalar,
-        Loss::Squared,
-        &opts,
-        &serde_json::json!({ "demo": true, "data": a.data, "betas": a.betas }),
-        &end.grid,
-        &reports,
-    )?;
+    PathFiles {
+        out: &a.out,
+        loaded: &loaded,
+        program: Program::Scalar,
+        loss: Loss::Squared,
+        opts: &opts,
+        arguments: serde_json::json!({ "demo": true, "data": a.data, "betas": a.betas }),
+    }
+    .finish(&end.grid, &reports, RunState::Finished)?;
 
     let best = reports
         .iter()

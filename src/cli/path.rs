@@ -82,10 +82,13 @@ pub fn run(a: PathArgs) -> anyhow::Result<()> {
             r.grid.len()
         );
     }
-    let record = |reports: &[SolveReport], grid: &[f64], state: RunState| {
-        write_path_files(
-            &a.out, &loaded, program, loss, &opts, &arguments, grid, reports, state,
-        )
+    let files = PathFiles {
+        out: &a.out,
+        loaded: &loaded,
+        program,
+        loss,
+        opts: &opts,
+        arguments,
     };
     let (reports, end) = compute_path(
         &loaded,
@@ -97,7 +100,7 @@ pub fn run(a: PathArgs) -> anyhow::Result<()> {
         &opts,
         resumed,
         |reports, grid, sol| {
-            record(reports, grid, RunState::Running)?;
+            files.write(grid, reports, RunState::Running)?;
             Checkpoint {
                 point: reports.len() - 1,
                 beta: sol.beta,
@@ -107,10 +110,7 @@ pub fn run(a: PathArgs) -> anyhow::Result<()> {
             .save(&a.out)
         },
     )?;
-    record(&reports, &end.grid, end.run)?;
-    if !reports.is_empty() {
-        plot_path(&a.out, &loaded, program, &reports)?;
-    }
+    files.finish(&end.grid, &reports, end.run)?;
     print!("{}", table(&reports, loss));
     if end.run == RunState::Interrupted {
         return Err(Interrupted::wrote_to(&a.out, true));
@@ -201,36 +201,57 @@ pub fn compute_path(
     Ok((reports, PathEnd { run, grid }))
 }
 
-/// path.csv and path.json for the points so far, each written atomically.
-/// path.json also records what `--resume` needs: the options, the β grid and
-/// whether the run is still going, was interrupted or finished.
-#[allow(clippy::too_many_arguments)]
-pub fn write_path_files(
-    out: &Path,
-    loaded: &Loaded,
-    program: Program,
-    loss: Loss,
-    opts: &SolverOptions,
-    arguments: &serde_json::Value,
-    grid: &[f64],
-    reports: &[SolveReport],
-    state: RunState,
-) -> anyhow::Result<()> {
-    write_file(&out.join("path.csv"), csv(reports)?)?;
-    write_json(
-        &out.join("path.json"),
-        &serde_json::json!({
-            "command": command_line(),
-            "arguments": arguments,
-            "state": state.name(),
-            "data": data_json(loaded),
-            "program": program,
-            "loss": loss.name(),
-            "solver": opts,
-            "betas": grid,
-            "path": reports,
-        }),
-    )
+/// Where a path's files go and what path.json records besides the points:
+/// the data, the program, the options (for `--resume`).
+pub struct PathFiles<'a> {
+    pub out: &'a Path,
+    pub loaded: &'a Loaded,
+    pub program: Program,
+    pub loss: Loss,
+    pub opts: &'a SolverOptions,
+    pub arguments: serde_json::Value,
+}
+
+impl PathFiles<'_> {
+    /// path.csv and path.json for the points so far, each written
+    /// atomically; path.json also records the β grid and whether the run is
+    /// still going, was interrupted or finished.
+    pub fn write(
+        &self,
+        grid: &[f64],
+        reports: &[SolveReport],
+        state: RunState,
+    ) -> anyhow::Result<()> {
+        write_file(&self.out.join("path.csv"), csv(reports)?)?;
+        write_json(
+            &self.out.join("path.json"),
+            &serde_json::json!({
+                "command": command_line(),
+                "arguments": self.arguments,
+                "state": state.name(),
+                "data": data_json(self.loaded),
+                "program": self.program,
+                "loss": self.loss.name(),
+                "solver": self.opts,
+                "betas": grid,
+                "path": reports,
+            }),
+        )
+    }
+
+    /// The files of a path that ended in `state`, and its plots.
+    pub fn finish(
+        &self,
+        grid: &[f64],
+        reports: &[SolveReport],
+        state: RunState,
+    ) -> anyhow::Result<()> {
+        self.write(grid, reports, state)?;
+        if reports.is_empty() {
+            return Ok(());
+        }
+        plot_path(self.out, self.loaded, self.program, reports)
+    }
 }
 
 /// path.csv: a header and a row per point.
@@ -257,32 +278,6 @@ fn csv(reports: &[SolveReport]) -> anyhow::Result<String> {
         )?;
     }
     Ok(csv)
-}
-
-/// path.csv, path.json and the plots of a finished path.
-#[allow(clippy::too_many_arguments)]
-pub fn write_path_outputs(
-    out: &Path,
-    loaded: &Loaded,
-    program: Program,
-    loss: Loss,
-    opts: &SolverOptions,
-    arguments: &serde_json::Value,
-    grid: &[f64],
-    reports: &[SolveReport],
-) -> anyhow::Result<()> {
-    write_path_files(
-        out,
-        loaded,
-        program,
-        loss,
-        opts,
-        arguments,
-        grid,
-        reports,
-        RunState::Finished,
-    )?;
-    plot_path(out, loaded, program, reports)
 }
 
 /// Active tokens vs β, group norms vs β, and the token-sparsity map.
