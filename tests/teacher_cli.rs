@@ -100,7 +100,7 @@ fn teacher_refuses_bad_input_with_the_fix() {
 }
 
 #[test]
-fn sigint_keeps_the_solved_positions_and_resume_finishes_without_solving_them_again() {
+fn sigint_keeps_the_solved_positions_and_the_students_state_and_resume_continues_both() {
     use std::time::Duration;
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("bert");
@@ -134,13 +134,17 @@ fn sigint_keeps_the_solved_positions_and_resume_finishes_without_solving_them_ag
     assert_eq!(s["state"], "interrupted");
     let kept = s["convex"]["positions"].clone();
     assert_eq!(kept.as_array().unwrap().len(), 2);
+    assert!(out.join("checkpoints/softmax.safetensors").is_file());
 
     let mut r = a.clone();
     r.push("--resume");
     let o = cf(&r, dir.path());
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(o.status.success(), "{err}");
-    assert!(err.contains("2 of 2 positions already solved"), "{err}");
+    assert!(
+        err.contains("2 of 2 positions already solved; the softmax student continues from step"),
+        "{err}"
+    );
     assert!(
         !err.contains("convex r="),
         "a kept position was solved again: {err}"
@@ -149,4 +153,8 @@ fn sigint_keeps_the_solved_positions_and_resume_finishes_without_solving_them_ag
     assert_eq!(s["state"], "finished");
     assert_eq!(s["convex"]["positions"], kept);
     assert!(s["softmax"]["test_error"].as_f64().unwrap().is_finite());
+    // Its 2 s budget counts the training before and after the stop.
+    let secs = s["softmax"]["seconds"].as_f64().unwrap();
+    assert!((2.0..3.0).contains(&secs), "{secs}");
+    assert!(!out.join("checkpoints").exists());
 }

@@ -10,21 +10,24 @@
 //! ```
 //!
 //! positions.csv and summary.json are rewritten after every position's
-//! certified path; Ctrl-C keeps the finished positions and exits 130, and
-//! `--resume` solves only the remaining positions, then trains the softmax
-//! student (from its start: its time budget is part of the measurement).
+//! certified path; the softmax student's exact training state goes to
+//! checkpoints/softmax.safetensors every --checkpoint-every steps and when
+//! stopped. Ctrl-C keeps the finished positions (and the student's state)
+//! and exits 130; `--resume` solves only the remaining positions and
+//! continues the student where it stopped.
 
 use super::common::{command_line, prepare_out_dir, write_json};
 use super::interrupt::{self, Interrupted};
 use super::resume::{self, RunState};
 use anyhow::{bail, Context};
 use clap::Args;
+use convexformer::nn::TrainState;
 use convexformer::plot::{bar_plot, heatmap, line_plot, Heatmap, LinePlot, Series};
 use convexformer::problem::Program;
 use convexformer::solver::SolverOptions;
 use convexformer::teacher::convex_student::ConvexStudent;
 use convexformer::teacher::corpus::read_corpus;
-use convexformer::teacher::experiment::{run_experiment_resumed, Outcome};
+use convexformer::teacher::experiment::{run_experiment_resumed, CurvePoint, Outcome, Resume};
 use convexformer::teacher::softmax_student::SoftmaxConfig;
 use convexformer::teacher::{ExperimentConfig, ExperimentResult, Teacher};
 use std::fmt::Write as _;
@@ -114,6 +117,11 @@ pub struct TeacherArgs {
     /// Seed of the softmax student's initialisation and batches.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Save the softmax student's training state every this many steps (0:
+    /// only when interrupted), for --resume after a crash.
+    #[arg(long, default_value_t = 1000)]
+    #[serde(skip)]
+    pub checkpoint_every: usize,
 }
 
 fn parse_positions(s: &str) -> anyhow::Result<Vec<usize>> {
@@ -172,6 +180,7 @@ impl TeacherArgs {
                 max_seconds: self.softmax_seconds,
                 eval_every: self.eval_every,
                 seed: self.seed,
+                checkpoint_every: self.checkpoint_every,
             },
         })
     }
@@ -183,18 +192,38 @@ pub fn run(a: TeacherArgs) -> anyhow::Result<()> {
     let arguments = resume::arguments(&a)?;
     let sentences = read_corpus(&a.corpus, a.max_sentences)?;
     let teacher = Teacher::load(&a.model_dir)?;
+    let ckdir = a.out.join("checkpoints");
+    let ck = ckdir.join("softmax.safetensors");
     let done = if a.resume {
-        let done = read_resumed(&a.out, &arguments)?;
+        let convex = read_resumed(&a.out, &arguments)?;
+        let softmax = if ck.exists() {
+            Some(TrainState::<CurvePoint>::load(&ck)?)
+        } else {
+            None
+        };
         eprintln!(
-            "resuming in {}: {} of {} positions already solved",
+            "resuming in {}: {} of {} positions already solved{}",
             a.out.display(),
-            done.len(),
-            cfg.positions.len()
+            convex.len(),
+            cfg.positions.len(),
+            softmax.as_ref().map_or(String::new(), |s| format!(
+                "; the softmax student continues from step {}",
+                s.step
+            ))
         );
-        done
+        Resume { convex, softmax }
     } else {
         prepare_out_dir(&a.out, a.force)?;
-        Vec::new()
+        // A checkpoint of an earlier run in a --force'd folder is not this one's.
+        if ckdir.exists() {
+            std::fs::remove_dir_all(&ckdir)
+                .with_context(|| format!("cannot clear {}", ckdir.display()))?;
+        }
+        Resume::default()
+    };
+    let io = |e: anyhow::Error| convexformer::error::Error::Io {
+        path: a.out.clone(),
+        source: std::io::Error::other(format!("{e:#}")),
     };
     let partial = |convex: &[ConvexStudent], state: RunState| -> anyhow::Result<()> {
         super::common::write_file(&a.out.join("positions.csv"), positions_csv(convex))?;
@@ -215,20 +244,22 @@ pub fn run(a: TeacherArgs) -> anyhow::Result<()> {
         &cfg,
         done,
         |m| eprintln!("{m}"),
-        |convex| {
-            partial(convex, RunState::Running).map_err(|e| convexformer::error::Error::Io {
-                path: a.out.clone(),
-                source: std::io::Error::other(format!("{e:#}")),
-            })
+        |convex| partial(convex, RunState::Running).map_err(io),
+        |state| {
+            std::fs::create_dir_all(&ckdir)
+                .with_context(|| format!("cannot create {}", ckdir.display()))
+                .map_err(io)?;
+            state.save(&ck)
         },
     )?;
     let res = match outcome {
         Outcome::Finished(res) => res,
-        Outcome::Interrupted { convex } => {
+        Outcome::Interrupted { convex, .. } => {
             partial(&convex, RunState::Interrupted)?;
             return Err(Interrupted::wrote_to(&a.out, true));
         }
     };
+    let _ = std::fs::remove_dir_all(&ckdir);
     write_outputs(&a, &cfg, &arguments, &teacher, &res)?;
     print!("{}", summary_table(&res));
     println!(

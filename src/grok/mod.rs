@@ -20,7 +20,6 @@
 //! [`global`]), not optimizer steps.
 
 pub mod bench;
-pub mod checkpoint;
 pub mod data;
 pub mod global;
 pub mod model;
@@ -30,11 +29,12 @@ pub mod train;
 #[cfg(test)]
 mod tests;
 
-pub use checkpoint::TrainState;
 pub use data::{ModOp, ModularTask};
 pub use global::{run_global, GlobalConfig, GlobalRun};
 pub use model::{AttentionKind, Transformer, TransformerConfig};
-pub use train::{train, train_with, PenaltyMode, Record, TrainConfig, TrainHooks, TrainRun};
+pub use train::{
+    train, train_with, PenaltyMode, Record, TrainConfig, TrainHooks, TrainRun, TrainState,
+};
 
 use crate::error::{invalid, Result};
 

@@ -30,11 +30,13 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::checkpoint::TrainState;
 use super::data::{Examples, SEQ_LEN};
 use super::model::{Transformer, TransformerConfig};
 use crate::error::{invalid, Result};
 use crate::nn::{AdamW, Engine};
+
+/// The saved state of a grokking run.
+pub type TrainState = crate::nn::TrainState<Record>;
 
 /// How the convex layers' group penalty enters training.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -348,7 +350,8 @@ fn run<T: WithDType>(
     let bs = cfg.batch_size.min(n);
     let mut at = Progress::start(n, cfg.seed);
     if let Some(s) = resume {
-        s.check(e.params.len(), n, T::DTYPE, cfg.steps)?;
+        let all: Vec<u32> = (0..n as u32).collect();
+        s.check(e.params.len(), &all, T::DTYPE, cfg.steps, |r| r.step)?;
         for (p, &v) in e.params.iter_mut().zip(&s.params) {
             *p = T::from_f64(v);
         }

@@ -13,10 +13,12 @@
 //! buffer overhead, which this engine does not have.
 
 pub mod adamw;
+pub mod checkpoint;
 pub mod matmul;
 #[cfg(test)]
 mod tests;
 pub mod transformer;
 
 pub use adamw::AdamW;
+pub use checkpoint::TrainState;
 pub use transformer::Engine;

@@ -5,8 +5,9 @@ use super::bert::Teacher;
 use super::convex_student::{fit_position, ConvexStudent};
 use super::corpus::split;
 use super::features::{extract, position_dataset, squared_errors, Features, Projection};
-use super::softmax_student::{predict, train, SoftmaxConfig, SoftmaxStudent};
+use super::softmax_student::{predict, train, Control, SoftmaxConfig, SoftmaxStudent};
 use crate::error::{invalid, Result};
+use crate::nn::TrainState;
 use crate::problem::Program;
 use crate::solver::SolverOptions;
 use candle_core::Device;
@@ -29,15 +30,18 @@ pub struct ExperimentConfig {
 }
 
 /// A point of a student's curve: pooled over the chosen positions.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CurvePoint {
     pub model: String,
     /// Training step (softmax) or path index (convex).
     pub step: usize,
     pub beta_ratio: Option<f64>,
     pub seconds: f64,
+    #[serde(deserialize_with = "crate::report::nan_if_null")]
     pub train_error: f64,
+    #[serde(deserialize_with = "crate::report::nan_if_null")]
     pub val_error: f64,
+    #[serde(deserialize_with = "crate::report::nan_if_null")]
     pub test_error: f64,
     /// Worst relative duality gap over positions (convex).
     pub relative_gap: Option<f64>,
@@ -47,7 +51,7 @@ pub struct CurvePoint {
 
 /// Position × token maps averaged over test sentences (rows: the chosen
 /// positions; columns: tokens 0..n).
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Maps {
     pub teacher: Vec<f64>,
     pub softmax: Vec<f64>,
@@ -192,11 +196,20 @@ fn gather_attention(f: &Features, idx: &[usize]) -> Vec<f32> {
 pub enum Outcome {
     Finished(Box<ExperimentResult>),
     /// Stopped by `cfg.solver.interrupt`: the convex students finished before
-    /// it (a position whose path was cut short is dropped; so is a stopped
-    /// softmax student, whose time budget is part of the measurement).
+    /// it (a position whose path was cut short is dropped), and the softmax
+    /// student's state if it was training.
     Interrupted {
         convex: Vec<ConvexStudent>,
+        softmax: Option<Box<TrainState<CurvePoint>>>,
     },
+}
+
+/// What a stopped run had done: its solved positions and, if it was
+/// training the softmax student, that student's saved state.
+#[derive(Clone, Debug, Default)]
+pub struct Resume {
+    pub convex: Vec<ConvexStudent>,
+    pub softmax: Option<TrainState<CurvePoint>>,
 }
 
 /// Runs the teacher on `sentences` and both students; `log` gets progress lines.
@@ -206,24 +219,37 @@ pub fn run_experiment(
     cfg: &ExperimentConfig,
     log: impl FnMut(&str),
 ) -> Result<ExperimentResult> {
-    match run_experiment_resumed(teacher, sentences, cfg, Vec::new(), log, |_| Ok(()))? {
+    let none = |_: &TrainState<CurvePoint>| Ok(());
+    match run_experiment_resumed(
+        teacher,
+        sentences,
+        cfg,
+        Resume::default(),
+        log,
+        |_| Ok(()),
+        none,
+    )? {
         Outcome::Finished(r) => Ok(*r),
         Outcome::Interrupted { .. } => invalid("the experiment was interrupted"),
     }
 }
 
-/// [`run_experiment`] that can stop and go on: `done` are the convex
+/// [`run_experiment`] that can stop and go on: `done.convex` are the convex
 /// students a stopped run finished (the first positions of
-/// `cfg.positions`, in order), kept and not solved again; `on_position` sees
-/// the finished students after each position; raising `cfg.solver.interrupt`
-/// stops the run ([`Outcome::Interrupted`]).
+/// `cfg.positions`, in order), kept and not solved again, and
+/// `done.softmax` the softmax student's saved state, continued exactly;
+/// `on_position` sees the finished students after each position,
+/// `on_softmax_state` the student's state every
+/// `cfg.softmax.checkpoint_every` steps and when stopped; raising
+/// `cfg.solver.interrupt` stops the run ([`Outcome::Interrupted`]).
 pub fn run_experiment_resumed(
     teacher: &Teacher,
     sentences: &[String],
     cfg: &ExperimentConfig,
-    done: Vec<ConvexStudent>,
+    done: Resume,
     mut log: impl FnMut(&str),
     mut on_position: impl FnMut(&[ConvexStudent]) -> Result<()>,
+    mut on_softmax_state: impl FnMut(&TrainState<CurvePoint>) -> Result<()>,
 ) -> Result<Outcome> {
     let stop = cfg.solver.interrupt.clone().unwrap_or_default();
     if cfg.positions.is_empty() {
@@ -253,6 +279,10 @@ pub fn run_experiment_resumed(
     ));
 
     // (b) convex, one certified path per position; the finished ones kept.
+    let Resume {
+        convex: done,
+        softmax: softmax_state,
+    } = done;
     if done.len() > cfg.positions.len()
         || done.iter().zip(&cfg.positions).any(|(s, &r)| {
             s.position != r || s.samples != [sets[0].len(), sets[1].len(), sets[2].len()]
@@ -265,7 +295,10 @@ pub fn run_experiment_resumed(
     let mut convex = done;
     for &r in &cfg.positions[convex.len()..] {
         if stop.requested() {
-            return Ok(Outcome::Interrupted { convex });
+            return Ok(Outcome::Interrupted {
+                convex,
+                softmax: None,
+            });
         }
         let ds: Vec<_> = sets
             .iter()
@@ -291,7 +324,10 @@ pub fn run_experiment_resumed(
         )?;
         if stop.requested() {
             // Its path may have been cut short: not a result.
-            return Ok(Outcome::Interrupted { convex });
+            return Ok(Outcome::Interrupted {
+                convex,
+                softmax: None,
+            });
         }
         convex.push(student);
         on_position(&convex)?;
@@ -308,13 +344,33 @@ pub fn run_experiment_resumed(
         let (pred, _) = predict(m, &f, idx, &dev)?;
         Ok(pooled_error(&f, idx, &cfg.positions, &means, &pred))
     };
+    // Its curve so far (a resumed student's), read by its saved states.
+    let soft = std::cell::RefCell::new(
+        softmax_state
+            .as_ref()
+            .map_or_else(Vec::new, |s| s.records.clone()),
+    );
+    let mut stopped = None;
+    let mut on_state = |mut s: TrainState<CurvePoint>| -> Result<()> {
+        s.records = soft.borrow().clone();
+        on_softmax_state(&s)?;
+        if stop.requested() {
+            stopped = Some(s);
+        }
+        Ok(())
+    };
+    let control = Control {
+        resume: softmax_state.as_ref(),
+        stop: Some(&stop),
+        on_state: &mut on_state,
+    };
     let model = train(
         &f,
         &sets[0],
         &cfg.positions,
         &mean_all,
         &cfg.softmax,
-        Some(&stop),
+        control,
         |step, secs, m| {
             let p = CurvePoint {
                 model: "softmax".into(),
@@ -331,13 +387,17 @@ pub fn run_experiment_resumed(
                 "softmax step {step}: {secs:.1} s, train {:.4}, test {:.4}",
                 p.train_error, p.test_error
             ));
-            curves.push(p);
+            soft.borrow_mut().push(p);
             Ok(())
         },
     )?;
     if stop.requested() {
-        return Ok(Outcome::Interrupted { convex });
+        return Ok(Outcome::Interrupted {
+            convex,
+            softmax: stopped.map(Box::new),
+        });
     }
+    curves.extend(soft.into_inner());
 
     // Maps and sparsity on the test sentences.
     let test = &sets[2];

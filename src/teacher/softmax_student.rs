@@ -7,8 +7,9 @@
 use super::bert::mask_bias;
 use super::features::Features;
 use crate::error::{invalid, Error, Result};
-use candle_core::{Device, Tensor, Var};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use crate::nn::{AdamW, TrainState};
+use crate::solver::Interrupt;
+use candle_core::{DType, Device, Tensor, Var};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -27,6 +28,9 @@ pub struct SoftmaxConfig {
     pub max_seconds: f64,
     pub eval_every: usize,
     pub seed: u64,
+    /// Hand out the training state every this many steps (0: only when
+    /// stopped), for a resume after a crash.
+    pub checkpoint_every: usize,
 }
 
 /// The student's parameters.
@@ -175,17 +179,41 @@ pub fn predict(
     Ok((out, att))
 }
 
-/// Trains with AdamW on minibatches of `train` until `max_steps` or
-/// `max_seconds`; `on_eval(step, seconds, model)` runs every `eval_every`
-/// steps and at the end (its time is not counted in `seconds`). A raised
-/// `stop` ends training before the next step.
-pub fn train(
+/// Where training starts, when it stops, and where its state goes.
+pub struct Control<'a, R> {
+    /// A state saved by this configuration, to continue from (its records
+    /// are the caller's).
+    pub resume: Option<&'a TrainState<R>>,
+    /// Raised: training ends before the next step, handing out its state.
+    pub stop: Option<&'a Interrupt>,
+    /// Gets the state (with no records: the caller adds its own) every
+    /// `cfg.checkpoint_every` steps and when stopped.
+    pub on_state: &'a mut dyn FnMut(TrainState<R>) -> Result<()>,
+}
+
+/// The parameters in one flat vector: the order of [`SoftmaxStudent::vars`].
+const NAMES: [&str; 5] = ["wq", "wk", "wv", "wo", "bias"];
+
+fn flat(vars: &[Var]) -> Result<Vec<f32>> {
+    let mut out = Vec::new();
+    for v in vars {
+        out.extend(v.as_tensor().flatten_all()?.to_vec1::<f32>()?);
+    }
+    Ok(out)
+}
+
+/// Trains with AdamW ([`crate::nn::AdamW`], candle_nn's update) on
+/// minibatches of `train` until `max_steps` or `max_seconds`;
+/// `on_eval(step, seconds, model)` runs every `eval_every` steps and at the
+/// end (its time is not counted in `seconds`); `control` continues a saved
+/// run, stops it, and receives its state.
+pub fn train<R>(
     f: &Features,
     train_idx: &[usize],
     positions: &[usize],
     mean: &[f64],
     cfg: &SoftmaxConfig,
-    stop: Option<&crate::solver::Interrupt>,
+    control: Control<'_, R>,
     mut on_eval: impl FnMut(usize, f64, &SoftmaxStudent) -> Result<()>,
 ) -> Result<SoftmaxStudent> {
     if cfg.batch == 0 || cfg.max_steps == 0 || cfg.eval_every == 0 {
@@ -193,18 +221,77 @@ pub fn train(
     }
     let dev = Device::Cpu;
     let model = SoftmaxStudent::init(f.dim, cfg, mean, &dev)?;
-    let params = ParamsAdamW {
-        lr: cfg.lr,
-        weight_decay: cfg.weight_decay,
-        ..Default::default()
-    };
-    let mut opt = AdamW::new(model.vars(), params)?;
+    let vars = model.vars();
+    let mut params = flat(&vars)?;
+    let mut layout = Vec::with_capacity(vars.len());
+    let mut offset = 0;
+    for (name, v) in NAMES.iter().zip(&vars) {
+        layout.push((name.to_string(), offset, v.elem_count()));
+        offset += v.elem_count();
+    }
+    // candle_nn's ParamsAdamW defaults: β = (0.9, 0.999), ε = 1e-8.
+    let mut opt = AdamW::<f32>::new(params.len(), 0.9, 0.999, 1e-8);
+    let decay = vec![cfg.weight_decay; params.len()];
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed);
     let mut order = train_idx.to_vec();
-    let (mut pos, mut trained) = (order.len(), 0.0);
-    on_eval(0, 0.0, &model)?;
-    for step in 1..=cfg.max_steps {
-        if stop.is_some_and(|s| s.requested()) {
+    let (mut pos, mut trained, mut first) = (order.len(), 0.0, 1);
+    let load = |params: &[f32]| -> Result<()> {
+        for (v, (_, off, len)) in vars.iter().zip(&layout) {
+            v.set(&Tensor::from_slice(
+                &params[*off..off + len],
+                v.shape(),
+                &dev,
+            )?)?;
+        }
+        Ok(())
+    };
+    if let Some(s) = control.resume {
+        let train32: Vec<u32> = train_idx.iter().map(|&i| i as u32).collect();
+        s.check(params.len(), &train32, DType::F32, cfg.max_steps, |_| 0)?;
+        params = s.params.iter().map(|&v| v as f32).collect();
+        load(&params)?;
+        opt.restore(&s.adam_m, &s.adam_v, s.adam_steps)?;
+        order = s.order.iter().map(|&i| i as usize).collect();
+        rng.set_word_pos(s.rng_word_pos);
+        (pos, trained, first) = (s.pos, s.seconds, s.step + 1);
+    } else {
+        on_eval(0, 0.0, &model)?;
+    }
+    let snapshot = |step: usize,
+                    trained: f64,
+                    pos: usize,
+                    order: &[usize],
+                    opt: &AdamW<f32>,
+                    rng: &ChaCha8Rng,
+                    params: &[f32]| {
+        let (m, v, adam_steps) = opt.state();
+        let f64s = |x: &[f32]| x.iter().map(|&v| v as f64).collect::<Vec<_>>();
+        TrainState {
+            step,
+            seconds: trained,
+            dtype: DType::F32,
+            params: f64s(params),
+            adam_m: f64s(m),
+            adam_v: f64s(v),
+            adam_steps,
+            layout: layout.clone(),
+            order: order.iter().map(|&i| i as u32).collect(),
+            pos,
+            rng_word_pos: rng.get_word_pos(),
+            records: Vec::new(),
+        }
+    };
+    for step in first..=cfg.max_steps {
+        if control.stop.is_some_and(|s| s.requested()) {
+            (control.on_state)(snapshot(
+                step - 1,
+                trained,
+                pos,
+                &order,
+                &opt,
+                &rng,
+                &params,
+            ))?;
             break;
         }
         let t0 = Instant::now();
@@ -216,8 +303,16 @@ pub fn train(
         let batch = make_batch(f, &order[pos..end], positions, &dev)?;
         pos = end;
         let (out, _) = model.forward(&batch.x, &batch.mask)?;
-        let l = loss(&out, &batch, f.dim)?;
-        opt.backward_step(&l)?;
+        let grads = loss(&out, &batch, f.dim)?.backward()?;
+        let mut g = Vec::with_capacity(params.len());
+        for v in &vars {
+            match grads.get(v) {
+                Some(t) => g.extend(t.flatten_all()?.to_vec1::<f32>()?),
+                None => g.resize(g.len() + v.elem_count(), 0.0),
+            }
+        }
+        opt.step(&mut params, &g, &decay, cfg.lr);
+        load(&params)?;
         trained += t0.elapsed().as_secs_f64();
         let last = step == cfg.max_steps || trained >= cfg.max_seconds;
         if step % cfg.eval_every == 0 || last {
@@ -225,6 +320,9 @@ pub fn train(
         }
         if last {
             break;
+        }
+        if cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0 {
+            (control.on_state)(snapshot(step, trained, pos, &order, &opt, &rng, &params))?;
         }
     }
     Ok(model)

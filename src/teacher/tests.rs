@@ -176,6 +176,7 @@ fn config(positions: Vec<usize>) -> ExperimentConfig {
             max_seconds: 60.0,
             eval_every: 20,
             seed: 3,
+            checkpoint_every: 0,
         },
     }
 }
@@ -264,7 +265,8 @@ fn small_helpers() {
 #[test]
 fn a_stopped_experiment_keeps_its_positions_and_resumes_to_the_same_students() {
     use super::convex_student::ConvexStudent;
-    use super::experiment::{run_experiment_resumed, Outcome};
+    use super::experiment::{run_experiment_resumed, CurvePoint, Outcome, Resume};
+    use crate::nn::TrainState;
     let dir = tempfile::tempdir().unwrap();
     let teacher = tiny(dir.path());
     let stop = crate::solver::Interrupt::new();
@@ -275,7 +277,8 @@ fn a_stopped_experiment_keeps_its_positions_and_resumes_to_the_same_students() {
         },
         ..config(vec![0, 1, 2])
     };
-    // Timings aside, a position's path is deterministic.
+    // Timings aside, the positions' paths and the student's training are
+    // deterministic.
     let untimed = |v: &[ConvexStudent]| {
         let mut v = v.to_vec();
         for s in &mut v {
@@ -283,6 +286,12 @@ fn a_stopped_experiment_keeps_its_positions_and_resumes_to_the_same_students() {
         }
         v
     };
+    let untimed_curve = |v: &[CurvePoint]| {
+        let mut v = v.to_vec();
+        v.iter_mut().for_each(|p| p.seconds = 0.0);
+        v
+    };
+    let no_state = |_: &TrainState<CurvePoint>| Ok(());
     let whole = run_experiment(&teacher, &sentences(), &cfg, |_| {}).unwrap();
 
     // Ctrl-C once the first position is solved.
@@ -291,53 +300,108 @@ fn a_stopped_experiment_keeps_its_positions_and_resumes_to_the_same_students() {
         &teacher,
         &sentences(),
         &cfg,
-        vec![],
+        Resume::default(),
         |_| {},
         |c| {
             seen.push(c.len());
             stop.request();
             Ok(())
         },
+        no_state,
     )
     .unwrap();
-    let Outcome::Interrupted { convex } = out else {
+    let Outcome::Interrupted { convex, softmax } = out else {
         panic!("not interrupted")
     };
     assert_eq!(seen, [1]);
+    assert!(softmax.is_none());
     assert_eq!(untimed(&convex), untimed(&whole.convex[..1]));
     stop.clear();
 
+    // Resumed, then Ctrl-C again while the softmax student trains (after its
+    // evaluation at step 20): its state comes back, with its curve so far.
     let mut seen = Vec::new();
+    let mut states = Vec::new();
     let out = run_experiment_resumed(
         &teacher,
         &sentences(),
         &cfg,
-        convex.clone(),
-        |_| {},
+        Resume {
+            convex: convex.clone(),
+            softmax: None,
+        },
+        |line| {
+            if line.starts_with("softmax step 20:") {
+                stop.request();
+            }
+        },
         |c| {
             seen.push(c.len());
             Ok(())
         },
+        |s| {
+            states.push(s.step);
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!(seen, [2, 3], "only the remaining positions are solved");
+    let Outcome::Interrupted { convex, softmax } = out else {
+        panic!("not interrupted")
+    };
+    assert_eq!(untimed(&convex), untimed(&whole.convex));
+    let state = *softmax.expect("the student's state");
+    assert_eq!(state.step, 20);
+    assert_eq!(states, [20]);
+    let soft_whole: Vec<CurvePoint> = whole
+        .curves
+        .iter()
+        .filter(|p| p.model == "softmax")
+        .cloned()
+        .collect();
+    assert_eq!(
+        untimed_curve(&state.records),
+        untimed_curve(&soft_whole[..2])
+    );
+    stop.clear();
+
+    // Through a file, then to the end: the run never stopped.
+    let file = dir.path().join("softmax.safetensors");
+    state.save(&file).unwrap();
+    let back = TrainState::<CurvePoint>::load(&file).unwrap();
+    assert_eq!(back, state);
+    let out = run_experiment_resumed(
+        &teacher,
+        &sentences(),
+        &cfg,
+        Resume {
+            convex: convex.clone(),
+            softmax: Some(back),
+        },
+        |_| {},
+        |_| panic!("no position is left to solve"),
+        no_state,
     )
     .unwrap();
     let Outcome::Finished(res) = out else {
         panic!("stopped again")
     };
-    assert_eq!(seen, [2, 3], "only the remaining positions are solved");
-    assert_eq!(
-        res.convex[0], convex[0],
-        "a kept position is not solved again"
-    );
-    assert_eq!(untimed(&res.convex), untimed(&whole.convex));
+    assert_eq!(res.convex, convex, "kept positions are not solved again");
+    assert_eq!(untimed_curve(&res.curves), untimed_curve(&whole.curves));
+    assert_eq!(res.maps, whole.maps);
 
     // Students of other positions are refused.
     let err = run_experiment_resumed(
         &teacher,
         &sentences(),
         &config(vec![1, 2]),
-        convex,
+        Resume {
+            convex,
+            softmax: None,
+        },
         |_| {},
         |_| Ok(()),
+        no_state,
     )
     .unwrap_err()
     .to_string();

@@ -1,7 +1,8 @@
-//! The state a grokking run continues from, exactly: weights, AdamW moments,
+//! The state a training run continues from, exactly: weights, AdamW moments,
 //! the batch order and the shuffling stream's position, and the evaluations
-//! so far. Saved as safetensors (the flat vectors in the run's dtype, the
-//! rest as JSON metadata, with the parameter layout so the weights are
+//! so far (`R`: the grokking run's [`crate::grok::Record`], the teacher's
+//! curve points). Saved as safetensors (the flat vectors in the run's dtype,
+//! the rest as JSON metadata, with the parameter layout so the weights are
 //! readable without convexformer), written atomically.
 
 use std::collections::HashMap;
@@ -11,14 +12,16 @@ use candle_core::DType;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
-use super::train::Record;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
 use crate::error::{Error, Result};
 
 const KEY: &str = "convexformer-train-state";
 
 /// A training run after `step` steps.
 #[derive(Clone, Debug, PartialEq)]
-pub struct TrainState {
+pub struct TrainState<R> {
     pub step: usize,
     /// Training seconds so far (evaluation excluded).
     pub seconds: f64,
@@ -38,11 +41,11 @@ pub struct TrainState {
     pub pos: usize,
     /// Word position of the shuffling ChaCha8 stream.
     pub rng_word_pos: u128,
-    pub records: Vec<Record>,
+    pub records: Vec<R>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Meta {
+struct Meta<R> {
     step: usize,
     seconds: f64,
     adam_steps: i32,
@@ -50,7 +53,7 @@ struct Meta {
     /// As a decimal string: JSON numbers do not hold 128 bits.
     rng_word_pos: String,
     layout: Vec<(String, usize, usize)>,
-    records: Vec<Record>,
+    records: Vec<R>,
 }
 
 fn encode(v: &[f64], dtype: DType) -> (Dtype, Vec<u8>) {
@@ -81,7 +84,7 @@ fn decode(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f64>> {
     }
 }
 
-impl TrainState {
+impl<R: Clone + Serialize + DeserializeOwned> TrainState<R> {
     pub fn save(&self, path: &Path) -> Result<()> {
         let fail = |e: String| Error::Format {
             path: path.to_path_buf(),
@@ -121,7 +124,7 @@ impl TrainState {
         crate::atomic::write(path, bytes)
     }
 
-    pub fn load(path: &Path) -> Result<TrainState> {
+    pub fn load(path: &Path) -> Result<TrainState<R>> {
         let bytes = std::fs::read(path).map_err(|source| Error::Io {
             path: path.to_path_buf(),
             source,
@@ -131,7 +134,7 @@ impl TrainState {
             msg: format!("not a convexformer training checkpoint ({why})"),
         };
         let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
-        let meta: Meta = header
+        let meta: Meta<R> = header
             .metadata()
             .as_ref()
             .and_then(|m| m.get(KEY))
@@ -183,10 +186,24 @@ impl TrainState {
             records: meta.records,
         })
     }
+}
 
+impl<R> TrainState<R> {
     /// Refuses a state that does not belong to this run: another network
-    /// size, training set, dtype or a longer run.
-    pub fn check(&self, n_params: usize, n_train: usize, dtype: DType, steps: usize) -> Result<()> {
+    /// size, training set (`order` must be a permutation of `train`), dtype
+    /// or a longer run. `record_step` reads a record's step.
+    pub fn check(
+        &self,
+        n_params: usize,
+        train: &[u32],
+        dtype: DType,
+        steps: usize,
+        record_step: impl Fn(&R) -> usize,
+    ) -> Result<()> {
+        let mut sorted = self.order.clone();
+        sorted.sort_unstable();
+        let mut expect = train.to_vec();
+        expect.sort_unstable();
         let why = if self.params.len() != n_params
             || self.adam_m.len() != n_params
             || self.adam_v.len() != n_params
@@ -195,19 +212,21 @@ impl TrainState {
                 "it holds {} parameters, the network has {n_params}",
                 self.params.len()
             )
-        } else if self.order.len() != n_train
-            || self.pos > n_train
-            || self.order.iter().any(|&i| i as usize >= n_train)
-        {
+        } else if sorted != expect || self.pos > train.len() {
             format!(
-                "its batch order is for {} training examples, there are {n_train}",
-                self.order.len()
+                "its batch order is for {} training examples, there are {} (or other ones)",
+                self.order.len(),
+                train.len()
             )
         } else if self.dtype != dtype {
             format!("it trains in {:?}, this run in {dtype:?}", self.dtype)
         } else if self.step > steps {
             format!("it is at step {}, past the run's {steps} steps", self.step)
-        } else if self.records.last().is_some_and(|r| r.step > self.step) {
+        } else if self
+            .records
+            .last()
+            .is_some_and(|r| record_step(r) > self.step)
+        {
             "its evaluations run past its step".to_string()
         } else {
             return Ok(());
