@@ -199,7 +199,31 @@ fn sigint_stops_training_with_a_checkpoint_and_resume_gives_the_uninterrupted_cu
         stderr(&o)
     );
 
-    let o = cf(&long_args("stopped", &["--resume"]), dir.path());
+    // While it goes on, curves.csv keeps the steps before the stop.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_convexformer"))
+        .args(long_args("stopped", &["--resume"]))
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first_step = |dir: &std::path::Path| {
+        std::fs::read_to_string(dir.join("curves.csv"))
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("standard,"))
+            .filter_map(|l| l.split(',').nth(3)?.parse::<usize>().ok())
+            .min()
+    };
+    common::cli::wait_until(&mut child, "progress after the stop", || {
+        standard_step(&out) > stopped_at
+    });
+    assert_eq!(
+        first_step(&out),
+        Some(0),
+        "the curve before the stop is kept"
+    );
+    let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(

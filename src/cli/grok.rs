@@ -320,7 +320,10 @@ pub fn run(a: GrokArgs) -> anyhow::Result<()> {
                         model,
                         layers: l,
                         seed,
-                        rows: Vec::new(),
+                        // A resumed run's evaluations so far stay in curves.csv.
+                        rows: state.as_ref().map_or_else(Vec::new, |s| {
+                            s.records.iter().map(Curve::row_of).collect()
+                        }),
                     },
                     checkpoint: ck.clone(),
                     every: a.checkpoint_every,
