@@ -564,6 +564,44 @@ fn sequence_model_saves_and_predicts_its_training_error() {
     // fit refuses to overwrite its output folder.
     let o = fit("s");
     assert!(!o.status.success() && stderr(&o).contains("--force"));
+
+    // --resume: nothing to resume after a finished fit; a fit recorded as
+    // interrupted continues from its model to the certified optimum.
+    let resume = |out: &str| {
+        cf(
+            &[
+                "fit",
+                "--model",
+                "sequence",
+                "--data",
+                "d.npz",
+                "--beta-frac",
+                "0.1",
+                "--out",
+                out,
+                "--resume",
+            ],
+            dir.path(),
+        )
+    };
+    let o = resume("s");
+    assert!(
+        !o.status.success() && stderr(&o).contains("nothing to resume"),
+        "{}",
+        stderr(&o)
+    );
+    let report = dir.path().join("s/report.json");
+    let mut r = json(&report);
+    let objective = r["result"]["objective"].as_f64().unwrap();
+    r["result"]["stop_reason"] = "interrupted".into();
+    std::fs::write(&report, serde_json::to_string(&r).unwrap()).unwrap();
+    let o = resume("s");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = json(&report);
+    assert_eq!(r["resumed"], true);
+    assert_eq!(r["result"]["stop_reason"], "converged");
+    let again = r["result"]["objective"].as_f64().unwrap();
+    assert!((again - objective).abs() <= 2e-6 * objective.abs().max(1.0));
 }
 
 #[test]
@@ -633,6 +671,51 @@ fn sequence_path_is_warm_started_certified_and_plotted() {
     let mut forced = args.to_vec();
     forced.push("--force");
     assert!(cf(&forced, dir.path()).status.success());
+
+    // A run stopped after two points (path.json as a stop leaves it) resumes
+    // with the other three, to the same certified objectives.
+    let whole = json(&dir.path().join("p/path.json"));
+    let mut stopped = whole.clone();
+    stopped["state"] = "interrupted".into();
+    stopped["path"] = whole["path"].as_array().unwrap()[..2].to_vec().into();
+    std::fs::write(
+        dir.path().join("p/path.json"),
+        serde_json::to_string(&stopped).unwrap(),
+    )
+    .unwrap();
+    let mut other = args.to_vec();
+    other[6] = "6";
+    other.push("--resume");
+    let o = cf(&other, dir.path());
+    assert!(
+        !o.status.success() && stderr(&o).contains("--betas: 5 in the recorded run, 6 now"),
+        "{}",
+        stderr(&o)
+    );
+    let mut resumed = args.to_vec();
+    resumed.push("--resume");
+    let o = cf(&resumed, dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("2 of 5 points already finished"),
+        "{}",
+        stderr(&o)
+    );
+    let j = json(&dir.path().join("p/path.json"));
+    assert_eq!(j["state"], "finished");
+    let (a, b) = (
+        j["path"].as_array().unwrap(),
+        whole["path"].as_array().unwrap(),
+    );
+    assert_eq!(a.len(), 5);
+    assert_eq!(a[..2], b[..2], "finished points are kept as they were");
+    for (r, w) in a.iter().zip(b) {
+        let (pr, pw) = (
+            r["objective"].as_f64().unwrap(),
+            w["objective"].as_f64().unwrap(),
+        );
+        assert!((pr - pw).abs() <= 2e-6 * pw.abs().max(1.0), "{pr} vs {pw}");
+    }
 }
 
 /// The hard suite on one case, scaled down: the table, the JSON, the saved

@@ -39,9 +39,6 @@ pub struct FitArgs {
 pub fn run(a: FitArgs) -> anyhow::Result<()> {
     super::interrupt::install()?;
     if a.problem.model == "sequence" {
-        if a.resume {
-            bail!("--resume: a fit of the sequence program cannot resume yet; run it again with --force");
-        }
         return super::sequence::run(a);
     }
     let arguments = resume::arguments(&a)?;

@@ -5,13 +5,15 @@ pub(super) mod predict;
 
 use super::common::{command_line, prepare_out_dir, write_json, ProblemArgs};
 use super::fit::FitArgs;
+use super::resume;
 use anyhow::bail;
 use convexformer::data::npz::read_npz_as;
 use convexformer::data::{Dataset, Targets};
 use convexformer::loss::Loss;
+use convexformer::model::SavedModel;
 use convexformer::sequence::{
     generate_sequence, parse_sequence_synthetic, plot_mixing_matrices, sequence_beta_max,
-    solve_sequence, SequenceReport,
+    solve_sequence_from, SequenceReport,
 };
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -46,6 +48,15 @@ fn split(ds: Dataset, frac: Option<f64>, seed: u64) -> anyhow::Result<(Dataset, 
     Ok((ds.select(train), Some(ds.select(val))))
 }
 
+/// What reports record of the data, and what `--resume` checks: the spec
+/// and the training set's shape.
+fn data_json(spec: &str, train: &Dataset) -> serde_json::Value {
+    serde_json::json!({
+        "spec": spec,
+        "train_shape": [train.n_samples, train.n_tokens, train.n_features, train.n_outputs],
+    })
+}
+
 /// Refuses the options the sequence program does not have; loads and splits.
 fn load_split(p: &ProblemArgs) -> anyhow::Result<(Loss, Dataset, Option<Dataset>)> {
     let loss = Loss::parse(&p.loss)?;
@@ -64,14 +75,30 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
     let (loss, train, val) = load_split(&a.problem)?;
     let bmax = sequence_beta_max(&train, loss)?;
     let beta = a.beta.resolve(bmax, None)?;
-    prepare_out_dir(&a.out, a.force)?;
-    let sol = solve_sequence(&train, loss, beta, &opts)?;
+    let arguments = resume::arguments(&a)?;
+    let data = data_json(&a.problem.data, &train);
+    let warm = if a.resume {
+        let warm = read_resumed(&a.out, &arguments, &data)?;
+        eprintln!("resuming the interrupted fit in {}", a.out.display());
+        Some(warm)
+    } else {
+        prepare_out_dir(&a.out, a.force)?;
+        None
+    };
+    let sol = solve_sequence_from(&train, loss, beta, &opts, warm.as_deref())?;
     let report = SequenceReport::new(&train, loss, &sol, bmax, val.as_ref())?;
     let plots = plot_mixing_matrices(&a.out, "mixing", &report.heads, train.n_tokens)?;
     sol.to_model(loss).save(&a.out.join("model.safetensors"))?;
     write_json(
         &a.out.join("report.json"),
-        &serde_json::json!({ "command": command_line(), "data": a.problem.data, "solver": opts, "result": report }),
+        &serde_json::json!({
+            "command": command_line(),
+            "arguments": arguments,
+            "resumed": a.resume,
+            "data": data,
+            "solver": opts,
+            "result": report,
+        }),
     )?;
     println!(
         "sequence program: beta {:.4e} ({:.3} of beta_max) objective {:.8e} gap {:.2e} (relative {:.2e}) {}",
@@ -91,7 +118,7 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
         report.recovery_relative_difference
     );
     if report.solve.stop_reason == convexformer::solver::StopReason::Interrupted {
-        return Err(super::interrupt::Interrupted::wrote_to(&a.out, false));
+        return Err(super::interrupt::Interrupted::wrote_to(&a.out, true));
     }
     println!(
         "wrote {0}/report.json, {0}/model.safetensors and {1} mixing-matrix plots",
@@ -99,4 +126,30 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
         plots.len()
     );
     Ok(())
+}
+
+/// The coefficients an interrupted fit in `out` reached, once the command
+/// line and the data are shown to be the recorded ones.
+fn read_resumed(
+    out: &Path,
+    arguments: &serde_json::Value,
+    data: &serde_json::Value,
+) -> anyhow::Result<Vec<f64>> {
+    let report = resume::read_summary(out, "report.json")?;
+    resume::check_same_arguments(&report["arguments"], arguments, out)?;
+    resume::check_same_data(&report["data"], data, out)?;
+    let reason = &report["result"]["stop_reason"];
+    if reason != "interrupted" {
+        bail!(
+            "nothing to resume in {}: its fit ended with stop reason {reason}; to solve again, run without --resume and with --force",
+            out.display()
+        );
+    }
+    match SavedModel::load(&out.join("model.safetensors"))? {
+        SavedModel::Sequence(m) => Ok(m.coef),
+        SavedModel::Token(_) => bail!(
+            "cannot resume in {}: its model.safetensors is not a sequence model; start a new fit with --force",
+            out.display()
+        ),
+    }
 }

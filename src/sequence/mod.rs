@@ -338,9 +338,10 @@ impl SequenceSolution {
 }
 
 /// What a sequence solve reports (report.json for `fit --model sequence`).
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct SequenceReport {
-    pub model: &'static str,
+    /// Always "sequence".
+    pub model: String,
     pub loss: String,
     pub n_samples: usize,
     pub n_tokens: usize,
@@ -377,7 +378,7 @@ impl SequenceReport {
         };
         let solve = CertifiedSolve::of(sol, beta_max);
         Ok(SequenceReport {
-            model: "sequence",
+            model: "sequence".into(),
             loss: loss.name(),
             n_samples: data.n_samples,
             n_tokens: data.n_tokens,

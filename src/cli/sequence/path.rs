@@ -1,9 +1,13 @@
 //! `convexformer path --model sequence`: a warm-started β path of the
 //! sequence program (SPEC §4c), each solution certified by its duality gap.
+//! As `path`: every point on disk when solved, the last coefficients in
+//! checkpoint.safetensors, `--resume` from the last finished point.
 
+use super::super::checkpoint::Checkpoint;
 use super::super::common::{command_line, prepare_out_dir, progress, write_file, write_json};
 use super::super::interrupt::{self, Interrupted};
 use super::super::path::{path_table, PathArgs, TableRow};
+use super::super::resume::{self, RunState};
 use anyhow::bail;
 use convexformer::data::Dataset;
 use convexformer::loss::Loss;
@@ -15,7 +19,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 /// One β of the path: the fit report plus what only the coefficients show.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct PathPoint {
     #[serde(flatten)]
     pub report: SequenceReport,
@@ -24,24 +28,37 @@ pub struct PathPoint {
 }
 
 pub fn run(a: PathArgs) -> anyhow::Result<()> {
-    if a.resume {
-        bail!("--resume is not supported for --model sequence yet: start a new run with --force");
-    }
     interrupt::install()?;
     let opts = a.problem.solver_options()?;
     let (loss, train, val) = super::load_split(&a.problem)?;
     let bmax = sequence_beta_max(&train, loss)?;
     let grid = beta_grid(bmax, a.ratio, a.betas)?;
-    prepare_out_dir(&a.out, a.force)?;
+    let arguments = resume::arguments(&a)?;
+    let data = super::data_json(&a.problem.data, &train);
+    let (done, warm) = if a.resume {
+        read_resumed(&a.out, &arguments, &data, &grid)?
+    } else {
+        prepare_out_dir(&a.out, a.force)?;
+        (Vec::new(), None)
+    };
+    if a.resume {
+        eprintln!(
+            "resuming in {}: {} of {} points already finished",
+            a.out.display(),
+            done.len(),
+            grid.len()
+        );
+    }
     // Both files rewritten (atomically) after every point: a stopped run keeps them.
-    let write = |points: &[PathPoint], state: &str| -> anyhow::Result<()> {
+    let write = |points: &[PathPoint], state: RunState| -> anyhow::Result<()> {
         write_file(&a.out.join("path.csv"), csv(points))?;
         write_json(
             &a.out.join("path.json"),
             &serde_json::json!({
                 "command": command_line(),
-                "state": state,
-                "data": a.problem.data,
+                "arguments": arguments,
+                "state": state.name(),
+                "data": data,
                 "model": "sequence",
                 "loss": loss.name(),
                 "solver": opts,
@@ -50,16 +67,33 @@ pub fn run(a: PathArgs) -> anyhow::Result<()> {
             }),
         )
     };
-    let (points, interrupted) =
-        compute_path(&train, val.as_ref(), loss, bmax, &grid, &opts, |p| {
-            write(p, "running")
-        })?;
+    let start = Start { done, warm };
+    let (points, interrupted) = compute_path(
+        &train,
+        val.as_ref(),
+        loss,
+        bmax,
+        &grid,
+        &opts,
+        start,
+        |p, coef| {
+            write(p, RunState::Running)?;
+            let last = &p[p.len() - 1];
+            Checkpoint {
+                point: p.len() - 1,
+                beta: last.report.solve.beta,
+                coef: coef.to_vec(),
+                intercept: Vec::new(),
+            }
+            .save(&a.out)
+        },
+    )?;
     write(
         &points,
         if interrupted {
-            "interrupted"
+            RunState::Interrupted
         } else {
-            "finished"
+            RunState::Finished
         },
     )?;
     if !points.is_empty() {
@@ -67,16 +101,67 @@ pub fn run(a: PathArgs) -> anyhow::Result<()> {
     }
     print!("{}", table(&points, loss));
     if interrupted {
-        return Err(Interrupted::wrote_to(&a.out, false));
+        return Err(Interrupted::wrote_to(&a.out, true));
     }
     println!("wrote {}/path.csv, path.json and plots", a.out.display());
     Ok(())
 }
 
-/// Solves along `grid`, each solve started from the previous solution,
-/// calling `on_point` with the points so far after each. Stops (returning
+/// Where a path starts: the points a stopped run finished, and the
+/// coefficients to warm-start the next one from.
+#[derive(Default)]
+pub struct Start {
+    pub done: Vec<PathPoint>,
+    pub warm: Option<Vec<f64>>,
+}
+
+/// The finished points and the warm start of the run recorded in `out`,
+/// once it is shown to be the same computation on the same data.
+fn read_resumed(
+    out: &Path,
+    arguments: &serde_json::Value,
+    data: &serde_json::Value,
+    grid: &[f64],
+) -> anyhow::Result<(Vec<PathPoint>, Option<Vec<f64>>)> {
+    let summary = resume::read_summary(out, "path.json")?;
+    resume::check_same_arguments(&summary["arguments"], arguments, out)?;
+    resume::check_same_data(&summary["data"], data, out)?;
+    let unreadable = |what: &str, e: serde_json::Error| {
+        anyhow::anyhow!(
+            "cannot resume: {what} in {}/path.json is unreadable ({e}); start a new run with --force",
+            out.display()
+        )
+    };
+    let recorded: Vec<f64> = serde_json::from_value(summary["betas"].clone())
+        .map_err(|e| unreadable("the β grid", e))?;
+    if recorded != grid {
+        bail!(
+            "cannot resume in {}: the β grid differs from the recorded run's (β_max changed: other data?); start a new run with --force",
+            out.display()
+        );
+    }
+    let mut points: Vec<PathPoint> =
+        serde_json::from_value(summary["path"].clone()).map_err(|e| unreadable("the path", e))?;
+    if points
+        .last()
+        .is_some_and(|p| p.report.solve.stop_reason == StopReason::Interrupted)
+    {
+        points.pop();
+    }
+    points.truncate(grid.len());
+    // The interrupted point's coefficients or the last finished one's.
+    let warm = Checkpoint::load(out)?
+        .filter(|c| c.point + 1 == points.len() || c.point == points.len())
+        .map(|c| c.coef);
+    Ok((points, warm))
+}
+
+/// Solves along `grid` from `start` (the points already finished are kept),
+/// each solve started from the previous solution, calling `on_point` with
+/// the points so far and the last coefficients after each. Stops (returning
 /// `true`) after a solve that ended interrupted, or before the next one once
 /// the interrupt is raised.
+#[allow(clippy::too_many_arguments)]
 pub fn compute_path(
     train: &Dataset,
     val: Option<&Dataset>,
@@ -84,14 +169,18 @@ pub fn compute_path(
     bmax: f64,
     grid: &[f64],
     opts: &SolverOptions,
-    mut on_point: impl FnMut(&[PathPoint]) -> anyhow::Result<()>,
+    start: Start,
+    mut on_point: impl FnMut(&[PathPoint], &[f64]) -> anyhow::Result<()>,
 ) -> anyhow::Result<(Vec<PathPoint>, bool)> {
     let pb = progress(grid.len() as u64, "path");
-    let mut points = Vec::with_capacity(grid.len());
-    let mut prev: Option<Vec<f64>> = None;
+    let Start {
+        done: mut points,
+        warm: mut prev,
+    } = start;
+    pb.set_position(points.len() as u64);
     let interrupt = opts.interrupt.clone().unwrap_or_default();
     let mut interrupted = false;
-    for &beta in grid {
+    for &beta in &grid[points.len().min(grid.len())..] {
         if interrupt.requested() {
             interrupted = true;
             break;
@@ -106,7 +195,7 @@ pub fn compute_path(
             report: SequenceReport::new(train, loss, &sol, bmax, val)?,
             nonzero_coefficients: sol.coef.iter().filter(|&&v| v != 0.0).count(),
         });
-        on_point(&points)?;
+        on_point(&points, &sol.coef)?;
         if sol.stop == StopReason::Interrupted {
             interrupted = true;
             break;
