@@ -146,7 +146,8 @@ pub fn check_token_program(
         .saturating_mul(sets.saturating_mul(m).saturating_add(n as u64))
         .saturating_mul(8);
     let cap = match solver {
-        SolverKind::Fista => 0,
+        // Coordinate descent keeps d×d per block: small beside the data.
+        SolverKind::Fista | SolverKind::Cd => 0,
         SolverKind::Auto => AUTO_GRAM_BYTES as u64,
         SolverKind::ProxNewton => MAX_GRAM_BYTES as u64,
     };

@@ -41,6 +41,11 @@ pub trait SampleLoss {
     fn curvature_per_output(&self) -> bool {
         false
     }
+    /// Whether ∇²L is the same everywhere (a quadratic loss): a Gram built
+    /// for prox-Newton then never needs rebuilding.
+    fn constant_curvature(&self) -> bool {
+        false
+    }
     /// Whether ∇²L is diagonal across outputs, so that the weights of
     /// `curvature` are the whole Hessian (false for softmax cross-entropy).
     fn hessian_diagonal(&self) -> bool {
@@ -110,6 +115,9 @@ impl SampleLoss for Loss {
     }
     fn hessian_diagonal(&self) -> bool {
         dispatch!(self, l => l.hessian_diagonal())
+    }
+    fn constant_curvature(&self) -> bool {
+        dispatch!(self, l => l.constant_curvature())
     }
 }
 

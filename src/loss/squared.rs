@@ -30,4 +30,7 @@ impl SampleLoss for Squared {
     fn smoothness(&self) -> f64 {
         1.0
     }
+    fn constant_curvature(&self) -> bool {
+        true
+    }
 }

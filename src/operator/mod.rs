@@ -10,6 +10,7 @@
 pub mod gates;
 pub(crate) mod kernels;
 mod token;
+mod token_blocks;
 
 pub use gates::{GateKind, GateSpec, Gates};
 pub use token::{GateMasks, TokenOperator};
@@ -81,6 +82,35 @@ pub trait LinearOperator: Sync {
     /// Whether [`LinearOperator::weighted_gram`] gives Gram matrices.
     fn supports_gram(&self) -> bool {
         false
+    }
+    /// Whether [`LinearOperator::block_adjoint`] and
+    /// [`LinearOperator::block_update`] work (block coordinate descent).
+    fn supports_block_products(&self) -> bool {
+        false
+    }
+    /// out = 𝒜_bᵀg, block b's gradient (c·d values, laid out as a block)
+    /// from per-row gradients g (rows × c), summed in an order that does
+    /// not depend on the thread count. False where unsupported.
+    fn block_adjoint(&self, _b: usize, _grad: &[f64], _out: &mut [f64]) -> bool {
+        false
+    }
+    /// ŷ += 𝒜_b Δ (Δ laid out as a block); then on each row this changed,
+    /// `loss(i, ŷ_i, ∇_i)` rewrites the row's gradient and returns its loss,
+    /// which replaces `row_loss[i]`. Returns Σ (new − old) of the changed
+    /// rows' losses; None where unsupported.
+    fn block_update<F>(
+        &self,
+        _b: usize,
+        _delta: &[f64],
+        _yhat: &mut [f64],
+        _grad: &mut [f64],
+        _row_loss: &mut [f64],
+        _loss: F,
+    ) -> Option<f64>
+    where
+        F: Fn(usize, &[f64], &mut [f64]) -> f64 + Sync,
+    {
+        None
     }
     /// Whether an unpenalised intercept per output can be fitted.
     fn supports_intercept(&self) -> bool;

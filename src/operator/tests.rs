@@ -177,3 +177,83 @@ fn weighted_grams_match_naive_and_extend_exactly() {
         }
     }
 }
+
+/// Block coordinate descent's products against a full fused pass: the
+/// adjoint of one block equals the pass's block gradient, and updating the
+/// predictions block by block (with the rows' losses) reaches the pass's ŷ,
+/// gradients and loss, with and without gates, across several chunks.
+#[test]
+fn block_products_match_the_fused_pass() {
+    let (n, t, d, c) = (700, 4, 3, 2);
+    let ds = random_data(n, t, d, c, 3);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+    let gates = GateMasks {
+        n_gates: 2,
+        mask: (0..n * 2).map(|_| rng.random_bool(0.5)).collect(),
+    };
+    let sq = |i: usize, yh: &[f64], gr: &mut [f64]| {
+        let mut v = 0.0;
+        for l in 0..c {
+            gr[l] = yh[l] - ds.target(i)[l];
+            v += 0.5 * gr[l] * gr[l];
+        }
+        v
+    };
+    for g in [None, Some(&gates)] {
+        let op = TokenOperator::new(&ds, g);
+        assert!(op.supports_block_products());
+        let nb = op.n_blocks();
+        let cd = c * d;
+        let all: Vec<usize> = (0..nb).collect();
+        let mut coef: Vec<f64> = (0..nb * cd).map(|_| rng.random_range(-1.0..1.0)).collect();
+        // One output of one block stays zero: only moved rows are updated.
+        coef[cd..cd + d].iter_mut().for_each(|v| *v = 0.0);
+        let zero = vec![0.0; c];
+        let mut full = op.buffers(nb);
+        let total = op.fused_pass(&all, &coef, &zero, &all, sq, &mut full);
+
+        // From zero coefficients, one block at a time.
+        let mut step = op.buffers(nb);
+        let start = op.fused_pass(&[], &[], &zero, &[], sq, &mut step);
+        let mut row_loss: Vec<f64> = (0..n)
+            .map(|i| {
+                let mut g = vec![0.0; c];
+                sq(i, &step.yhat[i * c..(i + 1) * c], &mut g)
+            })
+            .collect();
+        let mut sum = start;
+        for b in 0..nb {
+            sum += op
+                .block_update(
+                    b,
+                    &coef[b * cd..(b + 1) * cd],
+                    &mut step.yhat,
+                    &mut step.sample_grad,
+                    &mut row_loss,
+                    sq,
+                )
+                .unwrap();
+        }
+        assert!(
+            (sum - total).abs() <= 1e-9 * total.abs(),
+            "{sum} vs {total}"
+        );
+        assert!((row_loss.iter().sum::<f64>() - total).abs() <= 1e-9 * total.abs());
+        for (a, e) in step.yhat.iter().zip(&full.yhat) {
+            assert!((a - e).abs() <= 1e-12, "{a} vs {e}");
+        }
+        for (a, e) in step.sample_grad.iter().zip(&full.sample_grad) {
+            assert!((a - e).abs() <= 1e-12);
+        }
+        let mut out = vec![0.0; cd];
+        for b in 0..nb {
+            assert!(op.block_adjoint(b, &full.sample_grad, &mut out));
+            for (a, e) in out.iter().zip(&full.block_grad[b * cd..(b + 1) * cd]) {
+                assert!(
+                    (a - e).abs() <= 1e-9 * (1.0 + e.abs()),
+                    "block {b}: {a} vs {e}"
+                );
+            }
+        }
+    }
+}

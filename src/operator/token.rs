@@ -22,7 +22,7 @@ pub struct TokenOperator<'a> {
     pub data: &'a Dataset,
     pub gates: Option<&'a GateMasks>,
     n_blocks: usize,
-    chunk_size: usize,
+    pub(super) chunk_size: usize,
     /// ‖X_b‖_F over the samples (gated rows count only where the gate is on).
     block_norms: Vec<f64>,
     /// Σ_i x_{i,b}, d per block.
@@ -197,7 +197,7 @@ impl<'a> TokenOperator<'a> {
 
     /// Rows of token block `b` for samples i0..i0+m, contiguous (m×d).
     #[inline]
-    fn rows(&self, i0: usize, m: usize, b: usize) -> &[f64] {
+    pub(super) fn rows(&self, i0: usize, m: usize, b: usize) -> &[f64] {
         let d = self.data.n_features;
         let off = ((b % self.data.n_tokens) * self.data.n_samples + i0) * d;
         &self.xt[off..off + m * d]
@@ -228,6 +228,27 @@ impl LinearOperator for TokenOperator<'_> {
     }
     fn supports_gram(&self) -> bool {
         true
+    }
+    fn supports_block_products(&self) -> bool {
+        true
+    }
+    fn block_adjoint(&self, b: usize, grad: &[f64], out: &mut [f64]) -> bool {
+        self.adjoint_of_block(b, grad, out);
+        true
+    }
+    fn block_update<F>(
+        &self,
+        b: usize,
+        delta: &[f64],
+        yhat: &mut [f64],
+        grad: &mut [f64],
+        row_loss: &mut [f64],
+        loss: F,
+    ) -> Option<f64>
+    where
+        F: Fn(usize, &[f64], &mut [f64]) -> f64 + Sync,
+    {
+        Some(self.update_block(b, delta, yhat, grad, row_loss, loss))
     }
     fn weighted_gram(
         &self,

@@ -1158,24 +1158,27 @@ fn targets_per_sample_are_refused() {
     assert!(e.contains("per position"), "{e}");
 }
 
-/// The sequence operator has no per-output Gram: an explicit prox-Newton is
-/// refused with a message that names the way out; `auto` solves it.
+/// The sequence operator has no per-output Gram and no per-block products:
+/// an explicit prox-Newton or cd is refused with a message that names the
+/// way out; `auto` solves it.
 #[test]
 fn prox_newton_is_refused_clearly_and_auto_solves() {
     use crate::solver::{solve, SolverKind};
     let data = instance(40, 4, 3, 2, Loss::Squared, 3);
     let mut problem = sequence_problem(&data, Loss::Squared, 1.0).unwrap();
     problem.beta = 0.1 * crate::solver::beta_max(&problem);
-    let err = solve(
-        &problem,
-        &SolverOptions {
-            solver: SolverKind::ProxNewton,
-            ..opts(1e-8, 100_000)
-        },
-        None,
-    )
-    .expect_err("prox-newton on the sequence program must be refused");
-    assert!(err.to_string().contains("--solver auto or fista"), "{err}");
+    for solver in [SolverKind::ProxNewton, SolverKind::Cd] {
+        let err = solve(
+            &problem,
+            &SolverOptions {
+                solver,
+                ..opts(1e-8, 100_000)
+            },
+            None,
+        )
+        .expect_err("prox-newton and cd on the sequence program must be refused");
+        assert!(err.to_string().contains("--solver auto or fista"), "{err}");
+    }
     let sol = solve(&problem, &opts(1e-8, 100_000), None).unwrap();
     assert!(sol.converged());
 }

@@ -437,7 +437,7 @@ fn epoch(
 
 /// Anderson's weights over the K differences of K+1 iterates: c solving
 /// (UᵀU)c = 1, normalised to sum 1. None when UᵀU is singular.
-fn anderson_coefficients(history: &[Vec<f64>]) -> Option<Vec<f64>> {
+pub(super) fn anderson_coefficients(history: &[Vec<f64>]) -> Option<Vec<f64>> {
     let k = history.len() - 1;
     let diffs: Vec<Vec<f64>> = (0..k)
         .map(|i| {

@@ -11,6 +11,7 @@
 //! - [`outer`]: the outer loop (screening, working sets, stopping);
 //! - [`path`]: β_max and warm-started regularisation paths.
 
+pub mod block_cd;
 pub mod certificate;
 pub mod fista;
 pub mod gram_cd;
@@ -72,15 +73,21 @@ pub enum SolverKind {
     /// acceleration, then a line search. For squared loss one step is exact
     /// (skglm's GramCD).
     ProxNewton,
+    /// Block coordinate descent on the data: each block minimised exactly in
+    /// its own Gram's metric, with the loss's curvature learned per block,
+    /// and Anderson acceleration (skglm's AndersonCD). No m×m Gram: for
+    /// many outputs, cross-entropy, and working sets wider than the data.
+    Cd,
 }
 
 impl SolverKind {
-    pub const NAMES: &'static str = "auto, fista or prox-newton";
+    pub const NAMES: &'static str = "auto, fista, prox-newton or cd";
     pub fn parse(s: &str) -> Result<SolverKind> {
         match s {
             "auto" => Ok(SolverKind::Auto),
             "fista" => Ok(SolverKind::Fista),
             "prox-newton" => Ok(SolverKind::ProxNewton),
+            "cd" => Ok(SolverKind::Cd),
             _ => invalid(format!("unknown solver '{s}': use {}", SolverKind::NAMES)),
         }
     }
@@ -89,6 +96,7 @@ impl SolverKind {
             SolverKind::Auto => "auto",
             SolverKind::Fista => "fista",
             SolverKind::ProxNewton => "prox-newton",
+            SolverKind::Cd => "cd",
         }
     }
 }

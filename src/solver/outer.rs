@@ -1,6 +1,7 @@
 //! The outer loop: certify on all candidate blocks, screen, pick a working
 //! set, solve it with FISTA, repeat (as celer/skglm do for the lasso).
 
+use super::block_cd::{block_cd, BlockCdCache};
 use super::certificate::{certify, dual_scores, safe_radius, Certificate};
 use super::fista::{fista, Budget, FistaBuffers, InnerResult};
 use super::prox_newton::{gram_bytes, prox_newton, AUTO_GRAM_BYTES, MAX_GRAM_BYTES};
@@ -12,8 +13,68 @@ use crate::penalty::BlockPenalty;
 use crate::problem::Problem;
 use std::time::{Duration, Instant};
 
-/// FISTA iterations `auto` gives a working set before it builds a Gram.
+/// FISTA iterations (or coordinate-descent epochs) `auto` gives a working
+/// set before it builds a Gram.
 const AUTO_FISTA_TRIAL: usize = 10;
+const AUTO_CD_TRIAL: usize = 10;
+
+/// The inner solver of one working set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Inner {
+    Fista,
+    Newton,
+    Cd,
+    /// `auto`: a few iterations first (far less than a Gram costs: easy
+    /// sets finish there), then prox-Newton if they fall short.
+    FistaThenNewton,
+    CdThenNewton,
+}
+
+/// `auto`'s choice, by what the operator offers and the loss. With block
+/// products (token and gated programs): coordinate descent, then
+/// prox-Newton for the squared loss once a trial of epochs falls short and
+/// the working set's Gram fits. Without (the sequence program): FISTA,
+/// then prox-Newton where Grams exist and the loss's Hessian is diagonal.
+fn choose_inner<O: LinearOperator>(
+    problem: &Problem<'_, O>,
+    opts: &SolverOptions,
+    gram_bytes: usize,
+    newton_taken: bool,
+) -> Inner {
+    let gram = problem.op.supports_gram();
+    let blocks = problem.op.supports_block_products();
+    match opts.solver {
+        SolverKind::Fista => Inner::Fista,
+        SolverKind::Cd => Inner::Cd,
+        SolverKind::ProxNewton if gram && gram_bytes <= MAX_GRAM_BYTES => Inner::Newton,
+        SolverKind::ProxNewton => Inner::Fista,
+        SolverKind::Auto => {
+            let fits = gram && gram_bytes <= AUTO_GRAM_BYTES;
+            if blocks {
+                // Coordinate descent reads the working set twice per epoch;
+                // a Newton step rebuilds its Gram whenever the curvature
+                // moves, which only the squared loss's never does.
+                if fits && problem.loss.constant_curvature() {
+                    if newton_taken {
+                        Inner::Newton
+                    } else {
+                        Inner::CdThenNewton
+                    }
+                } else {
+                    Inner::Cd
+                }
+            } else if fits && problem.loss.hessian_diagonal() {
+                if newton_taken {
+                    Inner::Newton
+                } else {
+                    Inner::FistaThenNewton
+                }
+            } else {
+                Inner::Fista
+            }
+        }
+    }
+}
 
 /// Solves `problem` to relative gap `opts.tol` from an optional warm start
 /// (coefficients on all blocks, intercept).
@@ -26,6 +87,11 @@ pub fn solve<O: LinearOperator>(
     if opts.solver == SolverKind::ProxNewton && !problem.op.supports_gram() {
         return invalid(
             "the prox-newton solver needs working-set Gram matrices, which this program's operator does not give: use --solver auto or fista",
+        );
+    }
+    if opts.solver == SolverKind::Cd && !problem.op.supports_block_products() {
+        return invalid(
+            "the cd solver needs per-block products, which this program's operator does not give: use --solver auto or fista",
         );
     }
     let start = Instant::now();
@@ -71,6 +137,7 @@ pub fn solve<O: LinearOperator>(
     let mut prev_ws: Vec<usize> = Vec::new();
     let mut prev_lipschitz: Option<f64> = None;
     let mut gram_cache = None;
+    let mut cd_cache = BlockCdCache::default();
     let mut newton_taken = false;
     let mut iterations = 0;
     let mut passes = 0.0;
@@ -160,47 +227,48 @@ pub fn solve<O: LinearOperator>(
             .flat_map(|&blk| coef[blk * cd..(blk + 1) * cd].iter().copied())
             .collect();
         let bytes = gram_bytes(problem, ws.len());
-        let newton = problem.op.supports_gram()
-            && match opts.solver {
-                // Cross-entropy's Hessian couples the outputs (softmax is
-                // invariant along 1): its diagonal Newton model converges
-                // slowly, so `auto` keeps FISTA there.
-                SolverKind::Auto => bytes <= AUTO_GRAM_BYTES && problem.loss.hessian_diagonal(),
-                SolverKind::ProxNewton => bytes <= MAX_GRAM_BYTES,
-                SolverKind::Fista => false,
-            };
+        let inner = choose_inner(problem, opts, bytes, newton_taken);
         // A Newton inner solve gains accuracy cheaply: ask it for more, so
-        // fewer outer rounds (each a full pass) are needed.
-        let inner_tol = if newton && cert.relative_gap < 1e3 * opts.tol {
+        // fewer outer rounds (each a full pass) are needed. So does
+        // coordinate descent, whose epochs adapt to each block.
+        let inner_tol = if inner != Inner::Fista && cert.relative_gap < 1e3 * opts.tol {
             0.5 * opts.tol
         } else {
-            (if newton { 0.05 } else { 0.3 } * cert.relative_gap).max(0.5 * opts.tol)
+            (if inner != Inner::Fista { 0.05 } else { 0.3 } * cert.relative_gap).max(0.5 * opts.tol)
         };
-        // `auto` tries FISTA first on each working set, for a few dozen
-        // iterations (far less than a Gram costs): easy sets finish there.
-        // Once FISTA falls short, prox-Newton takes over from its point,
-        // for this set and the rest of the solve.
-        let trial = newton && opts.solver == SolverKind::Auto && !newton_taken;
-        let res = if newton && !trial {
-            prox_newton(
+        let trial_cap = match inner {
+            Inner::FistaThenNewton => AUTO_FISTA_TRIAL,
+            Inner::CdThenNewton => AUTO_CD_TRIAL,
+            _ => usize::MAX,
+        };
+        let mut sub = Budget {
+            iterations_left: budget.iterations_left.min(trial_cap),
+            deadline: budget.deadline,
+            interrupt: budget.interrupt.clone(),
+        };
+        let given = sub.iterations_left;
+        let first = match inner {
+            Inner::Newton => prox_newton(
                 problem,
                 &ws,
                 &mut x,
                 &mut b,
                 inner_tol,
-                &mut budget,
+                &mut sub,
                 &mut buf,
                 &mut gram_cache,
-            )
-        } else {
-            let cap = if trial { AUTO_FISTA_TRIAL } else { usize::MAX };
-            let mut sub = Budget {
-                iterations_left: budget.iterations_left.min(cap),
-                deadline: budget.deadline,
-                interrupt: budget.interrupt.clone(),
-            };
-            let given = sub.iterations_left;
-            let first = fista(
+            ),
+            Inner::Cd | Inner::CdThenNewton => block_cd(
+                problem,
+                &ws,
+                &mut x,
+                &mut b,
+                inner_tol,
+                &mut sub,
+                &mut buf,
+                &mut cd_cache,
+            ),
+            Inner::Fista | Inner::FistaThenNewton => fista(
                 problem,
                 &ws,
                 &mut x,
@@ -211,29 +279,34 @@ pub fn solve<O: LinearOperator>(
                 &mut buf,
                 &mut fb,
                 prev_lipschitz.filter(|_| ws.iter().all(|blk| prev_ws.binary_search(blk).is_ok())),
+            ),
+        };
+        budget.iterations_left -= given - sub.iterations_left;
+        // `auto`'s trial fell short on this set: prox-Newton takes over from
+        // its point, for this set and the rest of the solve.
+        let res = if matches!(inner, Inner::FistaThenNewton | Inner::CdThenNewton)
+            && first.certificate.relative_gap > inner_tol
+            && budget.exhausted().is_none()
+        {
+            newton_taken = true;
+            let second = prox_newton(
+                problem,
+                &ws,
+                &mut x,
+                &mut b,
+                inner_tol,
+                &mut budget,
+                &mut buf,
+                &mut gram_cache,
             );
-            budget.iterations_left -= given - sub.iterations_left;
-            if trial && first.certificate.relative_gap > inner_tol && budget.exhausted().is_none() {
-                newton_taken = true;
-                let second = prox_newton(
-                    problem,
-                    &ws,
-                    &mut x,
-                    &mut b,
-                    inner_tol,
-                    &mut budget,
-                    &mut buf,
-                    &mut gram_cache,
-                );
-                InnerResult {
-                    iterations: first.iterations + second.iterations,
-                    passes: first.passes + second.passes,
-                    lipschitz: first.lipschitz,
-                    ..second
-                }
-            } else {
-                first
+            InnerResult {
+                iterations: first.iterations + second.iterations,
+                passes: first.passes + second.passes,
+                lipschitz: first.lipschitz,
+                ..second
             }
+        } else {
+            first
         };
         prev_lipschitz = Some(res.lipschitz).filter(|l| l.is_finite());
         iterations += res.iterations;

@@ -80,7 +80,7 @@ fn solves_converge_certify_and_satisfy_kkt() {
             // Every inner solver reaches the same optimum, and certifies it.
             // (Prox-Newton's diagonal model of the softmax Hessian converges
             // slowly: cross-entropy is asked for 1e-7 there.)
-            for solver in [SolverKind::Fista, SolverKind::ProxNewton] {
+            for solver in [SolverKind::Fista, SolverKind::ProxNewton, SolverKind::Cd] {
                 let tol = if solver == SolverKind::ProxNewton && loss == Loss::CrossEntropy {
                     1e-7
                 } else {
@@ -196,7 +196,12 @@ fn an_interrupt_stops_every_solver_with_a_valid_certificate() {
     .unwrap();
     prob.beta = 0.05 * beta_max(&prob);
     let full = solve(&prob, &opts(1e-10), None).unwrap();
-    for solver in [SolverKind::Auto, SolverKind::Fista, SolverKind::ProxNewton] {
+    for solver in [
+        SolverKind::Auto,
+        SolverKind::Fista,
+        SolverKind::ProxNewton,
+        SolverKind::Cd,
+    ] {
         let flag = Interrupt::new();
         let o = SolverOptions {
             interrupt: Some(flag.clone()),
@@ -269,8 +274,8 @@ fn bad_options_are_refused() {
         assert!(e.err().unwrap().to_string().contains("beta"));
     }
     let e = SolverKind::parse("newton").unwrap_err().to_string();
-    assert!(e.contains("auto, fista or prox-newton"), "{e}");
-    for name in ["auto", "fista", "prox-newton"] {
+    assert!(e.contains("auto, fista, prox-newton or cd"), "{e}");
+    for name in ["auto", "fista", "prox-newton", "cd"] {
         assert_eq!(SolverKind::parse(name).unwrap().name(), name);
     }
     assert!(beta_grid(1.0, 1.5, 3).is_err());

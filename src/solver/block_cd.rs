@@ -1,0 +1,421 @@
+//! Block coordinate descent on the data (skglm's AndersonCD, celer's inner
+//! solver), for any smooth loss: the predictions ŷ, the rows' gradients and
+//! losses are kept up to date as each block of the working set moves, so an
+//! epoch reads the working set's data twice (one adjoint and one update per
+//! block) and never builds an m×m Gram. This is the inner solver where a
+//! working-set Gram would cost more than the passes it saves (m ≳ N, many
+//! outputs, cross-entropy).
+//!
+//! Each block is minimised exactly on a quadratic model in the metric of
+//! its own Gram X_bᵀX_b (which preconditions anisotropic features), scaled
+//! by κ_b·γ where γ bounds the loss's curvature. κ_b starts at 1 (the model
+//! majorises the loss) and follows the curvature the loss showed along the
+//! last step of that block: a step whose loss rises above its model is
+//! undone and retried with a larger κ_b, so every kept step lowers the
+//! objective. Anderson readspolation every K epochs is kept where it lowers
+//! the objective.
+
+use super::certificate::{certify, dual_scores};
+use super::fista::{Budget, InnerResult};
+use super::gram_cd::anderson_coefficients;
+use crate::loss::SampleLoss;
+use crate::operator::kernels::{axpy, dot};
+use crate::operator::{LinearOperator, PassBuffers};
+use crate::penalty::{BlockPenalty, SymEigen};
+use crate::problem::Problem;
+use std::collections::HashMap;
+
+/// Epochs between Anderson readspolations (and duality-gap checks).
+const ANDERSON_K: usize = 5;
+/// The smallest curvature scale κ a block may take.
+const KAPPA_MIN: f64 = 1e-6;
+
+/// Per block: the Gram X_bᵀX_b (d×d) with its eigendecomposition, and the
+/// curvature scale κ_b learned so far. Kept across the working sets of one
+/// solve: a block's data never change.
+#[derive(Default)]
+pub struct BlockCdCache {
+    blocks: HashMap<usize, BlockMetric>,
+    /// The intercept's κ.
+    intercept_kappa: Option<f64>,
+}
+
+struct BlockMetric {
+    gram: Vec<f64>,
+    eig: SymEigen,
+    kappa: f64,
+}
+
+/// Solves the problem reduced to `ws` from (x, bx) to relative gap `tol`,
+/// as [`super::fista::fista`] does (on return `buf` holds the pass at the
+/// returned point).
+#[allow(clippy::too_many_arguments)]
+pub fn block_cd<O: LinearOperator>(
+    problem: &Problem<'_, O>,
+    ws: &[usize],
+    x: &mut [f64],
+    bx: &mut [f64],
+    tol: f64,
+    budget: &mut Budget,
+    buf: &mut PassBuffers,
+    cache: &mut BlockCdCache,
+) -> InnerResult {
+    let (c, d) = problem.op.penalty_shape();
+    let cd = problem.block_len();
+    let loss = problem.loss;
+    let grad_fn = |i: usize, yh: &[f64], g: &mut [f64]| loss.value_grad(yh, problem.target(i), g);
+    let rows = problem.op.n_rows();
+    let beta = problem.beta;
+    let mut passes = 0.0;
+    let mut iterations = 0;
+
+    // The metric of every block new to this solve: one read of its data.
+    let new: Vec<usize> = ws
+        .iter()
+        .copied()
+        .filter(|b| !cache.blocks.contains_key(b))
+        .collect();
+    if !new.is_empty() {
+        let ones = vec![1.0; rows];
+        for &b in &new {
+            let gram = problem
+                .op
+                .weighted_gram(&[b], &ones, 1, false)
+                .and_then(|mut g| g.pop());
+            let metric = gram.and_then(|gram| {
+                let eig = SymEigen::new(&gram, d, d)?;
+                Some(BlockMetric {
+                    gram,
+                    eig,
+                    kappa: 1.0,
+                })
+            });
+            match metric {
+                Some(m) => {
+                    cache.blocks.insert(b, m);
+                }
+                None => {
+                    // No Gram (or non-finite data): nothing this solver can do.
+                    let lv = problem.op.fused_pass(ws, x, bx, ws, grad_fn, buf);
+                    let certificate = reduced_certificate(problem, ws, x, lv, buf);
+                    return InnerResult {
+                        iterations,
+                        passes: passes + problem.op.pass_fraction(ws),
+                        certificate,
+                        stopped: None,
+                        lipschitz: f64::NAN,
+                    };
+                }
+            }
+        }
+        passes += problem.op.pass_fraction(&new);
+    }
+
+    let frac_block = |b: usize| problem.op.pass_fraction(&[b]);
+    let mut row_loss = vec![0.0; rows];
+    let mut work = Scratch::new(c, d);
+    let mut history: Vec<Vec<f64>> = Vec::with_capacity(ANDERSON_K + 1);
+    // Some(loss) when `buf` holds the pass at (x, bx) with the adjoint on ws.
+    let mut at_point: Option<f64> = None;
+    loop {
+        let lv = match at_point.take() {
+            Some(lv) => lv,
+            None => {
+                passes += problem.op.pass_fraction(ws);
+                problem.op.fused_pass(ws, x, bx, ws, grad_fn, buf)
+            }
+        };
+        let certificate = reduced_certificate(problem, ws, x, lv, buf);
+        let stopped = budget.exhausted();
+        if certificate.relative_gap <= tol || stopped.is_some() {
+            return InnerResult {
+                iterations,
+                passes,
+                certificate,
+                stopped,
+                lipschitz: f64::NAN,
+            };
+        }
+        for (i, l) in row_loss.iter_mut().enumerate() {
+            *l = loss.value(&buf.yhat[i * c..(i + 1) * c], problem.target(i));
+        }
+        history.clear();
+        history.push(stack(x, bx));
+        for _ in 0..ANDERSON_K {
+            for (j, &b) in ws.iter().enumerate() {
+                let metric = cache.blocks.get_mut(&b).expect("computed above");
+                passes += block_step(
+                    problem,
+                    b,
+                    &mut x[j * cd..(j + 1) * cd],
+                    metric,
+                    buf,
+                    &mut row_loss,
+                    &mut work,
+                ) * frac_block(b);
+            }
+            if problem.intercept {
+                passes += intercept_step(problem, bx, cache, buf, &mut row_loss);
+            }
+            iterations += 1;
+            budget.iterations_left = budget.iterations_left.saturating_sub(1);
+            history.push(stack(x, bx));
+            if budget.exhausted().is_some() {
+                break;
+            }
+        }
+        // Anderson: the readspolation of the epochs' iterates, kept only if
+        // it lowers the objective (its pass then serves the certificate).
+        if history.len() == ANDERSON_K + 1 {
+            if let Some(coefs) = anderson_coefficients(&history) {
+                let mut ext = vec![0.0; x.len() + bx.len()];
+                for (k, &ck) in coefs.iter().enumerate() {
+                    axpy(ck, &history[k + 1], &mut ext);
+                }
+                let (xe, be) = ext.split_at(x.len());
+                let current = row_loss.iter().sum::<f64>() + beta * penalty_sum(problem, x);
+                passes += problem.op.pass_fraction(ws);
+                let le = problem.op.fused_pass(ws, xe, be, ws, grad_fn, buf);
+                if le + beta * penalty_sum(problem, xe) < current {
+                    x.copy_from_slice(xe);
+                    bx.copy_from_slice(be);
+                    at_point = Some(le);
+                }
+            }
+        }
+    }
+}
+
+/// Block b's step: the exact minimiser of its model, kept if the loss
+/// stays below the model, else undone and retried with a larger κ.
+/// Returns the block's passes it read (the adjoint, each update and undo).
+fn block_step<O: LinearOperator>(
+    problem: &Problem<'_, O>,
+    b: usize,
+    z: &mut [f64],
+    metric: &mut BlockMetric,
+    buf: &mut PassBuffers,
+    row_loss: &mut [f64],
+    w: &mut Scratch,
+) -> f64 {
+    let (c, d) = problem.op.penalty_shape();
+    let loss = problem.loss;
+    let grad_fn = |i: usize, yh: &[f64], g: &mut [f64]| loss.value_grad(yh, problem.target(i), g);
+    let gamma = loss.smoothness();
+    let beta = problem.beta;
+    problem.op.block_adjoint(b, &buf.sample_grad, &mut w.grad);
+    let lip = metric.eig.max();
+    if lip <= 0.0 {
+        return 1.0;
+    }
+    let mut reads = 1.0;
+    loop {
+        let h = metric.kappa * gamma;
+        // min_z ⟨g, z − z0⟩ + (h/2)Σ_l (z_l − z0_l)ᵀG(z_l − z0_l) + βΩ(z):
+        // in G's metric, s_l = G z0_l − g_l/h and τ = β/h.
+        for l in 0..c {
+            let z0 = &z[l * d..(l + 1) * d];
+            for q in 0..d {
+                w.s[l * d + q] = dot(&metric.gram[q * d..(q + 1) * d], z0) - w.grad[l * d + q] / h;
+            }
+        }
+        w.trial.copy_from_slice(z);
+        let exact = problem.penalty.quadratic_min(
+            &metric.eig,
+            &w.s,
+            c,
+            d,
+            beta / h,
+            &mut w.trial,
+            &mut w.secular,
+        );
+        if !exact {
+            for ((t, z0), g) in w.trial.iter_mut().zip(z.iter()).zip(&w.grad) {
+                *t = z0 - g / (h * lip);
+            }
+            problem.penalty.prox(&mut w.trial, c, d, beta / (h * lip));
+        }
+        let mut quad = 0.0;
+        let mut lin = 0.0;
+        for l in 0..c {
+            for q in 0..d {
+                w.delta[l * d + q] = w.trial[l * d + q] - z[l * d + q];
+            }
+            let dl = &w.delta[l * d..(l + 1) * d];
+            lin += dot(dl, &w.grad[l * d..(l + 1) * d]);
+            for q in 0..d {
+                quad += dl[q] * dot(&metric.gram[q * d..(q + 1) * d], dl);
+            }
+        }
+        if w.delta.iter().all(|&v| v == 0.0) {
+            return reads;
+        }
+        let change = problem
+            .op
+            .block_update(
+                b,
+                &w.delta,
+                &mut buf.yhat,
+                &mut buf.sample_grad,
+                row_loss,
+                grad_fn,
+            )
+            .expect("the solver checked that the operator has block products");
+        reads += 1.0;
+        // The curvature the loss showed along Δ, relative to γ·G's.
+        let shown = if quad > 0.0 {
+            ((change - lin) / (0.5 * gamma * quad)).max(0.0)
+        } else {
+            0.0
+        };
+        let slack = 1e-12 * (1.0 + change.abs() + lin.abs());
+        if change <= lin + 0.5 * h * quad + slack || metric.kappa >= 1.0 {
+            z.copy_from_slice(&w.trial);
+            metric.kappa = (1.5 * shown).clamp(KAPPA_MIN, 1.0);
+            return reads;
+        }
+        // The model did not hold: undo, and retry with the curvature seen.
+        for v in w.delta.iter_mut() {
+            *v = -*v;
+        }
+        problem.op.block_update(
+            b,
+            &w.delta,
+            &mut buf.yhat,
+            &mut buf.sample_grad,
+            row_loss,
+            grad_fn,
+        );
+        reads += 1.0;
+        metric.kappa = (2.0 * shown).max(2.0 * metric.kappa).min(1.0);
+    }
+}
+
+/// The intercept's step (all rows move): the same model with G = N·I.
+/// Returns the passes it cost.
+fn intercept_step<O: LinearOperator>(
+    problem: &Problem<'_, O>,
+    bx: &mut [f64],
+    cache: &mut BlockCdCache,
+    buf: &mut PassBuffers,
+    row_loss: &mut [f64],
+) -> f64 {
+    let c = bx.len();
+    let rows = problem.op.n_rows();
+    let loss = problem.loss;
+    let gamma = loss.smoothness();
+    let n = rows as f64;
+    let mut g = vec![0.0; c];
+    for gi in buf.sample_grad.chunks_exact(c) {
+        axpy(1.0, gi, &mut g);
+    }
+    let kappa = cache.intercept_kappa.get_or_insert(1.0);
+    let mut cost = 0.0;
+    loop {
+        let h = *kappa * gamma * n;
+        let delta: Vec<f64> = g.iter().map(|v| -v / h).collect();
+        let lin: f64 = -g.iter().map(|v| v * v).sum::<f64>() / h;
+        let quad = n * delta.iter().map(|v| v * v).sum::<f64>();
+        if quad == 0.0 {
+            return cost;
+        }
+        let change = shift_rows(problem, &delta, buf, row_loss);
+        cost += 1.0 / problem.op.n_blocks().max(1) as f64;
+        let shown = ((change - lin) / (0.5 * gamma * quad)).max(0.0);
+        if change <= lin + 0.5 * *kappa * gamma * quad + 1e-12 * (1.0 + change.abs() + lin.abs())
+            || *kappa >= 1.0
+        {
+            for (b, dv) in bx.iter_mut().zip(&delta) {
+                *b += dv;
+            }
+            *kappa = (1.5 * shown).clamp(KAPPA_MIN, 1.0);
+            return cost;
+        }
+        let back: Vec<f64> = delta.iter().map(|v| -v).collect();
+        shift_rows(problem, &back, buf, row_loss);
+        *kappa = (2.0 * shown).max(2.0 * *kappa).min(1.0);
+    }
+}
+
+/// ŷ_i += δ on every row, with the rows' losses and gradients; returns the
+/// change of the loss.
+fn shift_rows<O: LinearOperator>(
+    problem: &Problem<'_, O>,
+    delta: &[f64],
+    buf: &mut PassBuffers,
+    row_loss: &mut [f64],
+) -> f64 {
+    let c = delta.len();
+    let loss = problem.loss;
+    let mut change = 0.0;
+    for (i, ((yi, gi), rl)) in buf
+        .yhat
+        .chunks_exact_mut(c)
+        .zip(buf.sample_grad.chunks_exact_mut(c))
+        .zip(row_loss.iter_mut())
+        .enumerate()
+    {
+        axpy(1.0, delta, yi);
+        let new = loss.value_grad(yi, problem.target(i), gi);
+        change += new - *rl;
+        *rl = new;
+    }
+    change
+}
+
+/// The certificate of the problem reduced to `ws`, from the pass in `buf`.
+fn reduced_certificate<O: LinearOperator>(
+    problem: &Problem<'_, O>,
+    ws: &[usize],
+    x: &[f64],
+    lv: f64,
+    buf: &PassBuffers,
+) -> super::Certificate {
+    let mut scratch = vec![0.0; problem.block_len()];
+    let mut norms = Vec::with_capacity(ws.len());
+    let max = dual_scores(problem, ws, buf, &mut scratch, &mut norms);
+    certify(
+        problem,
+        buf,
+        lv + problem.beta * penalty_sum(problem, x),
+        max,
+    )
+    .0
+}
+
+/// Σ_b Ω(x_b) over positional blocks.
+fn penalty_sum<O: LinearOperator>(problem: &Problem<'_, O>, x: &[f64]) -> f64 {
+    let (c, d) = problem.op.penalty_shape();
+    x.chunks_exact(problem.block_len())
+        .map(|z| problem.penalty.value(z, c, d))
+        .sum()
+}
+
+/// Coefficients and intercept as one vector (Anderson's iterates).
+fn stack(x: &[f64], bx: &[f64]) -> Vec<f64> {
+    let mut v = Vec::with_capacity(x.len() + bx.len());
+    v.extend_from_slice(x);
+    v.extend_from_slice(bx);
+    v
+}
+
+/// Scratch of one block step.
+struct Scratch {
+    grad: Vec<f64>,
+    s: Vec<f64>,
+    trial: Vec<f64>,
+    delta: Vec<f64>,
+    secular: Vec<f64>,
+}
+
+impl Scratch {
+    fn new(c: usize, d: usize) -> Self {
+        Scratch {
+            grad: vec![0.0; c * d],
+            s: vec![0.0; c * d],
+            trial: vec![0.0; c * d],
+            delta: vec![0.0; c * d],
+            secular: vec![0.0; d],
+        }
+    }
+}
