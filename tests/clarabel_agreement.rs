@@ -19,7 +19,12 @@ use convexformer::problem::Problem;
 use convexformer::solver::{beta_max, solve, Solution, SolverKind, SolverOptions};
 
 /// Every inner solver is checked against the reference.
-const SOLVERS: [SolverKind; 3] = [SolverKind::Fista, SolverKind::ProxNewton, SolverKind::Cd];
+const SOLVERS: [SolverKind; 4] = [
+    SolverKind::Auto,
+    SolverKind::Fista,
+    SolverKind::ProxNewton,
+    SolverKind::Cd,
+];
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

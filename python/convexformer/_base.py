@@ -208,7 +208,7 @@ _COMMON_DOC = """
         Stop at relative duality gap gap / max(1, |objective|) <= tol.
     max_iter : int, default=100000
     max_seconds : float or None, default=None
-    solver : {"auto", "fista", "prox-newton"}, default="auto"
+    solver : {"auto", "fista", "prox-newton", "cd"}, default="auto"
     warm_start : bool, default=False
         Start from the previous fit's coefficients when the shapes agree.
     n_gates, gate_kind, tokenwise_gates : gated program only

@@ -23,7 +23,7 @@ pub struct BenchArgs {
     /// logit-0.1, vl1-sq-0.1, gated-ce.
     #[arg(long)]
     pub cases: Option<String>,
-    /// Inner solver: auto, fista or prox-newton.
+    /// Inner solver: auto, fista, prox-newton or cd.
     #[arg(long, default_value = "auto")]
     pub solver: String,
     /// Cap on seconds per solve.

@@ -56,8 +56,10 @@ pub struct ProblemArgs {
     /// Turn working sets off (the inner solver on all unscreened tokens).
     #[arg(long)]
     pub no_working_sets: bool,
-    /// Inner solver on the working sets: auto (prox-Newton where the
-    /// working set's Gram fits, FISTA otherwise), fista or prox-newton.
+    /// Inner solver on the working sets: auto (coordinate descent on the
+    /// token and gated programs, then prox-Newton for squared loss where
+    /// the working set's Gram fits; FISTA on the sequence program), fista,
+    /// prox-newton or cd.
     #[arg(long, default_value = "auto")]
     pub solver: String,
     /// Gated model: number of gates P.
