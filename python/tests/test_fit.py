@@ -94,6 +94,18 @@ def test_classifiers_binary_and_multiclass():
     assert set(clf3.active_tokens_.tolist()) >= {1, 6}
 
 
+@pytest.mark.parametrize("solver", ["auto", "fista", "prox-newton", "cd"])
+def test_every_solver_certifies_the_same_classifier(solver):
+    X, y = planted(N=300)
+    y3 = np.digitize(y, np.quantile(y, [1 / 3, 2 / 3]))
+    ref = cf.ConvexAttentionClassifier(beta_frac=0.05, tol=1e-9, solver="fista").fit(X, y3)
+    clf = cf.ConvexAttentionClassifier(beta_frac=0.05, tol=1e-7, solver=solver).fit(X, y3)
+    assert clf.converged_ and clf.relative_gap_ <= 1e-7
+    # Both certificates bracket the one optimum.
+    assert clf.dual_objective_ <= ref.objective_ + 1e-9 * abs(ref.objective_)
+    assert abs(clf.objective_ - ref.objective_) <= 2e-7 * abs(ref.objective_)
+
+
 def test_huber_regression_resists_outliers():
     X, y = planted(N=300)
     y_out = y.copy()

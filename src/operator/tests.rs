@@ -184,8 +184,27 @@ fn weighted_grams_match_naive_and_extend_exactly() {
 /// gradients and loss, with and without gates, across several chunks.
 #[test]
 fn block_products_match_the_fused_pass() {
-    let (n, t, d, c) = (700, 4, 3, 2);
-    let ds = random_data(n, t, d, c, 3);
+    // Dense tokens, and one-hot tokens (the sparse loops).
+    for sparse in [false, true] {
+        check_block_products(sparse);
+    }
+}
+
+fn check_block_products(sparse: bool) {
+    let (n, t, d, c) = (700, 4, 12, 2);
+    let mut ds = random_data(n, t, d, c, 3);
+    if sparse {
+        // One nonzero per token row, at a varying place.
+        for (r, row) in ds.x.chunks_exact_mut(d).enumerate() {
+            let keep = r % d;
+            for (q, v) in row.iter_mut().enumerate() {
+                if q != keep {
+                    *v = 0.0;
+                }
+            }
+        }
+    }
+    let ds = ds;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
     let gates = GateMasks {
         n_gates: 2,
@@ -202,6 +221,7 @@ fn block_products_match_the_fused_pass() {
     for g in [None, Some(&gates)] {
         let op = TokenOperator::new(&ds, g);
         assert!(op.supports_block_products());
+        assert!(op.sparse_token.iter().all(|&s| s == sparse));
         let nb = op.n_blocks();
         let cd = c * d;
         let all: Vec<usize> = (0..nb).collect();

@@ -31,6 +31,9 @@ pub struct TokenOperator<'a> {
     /// tokens then reads a few sequential streams instead of striding
     /// through every sample. One copy of X, made once per operator.
     xt: Vec<f64>,
+    /// Per token, whether under a tenth of its entries are nonzero (one-hot
+    /// tokens): block products then visit only the nonzeros.
+    pub(super) sparse_token: Vec<bool>,
 }
 
 /// At most this many chunks: results then depend on N only, not on the
@@ -60,7 +63,12 @@ impl<'a> TokenOperator<'a> {
                 xt.extend_from_slice(data.token(i, k));
             }
         }
+        let sparse_token = xt
+            .chunks(n * d)
+            .map(|tok| 10 * tok.iter().filter(|&&v| v != 0.0).count() < tok.len())
+            .collect();
         let mut op = TokenOperator {
+            sparse_token,
             xt,
             data,
             gates,

@@ -15,6 +15,7 @@ impl TokenOperator<'_> {
         let (c, d) = (self.n_outputs(), self.block_dim());
         let cs = self.chunk_size;
         let n = self.n_samples();
+        let sparse = self.sparse_token[b % self.data.n_tokens];
         let partials: Vec<Vec<f64>> = grad
             .par_chunks(cs * c)
             .enumerate()
@@ -24,7 +25,18 @@ impl TokenOperator<'_> {
                 let rows = g.len() / c;
                 let x = self.rows(i0, rows, b);
                 for (r, (gi, xi)) in g.chunks_exact(c).zip(x.chunks_exact(d)).enumerate() {
-                    if self.gate_on(i0 + r, b) {
+                    if !self.gate_on(i0 + r, b) {
+                        continue;
+                    }
+                    if sparse {
+                        for (q, &v) in xi.iter().enumerate() {
+                            if v != 0.0 {
+                                for (l, gl) in gi.iter().enumerate() {
+                                    acc[l * d + q] += gl * v;
+                                }
+                            }
+                        }
+                    } else {
                         for (gl, acc_l) in gi.iter().zip(acc.chunks_exact_mut(d)) {
                             if *gl != 0.0 {
                                 axpy(*gl, xi, acc_l);
@@ -58,6 +70,7 @@ impl TokenOperator<'_> {
     {
         let (c, d) = (self.n_outputs(), self.block_dim());
         let cs = self.chunk_size;
+        let sparse = self.sparse_token[b % self.data.n_tokens];
         // Only the outputs whose row of Δ is nonzero change.
         let moved: Vec<usize> = (0..c)
             .filter(|&l| delta[l * d..(l + 1) * d].iter().any(|&v| v != 0.0))
@@ -81,8 +94,18 @@ impl TokenOperator<'_> {
                         continue;
                     }
                     let yi = &mut yh[r * c..(r + 1) * c];
-                    for &l in &moved {
-                        yi[l] += dot(xi, &delta[l * d..(l + 1) * d]);
+                    if sparse {
+                        for (q, &v) in xi.iter().enumerate() {
+                            if v != 0.0 {
+                                for &l in &moved {
+                                    yi[l] += v * delta[l * d + q];
+                                }
+                            }
+                        }
+                    } else {
+                        for &l in &moved {
+                            yi[l] += dot(xi, &delta[l * d..(l + 1) * d]);
+                        }
                     }
                     let new = loss(i, yi, &mut g[r * c..(r + 1) * c]);
                     change += new - rl[r];
