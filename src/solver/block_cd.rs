@@ -12,12 +12,13 @@
 //! majorises the loss) and follows the curvature the loss showed along the
 //! last step of that block: a step whose loss rises above its model is
 //! undone and retried with a larger κ_b, so every kept step lowers the
-//! objective. Anderson readspolation every K epochs is kept where it lowers
+//! objective. Anderson extrapolation every K epochs is kept where it lowers
 //! the objective.
 
 use super::certificate::{certify, dual_scores};
 use super::fista::{Budget, InnerResult};
 use super::gram_cd::anderson_coefficients;
+use super::prox_newton::penalty_sum;
 use crate::loss::SampleLoss;
 use crate::operator::kernels::{axpy, dot};
 use crate::operator::{LinearOperator, PassBuffers};
@@ -25,7 +26,7 @@ use crate::penalty::{BlockPenalty, SymEigen};
 use crate::problem::Problem;
 use std::collections::HashMap;
 
-/// Epochs between Anderson readspolations (and duality-gap checks).
+/// Epochs between Anderson extrapolations (and duality-gap checks).
 const ANDERSON_K: usize = 5;
 /// The smallest curvature scale κ a block may take.
 const KAPPA_MIN: f64 = 1e-6;
@@ -164,7 +165,7 @@ pub fn block_cd<O: LinearOperator>(
                 break;
             }
         }
-        // Anderson: the readspolation of the epochs' iterates, kept only if
+        // Anderson: the extrapolation of the epochs' iterates, kept only if
         // it lowers the objective (its pass then serves the certificate).
         if history.len() == ANDERSON_K + 1 {
             if let Some(coefs) = anderson_coefficients(&history) {
@@ -381,14 +382,6 @@ fn reduced_certificate<O: LinearOperator>(
         max,
     )
     .0
-}
-
-/// Σ_b Ω(x_b) over positional blocks.
-fn penalty_sum<O: LinearOperator>(problem: &Problem<'_, O>, x: &[f64]) -> f64 {
-    let (c, d) = problem.op.penalty_shape();
-    x.chunks_exact(problem.block_len())
-        .map(|z| problem.penalty.value(z, c, d))
-        .sum()
 }
 
 /// Coefficients and intercept as one vector (Anderson's iterates).

@@ -298,7 +298,7 @@ pub fn prox_newton<O: LinearOperator>(
 }
 
 /// Σ_b Ω(x_b) over positional blocks.
-fn penalty_sum<O: LinearOperator>(problem: &Problem<'_, O>, x: &[f64]) -> f64 {
+pub(super) fn penalty_sum<O: LinearOperator>(problem: &Problem<'_, O>, x: &[f64]) -> f64 {
     let (c, d) = problem.op.penalty_shape();
     x.chunks_exact(problem.block_len())
         .map(|z| problem.penalty.value(z, c, d))
