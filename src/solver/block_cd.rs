@@ -15,7 +15,7 @@
 //! objective. Anderson extrapolation every K epochs is kept where it lowers
 //! the objective.
 
-use super::certificate::{certify, dual_scores};
+use super::certificate::reduced_certificate;
 use super::fista::{Budget, InnerResult};
 use super::gram_cd::anderson_coefficients;
 use super::prox_newton::penalty_sum;
@@ -98,7 +98,8 @@ pub fn block_cd<O: LinearOperator>(
                 None => {
                     // No Gram (or non-finite data): nothing this solver can do.
                     let lv = problem.op.fused_pass(ws, x, bx, ws, grad_fn, buf);
-                    let certificate = reduced_certificate(problem, ws, x, lv, buf);
+                    let certificate =
+                        reduced_certificate(problem, ws, buf, lv + beta * penalty_sum(problem, x));
                     return InnerResult {
                         iterations,
                         passes: passes + problem.op.pass_fraction(ws),
@@ -126,7 +127,8 @@ pub fn block_cd<O: LinearOperator>(
                 problem.op.fused_pass(ws, x, bx, ws, grad_fn, buf)
             }
         };
-        let certificate = reduced_certificate(problem, ws, x, lv, buf);
+        let certificate =
+            reduced_certificate(problem, ws, buf, lv + beta * penalty_sum(problem, x));
         let stopped = budget.exhausted();
         if certificate.relative_gap <= tol || stopped.is_some() {
             return InnerResult {
@@ -362,26 +364,6 @@ fn shift_rows<O: LinearOperator>(
         *rl = new;
     }
     change
-}
-
-/// The certificate of the problem reduced to `ws`, from the pass in `buf`.
-fn reduced_certificate<O: LinearOperator>(
-    problem: &Problem<'_, O>,
-    ws: &[usize],
-    x: &[f64],
-    lv: f64,
-    buf: &PassBuffers,
-) -> super::Certificate {
-    let mut scratch = vec![0.0; problem.block_len()];
-    let mut norms = Vec::with_capacity(ws.len());
-    let max = dual_scores(problem, ws, buf, &mut scratch, &mut norms);
-    certify(
-        problem,
-        buf,
-        lv + problem.beta * penalty_sum(problem, x),
-        max,
-    )
-    .0
 }
 
 /// Coefficients and intercept as one vector (Anderson's iterates).

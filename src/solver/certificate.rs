@@ -151,3 +151,17 @@ pub fn certificate_at<O: LinearOperator>(
     let max = dual_scores(problem, &all, &buf, &mut scratch, &mut norms);
     certify(problem, &buf, lv + problem.penalty_value(coef), max).0
 }
+
+/// The certificate of the problem reduced to the blocks `ws`, from a pass in
+/// `buf` whose adjoint covered them and the primal value there.
+pub fn reduced_certificate<O: LinearOperator>(
+    problem: &Problem<'_, O>,
+    ws: &[usize],
+    buf: &PassBuffers,
+    primal: f64,
+) -> Certificate {
+    let mut scratch = vec![0.0; problem.block_len()];
+    let mut norms = Vec::with_capacity(ws.len());
+    let max = dual_scores(problem, ws, buf, &mut scratch, &mut norms);
+    certify(problem, buf, primal, max).0
+}

@@ -6,7 +6,7 @@
 //! backtracking line search on the true objective takes the step. For the
 //! squared loss the model is the objective and the step is exact.
 
-use super::certificate::{certify, dual_scores};
+use super::certificate::reduced_certificate;
 use super::fista::{Budget, InnerResult};
 use super::gram_cd::{gram_cd, GramModel};
 use crate::loss::{Loss, SampleLoss};
@@ -87,10 +87,7 @@ pub fn prox_newton<O: LinearOperator>(
         passes += frac;
         let pen = penalty_sum(problem, x);
         let primal = lv + beta * pen;
-        let mut scratch = vec![0.0; cd];
-        let mut norms = Vec::with_capacity(ws.len());
-        let max = dual_scores(problem, ws, buf, &mut scratch, &mut norms);
-        let certificate = certify(problem, buf, primal, max).0;
+        let certificate = reduced_certificate(problem, ws, buf, primal);
         let stopped = budget.exhausted();
         if certificate.relative_gap <= tol || stopped.is_some() {
             return InnerResult {
@@ -280,8 +277,7 @@ pub fn prox_newton<O: LinearOperator>(
             // as the data's rounding allows; leave the point as it is.
             let lv = problem.op.fused_pass(ws, x, bx, ws, grad_fn, buf);
             passes += frac;
-            let max = dual_scores(problem, ws, buf, &mut scratch, &mut norms);
-            let certificate = certify(problem, buf, lv + beta * pen, max).0;
+            let certificate = reduced_certificate(problem, ws, buf, lv + beta * pen);
             return InnerResult {
                 iterations,
                 passes,
