@@ -48,15 +48,19 @@ struct Case {
     outputs: usize,
     /// Seeds are seed_base + instance index, so every case has its own data.
     seed_base: u64,
+    /// Tokens with one nonzero feature each (as the grokking model's): their
+    /// Grams are diagonal, which coordinate descent solves in its own way.
+    one_hot: bool,
 }
 
-const CASES: [Case; 5] = [
+const CASES: [Case; 8] = [
     Case {
         name: "scalar × squared",
         loss: Loss::Squared,
         penalty: Penalty::GroupL2,
         outputs: 1,
         seed_base: 1000,
+        one_hot: false,
     },
     Case {
         name: "scalar × logistic",
@@ -64,6 +68,7 @@ const CASES: [Case; 5] = [
         penalty: Penalty::GroupL2,
         outputs: 1,
         seed_base: 2000,
+        one_hot: false,
     },
     Case {
         name: "vector-l1 (c=3) × squared",
@@ -71,6 +76,7 @@ const CASES: [Case; 5] = [
         penalty: Penalty::GroupL2,
         outputs: 3,
         seed_base: 3000,
+        one_hot: false,
     },
     Case {
         name: "vector-l1 (c=3) × cross-entropy",
@@ -78,6 +84,7 @@ const CASES: [Case; 5] = [
         penalty: Penalty::GroupL2,
         outputs: 3,
         seed_base: 4000,
+        one_hot: false,
     },
     Case {
         name: "vector-l2 (c=1) × squared",
@@ -85,6 +92,31 @@ const CASES: [Case; 5] = [
         penalty: Penalty::Nuclear,
         outputs: 1,
         seed_base: 5000,
+        one_hot: false,
+    },
+    Case {
+        name: "scalar one-hot × logistic",
+        loss: Loss::Logistic,
+        penalty: Penalty::GroupL2,
+        outputs: 1,
+        seed_base: 6000,
+        one_hot: true,
+    },
+    Case {
+        name: "vector-l1 (c=3) one-hot × squared",
+        loss: Loss::Squared,
+        penalty: Penalty::GroupL2,
+        outputs: 3,
+        seed_base: 7000,
+        one_hot: true,
+    },
+    Case {
+        name: "vector-l1 (c=3) one-hot × cross-entropy",
+        loss: Loss::CrossEntropy,
+        penalty: Penalty::GroupL2,
+        outputs: 3,
+        seed_base: 8000,
+        one_hot: true,
     },
 ];
 
@@ -106,9 +138,18 @@ fn instance(case: &Case, index: usize) -> Instance {
     let t = rng.random_range(2..=6);
     let d = rng.random_range(2..=4);
     let c = case.outputs;
-    let x: Vec<f64> = (0..n * t * d)
+    let mut x: Vec<f64> = (0..n * t * d)
         .map(|_| rng.random_range(-1.0..1.0))
         .collect();
+    if case.one_hot {
+        // One nonzero per token, of varying size and sign.
+        for row in x.chunks_exact_mut(d) {
+            let keep = rng.random_range(0..d);
+            let v = rng.random_range(0.5..1.5) * if rng.random_bool(0.5) { 1.0 } else { -1.0 };
+            row.iter_mut().for_each(|x| *x = 0.0);
+            row[keep] = v;
+        }
+    }
     let teacher: Vec<f64> = (0..t * c * d)
         .map(|j| {
             if (j / (c * d)) % 3 == 0 {
@@ -293,6 +334,13 @@ fn vector_l1_cross_entropy_agrees_with_clarabel() {
 #[test]
 fn vector_l2_single_output_squared_agrees_with_clarabel() {
     agree(&CASES[4]);
+}
+
+#[test]
+fn one_hot_tokens_agree_with_clarabel() {
+    for case in &CASES[5..] {
+        agree(case);
+    }
 }
 
 /// The certificate is a valid bound at any iterate, not only at convergence:

@@ -15,6 +15,9 @@ mod token_blocks;
 pub use gates::{GateKind, GateSpec, Gates};
 pub use token::{GateMasks, TokenOperator};
 
+/// Per-row weights from the row's index and gradient: w(i, ∇_i, w_i).
+pub type RowWeights<'a> = dyn Fn(usize, &[f64], &mut [f64]) + Sync + 'a;
+
 /// The linear map 𝒜 of a convex program, as the one generic solver sees it
 /// (skglm's datafit/penalty split, Clarabel's core traits): coefficients in
 /// blocks of `block_len()` values, predictions in rows of `n_outputs()`
@@ -92,6 +95,20 @@ pub trait LinearOperator: Sync {
     /// from per-row gradients g (rows × c), summed in an order that does
     /// not depend on the thread count. False where unsupported.
     fn block_adjoint(&self, _b: usize, _grad: &[f64], _out: &mut [f64]) -> bool {
+        false
+    }
+    /// [`LinearOperator::block_adjoint`], and in the same read the diagonal
+    /// of block b's Gram weighted per output: diag[l·d+q] = Σ_i w_il·x²_{i,b,q}
+    /// with w_i written by `weights(i, ∇_i, w_i)` (c values). False where
+    /// unsupported.
+    fn block_adjoint_curvature(
+        &self,
+        _b: usize,
+        _grad: &[f64],
+        _out: &mut [f64],
+        _diag: &mut [f64],
+        _weights: &RowWeights<'_>,
+    ) -> bool {
         false
     }
     /// ŷ += 𝒜_b Δ (Δ laid out as a block); then on each row this changed,

@@ -221,7 +221,7 @@ fn check_block_products(sparse: bool) {
     for g in [None, Some(&gates)] {
         let op = TokenOperator::new(&ds, g);
         assert!(op.supports_block_products());
-        assert!(op.sparse_token.iter().all(|&s| s == sparse));
+        assert!(op.sparse.iter().all(|s| s.is_some() == sparse));
         let nb = op.n_blocks();
         let cd = c * d;
         let all: Vec<usize> = (0..nb).collect();
@@ -265,7 +265,40 @@ fn check_block_products(sparse: bool) {
         for (a, e) in step.sample_grad.iter().zip(&full.sample_grad) {
             assert!((a - e).abs() <= 1e-12);
         }
+        // The fused pass against the products written out from the data.
+        let on = |i: usize, b: usize| g.is_none_or(|g| g.mask[i * g.n_gates + b / t]);
+        for i in 0..n {
+            for l in 0..c {
+                let mut e = 0.0;
+                for b in 0..nb {
+                    if on(i, b) {
+                        let x = ds.token(i, b % t);
+                        e += (0..d).map(|q| x[q] * coef[b * cd + l * d + q]).sum::<f64>();
+                    }
+                }
+                assert!((full.yhat[i * c + l] - e).abs() <= 1e-12 * (1.0 + e.abs()));
+            }
+        }
+        for b in 0..nb {
+            for l in 0..c {
+                for q in 0..d {
+                    let e: f64 = (0..n)
+                        .filter(|&i| on(i, b))
+                        .map(|i| full.sample_grad[i * c + l] * ds.token(i, b % t)[q])
+                        .sum();
+                    let a = full.block_grad[b * cd + l * d + q];
+                    assert!((a - e).abs() <= 1e-9 * (1.0 + e.abs()), "{a} vs {e}");
+                }
+            }
+        }
         let mut out = vec![0.0; cd];
+        let mut diag = vec![0.0; cd];
+        // Weights that differ per row and output.
+        let weights = |i: usize, gr: &[f64], w: &mut [f64]| {
+            for (l, (w, v)) in w.iter_mut().zip(gr).enumerate() {
+                *w = (1 + (i + l) % 3) as f64 * v.abs();
+            }
+        };
         for b in 0..nb {
             assert!(op.block_adjoint(b, &full.sample_grad, &mut out));
             for (a, e) in out.iter().zip(&full.block_grad[b * cd..(b + 1) * cd]) {
@@ -273,6 +306,29 @@ fn check_block_products(sparse: bool) {
                     (a - e).abs() <= 1e-9 * (1.0 + e.abs()),
                     "block {b}: {a} vs {e}"
                 );
+            }
+            let mut same = vec![0.0; cd];
+            assert!(op.block_adjoint_curvature(
+                b,
+                &full.sample_grad,
+                &mut same,
+                &mut diag,
+                &weights
+            ));
+            assert_eq!(same, out);
+            for l in 0..c {
+                for q in 0..d {
+                    let e: f64 = (0..n)
+                        .filter(|&i| on(i, b))
+                        .map(|i| {
+                            let mut w = vec![0.0; c];
+                            weights(i, &full.sample_grad[i * c..(i + 1) * c], &mut w);
+                            w[l] * ds.token(i, b % t)[q].powi(2)
+                        })
+                        .sum();
+                    let a = diag[l * d + q];
+                    assert!((a - e).abs() <= 1e-9 * (1.0 + e.abs()), "{a} vs {e}");
+                }
             }
         }
     }

@@ -1,5 +1,5 @@
 use super::kernels::{axpy, dot};
-use super::{LinearOperator, PassBuffers};
+use super::{LinearOperator, PassBuffers, RowWeights};
 use crate::data::Dataset;
 use faer::linalg::matmul::matmul;
 use faer::linalg::matmul::triangular::{self, BlockStructure};
@@ -31,9 +31,52 @@ pub struct TokenOperator<'a> {
     /// tokens then reads a few sequential streams instead of striding
     /// through every sample. One copy of X, made once per operator.
     xt: Vec<f64>,
-    /// Per token, whether under a tenth of its entries are nonzero (one-hot
-    /// tokens): block products then visit only the nonzeros.
-    pub(super) sparse_token: Vec<bool>,
+    /// Per token, its nonzeros row by row where under a tenth of its
+    /// entries are nonzero (one-hot tokens): products then visit only those.
+    pub(super) sparse: Vec<Option<SparseToken>>,
+}
+
+/// The nonzeros of one token over the samples (compressed rows).
+pub(super) struct SparseToken {
+    offsets: Vec<usize>,
+    index: Vec<usize>,
+    value: Vec<f64>,
+}
+
+impl SparseToken {
+    /// The token's n×d rows, when under a tenth of their entries are nonzero.
+    fn new(rows: &[f64], d: usize) -> Option<SparseToken> {
+        let nnz = rows.iter().filter(|&&v| v != 0.0).count();
+        if 10 * nnz >= rows.len() {
+            return None;
+        }
+        let mut t = SparseToken {
+            offsets: Vec::with_capacity(rows.len() / d.max(1) + 1),
+            index: Vec::with_capacity(nnz),
+            value: Vec::with_capacity(nnz),
+        };
+        t.offsets.push(0);
+        for row in rows.chunks_exact(d) {
+            for (q, &v) in row.iter().enumerate() {
+                if v != 0.0 {
+                    t.index.push(q);
+                    t.value.push(v);
+                }
+            }
+            t.offsets.push(t.index.len());
+        }
+        Some(t)
+    }
+
+    /// Sample i's nonzeros: (feature, value) pairs.
+    #[inline]
+    pub(super) fn row(&self, i: usize) -> impl Iterator<Item = (usize, f64)> + '_ {
+        let (a, b) = (self.offsets[i], self.offsets[i + 1]);
+        self.index[a..b]
+            .iter()
+            .copied()
+            .zip(self.value[a..b].iter().copied())
+    }
 }
 
 /// At most this many chunks: results then depend on N only, not on the
@@ -63,12 +106,15 @@ impl<'a> TokenOperator<'a> {
                 xt.extend_from_slice(data.token(i, k));
             }
         }
-        let sparse_token = xt
-            .chunks(n * d)
-            .map(|tok| 10 * tok.iter().filter(|&&v| v != 0.0).count() < tok.len())
-            .collect();
+        let sparse = if d == 0 {
+            (0..t).map(|_| None).collect()
+        } else {
+            xt.chunks(n * d)
+                .map(|tok| SparseToken::new(tok, d))
+                .collect()
+        };
         let mut op = TokenOperator {
-            sparse_token,
+            sparse,
             xt,
             data,
             gates,
@@ -108,6 +154,12 @@ impl<'a> TokenOperator<'a> {
         let d = self.data.n_features;
         let off = ((b % self.data.n_tokens) * self.data.n_samples + i) * d;
         &self.xt[off..off + d]
+    }
+
+    /// Block b's token in compressed rows, when it is sparse.
+    #[inline]
+    pub(super) fn sparse_rows(&self, b: usize) -> Option<&SparseToken> {
+        self.sparse[b % self.data.n_tokens].as_ref()
     }
 
     /// (gate, token) of a block.
@@ -241,7 +293,18 @@ impl LinearOperator for TokenOperator<'_> {
         true
     }
     fn block_adjoint(&self, b: usize, grad: &[f64], out: &mut [f64]) -> bool {
-        self.adjoint_of_block(b, grad, out);
+        self.adjoint_of_block(b, grad, out, None);
+        true
+    }
+    fn block_adjoint_curvature(
+        &self,
+        b: usize,
+        grad: &[f64],
+        out: &mut [f64],
+        diag: &mut [f64],
+        weights: &RowWeights<'_>,
+    ) -> bool {
+        self.adjoint_of_block(b, grad, out, Some((weights, diag)));
         true
     }
     fn block_update<F>(
@@ -437,7 +500,16 @@ impl LinearOperator for TokenOperator<'_> {
                         let gi = &mut sg[r * c..(r + 1) * c];
                         yi.copy_from_slice(intercept);
                         for (zb, &b) in fwd_coef.chunks_exact(cd).zip(fwd) {
-                            if self.gate_on(i, b) {
+                            if !self.gate_on(i, b) {
+                                continue;
+                            }
+                            if let Some(sp) = self.sparse_rows(b) {
+                                for (q, v) in sp.row(i) {
+                                    for (l, y) in yi.iter_mut().enumerate() {
+                                        *y += v * zb[l * d + q];
+                                    }
+                                }
+                            } else {
                                 let x = self.row(i, b);
                                 for (y, z) in yi.iter_mut().zip(zb.chunks_exact(d)) {
                                     *y += dot(x, z);
@@ -448,13 +520,22 @@ impl LinearOperator for TokenOperator<'_> {
                         axpy(1.0, gi, igrad);
                     }
                     for (gb, &b) in grads.chunks_exact_mut(cd).zip(adj) {
+                        let sparse = self.sparse_rows(b);
                         for r in start..end {
                             let i = j * cs + r;
-                            if self.gate_on(i, b) {
+                            if !self.gate_on(i, b) {
+                                continue;
+                            }
+                            let gi = &sg[r * c..(r + 1) * c];
+                            if let Some(sp) = sparse {
+                                for (q, v) in sp.row(i) {
+                                    for (l, g) in gi.iter().enumerate() {
+                                        gb[l * d + q] += g * v;
+                                    }
+                                }
+                            } else {
                                 let x = self.row(i, b);
-                                for (g, acc) in
-                                    sg[r * c..(r + 1) * c].iter().zip(gb.chunks_exact_mut(d))
-                                {
+                                for (g, acc) in gi.iter().zip(gb.chunks_exact_mut(d)) {
                                     axpy(*g, x, acc);
                                 }
                             }

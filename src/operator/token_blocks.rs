@@ -6,21 +6,32 @@
 
 use super::kernels::{axpy, dot};
 use super::token::TokenOperator;
-use super::LinearOperator;
+use super::{LinearOperator, RowWeights};
 use rayon::prelude::*;
 
 impl TokenOperator<'_> {
-    /// out = Σ_i ∇_i ⊗ x_{i,b} over the rows where block b's gate is on.
-    pub(super) fn adjoint_of_block(&self, b: usize, grad: &[f64], out: &mut [f64]) {
+    /// out = Σ_i ∇_i ⊗ x_{i,b} over the rows where block b's gate is on;
+    /// with `curvature` = (w, diag) also diag[l·d+q] = Σ_i w_il·x_{i,b,q}²,
+    /// w_i written by w(i, ∇_i, w_i), in the same read of the block.
+    pub(super) fn adjoint_of_block(
+        &self,
+        b: usize,
+        grad: &[f64],
+        out: &mut [f64],
+        curvature: Option<(&RowWeights<'_>, &mut [f64])>,
+    ) {
         let (c, d) = (self.n_outputs(), self.block_dim());
         let cs = self.chunk_size;
         let n = self.n_samples();
-        let sparse = self.sparse_token[b % self.data.n_tokens];
-        let partials: Vec<Vec<f64>> = grad
+        let sparse = self.sparse_rows(b);
+        let weights = curvature.as_ref().map(|(w, _)| *w);
+        let partials: Vec<(Vec<f64>, Vec<f64>)> = grad
             .par_chunks(cs * c)
             .enumerate()
             .map(|(j, g)| {
                 let mut acc = vec![0.0; c * d];
+                let mut acc2 = vec![0.0; if weights.is_some() { c * d } else { 0 }];
+                let mut wi = vec![0.0; if weights.is_some() { c } else { 0 }];
                 let i0 = j * cs;
                 let rows = g.len() / c;
                 let x = self.rows(i0, rows, b);
@@ -28,12 +39,16 @@ impl TokenOperator<'_> {
                     if !self.gate_on(i0 + r, b) {
                         continue;
                     }
-                    if sparse {
-                        for (q, &v) in xi.iter().enumerate() {
-                            if v != 0.0 {
-                                for (l, gl) in gi.iter().enumerate() {
-                                    acc[l * d + q] += gl * v;
-                                }
+                    if let Some(w) = weights {
+                        w(i0 + r, gi, &mut wi);
+                    }
+                    if let Some(sp) = sparse {
+                        for (q, v) in sp.row(i0 + r) {
+                            for (l, gl) in gi.iter().enumerate() {
+                                acc[l * d + q] += gl * v;
+                            }
+                            for (l, wl) in wi.iter().enumerate() {
+                                acc2[l * d + q] += wl * v * v;
                             }
                         }
                     } else {
@@ -42,15 +57,26 @@ impl TokenOperator<'_> {
                                 axpy(*gl, xi, acc_l);
                             }
                         }
+                        for (wl, acc_l) in wi.iter().zip(acc2.chunks_exact_mut(d)) {
+                            for (a, v) in acc_l.iter_mut().zip(xi) {
+                                *a += wl * v * v;
+                            }
+                        }
                     }
                 }
-                acc
+                (acc, acc2)
             })
             .collect();
         debug_assert_eq!(partials.len(), n.div_ceil(cs));
         out.iter_mut().for_each(|v| *v = 0.0);
-        for p in &partials {
+        for (p, _) in &partials {
             axpy(1.0, p, out);
+        }
+        if let Some((_, diag)) = curvature {
+            diag.iter_mut().for_each(|v| *v = 0.0);
+            for (_, p) in &partials {
+                axpy(1.0, p, diag);
+            }
         }
     }
 
@@ -70,7 +96,7 @@ impl TokenOperator<'_> {
     {
         let (c, d) = (self.n_outputs(), self.block_dim());
         let cs = self.chunk_size;
-        let sparse = self.sparse_token[b % self.data.n_tokens];
+        let sparse = self.sparse_rows(b);
         // Only the outputs whose row of Δ is nonzero change.
         let moved: Vec<usize> = (0..c)
             .filter(|&l| delta[l * d..(l + 1) * d].iter().any(|&v| v != 0.0))
@@ -94,12 +120,10 @@ impl TokenOperator<'_> {
                         continue;
                     }
                     let yi = &mut yh[r * c..(r + 1) * c];
-                    if sparse {
-                        for (q, &v) in xi.iter().enumerate() {
-                            if v != 0.0 {
-                                for &l in &moved {
-                                    yi[l] += v * delta[l * d + q];
-                                }
+                    if let Some(sp) = sparse {
+                        for (q, v) in sp.row(i) {
+                            for &l in &moved {
+                                yi[l] += v * delta[l * d + q];
                             }
                         }
                     } else {

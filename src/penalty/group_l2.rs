@@ -1,4 +1,4 @@
-use super::quadratic::{group_quadratic_min, SymEigen};
+use super::quadratic::{diagonal_group_quadratic_min, group_quadratic_min, SymEigen};
 use super::{norm2, BlockPenalty};
 
 /// Σ_l ‖z_{b,l}‖₂ over the c rows of a block: group lasso with one group per
@@ -43,6 +43,24 @@ impl BlockPenalty for GroupL2 {
         // The rows are separate groups: one secular equation each.
         for (row, sl) in block.chunks_exact_mut(d).zip(s.chunks_exact(d)) {
             group_quadratic_min(h, sl, tau, row, work);
+        }
+        true
+    }
+    fn diagonal_quadratic_min(
+        &self,
+        h: &[f64],
+        s: &[f64],
+        _c: usize,
+        d: usize,
+        tau: f64,
+        block: &mut [f64],
+    ) -> bool {
+        for ((row, sl), hl) in block
+            .chunks_exact_mut(d)
+            .zip(s.chunks_exact(d))
+            .zip(h.chunks_exact(d))
+        {
+            diagonal_group_quadratic_min(hl, sl, tau, row);
         }
         true
     }

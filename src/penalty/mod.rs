@@ -51,6 +51,21 @@ pub trait BlockPenalty {
     ) -> bool {
         false
     }
+    /// [`BlockPenalty::quadratic_min`] with a diagonal H per row: h holds
+    /// c·d values, row l's diagonal at h[l·d..(l+1)·d]. False when the
+    /// penalty has no cheap exact form.
+    #[allow(clippy::too_many_arguments)]
+    fn diagonal_quadratic_min(
+        &self,
+        _h: &[f64],
+        _s: &[f64],
+        _c: usize,
+        _d: usize,
+        _tau: f64,
+        _block: &mut [f64],
+    ) -> bool {
+        false
+    }
 }
 
 /// The penalties by name.
@@ -109,6 +124,20 @@ impl BlockPenalty for Penalty {
     ) -> bool {
         match self {
             Penalty::GroupL2 => GroupL2.quadratic_min(h, s, c, d, tau, block, work),
+            _ => false,
+        }
+    }
+    fn diagonal_quadratic_min(
+        &self,
+        h: &[f64],
+        s: &[f64],
+        c: usize,
+        d: usize,
+        tau: f64,
+        block: &mut [f64],
+    ) -> bool {
+        match self {
+            Penalty::GroupL2 => GroupL2.diagonal_quadratic_min(h, s, c, d, tau, block),
             _ => false,
         }
     }

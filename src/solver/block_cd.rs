@@ -42,9 +42,19 @@ pub struct BlockCdCache {
 }
 
 struct BlockMetric {
-    gram: Vec<f64>,
-    eig: SymEigen,
+    shape: MetricShape,
     kappa: f64,
+}
+
+enum MetricShape {
+    /// X_bᵀX_b (d×d) and its eigendecomposition.
+    Dense { gram: Vec<f64>, eig: SymEigen },
+    /// X_bᵀX_b is diagonal (one-hot tokens): its diagonal. The model then
+    /// takes each coefficient's own curvature at the current point (the
+    /// loss's diagonal curvature weights, per output), which costs nothing
+    /// more than the adjoint: a diagonal Newton step, where the dense model
+    /// uses one scale for the whole block.
+    Diagonal(Vec<f64>),
 }
 
 /// Solves the problem reduced to `ws` from (x, bx) to relative gap `tol`,
@@ -84,12 +94,18 @@ pub fn block_cd<O: LinearOperator>(
                 .weighted_gram(&[b], &ones, 1, false)
                 .and_then(|mut g| g.pop());
             let metric = gram.and_then(|gram| {
-                let eig = SymEigen::new(&gram, d, d)?;
-                Some(BlockMetric {
-                    gram,
-                    eig,
-                    kappa: 1.0,
-                })
+                let diagonal = (0..d).all(|p| (0..d).all(|q| p == q || gram[p * d + q] == 0.0));
+                let shape = if diagonal {
+                    let diag: Vec<f64> = (0..d).map(|q| gram[q * d + q]).collect();
+                    if !diag.iter().all(|v| v.is_finite()) {
+                        return None;
+                    }
+                    MetricShape::Diagonal(diag)
+                } else {
+                    let eig = SymEigen::new(&gram, d, d)?;
+                    MetricShape::Dense { gram, eig }
+                };
+                Some(BlockMetric { shape, kappa: 1.0 })
             });
             match metric {
                 Some(m) => {
@@ -201,37 +217,63 @@ fn block_step<O: LinearOperator>(
     row_loss: &mut [f64],
     w: &mut Scratch,
 ) -> f64 {
+    match &metric.shape {
+        MetricShape::Dense { gram, eig } => dense_step(
+            problem,
+            b,
+            z,
+            gram,
+            eig,
+            &mut metric.kappa,
+            buf,
+            row_loss,
+            w,
+        ),
+        MetricShape::Diagonal(diag) => {
+            diagonal_step(problem, b, z, diag, &mut metric.kappa, buf, row_loss, w)
+        }
+    }
+}
+
+/// The step in the metric κ·γ·X_bᵀX_b.
+#[allow(clippy::too_many_arguments)]
+fn dense_step<O: LinearOperator>(
+    problem: &Problem<'_, O>,
+    b: usize,
+    z: &mut [f64],
+    gram: &[f64],
+    eig: &SymEigen,
+    kappa: &mut f64,
+    buf: &mut PassBuffers,
+    row_loss: &mut [f64],
+    w: &mut Scratch,
+) -> f64 {
     let (c, d) = problem.op.penalty_shape();
     let loss = problem.loss;
     let grad_fn = |i: usize, yh: &[f64], g: &mut [f64]| loss.value_grad(yh, problem.target(i), g);
     let gamma = loss.smoothness();
     let beta = problem.beta;
     problem.op.block_adjoint(b, &buf.sample_grad, &mut w.grad);
-    let lip = metric.eig.max();
+    let lip = eig.max();
     if lip <= 0.0 {
         return 1.0;
     }
     let mut reads = 1.0;
     loop {
-        let h = metric.kappa * gamma;
+        let h = *kappa * gamma;
         // min_z ⟨g, z − z0⟩ + (h/2)Σ_l (z_l − z0_l)ᵀG(z_l − z0_l) + βΩ(z):
         // in G's metric, s_l = G z0_l − g_l/h and τ = β/h.
         for l in 0..c {
             let z0 = &z[l * d..(l + 1) * d];
             for q in 0..d {
-                w.s[l * d + q] = dot(&metric.gram[q * d..(q + 1) * d], z0) - w.grad[l * d + q] / h;
+                w.s[l * d + q] = dot(&gram[q * d..(q + 1) * d], z0) - w.grad[l * d + q] / h;
             }
         }
         w.trial.copy_from_slice(z);
-        let exact = problem.penalty.quadratic_min(
-            &metric.eig,
-            &w.s,
-            c,
-            d,
-            beta / h,
-            &mut w.trial,
-            &mut w.secular,
-        );
+        let exact =
+            problem
+                .penalty
+                .quadratic_min(eig, &w.s, c, d, beta / h, &mut w.trial, &mut w.secular);
         if !exact {
             for ((t, z0), g) in w.trial.iter_mut().zip(z.iter()).zip(&w.grad) {
                 *t = z0 - g / (h * lip);
@@ -247,7 +289,7 @@ fn block_step<O: LinearOperator>(
             let dl = &w.delta[l * d..(l + 1) * d];
             lin += dot(dl, &w.grad[l * d..(l + 1) * d]);
             for q in 0..d {
-                quad += dl[q] * dot(&metric.gram[q * d..(q + 1) * d], dl);
+                quad += dl[q] * dot(&gram[q * d..(q + 1) * d], dl);
             }
         }
         if w.delta.iter().all(|&v| v == 0.0) {
@@ -272,9 +314,9 @@ fn block_step<O: LinearOperator>(
             0.0
         };
         let slack = 1e-12 * (1.0 + change.abs() + lin.abs());
-        if change <= lin + 0.5 * h * quad + slack || metric.kappa >= 1.0 {
+        if change <= lin + 0.5 * h * quad + slack || *kappa >= 1.0 {
             z.copy_from_slice(&w.trial);
-            metric.kappa = (1.5 * shown).clamp(KAPPA_MIN, 1.0);
+            *kappa = (1.5 * shown).clamp(KAPPA_MIN, 1.0);
             return reads;
         }
         // The model did not hold: undo, and retry with the curvature seen.
@@ -290,7 +332,140 @@ fn block_step<O: LinearOperator>(
             grad_fn,
         );
         reads += 1.0;
-        metric.kappa = (2.0 * shown).max(2.0 * metric.kappa).min(1.0);
+        *kappa = (2.0 * shown).max(2.0 * *kappa).min(1.0);
+    }
+}
+
+/// The step in a diagonal metric: coefficient (l, q) takes curvature
+/// h = min(κ·m_lq, γ·G_qq), with m_lq = Σ_i w_il·x²_iq from the loss's
+/// curvature weights w at the current point (γ·G_qq for a loss of constant
+/// curvature). At κ ≥ max γG/m the model is γ·G, which majorises the loss.
+#[allow(clippy::too_many_arguments)]
+fn diagonal_step<O: LinearOperator>(
+    problem: &Problem<'_, O>,
+    b: usize,
+    z: &mut [f64],
+    diag: &[f64],
+    kappa: &mut f64,
+    buf: &mut PassBuffers,
+    row_loss: &mut [f64],
+    w: &mut Scratch,
+) -> f64 {
+    let (c, d) = problem.op.penalty_shape();
+    let loss = problem.loss;
+    let grad_fn = |i: usize, yh: &[f64], g: &mut [f64]| loss.value_grad(yh, problem.target(i), g);
+    let gamma = loss.smoothness();
+    let beta = problem.beta;
+    if loss.constant_curvature() {
+        problem.op.block_adjoint(b, &buf.sample_grad, &mut w.grad);
+        for row in w.m.chunks_exact_mut(d) {
+            for (m, g) in row.iter_mut().zip(diag) {
+                *m = gamma * g;
+            }
+        }
+    } else {
+        let yhat = &buf.yhat;
+        let weights = |i: usize, g: &[f64], wi: &mut [f64]| {
+            loss.curvature(&yhat[i * c..(i + 1) * c], problem.target(i), g, wi)
+        };
+        problem
+            .op
+            .block_adjoint_curvature(b, &buf.sample_grad, &mut w.grad, &mut w.m, &weights);
+    }
+    // m within [tiny, γG]: κ at `cap` makes every h its bound γG.
+    let mut cap = 1.0f64;
+    for row in w.m.chunks_exact_mut(d) {
+        for (m, g) in row.iter_mut().zip(diag) {
+            let top = gamma * g;
+            if top > 0.0 {
+                *m = m.clamp(1e-12 * top, top);
+                cap = cap.max(top / *m);
+            } else {
+                *m = 0.0;
+            }
+        }
+    }
+    if w.m.iter().all(|&v| v == 0.0) {
+        return 1.0;
+    }
+    let mut reads = 1.0;
+    loop {
+        let k = kappa.min(cap);
+        for (j, ((h, s), (&m, &z0))) in
+            w.h.iter_mut()
+                .zip(w.s.iter_mut())
+                .zip(w.m.iter().zip(z.iter()))
+                .enumerate()
+        {
+            *h = (k * m).min(gamma * diag[j % d]);
+            // min_z ⟨g, z − z0⟩ + ½Σ h(z − z0)² + βΩ(z): s = h∘z0 − g.
+            *s = *h * z0 - w.grad[j];
+        }
+        w.trial.copy_from_slice(z);
+        let exact = problem
+            .penalty
+            .diagonal_quadratic_min(&w.h, &w.s, c, d, beta, &mut w.trial);
+        if !exact {
+            // A prox-gradient step at the largest curvature.
+            let top = w.h.iter().fold(0.0f64, |a, &v| a.max(v));
+            for ((t, z0), g) in w.trial.iter_mut().zip(z.iter()).zip(&w.grad) {
+                *t = z0 - g / top;
+            }
+            problem.penalty.prox(&mut w.trial, c, d, beta / top);
+            w.h.iter_mut().for_each(|v| *v = top);
+        }
+        let (mut lin, mut quad_h, mut quad_m) = (0.0, 0.0, 0.0);
+        for (j, (dv, (&t, &z0))) in w
+            .delta
+            .iter_mut()
+            .zip(w.trial.iter().zip(z.iter()))
+            .enumerate()
+        {
+            *dv = t - z0;
+            lin += *dv * w.grad[j];
+            quad_h += w.h[j] * *dv * *dv;
+            quad_m += w.m[j] * *dv * *dv;
+        }
+        if w.delta.iter().all(|&v| v == 0.0) {
+            return reads;
+        }
+        let change = problem
+            .op
+            .block_update(
+                b,
+                &w.delta,
+                &mut buf.yhat,
+                &mut buf.sample_grad,
+                row_loss,
+                grad_fn,
+            )
+            .expect("the solver checked that the operator has block products");
+        reads += 1.0;
+        // The curvature the loss showed along Δ, relative to m's.
+        let shown = if quad_m > 0.0 {
+            ((change - lin) / (0.5 * quad_m)).max(0.0)
+        } else {
+            0.0
+        };
+        let slack = 1e-12 * (1.0 + change.abs() + lin.abs());
+        if change <= lin + 0.5 * quad_h + slack || k >= cap {
+            z.copy_from_slice(&w.trial);
+            *kappa = (1.5 * shown).clamp(KAPPA_MIN, cap);
+            return reads;
+        }
+        for v in w.delta.iter_mut() {
+            *v = -*v;
+        }
+        problem.op.block_update(
+            b,
+            &w.delta,
+            &mut buf.yhat,
+            &mut buf.sample_grad,
+            row_loss,
+            grad_fn,
+        );
+        reads += 1.0;
+        *kappa = (2.0 * shown).max(2.0 * k).min(cap);
     }
 }
 
@@ -380,6 +555,9 @@ struct Scratch {
     s: Vec<f64>,
     trial: Vec<f64>,
     delta: Vec<f64>,
+    /// Diagonal metrics: the curvature at κ = 1, and the one in use.
+    m: Vec<f64>,
+    h: Vec<f64>,
     secular: Vec<f64>,
 }
 
@@ -390,6 +568,8 @@ impl Scratch {
             s: vec![0.0; c * d],
             trial: vec![0.0; c * d],
             delta: vec![0.0; c * d],
+            m: vec![0.0; c * d],
+            h: vec![0.0; c * d],
             secular: vec![0.0; d],
         }
     }
