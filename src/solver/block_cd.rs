@@ -250,7 +250,6 @@ fn dense_step<O: LinearOperator>(
 ) -> f64 {
     let (c, d) = problem.op.penalty_shape();
     let loss = problem.loss;
-    let grad_fn = |i: usize, yh: &[f64], g: &mut [f64]| loss.value_grad(yh, problem.target(i), g);
     let gamma = loss.smoothness();
     let beta = problem.beta;
     problem.op.block_adjoint(b, &buf.sample_grad, &mut w.grad);
@@ -295,44 +294,22 @@ fn dense_step<O: LinearOperator>(
         if w.delta.iter().all(|&v| v == 0.0) {
             return reads;
         }
-        let change = problem
-            .op
-            .block_update(
-                b,
-                &w.delta,
-                &mut buf.yhat,
-                &mut buf.sample_grad,
-                row_loss,
-                grad_fn,
-            )
-            .expect("the solver checked that the operator has block products");
-        reads += 1.0;
-        // The curvature the loss showed along Δ, relative to γ·G's.
-        let shown = if quad > 0.0 {
-            ((change - lin) / (0.5 * gamma * quad)).max(0.0)
-        } else {
-            0.0
-        };
-        let slack = 1e-12 * (1.0 + change.abs() + lin.abs());
-        if change <= lin + 0.5 * h * quad + slack || *kappa >= 1.0 {
-            z.copy_from_slice(&w.trial);
-            *kappa = (1.5 * shown).clamp(KAPPA_MIN, 1.0);
+        let k = *kappa;
+        let (kept, read) = keep_or_undo(
+            problem,
+            b,
+            z,
+            w,
+            buf,
+            row_loss,
+            (lin, h * quad, gamma * quad),
+            (k, 1.0),
+            kappa,
+        );
+        reads += read;
+        if kept {
             return reads;
         }
-        // The model did not hold: undo, and retry with the curvature seen.
-        for v in w.delta.iter_mut() {
-            *v = -*v;
-        }
-        problem.op.block_update(
-            b,
-            &w.delta,
-            &mut buf.yhat,
-            &mut buf.sample_grad,
-            row_loss,
-            grad_fn,
-        );
-        reads += 1.0;
-        *kappa = (2.0 * shown).max(2.0 * *kappa).min(1.0);
     }
 }
 
@@ -353,7 +330,6 @@ fn diagonal_step<O: LinearOperator>(
 ) -> f64 {
     let (c, d) = problem.op.penalty_shape();
     let loss = problem.loss;
-    let grad_fn = |i: usize, yh: &[f64], g: &mut [f64]| loss.value_grad(yh, problem.target(i), g);
     let gamma = loss.smoothness();
     let beta = problem.beta;
     if loss.constant_curvature() {
@@ -429,44 +405,83 @@ fn diagonal_step<O: LinearOperator>(
         if w.delta.iter().all(|&v| v == 0.0) {
             return reads;
         }
-        let change = problem
-            .op
-            .block_update(
-                b,
-                &w.delta,
-                &mut buf.yhat,
-                &mut buf.sample_grad,
-                row_loss,
-                grad_fn,
-            )
-            .expect("the solver checked that the operator has block products");
-        reads += 1.0;
-        // The curvature the loss showed along Δ, relative to m's.
-        let shown = if quad_m > 0.0 {
-            ((change - lin) / (0.5 * quad_m)).max(0.0)
-        } else {
-            0.0
-        };
-        let slack = 1e-12 * (1.0 + change.abs() + lin.abs());
-        if change <= lin + 0.5 * quad_h + slack || k >= cap {
-            z.copy_from_slice(&w.trial);
-            *kappa = (1.5 * shown).clamp(KAPPA_MIN, cap);
+        let (kept, read) = keep_or_undo(
+            problem,
+            b,
+            z,
+            w,
+            buf,
+            row_loss,
+            (lin, quad_h, quad_m),
+            (k, cap),
+            kappa,
+        );
+        reads += read;
+        if kept {
             return reads;
         }
-        for v in w.delta.iter_mut() {
-            *v = -*v;
-        }
-        problem.op.block_update(
+    }
+}
+
+/// Moves block b by the trial step Δ = `w.delta` (to `w.trial`), given
+/// `model` = (⟨g, Δ⟩, ΔᵀHΔ for the curvature in use, the same at κ = 1) and
+/// `scale` = (κ in use, its cap, where the model majorises the loss). Keeps
+/// the step if the loss stayed below its model (or κ is at its cap) and
+/// sets κ from the curvature the loss showed; else undoes it and raises κ.
+/// Returns whether it was kept, and the block reads (update, undo).
+#[allow(clippy::too_many_arguments)]
+fn keep_or_undo<O: LinearOperator>(
+    problem: &Problem<'_, O>,
+    b: usize,
+    z: &mut [f64],
+    w: &mut Scratch,
+    buf: &mut PassBuffers,
+    row_loss: &mut [f64],
+    model: (f64, f64, f64),
+    scale: (f64, f64),
+    kappa: &mut f64,
+) -> (bool, f64) {
+    let (lin, quad_h, quad_m) = model;
+    let (k, cap) = scale;
+    let loss = problem.loss;
+    let grad_fn = |i: usize, yh: &[f64], g: &mut [f64]| loss.value_grad(yh, problem.target(i), g);
+    let change = problem
+        .op
+        .block_update(
             b,
             &w.delta,
             &mut buf.yhat,
             &mut buf.sample_grad,
             row_loss,
             grad_fn,
-        );
-        reads += 1.0;
-        *kappa = (2.0 * shown).max(2.0 * k).min(cap);
+        )
+        .expect("the solver checked that the operator has block products");
+    // The curvature the loss showed along Δ, relative to the model's at κ = 1.
+    let shown = if quad_m > 0.0 {
+        ((change - lin) / (0.5 * quad_m)).max(0.0)
+    } else {
+        0.0
+    };
+    let slack = 1e-12 * (1.0 + change.abs() + lin.abs());
+    if change <= lin + 0.5 * quad_h + slack || k >= cap {
+        z.copy_from_slice(&w.trial);
+        *kappa = (1.5 * shown).clamp(KAPPA_MIN, cap);
+        return (true, 1.0);
     }
+    // The model did not hold: undo, and retry with the curvature seen.
+    for v in w.delta.iter_mut() {
+        *v = -*v;
+    }
+    problem.op.block_update(
+        b,
+        &w.delta,
+        &mut buf.yhat,
+        &mut buf.sample_grad,
+        row_loss,
+        grad_fn,
+    );
+    *kappa = (2.0 * shown).max(2.0 * k).min(cap);
+    (false, 2.0)
 }
 
 /// The intercept's step (all rows move): the same model with G = N·I.
