@@ -361,7 +361,8 @@ fn diagonal_step<O: LinearOperator>(
             }
         }
     }
-    if w.m.iter().all(|&v| v == 0.0) {
+    // No feature of this block has data: nothing to move.
+    if diag.iter().all(|&g| g <= 0.0) {
         return 1.0;
     }
     let mut reads = 1.0;
