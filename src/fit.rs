@@ -17,13 +17,14 @@
 //! # Ok::<(), convexformer::Error>(())
 //! ```
 
+use crate::comm::Communicator;
 use crate::data::Dataset;
 use crate::error::{invalid, Result};
 use crate::loss::Loss;
 use crate::model::{Model, ModelHeader};
-use crate::operator::{GateSpec, Gates, LinearOperator, TokenOperator};
+use crate::operator::{GateSpec, Gates, LinearOperator, Sharded, TokenOperator};
 use crate::problem::{Problem, Program};
-use crate::report::SolveReport;
+use crate::report::{SolveReport, TokenProgram};
 use crate::solver::{beta_grid, beta_max, solve, Solution, SolverOptions};
 
 /// How β is chosen.
@@ -193,6 +194,56 @@ impl Fit {
         Ok((out, bmax))
     }
 
+    /// A data-parallel fit: `shard` holds this process's samples, and `comm`
+    /// the shards holding the others (every shard calls this at once, with
+    /// the same settings). Every shard returns the same certified solution
+    /// and report of the program on all samples, equal to the one-process
+    /// fit's up to the order of the sums. `val`, if given, is held whole by
+    /// every shard. On an error in one shard the caller must end the others
+    /// (with MPI: `MpiWorld::abort`), which would wait in their next sum.
+    pub fn fit_sharded(
+        &self,
+        shard: &Dataset,
+        val: Option<&Dataset>,
+        warm: Option<(&[f64], &[f64])>,
+        comm: &dyn Communicator,
+    ) -> Result<Fitted> {
+        check_same_shape(shard, comm)?;
+        if comm.size() > 1
+            && self
+                .gates
+                .is_some_and(|g| g.kind == crate::operator::GateKind::Samples)
+        {
+            return invalid(
+                "gates drawn from the samples differ between shards: use Gaussian gates \
+                 (--gate-kind gaussian) in a data-parallel fit",
+            );
+        }
+        let setup = self.setup(shard)?;
+        self.loss.check_targets(shard)?;
+        let op = Sharded::new(TokenOperator::new(shard, setup.masks.as_ref()), comm);
+        let mut problem = Problem::with_operator(
+            op,
+            &shard.y,
+            self.loss,
+            self.program.penalty(),
+            1.0,
+            self.intercept,
+        )?;
+        let bmax = beta_max(&problem);
+        problem.beta = self.beta.resolve(bmax)?;
+        let solution = solve(&problem, &self.options, warm)?;
+        self.fitted_on_shard(
+            &setup,
+            problem.op.inner(),
+            problem.beta,
+            solution,
+            bmax,
+            val,
+            &|v| comm.sum(v),
+        )
+    }
+
     /// β_max on `data`: the smallest β at which the zero model is optimal.
     pub fn beta_max(&self, data: &Dataset) -> Result<f64> {
         let setup = self.setup(data)?;
@@ -234,23 +285,53 @@ impl Fit {
         beta_max: f64,
         val: Option<&Dataset>,
     ) -> Result<Fitted> {
+        self.fitted_on_shard(
+            setup,
+            &problem.op,
+            problem.beta,
+            solution,
+            beta_max,
+            val,
+            &|_| {},
+        )
+    }
+
+    /// The fitted program from a solution on `op`'s rows (all of them, or
+    /// one shard's, with `sum` adding sums over rows across the shards).
+    #[allow(clippy::too_many_arguments)]
+    fn fitted_on_shard(
+        &self,
+        setup: &Setup,
+        op: &TokenOperator<'_>,
+        beta: f64,
+        solution: Solution,
+        beta_max: f64,
+        val: Option<&Dataset>,
+        sum: &dyn Fn(&mut [f64]),
+    ) -> Result<Fitted> {
         let val_masks = match (&setup.gates, val) {
             (Some(g), Some(v)) => Some(g.masks(v)?),
             _ => None,
         };
+        let program = TokenProgram {
+            op,
+            loss: self.loss,
+            penalty: self.program.penalty(),
+            beta,
+        };
         let report =
-            SolveReport::with_gated_val(problem, &solution, beta_max, val, val_masks.as_ref());
-        let data = problem.op.data;
+            SolveReport::of_shard(program, &solution, beta_max, val, val_masks.as_ref(), sum);
+        let data = op.data;
         let model = Model {
             header: ModelHeader {
                 format: 1,
                 program: self.program,
                 loss: self.loss,
-                beta: problem.beta,
+                beta,
                 n_tokens: data.n_tokens,
                 n_features: data.n_features,
                 n_outputs: data.n_outputs,
-                n_blocks: problem.op.n_blocks(),
+                n_blocks: op.n_blocks(),
                 intercept: self.intercept,
                 heads: report.heads.clone(),
                 gates: setup.gates.as_ref().map(|g| g.spec),
@@ -265,6 +346,39 @@ impl Fit {
             model,
         })
     }
+}
+
+/// Every shard must hold samples of the same shape (tokens, features,
+/// outputs, targets per sample or per position): checked on all shards at
+/// once, so all return the same error.
+fn check_same_shape(shard: &Dataset, comm: &dyn Communicator) -> Result<()> {
+    let own = [
+        shard.n_tokens as f64,
+        shard.n_features as f64,
+        shard.n_outputs as f64,
+        shard.rows_per_sample() as f64,
+        f64::from(u8::from(shard.labels.is_some())),
+    ];
+    let mut v: Vec<f64> = own.iter().chain(own.iter()).copied().collect();
+    for x in &mut v[own.len()..] {
+        *x *= *x;
+    }
+    comm.sum(&mut v);
+    let p = comm.size() as f64;
+    let (sum, sq) = v.split_at(own.len());
+    // All equal if and only if the spread Σx² − (Σx)²/P is zero.
+    if sum
+        .iter()
+        .zip(sq)
+        .any(|(s, q)| (q - s * s / p).abs() > 1e-9 * q.max(1.0))
+    {
+        return invalid(format!(
+            "the shards do not hold data of one shape (this one: {} tokens × {} features, {} \
+             outputs): every shard must come from the same data set",
+            shard.n_tokens, shard.n_features, shard.n_outputs
+        ));
+    }
+    Ok(())
 }
 
 /// Which β a path visits.
@@ -378,6 +492,78 @@ mod tests {
             err.contains("memory") && err.contains("safetensors"),
             "{err}"
         );
+    }
+
+    /// Runs `f` on each member of a group of `size` threads.
+    fn on_shards<T: Send>(
+        size: usize,
+        f: impl Fn(&crate::comm::ThreadGroup) -> T + Sync,
+    ) -> Vec<T> {
+        let members = crate::comm::ThreadGroup::new(size);
+        std::thread::scope(|s| {
+            let hs: Vec<_> = members.iter().map(|m| s.spawn(|| f(m))).collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    }
+
+    #[test]
+    fn a_sharded_fit_reports_what_the_one_process_fit_reports() {
+        let (data, _) = generate(&SyntheticSpec {
+            n_samples: 131,
+            n_tokens: 5,
+            n_features: 3,
+            n_outputs: 3,
+            kind: TargetKind::Classes,
+            ..Default::default()
+        })
+        .unwrap();
+        let fit = Fit::vector_l1()
+            .loss(Loss::CrossEntropy)
+            .intercept(true)
+            .beta_frac(0.1)
+            .tol(1e-10);
+        let one = fit.fit_with_validation(&data, Some(&data)).unwrap();
+        let rel = |a: f64, b: f64| (a - b).abs() / a.abs().max(1e-300);
+        for f in on_shards(3, |m| {
+            let r = crate::comm::shard_range(data.n_samples, m.rank(), 3);
+            let shard = data.select(&r.collect::<Vec<_>>());
+            fit.fit_sharded(&shard, Some(&data), None, m).unwrap()
+        }) {
+            let (a, b) = (&one.report, &f.report);
+            assert!(b.solve.converged);
+            assert!(rel(a.solve.objective, b.solve.objective) <= 1e-10);
+            assert!(rel(a.solve.beta_max, b.solve.beta_max) <= 1e-12);
+            assert!(rel(a.nonconvex_objective, b.nonconvex_objective) <= 1e-10);
+            assert!(b.recovery_relative_difference <= 1e-9);
+            assert_eq!(a.active_tokens, b.active_tokens);
+            assert_eq!(a.train_error, b.train_error, "a count of mistakes");
+            assert_eq!(a.validation_error, b.validation_error);
+            assert_eq!(f.model.header.n_blocks, one.model.header.n_blocks);
+        }
+    }
+
+    #[test]
+    fn shards_of_different_shapes_are_refused_on_every_shard() {
+        let make = |d| {
+            generate(&SyntheticSpec {
+                n_samples: 20,
+                n_features: d,
+                ..Default::default()
+            })
+            .unwrap()
+            .0
+        };
+        let (a, b) = (make(3), make(4));
+        let errs = on_shards(2, |m| {
+            let shard = if m.rank() == 0 { &a } else { &b };
+            Fit::scalar()
+                .fit_sharded(shard, None, None, m)
+                .unwrap_err()
+                .to_string()
+        });
+        for e in errs {
+            assert!(e.contains("same data set"), "{e}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! - [`problem`]: a convex program = operator × loss × penalty × β;
 //! - [`fit`]: the short path: `Fit::scalar().beta_frac(0.1).fit(&data)?`;
 //! - [`solver`]: FISTA, working sets, gap-safe screening, certificates, paths;
+//! - [`comm`]: data-parallel solves, one shard of the samples per process;
 //! - [`recovery`]: attention heads from a convex solution, and the nonconvex objective;
 //! - [`sequence`]: the sequence-output program (SPEC §4c), certified, with its heads;
 //! - `baselines`, `layer`, `grok`, `teacher`: nonconvex baselines, the
@@ -30,6 +31,7 @@
 // The certified core: builds with `--no-default-features`.
 pub mod atomic;
 pub mod bench;
+pub mod comm;
 pub mod data;
 pub mod error;
 pub mod fit;

@@ -141,13 +141,16 @@ impl<'a, O: LinearOperator> Problem<'a, O> {
                 .sum::<f64>()
     }
 
-    /// Σ_rows L(ŷ_row, y_row) for predictions ŷ.
+    /// Σ_rows L(ŷ_row, y_row) for predictions ŷ (over all shards).
     pub fn loss_value(&self, yhat: &[f64]) -> f64 {
         let c = self.op.n_outputs();
-        yhat.chunks_exact(c)
+        let mut total = [yhat
+            .chunks_exact(c)
             .enumerate()
             .map(|(i, p)| self.loss.value(p, self.target(i)))
-            .sum()
+            .sum()];
+        self.op.sum_over_shards(&mut total);
+        total[0]
     }
 
     /// The primal objective at (coef on all blocks, intercept): one data pass.
@@ -158,13 +161,19 @@ impl<'a, O: LinearOperator> Problem<'a, O> {
 
     /// The intercept at Z = 0 (zeros without an intercept).
     pub fn intercept_at_zero(&self) -> Vec<f64> {
-        let c = self.op.n_outputs();
         if self.intercept {
-            let zeros = vec![0.0; self.y.len()];
-            self.loss.best_intercept_rows(&zeros, self.y, c, None)
+            self.best_intercept(&vec![0.0; self.y.len()], None)
         } else {
-            vec![0.0; c]
+            vec![0.0; self.op.n_outputs()]
         }
+    }
+
+    /// argmin_b Σ_rows L(offset_row + b, y_row) over all shards, from `start`.
+    pub fn best_intercept(&self, offset: &[f64], start: Option<&[f64]>) -> Vec<f64> {
+        self.loss
+            .best_intercept_summed(offset, self.y, self.op.n_outputs(), start, &|v| {
+                self.op.sum_over_shards(v)
+            })
     }
 }
 

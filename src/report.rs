@@ -6,7 +6,7 @@ use crate::operator::GateMasks;
 use crate::operator::LinearOperator;
 use crate::penalty::Penalty;
 use crate::problem::Problem;
-use crate::recovery::{nonconvex_objective, recover_heads, Head};
+use crate::recovery::{nonconvex_loss, nonconvex_penalty, recover_heads, Head};
 use crate::solver::{Certificate, Solution, StopReason};
 
 /// What every certified solve reports, whatever the program: β, the
@@ -168,30 +168,48 @@ impl SolveReport {
         val: Option<&Dataset>,
         val_gates: Option<&GateMasks>,
     ) -> SolveReport {
-        let data = problem.op.data;
+        let program = TokenProgram {
+            op: &problem.op,
+            loss: problem.loss,
+            penalty: problem.penalty,
+            beta: problem.beta,
+        };
+        Self::of_shard(program, sol, beta_max, val, val_gates, &|_| {})
+    }
+
+    /// [`SolveReport::with_gated_val`] where `program.op` holds one shard of
+    /// the samples of a data-parallel fit: `sum` adds a vector of sums over
+    /// its rows across the shards (every shard gets the global report).
+    pub fn of_shard(
+        program: TokenProgram<'_>,
+        sol: &Solution,
+        beta_max: f64,
+        val: Option<&Dataset>,
+        val_gates: Option<&GateMasks>,
+        sum: &dyn Fn(&mut [f64]),
+    ) -> SolveReport {
+        let TokenProgram {
+            op,
+            loss,
+            penalty,
+            beta,
+        } = program;
+        let data = op.data;
         let (n, c, d) = (data.n_tokens, data.n_outputs, data.n_features);
-        let heads = recover_heads(
-            &sol.coef,
-            problem.penalty,
-            n,
-            c,
-            d,
-            problem.op.gates.is_some(),
-        );
-        let nonconvex = nonconvex_objective(
-            &heads,
-            data,
-            problem.op.gates,
-            &sol.intercept,
-            problem.loss,
-            problem.beta,
-            problem.penalty.into(),
-        );
+        let gated = op.gates.is_some();
+        let heads = recover_heads(&sol.coef, penalty, n, c, d, gated);
+        let train_yhat = op.predict(&sol.coef, &sol.intercept);
+        // The data terms over all shards, in one sum.
+        let mut sums = [
+            nonconvex_loss(&heads, data, op.gates, &sol.intercept, loss),
+            error_sum(loss, data, &train_yhat),
+            data.n_samples as f64,
+        ];
+        sum(&mut sums);
+        let nonconvex = sums[0] + nonconvex_penalty(&heads, beta, penalty.into());
         let active = sol.active_blocks(c * d);
-        let gated = problem.op.gates.is_some();
-        let active_gate_tokens =
-            gated.then(|| active.iter().map(|&b| problem.op.block_parts(b)).collect());
-        let per_output = (problem.penalty == Penalty::GroupL2 && c > 1).then(|| {
+        let active_gate_tokens = gated.then(|| active.iter().map(|&b| op.block_parts(b)).collect());
+        let per_output = (penalty == Penalty::GroupL2 && c > 1).then(|| {
             (0..c)
                 .map(|l| {
                     active
@@ -206,7 +224,6 @@ impl SolveReport {
                 })
                 .collect()
         });
-        let train_yhat = problem.op.predict(&sol.coef, &sol.intercept);
         let solve = CertifiedSolve::of(sol, beta_max);
         SolveReport {
             active_tokens: if gated {
@@ -224,42 +241,50 @@ impl SolveReport {
             n_heads: heads.len(),
             heads,
             intercept: sol.intercept.clone(),
-            train_error: error(problem.loss, data, &train_yhat),
+            train_error: sums[1] / sums[2],
             validation_error: val.map(|v| {
                 let op = crate::operator::TokenOperator::new(v, val_gates);
-                error(problem.loss, v, &op.predict(&sol.coef, &sol.intercept))
+                error(loss, v, &op.predict(&sol.coef, &sol.intercept))
             }),
             solve,
         }
     }
 }
 
+/// The token program a report describes: its operator (on all samples, or
+/// on one shard), loss, regularizer and β.
+#[derive(Clone, Copy)]
+pub struct TokenProgram<'a> {
+    pub op: &'a crate::operator::TokenOperator<'a>,
+    pub loss: Loss,
+    pub penalty: Penalty,
+    pub beta: f64,
+}
+
 /// Mean squared error per sample (½ not included) for regression losses;
 /// misclassification rate for logistic (sign) and cross-entropy (argmax).
 pub fn error(loss: Loss, data: &Dataset, yhat: &[f64]) -> f64 {
+    error_sum(loss, data, yhat) / data.n_samples as f64
+}
+
+/// [`error`] times the number of samples: squared errors summed, or
+/// mistakes counted (one shard's part, in a data-parallel fit).
+pub fn error_sum(loss: Loss, data: &Dataset, yhat: &[f64]) -> f64 {
     let c = data.n_outputs;
-    let n = data.n_samples as f64;
     match loss {
-        Loss::Logistic => {
-            yhat.iter()
-                .zip(&data.y)
-                .filter(|(p, y)| (if **p >= 0.0 { 1.0 } else { -1.0 }) != **y)
-                .count() as f64
-                / n
-        }
-        Loss::CrossEntropy => {
-            (0..data.n_samples)
-                .filter(|&i| argmax(&yhat[i * c..(i + 1) * c]) != argmax(data.target(i)))
-                .count() as f64
-                / n
-        }
-        Loss::Squared | Loss::Huber(_) => {
-            yhat.iter()
-                .zip(&data.y)
-                .map(|(p, y)| (p - y) * (p - y))
-                .sum::<f64>()
-                / n
-        }
+        Loss::Logistic => yhat
+            .iter()
+            .zip(&data.y)
+            .filter(|(p, y)| (if **p >= 0.0 { 1.0 } else { -1.0 }) != **y)
+            .count() as f64,
+        Loss::CrossEntropy => (0..data.n_samples)
+            .filter(|&i| argmax(&yhat[i * c..(i + 1) * c]) != argmax(data.target(i)))
+            .count() as f64,
+        Loss::Squared | Loss::Huber(_) => yhat
+            .iter()
+            .zip(&data.y)
+            .map(|(p, y)| (p - y) * (p - y))
+            .sum::<f64>(),
     }
 }
 

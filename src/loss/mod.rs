@@ -233,17 +233,33 @@ impl Loss {
         c: usize,
         start: Option<&[f64]>,
     ) -> Vec<f64> {
+        self.best_intercept_summed(offset, y, c, start, &|_| {})
+    }
+
+    /// [`Loss::best_intercept_rows`] where the rows are one shard of the
+    /// data: `sum` adds a vector of sums over these rows across the shards.
+    pub fn best_intercept_summed(
+        &self,
+        offset: &[f64],
+        y: &[f64],
+        c: usize,
+        start: Option<&[f64]>,
+        sum: &dyn Fn(&mut [f64]),
+    ) -> Vec<f64> {
         let rows = y.len() / c.max(1);
         let target = |i: usize| &y[i * c..(i + 1) * c];
-        let n = rows as f64;
+        let mut total = [rows as f64];
+        sum(&mut total);
+        let n = total[0];
         let mut b = start.map(|s| s.to_vec()).unwrap_or_else(|| vec![0.0; c]);
         if matches!(self, Loss::Squared) {
             for (l, bl) in b.iter_mut().enumerate() {
                 *bl = (0..rows)
                     .map(|i| y[i * c + l] - offset[i * c + l])
-                    .sum::<f64>()
-                    / n;
+                    .sum::<f64>();
             }
+            sum(&mut b);
+            b.iter_mut().for_each(|bl| *bl /= n);
             return b;
         }
         let mut yhat = vec![0.0; c];
@@ -251,24 +267,25 @@ impl Loss {
         let mut plus = vec![0.0; c];
         for _ in 0..100 {
             // Gradient, and a diagonal curvature estimate by finite differences of the gradient.
-            let mut grad = vec![0.0; c];
-            let mut curv = vec![0.0; c];
-            let mut val = 0.0;
+            // [gradient, curvature, value], summed over all shards at once.
+            let mut sums = vec![0.0; 2 * c + 1];
             for i in 0..rows {
                 for l in 0..c {
                     yhat[l] = offset[i * c + l] + b[l];
                 }
-                val += self.value_grad(&yhat, target(i), &mut g);
+                sums[2 * c] += self.value_grad(&yhat, target(i), &mut g);
                 for l in 0..c {
-                    grad[l] += g[l];
+                    sums[l] += g[l];
                 }
                 for l in 0..c {
                     yhat[l] += 1e-5;
                     self.value_grad(&yhat, target(i), &mut plus);
                     yhat[l] -= 1e-5;
-                    curv[l] += ((plus[l] - g[l]) / 1e-5).max(0.0);
+                    sums[c + l] += ((plus[l] - g[l]) / 1e-5).max(0.0);
                 }
             }
+            sum(&mut sums);
+            let (grad, curv, val) = (&sums[..c], &sums[c..2 * c], sums[2 * c]);
             let gnorm = grad.iter().map(|v| v * v).sum::<f64>().sqrt();
             if gnorm <= 1e-13 * n.max(1.0) {
                 break;
@@ -280,12 +297,14 @@ impl Loss {
             let mut t = 1.0;
             loop {
                 let trial: Vec<f64> = (0..c).map(|l| b[l] + t * step[l]).collect();
-                let tv: f64 = (0..rows)
+                let mut tv = [(0..rows)
                     .map(|i| {
                         let yh: Vec<f64> = (0..c).map(|l| offset[i * c + l] + trial[l]).collect();
                         self.value(&yh, target(i))
                     })
-                    .sum();
+                    .sum::<f64>()];
+                sum(&mut tv);
+                let tv = tv[0];
                 if tv <= val || t < 1e-10 {
                     if tv <= val {
                         b = trial;

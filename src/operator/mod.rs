@@ -9,10 +9,12 @@
 
 pub mod gates;
 pub(crate) mod kernels;
+mod sharded;
 mod token;
 mod token_blocks;
 
 pub use gates::{GateKind, GateSpec, Gates};
+pub use sharded::Sharded;
 pub use token::{GateMasks, TokenOperator};
 
 /// Per-row weights from the row's index and gradient: w(i, ∇_i, w_i).
@@ -29,8 +31,36 @@ pub trait LinearOperator: Sync {
     fn n_blocks(&self) -> usize;
     /// Coefficients per block.
     fn block_len(&self) -> usize;
-    /// Rows of predictions (the loss is summed over them).
+    /// Rows of predictions (the loss is summed over them) this operator
+    /// holds: every row, or one shard's of a data-parallel program.
     fn n_rows(&self) -> usize;
+    /// Rows over all shards (means over the data divide by it).
+    fn total_rows(&self) -> usize {
+        self.n_rows()
+    }
+    /// Rows on the shard that holds most (memory estimates, which every
+    /// shard must make alike).
+    fn largest_shard_rows(&self) -> usize {
+        self.n_rows()
+    }
+    /// The shards holding the other rows, where this operator holds one
+    /// shard of a data-parallel program ([`Sharded`]); None for all rows.
+    fn communicator(&self) -> Option<&dyn crate::comm::Communicator> {
+        None
+    }
+    /// Sums `values` (a sum over this operator's rows) over all shards.
+    /// The products and passes of the operator sum their own results; the
+    /// solver calls this for the sums it forms over rows itself.
+    fn sum_over_shards(&self, values: &mut [f64]) {
+        if let Some(comm) = self.communicator() {
+            comm.sum(values);
+        }
+    }
+    /// True on every shard where true on any: for decisions from a clock or
+    /// a signal, which every shard must take together.
+    fn any_shard(&self, flag: bool) -> bool {
+        self.communicator().map_or(flag, |comm| comm.any(flag))
+    }
     /// Outputs per row (c).
     fn n_outputs(&self) -> usize;
     /// The (c, d) shape the regularizer reads a block in.

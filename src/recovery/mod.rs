@@ -103,14 +103,29 @@ pub fn nonconvex_objective(
     beta: f64,
     norm: OutputNorm,
 ) -> f64 {
+    nonconvex_loss(heads, data, gates, intercept, loss) + nonconvex_penalty(heads, beta, norm)
+}
+
+/// The data term of [`nonconvex_objective`], Σ_i L(f(X_i), y_i), over the
+/// samples of `data` (one shard's part of the sum, in a data-parallel fit).
+pub fn nonconvex_loss(
+    heads: &[Head],
+    data: &Dataset,
+    gates: Option<&GateMasks>,
+    intercept: &[f64],
+    loss: Loss,
+) -> f64 {
     let c = data.n_outputs;
     let yhat = head_predictions(heads, data, gates, intercept);
-    let fit: f64 = yhat
-        .chunks_exact(c)
+    yhat.chunks_exact(c)
         .enumerate()
         .map(|(i, p)| loss.value(p, data.target(i)))
-        .sum();
-    fit + beta * heads.iter().map(|h| head_penalty(h, norm)).sum::<f64>()
+        .sum()
+}
+
+/// The penalty term of [`nonconvex_objective`], β Σ_j ½(‖v_j‖² + ‖o_j‖²).
+pub fn nonconvex_penalty(heads: &[Head], beta: f64, norm: OutputNorm) -> f64 {
+    beta * heads.iter().map(|h| head_penalty(h, norm)).sum::<f64>()
 }
 
 /// Map (ii): heads from convex coefficients (n_blocks·c·d, block b = p·n + k).

@@ -495,14 +495,14 @@ fn intercept_step<O: LinearOperator>(
     row_loss: &mut [f64],
 ) -> f64 {
     let c = bx.len();
-    let rows = problem.op.n_rows();
     let loss = problem.loss;
     let gamma = loss.smoothness();
-    let n = rows as f64;
+    let n = problem.op.total_rows() as f64;
     let mut g = vec![0.0; c];
     for gi in buf.sample_grad.chunks_exact(c) {
         axpy(1.0, gi, &mut g);
     }
+    problem.op.sum_over_shards(&mut g);
     let kappa = cache.intercept_kappa.get_or_insert(1.0);
     let mut cost = 0.0;
     loop {
@@ -554,7 +554,9 @@ fn shift_rows<O: LinearOperator>(
         change += new - *rl;
         *rl = new;
     }
-    change
+    let mut change = [change];
+    problem.op.sum_over_shards(&mut change);
+    change[0]
 }
 
 /// Coefficients and intercept as one vector (Anderson's iterates).

@@ -51,7 +51,7 @@ pub fn dual_scores<O: LinearOperator>(
 ) -> f64 {
     let (pc, pd) = problem.op.penalty_shape();
     let cd = problem.block_len();
-    let n = problem.op.n_rows() as f64;
+    let n = problem.op.total_rows() as f64;
     // The centring term exists only with an intercept: no allocation otherwise.
     let mean: Vec<f64> = if problem.intercept {
         buf.intercept_grad.iter().map(|g| g / n).collect()
@@ -85,7 +85,7 @@ pub fn dual_value<O: LinearOperator>(
     alpha: f64,
 ) -> f64 {
     let c = problem.op.n_outputs();
-    let n = problem.op.n_rows() as f64;
+    let n = problem.op.total_rows() as f64;
     let mean: Vec<f64> = if problem.intercept {
         buf.intercept_grad.iter().map(|g| g / n).collect()
     } else {
@@ -99,7 +99,9 @@ pub fn dual_value<O: LinearOperator>(
         }
         total += problem.loss.dual_value(&theta, problem.target(i));
     }
-    total
+    let mut total = [total];
+    problem.op.sum_over_shards(&mut total);
+    total[0]
 }
 
 /// The certificate for primal value `primal` after a pass whose adjoint

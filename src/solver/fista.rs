@@ -14,13 +14,16 @@ use std::time::Instant;
 
 /// What is left of the iteration and time budget, and the flag that stops
 /// the solve from outside.
-pub struct Budget {
+pub struct Budget<'a> {
     pub iterations_left: usize,
     pub deadline: Option<Instant>,
     pub interrupt: Option<Interrupt>,
+    /// The shards of a data-parallel solve: they stop together, on the
+    /// first shard's clock or signal.
+    pub shards: Option<&'a dyn crate::comm::Communicator>,
 }
 
-impl Budget {
+impl Budget<'_> {
     pub fn exhausted(&self) -> Option<StopReason> {
         if self.iterations_left == 0 {
             Some(StopReason::MaxIter)
@@ -30,9 +33,20 @@ impl Budget {
     }
     /// The deadline has passed or an interrupt was requested.
     pub fn out_of_time(&self) -> Option<StopReason> {
-        if self.interrupt.as_ref().is_some_and(Interrupt::requested) {
+        let interrupted = self.interrupt.as_ref().is_some_and(Interrupt::requested);
+        let late = self.deadline.is_some_and(|d| Instant::now() >= d);
+        let (interrupted, late) = match self.shards {
+            // Without a clock or a flag nothing can differ between shards.
+            Some(comm) if self.deadline.is_some() || self.interrupt.is_some() => {
+                let mut v = [f64::from(u8::from(interrupted)), f64::from(u8::from(late))];
+                comm.sum(&mut v);
+                (v[0] > 0.0, v[1] > 0.0)
+            }
+            _ => (interrupted, late),
+        };
+        if interrupted {
             Some(StopReason::Interrupted)
-        } else if self.deadline.is_some_and(|d| Instant::now() >= d) {
+        } else if late {
             Some(StopReason::MaxSeconds)
         } else {
             None

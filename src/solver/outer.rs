@@ -128,6 +128,7 @@ pub fn solve<O: LinearOperator>(
         deadline: (opts.max_seconds.is_finite())
             .then(|| start + Duration::from_secs_f64(opts.max_seconds)),
         interrupt: opts.interrupt.clone(),
+        shards: problem.op.communicator(),
     };
     let mut candidates: Vec<usize> = (0..nb).collect();
     let mut dual_norms = Vec::with_capacity(nb);
@@ -245,6 +246,7 @@ pub fn solve<O: LinearOperator>(
             iterations_left: budget.iterations_left.min(trial_cap),
             deadline: budget.deadline,
             interrupt: budget.interrupt.clone(),
+            shards: budget.shards,
         };
         let given = sub.iterations_left;
         let first = match inner {
@@ -333,9 +335,7 @@ pub fn solve<O: LinearOperator>(
                 .enumerate()
                 .map(|(j, v)| v - b[j % c])
                 .collect();
-            b = problem
-                .loss
-                .best_intercept_rows(&offset, problem.y, c, Some(&b));
+            b = problem.best_intercept(&offset, Some(&b));
         }
         prev_ws = ws;
     }

@@ -31,8 +31,8 @@ pub fn gram_bytes<O: LinearOperator>(problem: &Problem<'_, O>, ws_len: usize) ->
     } else {
         1
     };
-    // Plus the N×m matrix the Grams are built from.
-    8 * m * (sets * m + problem.op.n_rows())
+    // Plus the N×m matrix the Grams are built from (on the largest shard).
+    8 * m * (sets * m + problem.op.largest_shard_rows())
 }
 
 /// Coordinate-descent epochs per Newton step, at most.
@@ -265,6 +265,9 @@ pub fn prox_newton<O: LinearOperator>(
                 }
                 f_loss += loss.value(&row, problem.target(i));
             }
+            let mut f_loss = [f_loss];
+            problem.op.sum_over_shards(&mut f_loss);
+            let f_loss = f_loss[0];
             if f_loss + f_pen <= primal + 1e-4 * t * decrease.min(0.0) {
                 accepted = true;
                 break;
