@@ -9,6 +9,7 @@ mod demo;
 mod fit;
 mod grok;
 mod interrupt;
+mod parallel;
 mod path;
 mod path_resume;
 mod predict;
@@ -53,6 +54,13 @@ pub enum Command {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    if parallel::launched_ranks() > 1 {
+        return match cli.command {
+            Some(Command::Fit(a)) => parallel::run_fit(a),
+            Some(other) => parallel::check_single(command_name(&other)),
+            None => parallel::check_single("demo"),
+        };
+    }
     match cli.command {
         Some(Command::Fit(a)) => fit::run(a),
         Some(Command::Path(a)) => path::run(a),
@@ -63,5 +71,19 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Grok(a)) => grok::run(*a),
         Some(Command::Teacher(a)) => teacher::run(*a),
         None => demo::run(demo::DemoArgs::default()),
+    }
+}
+
+/// The subcommand's name as typed.
+fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Fit(_) => "fit",
+        Command::Path(_) => "path",
+        Command::Predict(_) => "predict",
+        Command::Bench(_) => "bench",
+        Command::Demo(_) => "demo",
+        Command::Compare(_) => "compare",
+        Command::Grok(_) => "grok",
+        Command::Teacher(_) => "teacher",
     }
 }

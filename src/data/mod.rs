@@ -5,6 +5,7 @@
 //! as contiguous d-vectors.
 
 pub mod npz;
+pub mod shards;
 pub mod synthetic;
 pub mod tensors;
 

@@ -1,0 +1,169 @@
+//! `mpirun -np P convexformer fit ...` end to end (features `cli` and
+//! `mpi`; needs `mpirun` on the PATH, as scripts/test-mpi.sh and .ci/run
+//! provide): the report equals the one-process run's, from synthetic data
+//! and from shard files; a rank that fails ends every rank with its error;
+//! commands that do not run data-parallel refuse to run under mpirun.
+
+use convexformer::data::npz::write_npz;
+use convexformer::data::synthetic::{generate, SyntheticSpec, TargetKind};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+mod common;
+use common::cli::{cf, json, stderr};
+
+const DATA: &str = "synthetic:N=601,n=12,d=5,c=3,active=3,rho=0.7,decay=0.5,seed=4,kind=classes";
+
+/// `mpirun -np ranks convexformer args` in `cwd`, killed (and failed) after
+/// two minutes: a hang is a failure, not a stuck CI.
+fn mpirun(ranks: usize, args: &[&str], cwd: &Path) -> Output {
+    let mut child = Command::new("mpirun")
+        .args(["--oversubscribe", "-np", &ranks.to_string()])
+        .arg(env!("CARGO_BIN_EXE_convexformer"))
+        .args(args)
+        .current_dir(cwd)
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mpirun on the PATH (apt-get install openmpi-bin)");
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(120) {
+            child.kill().ok();
+            panic!("mpirun -np {ranks} {args:?} still running after 120 s: a hang");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn fit_args<'a>(data: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec![
+        "fit",
+        "--data",
+        data,
+        "--model",
+        "vector-l1",
+        "--loss",
+        "cross-entropy",
+        "--intercept",
+        "--beta-frac",
+        "0.05",
+        "--tol",
+        "1e-10",
+        "--out",
+        out,
+    ]
+}
+
+/// The reports of two runs describe the same certified solution.
+fn assert_same(one: &serde_json::Value, many: &serde_json::Value) {
+    let (a, b) = (&one["result"], &many["result"]);
+    let rel = |k: &str| {
+        let (x, y) = (a[k].as_f64().unwrap(), b[k].as_f64().unwrap());
+        (x - y).abs() / x.abs().max(1e-300)
+    };
+    assert!(b["converged"].as_bool().unwrap(), "{b}");
+    assert!(
+        rel("objective") <= 1e-10,
+        "{} vs {}",
+        a["objective"],
+        b["objective"]
+    );
+    assert!(rel("beta_max") <= 1e-12);
+    assert!(rel("nonconvex_objective") <= 1e-10);
+    assert_eq!(a["active_tokens"], b["active_tokens"]);
+    assert_eq!(a["train_error"], b["train_error"]);
+    assert_eq!(one["data"]["n_samples"], many["data"]["n_samples"]);
+}
+
+#[test]
+fn a_fit_on_2_and_4_ranks_reports_the_one_process_solution() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = cf(&fit_args(DATA, "one"), dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let one = json(&dir.path().join("one/report.json"));
+    for ranks in [2, 4] {
+        let out = format!("ranks{ranks}");
+        let o = mpirun(ranks, &fit_args(DATA, &out), dir.path());
+        assert!(o.status.success(), "{}", stderr(&o));
+        let many = json(&dir.path().join(&out).join("report.json"));
+        assert_same(&one, &many);
+        let p = &many["parallel"];
+        assert_eq!(p["ranks"], ranks);
+        let per_rank: Vec<u64> = serde_json::from_value(p["samples_per_rank"].clone()).unwrap();
+        assert_eq!(per_rank.iter().sum::<u64>(), 601);
+        assert!(p["bytes_reduced_per_iteration"].as_f64().unwrap() > 0.0);
+        // One set of outputs, written once.
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(stdout.matches("wrote ").count(), 1, "{stdout}");
+    }
+}
+
+#[test]
+fn shard_files_by_pattern_give_the_fit_on_their_union_and_a_failing_rank_ends_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let (all, _) = generate(&SyntheticSpec {
+        n_samples: 300,
+        n_tokens: 6,
+        n_features: 4,
+        n_outputs: 3,
+        kind: TargetKind::Classes,
+        seed: 9,
+        ..Default::default()
+    })
+    .unwrap();
+    write_npz(&dir.path().join("all.npz"), &all).unwrap();
+    std::fs::create_dir(dir.path().join("parts")).unwrap();
+    for k in 0..3 {
+        let rows: Vec<usize> = (k * 100..(k + 1) * 100).collect();
+        let f = dir.path().join(format!("parts/part-{k}.npz"));
+        write_npz(&f, &all.select(&rows)).unwrap();
+    }
+    let o = cf(&fit_args("all.npz", "one"), dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let one = json(&dir.path().join("one/report.json"));
+    let o = mpirun(2, &fit_args("parts/part-*.npz", "parts-out"), dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_same(&one, &json(&dir.path().join("parts-out/report.json")));
+    // One file read by every rank, each keeping its block of samples.
+    let o = mpirun(3, &fit_args("all.npz", "one-file"), dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_same(&one, &json(&dir.path().join("one-file/report.json")));
+
+    // Rank 1's file is missing: rank 0 would wait in its first sum; the
+    // error ends both, with the reason and the rank.
+    let o = mpirun(
+        2,
+        &fit_args("parts/part-0.npz,parts/missing.npz", "broken"),
+        dir.path(),
+    );
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("missing.npz") && err.contains("rank 1"),
+        "{err}"
+    );
+    // More ranks than files.
+    let o = mpirun(4, &fit_args("parts/part-*.npz", "few"), dir.path());
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("at least one file per process"),
+        "{}",
+        stderr(&o)
+    );
+    // An existing output folder is refused (rank 0), and all ranks end.
+    let o = mpirun(2, &fit_args("parts/part-*.npz", "parts-out"), dir.path());
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+}
+
+#[test]
+fn commands_that_run_in_one_process_refuse_to_run_under_mpirun() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = mpirun(2, &["bench"], dir.path());
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("runs in one process"), "{}", stderr(&o));
+}
