@@ -192,7 +192,9 @@ pub fn block_cd<O: LinearOperator>(
                     axpy(ck, &history[k + 1], &mut ext);
                 }
                 let (xe, be) = ext.split_at(x.len());
-                let current = row_loss.iter().sum::<f64>() + beta * penalty_sum(problem, x);
+                let mut current = [row_loss.iter().sum::<f64>()];
+                problem.op.sum_over_shards(&mut current);
+                let current = current[0] + beta * penalty_sum(problem, x);
                 passes += problem.op.pass_fraction(ws);
                 let le = problem.op.fused_pass(ws, xe, be, ws, grad_fn, buf);
                 if le + beta * penalty_sum(problem, xe) < current {

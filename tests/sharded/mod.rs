@@ -38,6 +38,8 @@ pub struct Outcome {
     pub active: Vec<usize>,
     pub coef: Vec<f64>,
     pub intercept: Vec<f64>,
+    pub iterations: usize,
+    pub data_passes: f64,
 }
 
 fn token_data(n: usize, c: usize, kind: TargetKind, seed: u64) -> Dataset {
@@ -163,9 +165,9 @@ pub fn solvers(case: &Case) -> Vec<SolverKind> {
     }
 }
 
-fn options(solver: SolverKind) -> SolverOptions {
+fn options(solver: SolverKind, tol: f64) -> SolverOptions {
     SolverOptions {
-        tol: 1e-10,
+        tol,
         solver,
         ..Default::default()
     }
@@ -175,10 +177,11 @@ fn outcome<O: LinearOperator>(
     problem: &mut Problem<'_, O>,
     frac: f64,
     solver: SolverKind,
+    tol: f64,
 ) -> Outcome {
     let bmax = beta_max(problem);
     problem.beta = frac * bmax;
-    let sol = solve(problem, &options(solver), None).unwrap();
+    let sol = solve(problem, &options(solver, tol), None).unwrap();
     Outcome {
         beta_max: bmax,
         objective: sol.certificate.primal,
@@ -187,12 +190,24 @@ fn outcome<O: LinearOperator>(
         active: sol.active_blocks(problem.block_len()),
         coef: sol.coef,
         intercept: sol.intercept,
+        iterations: sol.iterations,
+        data_passes: sol.data_passes,
     }
 }
 
-/// The case solved on this shard's rows of the data, summing across `comm`.
-/// `comm` = None: the one-process solve on all rows.
+/// The case solved to relative gap 1e-10 on this shard's rows of the data,
+/// summing across `comm`. `comm` = None: the one-process solve on all rows.
 pub fn run(case: &Case, solver: SolverKind, comm: Option<&dyn Communicator>) -> Outcome {
+    run_to(case, solver, comm, 1e-10)
+}
+
+/// [`run`] to relative gap `tol`.
+pub fn run_to(
+    case: &Case,
+    solver: SolverKind,
+    comm: Option<&dyn Communicator>,
+    tol: f64,
+) -> Outcome {
     let data = match comm {
         Some(comm) => {
             let r = shard_range(case.data.n_samples, comm.rank(), comm.size());
@@ -215,7 +230,7 @@ pub fn run(case: &Case, solver: SolverKind, comm: Option<&dyn Communicator>) -> 
                         case.intercept,
                     )
                     .unwrap();
-                    outcome(&mut p, case.beta_frac, solver)
+                    outcome(&mut p, case.beta_frac, solver, tol)
                 }
                 None => {
                     let mut p = Problem::with_operator(
@@ -227,7 +242,7 @@ pub fn run(case: &Case, solver: SolverKind, comm: Option<&dyn Communicator>) -> 
                         case.intercept,
                     )
                     .unwrap();
-                    outcome(&mut p, case.beta_frac, solver)
+                    outcome(&mut p, case.beta_frac, solver, tol)
                 }
             }
         }};
