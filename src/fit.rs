@@ -208,6 +208,8 @@ impl Fit {
         warm: Option<(&[f64], &[f64])>,
         comm: &dyn Communicator,
     ) -> Result<Fitted> {
+        let widened = with_all_classes(shard, comm)?;
+        let shard = widened.as_ref().unwrap_or(shard);
         check_same_shape(shard, comm)?;
         if comm.size() > 1
             && self
@@ -345,6 +347,29 @@ impl Fit {
             report,
             model,
         })
+    }
+}
+
+/// Class labels count their classes from the largest label a file holds,
+/// so a shard that lacks the last classes reads fewer: every shard takes the
+/// largest count of all (one-hot targets widened). None where nothing changes.
+fn with_all_classes(shard: &Dataset, comm: &dyn Communicator) -> Result<Option<Dataset>> {
+    let mut counts = vec![0.0; comm.size()];
+    if shard.labels.is_some() {
+        counts[comm.rank()] = shard.n_outputs as f64;
+    }
+    comm.sum(&mut counts);
+    let classes = counts.iter().fold(0.0f64, |a, &b| a.max(b)) as usize;
+    match &shard.labels {
+        Some(labels) if shard.n_outputs < classes => Dataset::classes(
+            shard.x.clone(),
+            (shard.n_samples, shard.n_tokens, shard.n_features),
+            labels.clone(),
+            classes,
+            shard.targets,
+        )
+        .map(Some),
+        _ => Ok(None),
     }
 }
 
@@ -539,6 +564,43 @@ mod tests {
             assert_eq!(a.train_error, b.train_error, "a count of mistakes");
             assert_eq!(a.validation_error, b.validation_error);
             assert_eq!(f.model.header.n_blocks, one.model.header.n_blocks);
+        }
+    }
+
+    #[test]
+    fn a_shard_without_the_last_classes_fits_with_all_of_them() {
+        let (data, _) = generate(&SyntheticSpec {
+            n_samples: 90,
+            n_tokens: 4,
+            n_features: 3,
+            n_outputs: 3,
+            kind: TargetKind::Classes,
+            ..Default::default()
+        })
+        .unwrap();
+        let labels = data.labels.clone().unwrap();
+        // Shard 0: the samples of classes 0 and 1 only (2 classes as read).
+        let low: Vec<usize> = (0..90).filter(|&i| labels[i] < 2).collect();
+        let rest: Vec<usize> = (0..90).filter(|&i| labels[i] == 2).collect();
+        let as_read = |idx: &[usize]| {
+            let s = data.select(idx);
+            let l = s.labels.clone().unwrap();
+            let c = l.iter().max().unwrap() + 1;
+            Dataset::classes(s.x.clone(), (s.n_samples, 4, 3), l, c, s.targets).unwrap()
+        };
+        let (a, b) = (as_read(&low), as_read(&rest[..]));
+        assert_eq!(a.n_outputs, 2);
+        let fit = Fit::vector_l1().loss(Loss::CrossEntropy).beta_frac(0.2).tol(1e-10);
+        let mut order = low.clone();
+        order.extend(&rest);
+        let one = fit.fit(&data.select(&order)).unwrap();
+        for f in on_shards(2, |m| {
+            let shard = if m.rank() == 0 { &a } else { &b };
+            fit.fit_sharded(shard, None, None, m).unwrap()
+        }) {
+            assert_eq!(f.model.header.n_outputs, 3);
+            let (x, y) = (one.report.solve.objective, f.report.solve.objective);
+            assert!((x - y).abs() <= 1e-10 * x.abs(), "{x} vs {y}");
         }
     }
 
