@@ -590,7 +590,10 @@ mod tests {
         };
         let (a, b) = (as_read(&low), as_read(&rest[..]));
         assert_eq!(a.n_outputs, 2);
-        let fit = Fit::vector_l1().loss(Loss::CrossEntropy).beta_frac(0.2).tol(1e-10);
+        let fit = Fit::vector_l1()
+            .loss(Loss::CrossEntropy)
+            .beta_frac(0.2)
+            .tol(1e-10);
         let mut order = low.clone();
         order.extend(&rest);
         let one = fit.fit(&data.select(&order)).unwrap();

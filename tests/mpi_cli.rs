@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 mod common;
 use common::cli::{cf, json, stderr};
 
-const DATA: &str = "synthetic:N=601,n=12,d=5,c=3,active=3,rho=0.7,decay=0.5,seed=4,kind=classes";
+const DATA: &str = "synthetic:N=601,n=12,d=5,c=3,active=3,rho=0.7,decay=0.5,seed=4";
 
 /// `mpirun -np ranks convexformer args` in `cwd`, killed (and failed) after
 /// two minutes: a hang is a failure, not a stuck CI.
@@ -24,6 +24,8 @@ fn mpirun(ranks: usize, args: &[&str], cwd: &Path) -> Output {
         .current_dir(cwd)
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        // Ranks waiting in a sum give up their core (more ranks than cores).
+        .env("OMPI_MCA_mpi_yield_when_idle", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -46,11 +48,9 @@ fn fit_args<'a>(data: &'a str, out: &'a str) -> Vec<&'a str> {
         data,
         "--model",
         "vector-l1",
-        "--loss",
-        "cross-entropy",
         "--intercept",
         "--beta-frac",
-        "0.05",
+        "0.1",
         "--tol",
         "1e-10",
         "--out",
@@ -75,7 +75,13 @@ fn assert_same(one: &serde_json::Value, many: &serde_json::Value) {
     assert!(rel("beta_max") <= 1e-12);
     assert!(rel("nonconvex_objective") <= 1e-10);
     assert_eq!(a["active_tokens"], b["active_tokens"]);
-    assert_eq!(a["train_error"], b["train_error"]);
+    // The mean squared error of two solutions within 1e-10 of the optimum.
+    assert!(
+        rel("train_error") <= 1e-8,
+        "{} vs {}",
+        a["train_error"],
+        b["train_error"]
+    );
     assert_eq!(one["data"]["n_samples"], many["data"]["n_samples"]);
 }
 
@@ -110,7 +116,7 @@ fn shard_files_by_pattern_give_the_fit_on_their_union_and_a_failing_rank_ends_al
         n_tokens: 6,
         n_features: 4,
         n_outputs: 3,
-        kind: TargetKind::Classes,
+        kind: TargetKind::Real,
         seed: 9,
         ..Default::default()
     })

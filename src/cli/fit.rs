@@ -70,17 +70,7 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
     fitted.model.save(&a.out.join("model.safetensors"))?;
     write_json(
         &a.out.join("report.json"),
-        &serde_json::json!({
-            "command": command_line(),
-            "arguments": arguments,
-            "resumed": a.resume,
-            "data": data_json(&loaded),
-            "program": fit.program,
-            "loss": fit.loss.name(),
-            "intercept": fit.intercept,
-            "solver": fit.options,
-            "result": report,
-        }),
+        &report_json(arguments, a.resume, data_json(&loaded), &fit, report),
     )?;
     print_summary(report);
     if report.recovery_relative_difference > 1e-9 {
@@ -98,6 +88,27 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
         a.out.display()
     );
     Ok(())
+}
+
+/// `report.json` of a fit.
+pub fn report_json(
+    arguments: serde_json::Value,
+    resumed: bool,
+    data: serde_json::Value,
+    fit: &Fit,
+    report: &SolveReport,
+) -> serde_json::Value {
+    serde_json::json!({
+        "command": command_line(),
+        "arguments": arguments,
+        "resumed": resumed,
+        "data": data,
+        "program": fit.program,
+        "loss": fit.loss.name(),
+        "intercept": fit.intercept,
+        "solver": fit.options,
+        "result": report,
+    })
 }
 
 pub fn print_summary(r: &SolveReport) {

@@ -41,8 +41,8 @@ pub use with_mpi::run_fit;
 
 #[cfg(feature = "mpi")]
 mod with_mpi {
-    use super::super::common::{command_line, load_data, prepare_out_dir, write_json};
-    use super::super::fit::{print_summary, FitArgs};
+    use super::super::common::{load_data, prepare_out_dir, write_json};
+    use super::super::fit::{print_summary, report_json, FitArgs};
     use super::super::interrupt::Interrupted;
     use anyhow::{bail, Context};
     use convexformer::comm::mpi::MpiWorld;
@@ -115,36 +115,26 @@ mod with_mpi {
             fitted.model.save(&a.out.join("model.safetensors"))?;
             let (_, t, d, c) = shard.shape();
             let iterations = report.solve.iterations.max(1) as f64;
-            write_json(
-                &a.out.join("report.json"),
-                &serde_json::json!({
-                    "command": command_line(),
-                    "arguments": super::super::resume::arguments(a)?,
-                    "resumed": false,
-                    "data": {
-                        "source": spec,
-                        "n_samples": per_rank.iter().sum::<f64>() as usize,
-                        "n_tokens": t,
-                        "n_features": d,
-                        "n_outputs": c,
-                        "classes": shard.labels.is_some(),
-                        "validation_samples": val.as_ref().map(|v| v.n_samples),
-                    },
-                    "parallel": {
-                        "ranks": size,
-                        "samples_per_rank": per_rank.iter().map(|&v| v as usize).collect::<Vec<_>>(),
-                        "rank0_files": files,
-                        "sums": stats.calls,
-                        "bytes_reduced": stats.bytes,
-                        "bytes_reduced_per_iteration": stats.bytes as f64 / iterations,
-                    },
-                    "program": fit.program,
-                    "loss": fit.loss.name(),
-                    "intercept": fit.intercept,
-                    "solver": fit.options,
-                    "result": report,
-                }),
-            )?;
+            let data = serde_json::json!({
+                "source": spec,
+                "n_samples": per_rank.iter().sum::<f64>() as usize,
+                "n_tokens": t,
+                "n_features": d,
+                "n_outputs": c,
+                "classes": shard.labels.is_some(),
+                "validation_samples": val.as_ref().map(|v| v.n_samples),
+            });
+            let arguments = super::super::resume::arguments(a)?;
+            let mut json = report_json(arguments, false, data, &fit, report);
+            json["parallel"] = serde_json::json!({
+                "ranks": size,
+                "samples_per_rank": per_rank.iter().map(|&v| v as usize).collect::<Vec<_>>(),
+                "rank0_files": files,
+                "sums": stats.calls,
+                "bytes_reduced": stats.bytes,
+                "bytes_reduced_per_iteration": stats.bytes as f64 / iterations,
+            });
+            write_json(&a.out.join("report.json"), &json)?;
             print_summary(report);
             println!(
                 "{size} ranks: {} sums, {:.0} bytes reduced per iteration per rank",

@@ -216,42 +216,45 @@ pub fn run_to(
         None => case.data.clone(),
     };
     let masks = case.gates.as_ref().map(|g| g.masks(&data).unwrap());
-    macro_rules! go {
-        ($op:expr) => {{
-            let op = $op;
-            match comm {
-                Some(comm) => {
-                    let mut p = Problem::with_operator(
-                        Sharded::new(op, comm),
-                        &data.y,
-                        case.loss,
-                        case.penalty,
-                        1.0,
-                        case.intercept,
-                    )
-                    .unwrap();
-                    outcome(&mut p, case.beta_frac, solver, tol)
-                }
-                None => {
-                    let mut p = Problem::with_operator(
-                        op,
-                        &data.y,
-                        case.loss,
-                        case.penalty,
-                        1.0,
-                        case.intercept,
-                    )
-                    .unwrap();
-                    outcome(&mut p, case.beta_frac, solver, tol)
-                }
-            }
-        }};
-    }
     if case.sequence {
-        go!(SequenceOperator::new(&data))
+        on_shard(SequenceOperator::new(&data), &data, case, solver, comm, tol)
     } else {
-        go!(TokenOperator::new(&data, masks.as_ref()))
+        on_shard(
+            TokenOperator::new(&data, masks.as_ref()),
+            &data,
+            case,
+            solver,
+            comm,
+            tol,
+        )
     }
+}
+
+/// The case's program on `op` (behind [`Sharded`] when `comm` is given).
+fn on_shard<O: LinearOperator>(
+    op: O,
+    data: &Dataset,
+    case: &Case,
+    solver: SolverKind,
+    comm: Option<&dyn Communicator>,
+    tol: f64,
+) -> Outcome {
+    match comm {
+        Some(comm) => on_all(Sharded::new(op, comm), data, case, solver, tol),
+        None => on_all(op, data, case, solver, tol),
+    }
+}
+
+fn on_all<O: LinearOperator>(
+    op: O,
+    data: &Dataset,
+    case: &Case,
+    solver: SolverKind,
+    tol: f64,
+) -> Outcome {
+    let mut p =
+        Problem::with_operator(op, &data.y, case.loss, case.penalty, 1.0, case.intercept).unwrap();
+    outcome(&mut p, case.beta_frac, solver, tol)
 }
 
 /// Differences between a sharded outcome and the one-process one that
