@@ -1,11 +1,11 @@
 //! The samples one shard of a data-parallel fit holds, from a file list, a
 //! glob pattern or one file.
 
-use super::tensors::read_dataset;
+use super::tensors::{read_dataset, read_safetensors_rows};
 use super::Dataset;
 use crate::comm::shard_range;
 use crate::error::{invalid, Error, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The files a `--data` value names: a comma-separated list, a glob
 /// pattern (`*`, `?`, `[`; matches sorted by name), or one file.
@@ -43,19 +43,7 @@ pub fn shard_files(spec: &str) -> Result<Vec<PathBuf>> {
 pub fn read_shard(files: &[PathBuf], rank: usize, size: usize) -> Result<(Dataset, Vec<PathBuf>)> {
     match files {
         [] => invalid("no data files"),
-        [one] => {
-            // One file: every shard reads it and keeps its block of rows.
-            let all = read_dataset(one)?;
-            let rows: Vec<usize> = shard_range(all.n_samples, rank, size).collect();
-            if rows.is_empty() {
-                return invalid(format!(
-                    "{} has {} samples, fewer than the {size} shards: use fewer processes",
-                    one.display(),
-                    all.n_samples
-                ));
-            }
-            Ok((all.select(&rows), vec![one.clone()]))
-        }
+        [one] => Ok((read_rows(one, rank, size)?, vec![one.clone()])),
         many => {
             if many.len() < size {
                 return invalid(format!(
@@ -72,6 +60,61 @@ pub fn read_shard(files: &[PathBuf], rank: usize, size: usize) -> Result<(Datase
             Ok((data, mine.to_vec()))
         }
     }
+}
+
+/// Shard `rank`'s contiguous block of the samples of one file: only that
+/// block's bytes from a `.safetensors` file (memory-mapped); all of an
+/// `.npz` file (its members may be compressed), keeping the block.
+fn read_rows(path: &Path, rank: usize, size: usize) -> Result<Dataset> {
+    let is_safetensors = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
+    let (n, data) = if is_safetensors {
+        let n = safetensors_samples(path)?;
+        let rows = shard_range(n, rank, size);
+        (
+            n,
+            (!rows.is_empty())
+                .then(|| read_safetensors_rows(path, rows))
+                .transpose()?,
+        )
+    } else {
+        let all = read_dataset(path)?;
+        let rows: Vec<usize> = shard_range(all.n_samples, rank, size).collect();
+        (all.n_samples, (!rows.is_empty()).then(|| all.select(&rows)))
+    };
+    data.map_or_else(
+        || {
+            invalid(format!(
+                "{} has {n} samples, fewer than the {size} shards: use fewer processes",
+                path.display()
+            ))
+        },
+        Ok,
+    )
+}
+
+/// The length of `X`'s first axis in a `.safetensors` file (its header only).
+fn safetensors_samples(path: &Path) -> Result<usize> {
+    let file = std::fs::File::open(path).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    // SAFETY: as in `read_safetensors_rows`: read-only, while this runs.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let st = safetensors::SafeTensors::deserialize(&map).map_err(|e| Error::Format {
+        path: path.to_path_buf(),
+        msg: format!("not a valid .safetensors file, or truncated: {e}"),
+    })?;
+    let x = st.tensor("X").map_err(|e| Error::Format {
+        path: path.to_path_buf(),
+        msg: format!("cannot read tensor 'X': {e}"),
+    })?;
+    Ok(x.shape().first().copied().unwrap_or(0))
 }
 
 /// `a` followed by the samples of `b` (read from `path`).
@@ -108,4 +151,97 @@ fn concat(mut a: Dataset, b: Dataset, path: &std::path::Path) -> Result<Dataset>
         la.extend(lb);
     }
     Ok(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::synthetic::{generate, SyntheticSpec, TargetKind};
+    use crate::data::tensors::write_safetensors;
+
+    #[test]
+    fn one_file_splits_into_the_shards_blocks_of_samples() {
+        let dir = tempfile::tempdir().unwrap();
+        for kind in [TargetKind::Real, TargetKind::Classes] {
+            let (ds, _) = generate(&SyntheticSpec {
+                n_samples: 23,
+                n_tokens: 3,
+                n_features: 2,
+                n_outputs: 3,
+                kind,
+                ..Default::default()
+            })
+            .unwrap();
+            let st = dir.path().join("d.safetensors");
+            let npz = dir.path().join("d.npz");
+            write_safetensors(&st, &ds).unwrap();
+            crate::data::npz::write_npz(&npz, &ds).unwrap();
+            for file in [&st, &npz] {
+                for size in [1, 2, 5] {
+                    let mut n = 0;
+                    for rank in 0..size {
+                        let (shard, files) =
+                            read_shard(std::slice::from_ref(file), rank, size).unwrap();
+                        let rows: Vec<usize> = shard_range(23, rank, size).collect();
+                        let want = ds.select(&rows);
+                        assert_eq!((shard.x, shard.y), (want.x, want.y), "{}", file.display());
+                        assert_eq!(files, vec![file.clone()]);
+                        n += shard.n_samples;
+                    }
+                    assert_eq!(n, 23);
+                }
+                let err = read_shard(std::slice::from_ref(file), 23, 24)
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.contains("fewer than the 24 shards"), "{err}");
+            }
+            let err = read_safetensors_rows(&st, 20..30).unwrap_err().to_string();
+            assert!(err.contains("23 rows"), "{err}");
+        }
+    }
+
+    #[test]
+    fn file_lists_and_patterns_give_each_shard_a_run_of_whole_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ds, _) = generate(&SyntheticSpec {
+            n_samples: 40,
+            ..Default::default()
+        })
+        .unwrap();
+        for k in 0..4 {
+            let rows: Vec<usize> = (k * 10..(k + 1) * 10).collect();
+            let f = dir.path().join(format!("p{k}.npz"));
+            crate::data::npz::write_npz(&f, &ds.select(&rows)).unwrap();
+        }
+        let pattern = format!("{}/p*.npz", dir.path().display());
+        let files = shard_files(&pattern).unwrap();
+        assert_eq!(files.len(), 4);
+        let (first, mine) = read_shard(&files, 0, 3).unwrap();
+        assert_eq!(mine.len(), 2, "4 files on 3 shards: 2, 1, 1");
+        assert_eq!(first.x, ds.select(&(0..20).collect::<Vec<_>>()).x);
+        let list = format!("{},{}", files[3].display(), files[0].display());
+        assert_eq!(
+            shard_files(&list).unwrap(),
+            vec![files[3].clone(), files[0].clone()]
+        );
+        let err = read_shard(&files, 0, 5).unwrap_err().to_string();
+        assert!(err.contains("at least one file per process"), "{err}");
+        let none = format!("{}/q*.npz", dir.path().display());
+        assert!(shard_files(&none)
+            .unwrap_err()
+            .to_string()
+            .contains("matches no file"));
+        let other = generate(&SyntheticSpec {
+            n_samples: 5,
+            n_features: 3,
+            ..Default::default()
+        })
+        .unwrap()
+        .0;
+        let bad = dir.path().join("p1b.npz");
+        crate::data::npz::write_npz(&bad, &other).unwrap();
+        let files = vec![files[0].clone(), bad];
+        let err = read_shard(&files, 0, 1).unwrap_err().to_string();
+        assert!(err.contains("same data set"), "{err}");
+    }
 }

@@ -138,22 +138,100 @@ fn read_from(
             ));
         }
     }
-    let x = raw_array(&st, "X", path)?;
+    let x = raw_array(&st, "X", path, None)?;
     let y = if has_y {
-        raw_array(&st, "y", path)?
+        raw_array(&st, "y", path, None)?
     } else {
         super::npz::zero_targets(&x, layout)?
     };
     Ok((dataset_from_arrays(x, y, path, layout)?, has_y))
 }
 
+/// The samples `rows` of a `.safetensors` data file (targets per sample),
+/// reading only their bytes of `X` and `y`: the file is memory-mapped, so
+/// a shard of a data-parallel fit reads its block and not the rest.
+pub fn read_safetensors_rows(path: &Path, rows: std::ops::Range<usize>) -> Result<Dataset> {
+    let file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
+    // SAFETY: the map is read only while this function runs; a file changed
+    // by another process meanwhile gives wrong values, not unsafety beyond
+    // what any reader of a changing file sees (safetensors' own advice).
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| io_error(path, e))?;
+    let st = SafeTensors::deserialize(&map).map_err(|e| {
+        format_error(
+            path,
+            format!("not a valid .safetensors file, or truncated: {e}"),
+        )
+    })?;
+    for want in ["X", "y"] {
+        if st.tensor(want).is_err() {
+            return Err(format_error(
+                path,
+                format!(
+                    "no tensor '{want}' in the file; {}",
+                    super::npz::expected_arrays(Some(Targets::PerSample))
+                ),
+            ));
+        }
+    }
+    let x = raw_array(&st, "X", path, Some(rows.clone()))?;
+    let y = raw_array(&st, "y", path, Some(rows.clone()))?;
+    let Values::Int(block) = &y.values else {
+        return dataset_from_arrays(x, y, path, Some(Targets::PerSample));
+    };
+    // Class labels: the classes are counted over the whole file (its y is
+    // small), not over the block, which may lack the last ones.
+    let all = raw_array(&st, "y", path, None)?;
+    let classes = match &all.values {
+        Values::Int(v) => v.iter().copied().max().unwrap_or(0) as usize + 1,
+        Values::Float(_) => unreachable!("one tensor, one dtype"),
+    };
+    let (Values::Float(xv), &[_, n, d]) = (&x.values, &x.shape[..]) else {
+        return dataset_from_arrays(x, y, path, Some(Targets::PerSample));
+    };
+    if y.shape.len() != 1 || block.iter().any(|&l| l < 0) {
+        // Not per-sample labels: the general reader says what is wrong.
+        return dataset_from_arrays(x, y, path, Some(Targets::PerSample));
+    }
+    let labels = block.iter().map(|&l| l as usize).collect();
+    Dataset::classes(
+        xv.clone(),
+        (rows.len(), n, d),
+        labels,
+        classes,
+        Targets::PerSample,
+    )
+}
+
 /// Tensor `name` converted to f64 or i64 values (safetensors data is
-/// little-endian and C-ordered).
-fn raw_array(st: &SafeTensors<'_>, name: &str, path: &Path) -> Result<RawArray> {
+/// little-endian and C-ordered); only the entries of `rows` along the first
+/// axis when given.
+fn raw_array(
+    st: &SafeTensors<'_>,
+    name: &str,
+    path: &Path,
+    rows: Option<std::ops::Range<usize>>,
+) -> Result<RawArray> {
     let view = st
         .tensor(name)
         .map_err(|e| format_error(path, format!("cannot read tensor '{name}': {e}")))?;
-    let data = view.data();
+    let mut shape = view.shape().to_vec();
+    let mut data = view.data();
+    if let Some(r) = rows {
+        let n = shape.first().copied().unwrap_or(0);
+        if r.start > r.end || r.end > n {
+            return Err(format_error(
+                path,
+                format!(
+                    "tensor '{name}' has {n} rows, rows {}..{} were asked for",
+                    r.start, r.end
+                ),
+            ));
+        }
+        // Bytes per row, from the tensor's own length (no dtype table here).
+        let per_row = data.len().checked_div(n).unwrap_or(0);
+        data = &data[r.start * per_row..r.end * per_row];
+        shape[0] = r.len();
+    }
     let (dtype, values) = match view.dtype() {
         StDtype::F32 => (Dtype::F32, floats(data, f32::from_le_bytes, f64::from)),
         StDtype::F64 => (Dtype::F64, floats(data, f64::from_le_bytes, |v| v)),
@@ -182,7 +260,7 @@ fn raw_array(st: &SafeTensors<'_>, name: &str, path: &Path) -> Result<RawArray> 
         }
     };
     Ok(RawArray {
-        shape: view.shape().to_vec(),
+        shape,
         dtype,
         values,
     })

@@ -18,8 +18,8 @@ pub struct Budget<'a> {
     pub iterations_left: usize,
     pub deadline: Option<Instant>,
     pub interrupt: Option<Interrupt>,
-    /// The shards of a data-parallel solve: they stop together, on the
-    /// first shard's clock or signal.
+    /// The shards of a data-parallel solve: they stop together, as soon as
+    /// any shard's clock or signal says so.
     pub shards: Option<&'a dyn crate::comm::Communicator>,
 }
 
