@@ -36,20 +36,27 @@ pub struct FitArgs {
     pub resume: bool,
 }
 
+impl FitArgs {
+    /// The fit the options ask for.
+    pub fn fit(&self) -> anyhow::Result<Fit> {
+        Ok(Fit {
+            program: self.problem.program()?,
+            loss: self.problem.loss()?,
+            beta: self.beta.choice()?,
+            intercept: self.problem.intercept,
+            options: self.problem.solver_options()?,
+            gates: self.problem.gate_spec()?,
+        })
+    }
+}
+
 pub fn run(a: FitArgs) -> anyhow::Result<()> {
     super::interrupt::install()?;
     if a.problem.model == "sequence" {
         return super::sequence::run(a);
     }
     let arguments = resume::arguments(&a)?;
-    let fit = Fit {
-        program: a.problem.program()?,
-        loss: a.problem.loss()?,
-        beta: a.beta.choice()?,
-        intercept: a.problem.intercept,
-        options: a.problem.solver_options()?,
-        gates: a.problem.gate_spec()?,
-    };
+    let fit = a.fit()?;
     let loaded = a.problem.load()?;
     fit.check_memory(&loaded.train)?;
     let warm = if a.resume {

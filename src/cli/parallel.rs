@@ -49,7 +49,6 @@ mod with_mpi {
     use convexformer::comm::{shard_range, Communicator};
     use convexformer::data::shards::{read_shard, shard_files};
     use convexformer::data::tensors::read_dataset;
-    use convexformer::fit::Fit;
     use convexformer::solver::StopReason;
 
     pub fn run_fit(a: FitArgs) -> anyhow::Result<()> {
@@ -77,14 +76,7 @@ mod with_mpi {
         if a.problem.val_frac.is_some() {
             bail!("--val-frac would hold out a different part of each shard: give --val FILE");
         }
-        let fit = Fit {
-            program: a.problem.program()?,
-            loss: a.problem.loss()?,
-            beta: a.beta.choice()?,
-            intercept: a.problem.intercept,
-            options: a.problem.solver_options()?,
-            gates: a.problem.gate_spec()?,
-        };
+        let fit = a.fit()?;
         if rank == 0 {
             prepare_out_dir(&a.out, a.force)?;
         }
