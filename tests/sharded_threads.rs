@@ -95,3 +95,59 @@ fn sharded_solves_take_the_one_process_path() {
         differ.join("\n")
     );
 }
+
+/// The Gram products on shards equal the one-process ones: a full weighted
+/// Gram, and one grown from a known part (whose entries a shard must not
+/// sum again), with the intercept's column.
+#[test]
+fn sharded_gram_matrices_equal_the_one_process_ones() {
+    use convexformer::comm::shard_range;
+    use convexformer::operator::{LinearOperator, Sharded, TokenOperator};
+    let case = &cases()[0];
+    let data = &case.data;
+    let n = data.n_samples;
+    let weights: Vec<f64> = (0..n).map(|i| 0.5 + (i % 7) as f64 / 7.0).collect();
+    let (known_ws, ws) = (vec![0, 2, 3, 5], vec![0, 1, 2, 3, 5]);
+    let full = TokenOperator::new(data, None);
+    let known = full
+        .weighted_gram(&known_ws, &weights, 1, true)
+        .unwrap()
+        .remove(0);
+    let want_full = full
+        .weighted_gram(&ws, &weights, 1, true)
+        .unwrap()
+        .remove(0);
+    let want_ext = full
+        .extend_gram(&ws, &weights, true, &known_ws, &known)
+        .expect("one new block of five: extended");
+    let close = |a: &[f64], b: &[f64]| {
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| (x - y).abs() <= 1e-12 * (1.0 + x.abs()))
+    };
+    assert!(close(&want_full, &want_ext));
+    let members = ThreadGroup::new(3);
+    let outs: Vec<(Vec<f64>, Vec<f64>)> = std::thread::scope(|s| {
+        let hs: Vec<_> = members
+            .iter()
+            .map(|m| {
+                let (weights, known, known_ws, ws) = (&weights, &known, &known_ws, &ws);
+                s.spawn(move || {
+                    let rows: Vec<usize> = shard_range(n, m.rank(), 3).collect();
+                    let shard = data.select(&rows);
+                    let w: Vec<f64> = rows.iter().map(|&i| weights[i]).collect();
+                    let op = Sharded::new(TokenOperator::new(&shard, None), m as &dyn Communicator);
+                    let g = op.weighted_gram(ws, &w, 1, true).unwrap().remove(0);
+                    let e = op.extend_gram(ws, &w, true, known_ws, known).unwrap();
+                    (g, e)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (g, e) in outs {
+        assert!(close(&g, &want_full), "weighted Gram on shards");
+        assert!(close(&e, &want_ext), "extended Gram on shards");
+    }
+}
