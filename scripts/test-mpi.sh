@@ -26,8 +26,13 @@ fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1
 
 echo "== MPI tests: build"
-exe=$(cargo test --locked --features mpi --test mpi --test mpi_cli --no-run 2>&1 |
-    tee /dev/stderr | sed -n 's/.*Executable tests\/mpi\.rs (\(.*\))/\1/p')
+# cargo names the test binary on stderr. (Not `tee /dev/stderr`: where
+# stderr is a log file, that reopens it at offset 0 and overwrites the log.)
+build_log=$(mktemp)
+cargo test --locked --features mpi --test mpi --test mpi_cli --no-run 2>"$build_log" || { cat "$build_log" >&2; exit 1; }
+cat "$build_log" >&2
+exe=$(sed -n 's/.*Executable tests\/mpi\.rs (\(.*\))/\1/p' "$build_log")
+rm -f "$build_log"
 [ -n "$exe" ] || { echo "error: no test binary for tests/mpi.rs" >&2; exit 1; }
 
 for ranks in 2 4; do

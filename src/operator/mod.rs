@@ -236,6 +236,8 @@ pub struct PassBuffers {
     pub(crate) chunk_loss: Vec<f64>,
     /// Operator-specific work space (the sequence operator's product layouts).
     pub(crate) work: Vec<f64>,
+    /// The values a [`Sharded`] pass sums across shards, packed.
+    pub(crate) shard_sum: Vec<f64>,
 }
 
 #[cfg(test)]

@@ -228,16 +228,20 @@ impl<O: LinearOperator> LinearOperator for Sharded<'_, O> {
         let local = self
             .inner
             .fused_pass(fwd, fwd_coef, intercept, adj, loss, buf);
-        // The loss, the adjoint on `adj` and the intercept gradient: one sum.
+        // The loss, the adjoint on `adj` and the intercept gradient: one
+        // sum, packed in the buffers' own space (a pass allocates nothing).
         let width = adj.len() * self.block_len();
         let c = self.n_outputs();
-        let mut v = Vec::with_capacity(1 + width + c);
+        let mut v = std::mem::take(&mut buf.shard_sum);
+        v.clear();
         v.push(local);
         v.extend_from_slice(&buf.block_grad[..width]);
         v.extend_from_slice(&buf.intercept_grad[..c]);
         self.comm.sum(&mut v);
         buf.block_grad[..width].copy_from_slice(&v[1..1 + width]);
         buf.intercept_grad[..c].copy_from_slice(&v[1 + width..]);
-        v[0]
+        let total = v[0];
+        buf.shard_sum = v;
+        total
     }
 }

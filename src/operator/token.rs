@@ -447,6 +447,7 @@ impl LinearOperator for TokenOperator<'_> {
             partials: vec![vec![0.0; width]; chunks],
             chunk_loss: vec![0.0; chunks],
             work: Vec::new(),
+            shard_sum: Vec::new(),
         }
     }
 

@@ -347,6 +347,7 @@ impl LinearOperator for SequenceOperator<'_> {
             partials: Vec::new(),
             chunk_loss: vec![0.0; chunks],
             work: vec![0.0; 2 * self.product_len()],
+            shard_sum: Vec::new(),
         }
     }
     fn fused_pass<F>(
