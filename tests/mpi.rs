@@ -13,6 +13,7 @@ use convexformer::comm::Communicator;
 use convexformer::data::npz::write_npz;
 use convexformer::data::shards::{read_shard, shard_files};
 use convexformer::data::synthetic::{generate, SyntheticSpec, TargetKind};
+use convexformer::data::Targets;
 use convexformer::fit::Fit;
 use convexformer::loss::Loss;
 use sharded::{cases, disagreements, run, solvers};
@@ -46,7 +47,7 @@ fn shard_files_agree(world: &MpiWorld) -> Vec<String> {
     world.barrier();
     let pattern = format!("{}/part-*.npz", dir.display());
     let files = shard_files(&pattern).unwrap();
-    let (shard, _) = read_shard(&files, world.rank(), world.size()).unwrap();
+    let (shard, _) = read_shard(&files, world.rank(), world.size(), Targets::PerSample).unwrap();
     let fit = Fit::vector_l1()
         .loss(Loss::CrossEntropy)
         .intercept(true)

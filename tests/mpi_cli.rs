@@ -173,3 +173,166 @@ fn commands_that_run_in_one_process_refuse_to_run_under_mpirun() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("runs in one process"), "{}", stderr(&o));
 }
+
+fn path_args<'a>(data: &'a str, model: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec![
+        "path", "--data", data, "--model", model, "--betas", "5", "--ratio", "0.05", "--tol",
+        "1e-10", "--out", out,
+    ]
+}
+
+/// Two path.json files hold the same certified points.
+fn assert_same_path(one: &serde_json::Value, many: &serde_json::Value, active: &str) {
+    // β_max, and so the grid, sums over samples in another order.
+    let grid =
+        |j: &serde_json::Value| -> Vec<f64> { serde_json::from_value(j["betas"].clone()).unwrap() };
+    for (x, y) in grid(one).iter().zip(grid(many)) {
+        assert!((x - y).abs() <= 1e-12 * x, "{x} vs {y}");
+    }
+    let (a, b) = (
+        one["path"].as_array().unwrap(),
+        many["path"].as_array().unwrap(),
+    );
+    assert_eq!(a.len(), b.len());
+    for (p, q) in a.iter().zip(b) {
+        let (x, y) = (
+            p["objective"].as_f64().unwrap(),
+            q["objective"].as_f64().unwrap(),
+        );
+        assert!((x - y).abs() <= 1e-10 * x.abs().max(1e-300), "{x} vs {y}");
+        assert!(q["relative_gap"].as_f64().unwrap() <= 1e-10, "{q}");
+        assert_eq!(p[active], q[active]);
+    }
+    assert_eq!(many["state"], "finished");
+}
+
+#[test]
+fn a_path_on_2_ranks_is_the_one_process_path_and_resumes_from_what_rank_0_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = "synthetic:N=400,n=8,d=4,c=2,active=3,rho=0.6,seed=2";
+    let o = cf(&path_args(data, "vector-l1", "one"), dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let one = json(&dir.path().join("one/path.json"));
+    let o = mpirun(2, &path_args(data, "vector-l1", "two"), dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(stdout.matches("wrote ").count(), 1, "{stdout}");
+    assert_same_path(
+        &one,
+        &json(&dir.path().join("two/path.json")),
+        "active_tokens",
+    );
+
+    // A run stopped before its last point (what an interrupt leaves: four
+    // points, and the last solve's coefficients in checkpoint.safetensors),
+    // resumed on 2 ranks: only rank 0 reads the folder; every rank gets the
+    // grid, the count of finished points and the warm start.
+    let stopped = dir.path().join("stopped");
+    std::fs::create_dir(&stopped).unwrap();
+    for f in std::fs::read_dir(dir.path().join("one")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, stopped.join(f.file_name().unwrap())).unwrap();
+    }
+    let mut j = one.clone();
+    j["path"].as_array_mut().unwrap().pop();
+    j["state"] = "interrupted".into();
+    std::fs::write(stopped.join("path.json"), j.to_string()).unwrap();
+    let mut args = path_args(data, "vector-l1", "stopped");
+    args.push("--resume");
+    let o = mpirun(2, &args, dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("4 of 5 points already finished"),
+        "{}",
+        stderr(&o)
+    );
+    let resumed = json(&stopped.join("path.json"));
+    assert_same_path(&one, &resumed, "active_tokens");
+    // Started from the last point's own solution: certified at once.
+    let last = &resumed["path"][4];
+    assert!(last["iterations"].as_u64().unwrap() <= 1, "{last}");
+}
+
+#[test]
+fn a_resumed_fit_on_2_ranks_starts_from_the_model_rank_0_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = cf(&fit_args(DATA, "one"), dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = dir.path().join("one/report.json");
+    let one = json(&report);
+    // As an interrupt leaves it (here at the optimum itself).
+    let mut j = one.clone();
+    j["result"]["stop_reason"] = "interrupted".into();
+    std::fs::write(&report, j.to_string()).unwrap();
+    let mut args = fit_args(DATA, "one");
+    args.push("--resume");
+    let o = mpirun(2, &args, dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let resumed = json(&report);
+    assert_same(&one, &resumed);
+    assert_eq!(resumed["resumed"], true);
+    assert!(resumed["result"]["iterations"].as_u64().unwrap() <= 1);
+}
+
+#[test]
+fn the_sequence_program_fits_and_walks_its_path_on_ranks_as_in_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = "synthetic:N=120,n=5,d=3,c=2,heads=2,support=2,seed=3";
+    fn fit<'a>(out: &'a str) -> Vec<&'a str> {
+        vec![
+            "fit",
+            "--data",
+            "synthetic:N=120,n=5,d=3,c=2,heads=2,support=2,seed=3",
+            "--model",
+            "sequence",
+            "--beta-frac",
+            "0.2",
+            "--tol",
+            "1e-10",
+            "--out",
+            out,
+        ]
+    }
+    let o = cf(&fit("one"), dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let one = json(&dir.path().join("one/report.json"));
+    for ranks in [2, 3] {
+        let out = format!("ranks{ranks}");
+        let o = mpirun(ranks, &fit(&out), dir.path());
+        assert!(o.status.success(), "{}", stderr(&o));
+        let many = json(&dir.path().join(&out).join("report.json"));
+        let (a, b) = (&one["result"], &many["result"]);
+        let rel = |k: &str| {
+            let (x, y) = (a[k].as_f64().unwrap(), b[k].as_f64().unwrap());
+            (x - y).abs() / x.abs().max(1e-300)
+        };
+        assert!(b["converged"].as_bool().unwrap(), "{b}");
+        assert!(
+            rel("objective") <= 1e-10,
+            "{} vs {}",
+            a["objective"],
+            b["objective"]
+        );
+        assert!(rel("beta_max") <= 1e-12);
+        assert!(rel("nonconvex_objective") <= 1e-10);
+        assert!(rel("train_error") <= 1e-8);
+        assert_eq!(a["active_matrices"], b["active_matrices"]);
+        assert_eq!(a["n_samples"], b["n_samples"]);
+        assert_eq!(many["parallel"]["ranks"], ranks);
+    }
+    let o = cf(&path_args(data, "sequence", "path-one"), dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = mpirun(2, &path_args(data, "sequence", "path-two"), dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_same_path(
+        &json(&dir.path().join("path-one/path.json")),
+        &json(&dir.path().join("path-two/path.json")),
+        "active_matrices",
+    );
+    // Held-out samples cut from each shard would differ from one process's.
+    let mut args = fit("valfrac");
+    args.extend(["--val-frac", "0.2"]);
+    let o = mpirun(2, &args, dir.path());
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--val-frac"), "{}", stderr(&o));
+}

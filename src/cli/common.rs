@@ -2,13 +2,15 @@
 //! building the problem, and output folders that never overwrite a user's
 //! files without --force.
 
+use super::shards::{load_shard, ShardInfo};
 use anyhow::{bail, Context};
 use clap::Args;
+use convexformer::comm::Communicator;
 use convexformer::data::synthetic;
 use convexformer::data::tensors::read_dataset;
-use convexformer::data::Dataset;
+use convexformer::data::{Dataset, Targets};
 use convexformer::loss::Loss;
-use convexformer::operator::{GateKind, GateMasks, GateSpec, Gates};
+use convexformer::operator::{GateKind, GateSpec};
 use convexformer::problem::Program;
 use convexformer::solver::{SolverKind, SolverOptions};
 use std::path::{Path, PathBuf};
@@ -76,12 +78,6 @@ pub struct ProblemArgs {
     pub gate_seed: u64,
 }
 
-/// The gate indicators of a gated model on the loaded data.
-pub struct Gating {
-    pub train: GateMasks,
-    pub val: Option<GateMasks>,
-}
-
 /// Loaded data: train, optional validation, where it came from.
 pub struct Loaded {
     pub train: Dataset,
@@ -89,6 +85,10 @@ pub struct Loaded {
     pub source: String,
     /// Planted tokens, for synthetic data.
     pub planted: Option<Vec<usize>>,
+    /// Training samples on all ranks (`train` holds this rank's).
+    pub total_samples: usize,
+    /// How the samples were split, when this is one rank of several.
+    pub shards: Option<ShardInfo>,
 }
 
 impl ProblemArgs {
@@ -114,7 +114,18 @@ impl ProblemArgs {
         Ok(o)
     }
 
-    /// Draws the gates when the program is gated.
+    /// The fit of the program these options ask for, at `beta`.
+    pub fn fit(&self, beta: convexformer::fit::Beta) -> anyhow::Result<convexformer::fit::Fit> {
+        Ok(convexformer::fit::Fit {
+            program: self.program()?,
+            loss: self.loss()?,
+            beta,
+            intercept: self.intercept,
+            options: self.solver_options()?,
+            gates: self.gate_spec()?,
+        })
+    }
+
     /// How the gates are drawn (the gated program only).
     pub fn gate_spec(&self) -> anyhow::Result<Option<GateSpec>> {
         if self.program()? != Program::Gated {
@@ -128,35 +139,11 @@ impl ProblemArgs {
         }))
     }
 
-    pub fn gating(&self, loaded: &Loaded) -> anyhow::Result<Option<Gating>> {
-        let Some(spec) = self.gate_spec()? else {
-            return Ok(None);
-        };
-        let gates = Gates::draw(spec, &loaded.train)?;
-        let train = gates.masks(&loaded.train)?;
-        let val = loaded.val.as_ref().map(|v| gates.masks(v)).transpose()?;
-        Ok(Some(Gating { train, val }))
-    }
-
     pub fn load(&self) -> anyhow::Result<Loaded> {
         let (data, planted) = load_data(&self.data)?;
         let (train, val) = match (&self.val, self.val_frac) {
             (Some(p), _) => {
-                let v = read_dataset(p).with_context(|| "reading the validation data")?;
-                if (v.n_tokens, v.n_features, v.n_outputs)
-                    != (data.n_tokens, data.n_features, data.n_outputs)
-                {
-                    bail!(
-                        "validation data {} has tokens {}×{} and {} outputs, the training data {}×{} and {}",
-                        p.display(),
-                        v.n_tokens,
-                        v.n_features,
-                        v.n_outputs,
-                        data.n_tokens,
-                        data.n_features,
-                        data.n_outputs
-                    );
-                }
+                let v = read_val(p, &data)?;
                 (data, Some(v))
             }
             (None, Some(f)) => {
@@ -165,15 +152,70 @@ impl ProblemArgs {
             }
             (None, None) => (data, None),
         };
-        self.program()?.check(train.n_outputs)?;
-        self.loss()?.check_targets(&train)?;
-        Ok(Loaded {
+        self.check_loaded(Loaded {
+            total_samples: train.n_samples,
             train,
             val,
             source: self.data.clone(),
             planted,
+            shards: None,
         })
     }
+
+    /// [`ProblemArgs::load`] as one of `comm`'s ranks: this rank's shard of
+    /// the samples (all of them in one process), `--val` read whole.
+    pub fn load_on(&self, comm: &dyn Communicator) -> anyhow::Result<Loaded> {
+        if comm.size() == 1 {
+            return self.load();
+        }
+        if self.val_frac.is_some() {
+            bail!(
+                "--val-frac would hold out a different part of each rank's shard: give the \
+                 held-out samples as a file (--val FILE)"
+            );
+        }
+        let mut planted = None;
+        let (train, info) = load_shard(&self.data, Targets::PerSample, comm, || {
+            let (all, p) = load_data(&self.data)?;
+            planted = p;
+            Ok(all)
+        })?;
+        let val = self.val.as_ref().map(|p| read_val(p, &train)).transpose()?;
+        self.check_loaded(Loaded {
+            total_samples: info.samples_per_rank.iter().sum(),
+            train,
+            val,
+            source: self.data.clone(),
+            planted,
+            shards: Some(info),
+        })
+    }
+
+    fn check_loaded(&self, loaded: Loaded) -> anyhow::Result<Loaded> {
+        self.program()?.check(loaded.train.n_outputs)?;
+        self.loss()?.check_targets(&loaded.train)?;
+        Ok(loaded)
+    }
+}
+
+/// Validation data from `path`, of the training data's shape.
+fn read_val(path: &Path, train: &Dataset) -> anyhow::Result<Dataset> {
+    let v = read_dataset(path).with_context(|| "reading the validation data")?;
+    if (v.n_tokens, v.n_features, v.n_outputs)
+        != (train.n_tokens, train.n_features, train.n_outputs)
+    {
+        bail!(
+            "validation data {} has tokens {}×{} and {} outputs, the training data {}×{} and {}",
+            path.display(),
+            v.n_tokens,
+            v.n_features,
+            v.n_outputs,
+            train.n_tokens,
+            train.n_features,
+            train.n_outputs
+        );
+    }
+    Ok(v)
 }
 
 /// `synthetic[:...]` or a file path.
@@ -245,10 +287,10 @@ pub fn command_line() -> String {
 
 /// A JSON description of a data set.
 pub fn data_json(l: &Loaded) -> serde_json::Value {
-    let (n, t, d, c) = l.train.shape();
+    let (_, t, d, c) = l.train.shape();
     serde_json::json!({
         "source": l.source,
-        "n_samples": n,
+        "n_samples": l.total_samples,
         "n_tokens": t,
         "n_features": d,
         "n_outputs": c,

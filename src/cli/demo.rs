@@ -2,13 +2,14 @@
 //! data showing that the certified solutions read the planted tokens.
 
 use super::common::{prepare_out_dir, Loaded, MARKER};
-use super::path::{compute_path, table, PathFiles, RunState};
+use super::path::{table, PathFiles, RunState};
 use anyhow::bail;
 use clap::Args;
+use convexformer::comm::SingleProcess;
 use convexformer::data::synthetic;
+use convexformer::fit::{Fit, PathBetas};
 use convexformer::loss::Loss;
 use convexformer::problem::Program;
-use convexformer::solver::SolverOptions;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -48,10 +49,12 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     let (data, planted) = synthetic::generate(&spec)?;
     let (train, val) = data.split(0.25, 0)?;
     let loaded = Loaded {
+        total_samples: train.n_samples,
         train,
         val: Some(val),
         source: a.data.clone(),
         planted: Some(planted.clone()),
+        shards: None,
     };
     let (n, t, d, _) = loaded.train.shape();
     println!("convexformer demo: scalar convex attention (SPEC §4a), squared loss");
@@ -59,17 +62,22 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         "data: {n} training + {} validation samples of {t} tokens × {d} features; the teacher reads tokens {planted:?}\n",
         loaded.val.as_ref().map_or(0, |v| v.n_samples)
     );
-    let opts = SolverOptions::default();
-    let (reports, end) = compute_path(
-        &loaded,
+    let fit = Fit::scalar();
+    let opts = fit.options.clone();
+    let mut reports = Vec::new();
+    let end = fit.path_on(
+        &loaded.train,
+        loaded.val.as_ref(),
+        &PathBetas::Grid {
+            n: a.betas,
+            ratio: 0.01,
+        },
         None,
-        Program::Scalar,
-        Loss::Squared,
-        false,
-        (a.betas, 0.01),
-        &opts,
-        None,
-        |_, _, _| Ok(()),
+        &SingleProcess,
+        |_, _, f| {
+            reports.push(f.report);
+            Ok::<(), convexformer::Error>(())
+        },
     )?;
     print!("{}", table(&reports, Loss::Squared));
     PathFiles {

@@ -4,8 +4,10 @@
 use super::common::{command_line, data_json, prepare_out_dir, write_json, BetaArgs, ProblemArgs};
 use super::interrupt::Interrupted;
 use super::resume;
+use super::shards::{parallel_json, share_warm};
 use anyhow::bail;
 use clap::Args;
+use convexformer::comm::{Communicator, SingleProcess};
 use convexformer::fit::Fit;
 use convexformer::model::Model;
 use convexformer::report::SolveReport;
@@ -39,61 +41,82 @@ pub struct FitArgs {
 impl FitArgs {
     /// The fit the options ask for.
     pub fn fit(&self) -> anyhow::Result<Fit> {
-        Ok(Fit {
-            program: self.problem.program()?,
-            loss: self.problem.loss()?,
-            beta: self.beta.choice()?,
-            intercept: self.problem.intercept,
-            options: self.problem.solver_options()?,
-            gates: self.problem.gate_spec()?,
-        })
+        self.problem.fit(self.beta.choice()?)
     }
 }
 
 pub fn run(a: FitArgs) -> anyhow::Result<()> {
     super::interrupt::install()?;
+    run_on(a, &SingleProcess)
+}
+
+/// The fit as one of `comm`'s ranks (one process: [`SingleProcess`]): each
+/// rank solves on its shard of the samples with the others, rank 0 writes.
+pub fn run_on(a: FitArgs, comm: &dyn Communicator) -> anyhow::Result<()> {
     if a.problem.model == "sequence" {
-        return super::sequence::run(a);
+        return super::sequence::run_on(a, comm);
     }
+    let root = comm.rank() == 0;
     let arguments = resume::arguments(&a)?;
     let fit = a.fit()?;
-    let loaded = a.problem.load()?;
+    let loaded = a.problem.load_on(comm)?;
     fit.check_memory(&loaded.train)?;
     let warm = if a.resume {
-        let warm = read_resumed(&a.out, &arguments, &loaded)?;
-        eprintln!("resuming the interrupted fit in {}", a.out.display());
-        Some(warm)
+        let warm = if root {
+            let m = read_resumed(&a.out, &arguments, &loaded)?;
+            eprintln!("resuming the interrupted fit in {}", a.out.display());
+            Some((m.coef, m.intercept))
+        } else {
+            None
+        };
+        share_warm(comm, warm)
     } else {
-        prepare_out_dir(&a.out, a.force)?;
+        if root {
+            prepare_out_dir(&a.out, a.force)?;
+        }
         None
     };
-    let fitted = fit.fit_from(
+    let fitted = fit.fit_sharded(
         &loaded.train,
         loaded.val.as_ref(),
-        warm.as_ref()
-            .map(|m| (m.coef.as_slice(), m.intercept.as_slice())),
+        warm.as_ref().map(|(c, b)| (c.as_slice(), b.as_slice())),
+        comm,
     )?;
     let report = &fitted.report;
-    fitted.model.save(&a.out.join("model.safetensors"))?;
-    write_json(
-        &a.out.join("report.json"),
-        &report_json(arguments, a.resume, data_json(&loaded), &fit, report),
-    )?;
-    print_summary(report);
-    if report.recovery_relative_difference > 1e-9 {
-        eprintln!(
-            "warning: recovered heads differ from the convex objective by {:.3e} (relative): this is a bug, please report it",
-            report.recovery_relative_difference
-        );
+    if root {
+        fitted.model.save(&a.out.join("model.safetensors"))?;
+        let mut json = report_json(arguments, a.resume, data_json(&loaded), &fit, report);
+        if let Some(info) = &loaded.shards {
+            json["parallel"] = parallel_json(comm, info, report.solve.iterations);
+        }
+        write_json(&a.out.join("report.json"), &json)?;
+        print_summary(report);
+        if let Some(info) = &loaded.shards {
+            let stats = comm.stats();
+            println!(
+                "{} ranks: {} sums, {:.0} bytes reduced per iteration per rank",
+                info.samples_per_rank.len(),
+                stats.calls,
+                stats.bytes as f64 / report.solve.iterations.max(1) as f64
+            );
+        }
+        if report.recovery_relative_difference > 1e-9 {
+            eprintln!(
+                "warning: recovered heads differ from the convex objective by {:.3e} (relative): this is a bug, please report it",
+                report.recovery_relative_difference
+            );
+        }
     }
     if report.solve.stop_reason == StopReason::Interrupted {
         return Err(Interrupted::wrote_to(&a.out, true));
     }
-    println!(
-        "wrote {}/report.json and {}/model.safetensors",
-        a.out.display(),
-        a.out.display()
-    );
+    if root {
+        println!(
+            "wrote {}/report.json and {}/model.safetensors",
+            a.out.display(),
+            a.out.display()
+        );
+    }
     Ok(())
 }
 

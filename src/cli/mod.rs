@@ -16,6 +16,7 @@ mod predict;
 mod process;
 mod resume;
 mod sequence;
+mod shards;
 mod teacher;
 
 use clap::{Parser, Subcommand};
@@ -56,7 +57,8 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     if parallel::launched_ranks() > 1 {
         return match cli.command {
-            Some(Command::Fit(a)) => parallel::run_fit(a),
+            Some(Command::Fit(a)) => parallel::on_world(|w| fit::run_on(a, w)),
+            Some(Command::Path(a)) => parallel::on_world(|w| path::run_on(a, w)),
             Some(other) => parallel::check_single(command_name(&other)),
             None => parallel::check_single("demo"),
         };

@@ -7,21 +7,21 @@
 
 use super::checkpoint::Checkpoint;
 use super::common::{
-    command_line, data_json, prepare_out_dir, progress, write_file, write_json, Gating, Loaded,
-    ProblemArgs,
+    command_line, data_json, prepare_out_dir, progress, write_file, write_json, Loaded, ProblemArgs,
 };
 use super::interrupt::{self, Interrupted};
-use super::path_resume::{read_resumed, Resumed};
+use super::path_resume::read_resumed;
 use super::resume;
 pub use super::resume::RunState;
-use anyhow::bail;
+use super::shards::share_resume;
 use clap::Args;
+use convexformer::comm::{Communicator, SingleProcess};
+use convexformer::fit::{Beta, PathBetas, PathResume};
 use convexformer::loss::Loss;
-use convexformer::operator::TokenOperator;
 use convexformer::plot::{heatmap, line_plot, Heatmap, LinePlot, Series};
-use convexformer::problem::{Problem, Program};
+use convexformer::problem::Program;
 use convexformer::report::{CertifiedSolve, SolveReport};
-use convexformer::solver::{beta_grid, beta_max, solve, SolverOptions, StopReason};
+use convexformer::solver::SolverOptions;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -52,153 +52,113 @@ pub struct PathArgs {
 }
 
 pub fn run(a: PathArgs) -> anyhow::Result<()> {
-    if a.problem.model == "sequence" {
-        return super::sequence::path::run(a);
-    }
     interrupt::install()?;
-    let program = a.problem.program()?;
-    let loss = a.problem.loss()?;
-    let opts = a.problem.solver_options()?;
-    let loaded = a.problem.load()?;
-    let gating = a.problem.gating(&loaded)?;
-    convexformer::memory::check_token_program(
-        &loaded.train,
-        loaded.train.n_tokens * gating.as_ref().map_or(1, |g| g.train.n_gates),
-        loss,
-        opts.solver,
-    )?;
-    let arguments = resume::arguments(&a)?;
-    let resumed = if a.resume {
-        Some(read_resumed(&a.out, &arguments, &loaded)?)
-    } else {
-        prepare_out_dir(&a.out, a.force)?;
-        None
-    };
-    if let Some(r) = &resumed {
-        eprintln!(
-            "resuming in {}: {} of {} points already finished",
-            a.out.display(),
-            r.reports.len(),
-            r.grid.len()
-        );
+    run_on(a, &SingleProcess)
+}
+
+/// The path as one of `comm`'s ranks (one process: [`SingleProcess`]):
+/// each rank solves on its shard of the samples with the others, rank 0
+/// writes every point as it is certified.
+pub fn run_on(a: PathArgs, comm: &dyn Communicator) -> anyhow::Result<()> {
+    if a.problem.model == "sequence" {
+        return super::sequence::path::run_on(a, comm);
     }
+    let root = comm.rank() == 0;
+    let fit = a.problem.fit(Beta::FractionOfMax(1.0))?;
+    let loaded = a.problem.load_on(comm)?;
+    fit.check_memory(&loaded.train)?;
+    let arguments = resume::arguments(&a)?;
+    let (mut reports, resume) = if a.resume {
+        let resumed = if root {
+            let r = read_resumed(&a.out, &arguments, &loaded)?;
+            eprintln!(
+                "resuming in {}: {} of {} points already finished",
+                a.out.display(),
+                r.reports.len(),
+                r.grid.len()
+            );
+            Some(r)
+        } else {
+            None
+        };
+        let (reports, resume) = match resumed {
+            Some(r) => {
+                let state = PathResume {
+                    grid: r.grid,
+                    done: r.reports.len(),
+                    warm: r.warm.map(|c| (c.coef, c.intercept)),
+                };
+                (r.reports, Some(state))
+            }
+            None => (Vec::new(), None),
+        };
+        (reports, Some(share_resume(comm, resume)))
+    } else {
+        if root {
+            prepare_out_dir(&a.out, a.force)?;
+        }
+        (Vec::new(), None)
+    };
     let files = PathFiles {
         out: &a.out,
         loaded: &loaded,
-        program,
-        loss,
-        opts: &opts,
+        program: fit.program,
+        loss: fit.loss,
+        opts: &fit.options,
         arguments,
     };
-    let (reports, end) = compute_path(
-        &loaded,
-        gating.as_ref(),
-        program,
-        loss,
-        a.problem.intercept,
-        (a.betas, a.ratio),
-        &opts,
-        resumed,
-        |reports, grid, sol| {
-            files.write(grid, reports, RunState::Running)?;
+    let pb = progress(a.betas as u64, "path");
+    pb.set_position(resume.as_ref().map_or(0, |r| r.done) as u64);
+    if !root {
+        pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let end = fit.path_on(
+        &loaded.train,
+        loaded.val.as_ref(),
+        &PathBetas::Grid {
+            n: a.betas,
+            ratio: a.ratio,
+        },
+        resume,
+        comm,
+        |grid, index, f| -> anyhow::Result<()> {
+            pb.set_length(grid.len() as u64);
+            pb.inc(1);
+            pb.set_message(format!(
+                "beta {:.3e}, gap {:.1e}",
+                f.report.solve.beta, f.report.solve.relative_gap
+            ));
+            if !root {
+                return Ok(());
+            }
+            reports.push(f.report);
+            files.write(grid, &reports, RunState::Running)?;
             Checkpoint {
-                point: reports.len() - 1,
-                beta: sol.beta,
-                coef: sol.coef.clone(),
-                intercept: sol.intercept.clone(),
+                point: index,
+                beta: f.solution.beta,
+                coef: f.solution.coef,
+                intercept: f.solution.intercept,
             }
             .save(&a.out)
         },
     )?;
-    files.finish(&end.grid, &reports, end.run)?;
-    print!("{}", table(&reports, loss));
-    if end.run == RunState::Interrupted {
+    pb.finish_and_clear();
+    let run = if end.interrupted {
+        RunState::Interrupted
+    } else {
+        RunState::Finished
+    };
+    if root {
+        files.finish(&end.grid, &reports, run)?;
+        print!("{}", table(&reports, fit.loss));
+    }
+    if end.interrupted {
         return Err(Interrupted::wrote_to(&a.out, true));
     }
-    println!("wrote {}/path.csv, path.json and plots", a.out.display());
-    Ok(())
-}
-
-/// How a path ended, and its grid.
-pub struct PathEnd {
-    pub run: RunState,
-    pub grid: Vec<f64>,
-}
-
-/// Solves the path and builds a report per β (heads recovered and checked),
-/// calling `on_point` with the reports so far, the grid and the solution
-/// after each solve. Stops after a solve that ended interrupted, and before
-/// a new one once the interrupt is raised. `resumed` continues a recorded
-/// run: its grid, its finished points, its warm start.
-#[allow(clippy::too_many_arguments)]
-pub fn compute_path(
-    loaded: &Loaded,
-    gating: Option<&Gating>,
-    program: Program,
-    loss: Loss,
-    intercept: bool,
-    (betas, ratio): (usize, f64),
-    opts: &SolverOptions,
-    resumed: Option<Resumed>,
-    mut on_point: impl FnMut(
-        &[SolveReport],
-        &[f64],
-        &convexformer::solver::Solution,
-    ) -> anyhow::Result<()>,
-) -> anyhow::Result<(Vec<SolveReport>, PathEnd)> {
-    let op = TokenOperator::new(&loaded.train, gating.map(|g| &g.train));
-    let mut problem = Problem::new(op, loss, program.penalty(), 1.0, intercept)?;
-    let bmax = beta_max(&problem);
-    let (grid, mut reports, checkpoint) = match resumed {
-        Some(r) => {
-            // Same data and options give the same β_max; anything else is a different run.
-            let recorded = r.grid.first().copied().unwrap_or(f64::NAN);
-            let same = (recorded - bmax).abs() <= 1e-9 * bmax.abs(); // false for NaN
-            if !same {
-                bail!(
-                    "cannot resume: beta_max is {bmax:e} on this data, {recorded:e} in the recorded run; start a new run with --force"
-                );
-            }
-            (r.grid, r.reports, r.warm)
-        }
-        None => (beta_grid(bmax, ratio, betas)?, Vec::new(), None),
-    };
-    let mut warm: Option<(Vec<f64>, Vec<f64>)> = checkpoint.map(|c| (c.coef, c.intercept));
-    let interrupt = opts.interrupt.clone().unwrap_or_default();
-    let pb = progress((grid.len() - reports.len()) as u64, "path");
-    let mut run = RunState::Finished;
-    for &beta in &grid[reports.len()..] {
-        if interrupt.requested() {
-            run = RunState::Interrupted;
-            break;
-        }
-        problem.beta = beta;
-        let s = solve(
-            &problem,
-            opts,
-            warm.as_ref().map(|(c, b)| (c.as_slice(), b.as_slice())),
-        )?;
-        pb.inc(1);
-        pb.set_message(format!(
-            "beta {:.3e}, gap {:.1e}",
-            s.beta, s.certificate.relative_gap
-        ));
-        reports.push(SolveReport::with_gated_val(
-            &problem,
-            &s,
-            bmax,
-            loaded.val.as_ref(),
-            gating.and_then(|g| g.val.as_ref()),
-        ));
-        on_point(&reports, &grid, &s)?;
-        if s.stop == StopReason::Interrupted {
-            run = RunState::Interrupted;
-            break;
-        }
-        warm = Some((s.coef, s.intercept));
+    if root {
+        println!("wrote {}/path.csv, path.json and plots", a.out.display());
     }
-    pb.finish_and_clear();
-    Ok((reports, PathEnd { run, grid }))
+    Ok(())
 }
 
 /// Where a path's files go and what path.json records besides the points:

@@ -6,14 +6,15 @@ pub(super) mod predict;
 use super::common::{command_line, prepare_out_dir, write_json, ProblemArgs};
 use super::fit::FitArgs;
 use super::resume;
+use super::shards::{load_shard, parallel_json, share_warm, ShardInfo};
 use anyhow::bail;
+use convexformer::comm::Communicator;
 use convexformer::data::npz::read_npz_as;
 use convexformer::data::{Dataset, Targets};
 use convexformer::loss::Loss;
 use convexformer::model::SavedModel;
 use convexformer::sequence::{
-    generate_sequence, parse_sequence_synthetic, plot_mixing_matrices, sequence_beta_max,
-    solve_sequence_from, SequenceReport,
+    generate_sequence, parse_sequence_synthetic, plot_mixing_matrices, SequenceShard,
 };
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -49,16 +50,28 @@ fn split(ds: Dataset, frac: Option<f64>, seed: u64) -> anyhow::Result<(Dataset, 
 }
 
 /// What reports record of the data, and what `--resume` checks: the spec
-/// and the training set's shape.
-fn data_json(spec: &str, train: &Dataset) -> serde_json::Value {
+/// and the training set's shape (all ranks' samples).
+fn data_json(spec: &str, d: &SequenceData) -> serde_json::Value {
+    let t = &d.train;
     serde_json::json!({
         "spec": spec,
-        "train_shape": [train.n_samples, train.n_tokens, train.n_features, train.n_outputs],
+        "train_shape": [d.total_samples, t.n_tokens, t.n_features, t.n_outputs],
     })
 }
 
-/// Refuses the options the sequence program does not have; loads and splits.
-fn load_split(p: &ProblemArgs) -> anyhow::Result<(Loss, Dataset, Option<Dataset>)> {
+/// Sequence data as one rank sees it.
+struct SequenceData {
+    loss: Loss,
+    /// This rank's training samples (all of them in one process).
+    train: Dataset,
+    val: Option<Dataset>,
+    total_samples: usize,
+    shards: Option<ShardInfo>,
+}
+
+/// Refuses the options the sequence program does not have; loads and
+/// splits (one process), or loads this rank's shard.
+fn load_split_on(p: &ProblemArgs, comm: &dyn Communicator) -> anyhow::Result<SequenceData> {
     let loss = Loss::parse(&p.loss)?;
     if p.val.is_some() {
         bail!("--val is not supported for the sequence model yet: use --val-frac");
@@ -66,40 +79,80 @@ fn load_split(p: &ProblemArgs) -> anyhow::Result<(Loss, Dataset, Option<Dataset>
     if p.intercept {
         bail!("the sequence model fits no intercept: drop --intercept");
     }
-    let (train, val) = split(load(&p.data)?, p.val_frac, p.split_seed)?;
-    Ok((loss, train, val))
+    if comm.size() == 1 {
+        let (train, val) = split(load(&p.data)?, p.val_frac, p.split_seed)?;
+        return Ok(SequenceData {
+            loss,
+            total_samples: train.n_samples,
+            train,
+            val,
+            shards: None,
+        });
+    }
+    if p.val_frac.is_some() {
+        bail!(
+            "--val-frac would hold out a different part of each rank's shard: run the \
+             sequence program without validation data across ranks"
+        );
+    }
+    let (train, info) = load_shard(&p.data, Targets::PerPosition, comm, || load(&p.data))?;
+    Ok(SequenceData {
+        loss,
+        total_samples: info.samples_per_rank.iter().sum(),
+        train,
+        val: None,
+        shards: Some(info),
+    })
 }
 
-pub fn run(a: FitArgs) -> anyhow::Result<()> {
+pub fn run_on(a: FitArgs, comm: &dyn Communicator) -> anyhow::Result<()> {
+    let root = comm.rank() == 0;
     let opts = a.problem.solver_options()?;
-    let (loss, train, val) = load_split(&a.problem)?;
-    let bmax = sequence_beta_max(&train, loss)?;
+    let d = load_split_on(&a.problem, comm)?;
+    let loss = d.loss;
+    let shard = SequenceShard::new(&d.train, comm)?;
+    let bmax = shard.beta_max(loss)?;
     let beta = a.beta.resolve(bmax, None)?;
     let arguments = resume::arguments(&a)?;
-    let data = data_json(&a.problem.data, &train);
+    let data = data_json(&a.problem.data, &d);
     let warm = if a.resume {
-        let warm = read_resumed(&a.out, &arguments, &data)?;
-        eprintln!("resuming the interrupted fit in {}", a.out.display());
-        Some(warm)
+        let warm = if root {
+            let warm = read_resumed(&a.out, &arguments, &data)?;
+            eprintln!("resuming the interrupted fit in {}", a.out.display());
+            Some((warm, Vec::new()))
+        } else {
+            None
+        };
+        share_warm(comm, warm).map(|(coef, _)| coef)
     } else {
-        prepare_out_dir(&a.out, a.force)?;
+        if root {
+            prepare_out_dir(&a.out, a.force)?;
+        }
         None
     };
-    let sol = solve_sequence_from(&train, loss, beta, &opts, warm.as_deref())?;
-    let report = SequenceReport::new(&train, loss, &sol, bmax, val.as_ref())?;
-    let plots = plot_mixing_matrices(&a.out, "mixing", &report.heads, train.n_tokens)?;
+    let sol = shard.solve(loss, beta, &opts, warm.as_deref())?;
+    let report = shard.report(loss, &sol, bmax, d.val.as_ref())?;
+    let interrupted = report.solve.stop_reason == convexformer::solver::StopReason::Interrupted;
+    if !root {
+        return match interrupted {
+            true => Err(super::interrupt::Interrupted::wrote_to(&a.out, true)),
+            false => Ok(()),
+        };
+    }
+    let plots = plot_mixing_matrices(&a.out, "mixing", &report.heads, d.train.n_tokens)?;
     sol.to_model(loss).save(&a.out.join("model.safetensors"))?;
-    write_json(
-        &a.out.join("report.json"),
-        &serde_json::json!({
-            "command": command_line(),
-            "arguments": arguments,
-            "resumed": a.resume,
-            "data": data,
-            "solver": opts,
-            "result": report,
-        }),
-    )?;
+    let mut json = serde_json::json!({
+        "command": command_line(),
+        "arguments": arguments,
+        "resumed": a.resume,
+        "data": data,
+        "solver": opts,
+        "result": report,
+    });
+    if let Some(info) = &d.shards {
+        json["parallel"] = parallel_json(comm, info, report.solve.iterations);
+    }
+    write_json(&a.out.join("report.json"), &json)?;
     println!(
         "sequence program: beta {:.4e} ({:.3} of beta_max) objective {:.8e} gap {:.2e} (relative {:.2e}) {}",
         beta,
@@ -117,7 +170,7 @@ pub fn run(a: FitArgs) -> anyhow::Result<()> {
         report.n_heads,
         report.recovery_relative_difference
     );
-    if report.solve.stop_reason == convexformer::solver::StopReason::Interrupted {
+    if interrupted {
         return Err(super::interrupt::Interrupted::wrote_to(&a.out, true));
     }
     println!(

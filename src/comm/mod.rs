@@ -90,6 +90,25 @@ impl Communicator for SingleProcess {
     }
 }
 
+/// Shard 0's `values` on every shard (what the others pass is ignored): its
+/// length, then its values, each in one sum (x + 0 is x exactly). For what
+/// one process reads and all need, e.g. a stopped run's state to resume.
+pub fn from_root(comm: &dyn Communicator, values: Vec<f64>) -> Vec<f64> {
+    if comm.size() == 1 {
+        return values;
+    }
+    let root = comm.rank() == 0;
+    let mut len = [if root { values.len() as f64 } else { 0.0 }];
+    comm.sum(&mut len);
+    let mut out = if root {
+        values
+    } else {
+        vec![0.0; len[0] as usize]
+    };
+    comm.sum(&mut out);
+    out
+}
+
 /// The contiguous block of `n` samples that shard `rank` of `size` holds:
 /// the first n mod size shards hold one more.
 pub fn shard_range(n: usize, rank: usize, size: usize) -> Range<usize> {

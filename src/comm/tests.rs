@@ -47,3 +47,27 @@ fn a_thread_group_sums_in_rank_order_and_agrees_on_flags() {
         );
     }
 }
+
+#[test]
+fn every_shard_gets_the_roots_values_bit_for_bit() {
+    let members = ThreadGroup::new(3);
+    let root = vec![-0.5, f64::MAX, 1e-300, 3.0];
+    let out: Vec<Vec<f64>> = std::thread::scope(|s| {
+        let handles: Vec<_> = members
+            .iter()
+            .map(|m| {
+                let mine = if m.rank() == 0 {
+                    root.clone()
+                } else {
+                    vec![7.0; m.rank()] // ignored, whatever its length
+                };
+                s.spawn(move || from_root(m, mine))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for v in out {
+        assert_eq!(v, root);
+    }
+    assert_eq!(from_root(&SingleProcess, vec![1.0]), vec![1.0]);
+}

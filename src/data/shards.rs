@@ -1,8 +1,8 @@
 //! The samples one shard of a data-parallel fit holds, from a file list, a
 //! glob pattern or one file.
 
-use super::tensors::{read_dataset, read_safetensors_rows};
-use super::Dataset;
+use super::tensors::{read_inputs_as, read_safetensors_rows};
+use super::{Dataset, Targets};
 use crate::comm::shard_range;
 use crate::error::{invalid, Error, Result};
 use std::path::{Path, PathBuf};
@@ -39,11 +39,18 @@ pub fn shard_files(spec: &str) -> Result<Vec<PathBuf>> {
 /// Which samples shard `rank` of `size` reads from `files`: with several
 /// files, a contiguous run of whole files (every shard at least one); with
 /// one file, a contiguous block of its samples. Returns the shard's data
-/// and the files it read.
-pub fn read_shard(files: &[PathBuf], rank: usize, size: usize) -> Result<(Dataset, Vec<PathBuf>)> {
+/// and the files it read. `layout`: targets per sample (the token programs)
+/// or per position (the sequence program).
+pub fn read_shard(
+    files: &[PathBuf],
+    rank: usize,
+    size: usize,
+    layout: Targets,
+) -> Result<(Dataset, Vec<PathBuf>)> {
+    let read = |f: &Path| read_inputs_as(f, true, Some(layout)).map(|(d, _)| d);
     match files {
         [] => invalid("no data files"),
-        [one] => Ok((read_rows(one, rank, size)?, vec![one.clone()])),
+        [one] => Ok((read_rows(one, rank, size, layout)?, vec![one.clone()])),
         many => {
             if many.len() < size {
                 return invalid(format!(
@@ -52,9 +59,9 @@ pub fn read_shard(files: &[PathBuf], rank: usize, size: usize) -> Result<(Datase
                 ));
             }
             let mine = &many[shard_range(many.len(), rank, size)];
-            let mut data = read_dataset(&mine[0])?;
+            let mut data = read(&mine[0])?;
             for f in &mine[1..] {
-                let next = read_dataset(f)?;
+                let next = read(f)?;
                 data = concat(data, next, f)?;
             }
             Ok((data, mine.to_vec()))
@@ -65,7 +72,7 @@ pub fn read_shard(files: &[PathBuf], rank: usize, size: usize) -> Result<(Datase
 /// Shard `rank`'s contiguous block of the samples of one file: only that
 /// block's bytes from a `.safetensors` file (memory-mapped); all of an
 /// `.npz` file (its members may be compressed), keeping the block.
-fn read_rows(path: &Path, rank: usize, size: usize) -> Result<Dataset> {
+fn read_rows(path: &Path, rank: usize, size: usize, layout: Targets) -> Result<Dataset> {
     let is_safetensors = path
         .extension()
         .and_then(|e| e.to_str())
@@ -76,11 +83,11 @@ fn read_rows(path: &Path, rank: usize, size: usize) -> Result<Dataset> {
         (
             n,
             (!rows.is_empty())
-                .then(|| read_safetensors_rows(path, rows))
+                .then(|| read_safetensors_rows(path, rows, layout))
                 .transpose()?,
         )
     } else {
-        let all = read_dataset(path)?;
+        let (all, _) = read_inputs_as(path, true, Some(layout))?;
         let rows: Vec<usize> = shard_range(all.n_samples, rank, size).collect();
         (all.n_samples, (!rows.is_empty()).then(|| all.select(&rows)))
     };
@@ -181,7 +188,8 @@ mod tests {
                     let mut n = 0;
                     for rank in 0..size {
                         let (shard, files) =
-                            read_shard(std::slice::from_ref(file), rank, size).unwrap();
+                            read_shard(std::slice::from_ref(file), rank, size, Targets::PerSample)
+                                .unwrap();
                         let rows: Vec<usize> = shard_range(23, rank, size).collect();
                         let want = ds.select(&rows);
                         assert_eq!((shard.x, shard.y), (want.x, want.y), "{}", file.display());
@@ -190,13 +198,49 @@ mod tests {
                     }
                     assert_eq!(n, 23);
                 }
-                let err = read_shard(std::slice::from_ref(file), 23, 24)
+                let err = read_shard(std::slice::from_ref(file), 23, 24, Targets::PerSample)
                     .unwrap_err()
                     .to_string();
                 assert!(err.contains("fewer than the 24 shards"), "{err}");
             }
-            let err = read_safetensors_rows(&st, 20..30).unwrap_err().to_string();
+            let err = read_safetensors_rows(&st, 20..30, Targets::PerSample)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("23 rows"), "{err}");
+        }
+    }
+
+    #[test]
+    fn sequence_data_split_keeps_a_target_row_per_position() {
+        use crate::sequence::{generate_sequence, SequenceSyntheticSpec};
+        let dir = tempfile::tempdir().unwrap();
+        for kind in [TargetKind::Real, TargetKind::Classes] {
+            let (ds, _) = generate_sequence(&SequenceSyntheticSpec {
+                n_samples: 11,
+                n_tokens: 3,
+                n_features: 2,
+                n_outputs: 3,
+                kind,
+                ..Default::default()
+            })
+            .unwrap();
+            assert_eq!(ds.targets, Targets::PerPosition);
+            let st = dir.path().join("s.safetensors");
+            let npz = dir.path().join("s.npz");
+            write_safetensors(&st, &ds).unwrap();
+            crate::data::npz::write_npz(&npz, &ds).unwrap();
+            for file in [&st, &npz] {
+                for rank in 0..3 {
+                    let (shard, _) =
+                        read_shard(std::slice::from_ref(file), rank, 3, Targets::PerPosition)
+                            .unwrap();
+                    let want = ds.select(&shard_range(11, rank, 3).collect::<Vec<_>>());
+                    assert_eq!(shard.targets, Targets::PerPosition);
+                    assert_eq!((shard.x, shard.y), (want.x, want.y), "{}", file.display());
+                    assert_eq!(shard.labels, want.labels);
+                    assert_eq!(shard.n_outputs, 3, "classes counted over the whole file");
+                }
+            }
         }
     }
 
@@ -216,7 +260,7 @@ mod tests {
         let pattern = format!("{}/p*.npz", dir.path().display());
         let files = shard_files(&pattern).unwrap();
         assert_eq!(files.len(), 4);
-        let (first, mine) = read_shard(&files, 0, 3).unwrap();
+        let (first, mine) = read_shard(&files, 0, 3, Targets::PerSample).unwrap();
         assert_eq!(mine.len(), 2, "4 files on 3 shards: 2, 1, 1");
         assert_eq!(first.x, ds.select(&(0..20).collect::<Vec<_>>()).x);
         let list = format!("{},{}", files[3].display(), files[0].display());
@@ -224,7 +268,9 @@ mod tests {
             shard_files(&list).unwrap(),
             vec![files[3].clone(), files[0].clone()]
         );
-        let err = read_shard(&files, 0, 5).unwrap_err().to_string();
+        let err = read_shard(&files, 0, 5, Targets::PerSample)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("at least one file per process"), "{err}");
         let none = format!("{}/q*.npz", dir.path().display());
         assert!(shard_files(&none)
@@ -241,7 +287,9 @@ mod tests {
         let bad = dir.path().join("p1b.npz");
         crate::data::npz::write_npz(&bad, &other).unwrap();
         let files = vec![files[0].clone(), bad];
-        let err = read_shard(&files, 0, 1).unwrap_err().to_string();
+        let err = read_shard(&files, 0, 1, Targets::PerSample)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("same data set"), "{err}");
     }
 }

@@ -147,10 +147,15 @@ fn read_from(
     Ok((dataset_from_arrays(x, y, path, layout)?, has_y))
 }
 
-/// The samples `rows` of a `.safetensors` data file (targets per sample),
-/// reading only their bytes of `X` and `y`: the file is memory-mapped, so
-/// a shard of a data-parallel fit reads its block and not the rest.
-pub fn read_safetensors_rows(path: &Path, rows: std::ops::Range<usize>) -> Result<Dataset> {
+/// The samples `rows` of a `.safetensors` data file (targets per sample or
+/// per position, as `layout` says), reading only their bytes of `X` and
+/// `y`: the file is memory-mapped, so a shard of a data-parallel fit reads
+/// its block and not the rest.
+pub fn read_safetensors_rows(
+    path: &Path,
+    rows: std::ops::Range<usize>,
+    layout: Targets,
+) -> Result<Dataset> {
     let file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
     // SAFETY: the map is read only while this function runs; a file changed
     // by another process meanwhile gives wrong values, not unsafety beyond
@@ -168,7 +173,7 @@ pub fn read_safetensors_rows(path: &Path, rows: std::ops::Range<usize>) -> Resul
                 path,
                 format!(
                     "no tensor '{want}' in the file; {}",
-                    super::npz::expected_arrays(Some(Targets::PerSample))
+                    super::npz::expected_arrays(Some(layout))
                 ),
             ));
         }
@@ -176,7 +181,7 @@ pub fn read_safetensors_rows(path: &Path, rows: std::ops::Range<usize>) -> Resul
     let x = raw_array(&st, "X", path, Some(rows.clone()))?;
     let y = raw_array(&st, "y", path, Some(rows.clone()))?;
     let Values::Int(block) = &y.values else {
-        return dataset_from_arrays(x, y, path, Some(Targets::PerSample));
+        return dataset_from_arrays(x, y, path, Some(layout));
     };
     // Class labels: the classes are counted over the whole file (its y is
     // small), not over the block, which may lack the last ones.
@@ -186,20 +191,16 @@ pub fn read_safetensors_rows(path: &Path, rows: std::ops::Range<usize>) -> Resul
         Values::Float(_) => unreachable!("one tensor, one dtype"),
     };
     let (Values::Float(xv), &[_, n, d]) = (&x.values, &x.shape[..]) else {
-        return dataset_from_arrays(x, y, path, Some(Targets::PerSample));
+        return dataset_from_arrays(x, y, path, Some(layout));
     };
-    if y.shape.len() != 1 || block.iter().any(|&l| l < 0) {
+    // Labels: one per sample (N), or one per position (N×n).
+    let label_rank = if layout == Targets::PerSample { 1 } else { 2 };
+    if y.shape.len() != label_rank || block.iter().any(|&l| l < 0) {
         // Not per-sample labels: the general reader says what is wrong.
-        return dataset_from_arrays(x, y, path, Some(Targets::PerSample));
+        return dataset_from_arrays(x, y, path, Some(layout));
     }
     let labels = block.iter().map(|&l| l as usize).collect();
-    Dataset::classes(
-        xv.clone(),
-        (rows.len(), n, d),
-        labels,
-        classes,
-        Targets::PerSample,
-    )
+    Dataset::classes(xv.clone(), (rows.len(), n, d), labels, classes, layout)
 }
 
 /// Tensor `name` converted to f64 or i64 values (safetensors data is

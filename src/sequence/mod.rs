@@ -75,6 +75,7 @@ pub mod operator;
 /// The exact projection onto the cone of the split form (now a regularizer's).
 pub use crate::penalty::cone_projection as projection;
 pub mod recovery;
+mod shards;
 pub mod synthetic;
 
 #[cfg(feature = "plot")]
@@ -83,6 +84,7 @@ pub use recovery::{
     recover_sequence_heads, sequence_heads_to_coef, sequence_nonconvex_objective,
     sequence_objective, SequenceHead,
 };
+pub use shards::SequenceShard;
 pub use synthetic::{generate_sequence, parse_sequence_synthetic, SequenceSyntheticSpec};
 
 use std::time::Instant;
@@ -261,6 +263,19 @@ pub fn solve_sequence_from(
 ) -> Result<SequenceSolution> {
     opts.validate()?;
     let problem = sequence_problem(data, loss, beta)?;
+    solve_problem(&problem, data, opts, init, &|_| {})
+}
+
+/// The solve of [`solve_sequence_from`] on `problem`, whose operator holds
+/// `data`'s rows (all of them, or one shard's: `sum` adds sums over rows
+/// across the shards).
+fn solve_problem<O: LinearOperator>(
+    problem: &Problem<'_, O>,
+    data: &Dataset,
+    opts: &SolverOptions,
+    init: Option<&[f64]>,
+    sum: &dyn Fn(&mut [f64]),
+) -> Result<SequenceSolution> {
     let (_, n, d, c) = data.shape();
     let warm = match init {
         Some(coef) if coef.len() != n * n * d * c => {
@@ -276,22 +291,29 @@ pub fn solve_sequence_from(
     };
     let start = Instant::now();
     let zero = vec![0.0; c];
-    let sol = crate::solver::solve(&problem, opts, warm.as_deref().map(|w| (w, &zero[..])))?;
+    let sol = crate::solver::solve(problem, opts, warm.as_deref().map(|w| (w, &zero[..])))?;
     // C = C⁺ − C⁻ with its row sums made equal, certified at its best split
     // (whose split objective is the convex objective at C).
     let mut coef = merge_split(&sol.coef, n);
     equalize_rows(&mut coef, n);
-    let certificate = certificate_at(&problem, &split_coef(&coef, n)?, &zero);
+    let certificate = certificate_at(problem, &split_coef(&coef, n)?, &zero);
     let heads = recover_sequence_heads(&coef, n, d, c)?;
     // The solve's time: certified and recovered, before the nonconvex check.
     let seconds = start.elapsed().as_secs_f64();
-    let nonconvex_objective = sequence_nonconvex_objective(&heads, data, loss, beta);
+    let mut fit = [recovery::fit_value(
+        problem.loss,
+        data,
+        &recovery::head_predictions(&heads, data),
+    )];
+    sum(&mut fit);
+    let nonconvex_objective =
+        fit[0] + problem.beta * heads.iter().map(recovery::head_penalty).sum::<f64>();
     Ok(SequenceSolution {
         coef,
         n_tokens: n,
         n_features: d,
         n_outputs: c,
-        beta,
+        beta: problem.beta,
         certificate,
         iterations: sol.iterations,
         data_passes: sol.data_passes
@@ -371,16 +393,36 @@ impl SequenceReport {
         beta_max: f64,
         val: Option<&Dataset>,
     ) -> Result<SequenceReport> {
+        Self::of_shard(data, loss, sol, beta_max, val, &crate::comm::SingleProcess)
+    }
+
+    /// The report of a data-parallel solve, `data` being this shard's
+    /// samples: the training error and sample count are summed across
+    /// `comm` (every shard gets the report of all samples). `val` is held
+    /// whole by every shard.
+    pub fn of_shard(
+        data: &Dataset,
+        loss: Loss,
+        sol: &SequenceSolution,
+        beta_max: f64,
+        val: Option<&Dataset>,
+        comm: &dyn crate::comm::Communicator,
+    ) -> Result<SequenceReport> {
         let train_yhat = sol.predict(data)?;
         let validation_error = match val {
             Some(v) => Some(sequence_error(loss, v, &sol.predict(v)?)),
             None => None,
         };
+        let mut sums = [
+            sequence_error_sum(loss, data, &train_yhat),
+            data.n_samples as f64,
+        ];
+        comm.sum(&mut sums);
         let solve = CertifiedSolve::of(sol, beta_max);
         Ok(SequenceReport {
             model: "sequence".into(),
             loss: loss.name(),
-            n_samples: data.n_samples,
+            n_samples: sums[1] as usize,
             n_tokens: data.n_tokens,
             n_features: data.n_features,
             n_outputs: data.n_outputs,
@@ -390,7 +432,7 @@ impl SequenceReport {
             active_matrices: sol.active_matrices(),
             n_heads: sol.heads.len(),
             heads: sol.heads.clone(),
-            train_error: sequence_error(loss, data, &train_yhat),
+            train_error: sums[0] / (sums[1] * data.n_tokens as f64),
             validation_error,
         })
     }
@@ -399,28 +441,24 @@ impl SequenceReport {
 /// Per position: mean of Σ_l (ŷ − y)² (regression losses), or the
 /// misclassification rate (sign for logistic, argmax for cross-entropy).
 pub fn sequence_error(loss: Loss, data: &Dataset, yhat: &[f64]) -> f64 {
+    sequence_error_sum(loss, data, yhat) / (data.n_samples * data.n_tokens) as f64
+}
+
+/// [`sequence_error`] times the number of positions: Σ_l (ŷ − y)² summed,
+/// or the mistakes counted.
+fn sequence_error_sum(loss: Loss, data: &Dataset, yhat: &[f64]) -> f64 {
     let c = data.n_outputs;
-    let rows = (data.n_samples * data.n_tokens) as f64;
     let pairs = yhat.chunks_exact(c).zip(data.y.chunks_exact(c));
     match loss {
-        Loss::Logistic => {
-            pairs
-                .filter(|(p, y)| (if p[0] >= 0.0 { 1.0 } else { -1.0 }) != y[0])
-                .count() as f64
-                / rows
-        }
-        Loss::CrossEntropy => {
-            pairs
-                .filter(|(p, y)| crate::report::argmax(p) != crate::report::argmax(y))
-                .count() as f64
-                / rows
-        }
-        Loss::Squared | Loss::Huber(_) => {
-            pairs
-                .map(|(p, y)| p.iter().zip(y).map(|(a, b)| (a - b) * (a - b)).sum::<f64>())
-                .sum::<f64>()
-                / rows
-        }
+        Loss::Logistic => pairs
+            .filter(|(p, y)| (if p[0] >= 0.0 { 1.0 } else { -1.0 }) != y[0])
+            .count() as f64,
+        Loss::CrossEntropy => pairs
+            .filter(|(p, y)| crate::report::argmax(p) != crate::report::argmax(y))
+            .count() as f64,
+        Loss::Squared | Loss::Huber(_) => pairs
+            .map(|(p, y)| p.iter().zip(y).map(|(a, b)| (a - b) * (a - b)).sum::<f64>())
+            .sum(),
     }
 }
 

@@ -5,15 +5,17 @@
 
 use super::super::checkpoint::Checkpoint;
 use super::super::common::{command_line, prepare_out_dir, progress, write_file, write_json};
-use super::super::interrupt::{self, Interrupted};
+use super::super::interrupt::Interrupted;
 use super::super::path::{path_table, PathArgs, TableRow};
 use super::super::resume::{self, RunState};
+use super::super::shards::share_warm;
 use anyhow::bail;
+use convexformer::comm::{from_root, Communicator};
 use convexformer::data::Dataset;
 use convexformer::loss::Loss;
 use convexformer::plot::{line_plot, LinePlot, Series};
 use convexformer::report::CertifiedSolve;
-use convexformer::sequence::{sequence_beta_max, solve_sequence_from, SequenceReport};
+use convexformer::sequence::{SequenceReport, SequenceShard};
 use convexformer::solver::{beta_grid, SolverOptions, StopReason};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -27,28 +29,41 @@ pub struct PathPoint {
     pub nonzero_coefficients: usize,
 }
 
-pub fn run(a: PathArgs) -> anyhow::Result<()> {
-    interrupt::install()?;
+/// The sequence path as one of `comm`'s ranks (one process:
+/// `SingleProcess`): each rank solves on its shard, rank 0 writes.
+pub fn run_on(a: PathArgs, comm: &dyn Communicator) -> anyhow::Result<()> {
+    let root = comm.rank() == 0;
     let opts = a.problem.solver_options()?;
-    let (loss, train, val) = super::load_split(&a.problem)?;
-    let bmax = sequence_beta_max(&train, loss)?;
+    let d = super::load_split_on(&a.problem, comm)?;
+    let loss = d.loss;
+    let shard = SequenceShard::new(&d.train, comm)?;
+    let bmax = shard.beta_max(loss)?;
     let grid = beta_grid(bmax, a.ratio, a.betas)?;
     let arguments = resume::arguments(&a)?;
-    let data = super::data_json(&a.problem.data, &train);
-    let (done, warm) = if a.resume {
-        read_resumed(&a.out, &arguments, &data, &grid)?
+    let data = super::data_json(&a.problem.data, &d);
+    let (start, first) = if a.resume {
+        let (done, warm) = if root {
+            let (done, warm) = read_resumed(&a.out, &arguments, &data, &grid)?;
+            eprintln!(
+                "resuming in {}: {} of {} points already finished",
+                a.out.display(),
+                done.len(),
+                grid.len()
+            );
+            (done, warm)
+        } else {
+            (Vec::new(), None)
+        };
+        // Every rank starts after the finished points, from rank 0's warm start.
+        let count = from_root(comm, vec![done.len() as f64])[0] as usize;
+        let warm = share_warm(comm, warm.map(|c| (c, Vec::new()))).map(|(c, _)| c);
+        (Start { done, warm }, count)
     } else {
-        prepare_out_dir(&a.out, a.force)?;
-        (Vec::new(), None)
+        if root {
+            prepare_out_dir(&a.out, a.force)?;
+        }
+        (Start::default(), 0)
     };
-    if a.resume {
-        eprintln!(
-            "resuming in {}: {} of {} points already finished",
-            a.out.display(),
-            done.len(),
-            grid.len()
-        );
-    }
     // Both files rewritten (atomically) after every point: a stopped run keeps them.
     let write = |points: &[PathPoint], state: RunState| -> anyhow::Result<()> {
         write_file(&a.out.join("path.csv"), csv(points))?;
@@ -67,16 +82,18 @@ pub fn run(a: PathArgs) -> anyhow::Result<()> {
             }),
         )
     };
-    let start = Start { done, warm };
     let (points, interrupted) = compute_path(
-        &train,
-        val.as_ref(),
+        &shard,
+        d.val.as_ref(),
         loss,
         bmax,
-        &grid,
+        (&grid, first),
         &opts,
         start,
         |p, coef| {
+            if !root {
+                return Ok(());
+            }
             write(p, RunState::Running)?;
             let last = &p[p.len() - 1];
             Checkpoint {
@@ -88,22 +105,24 @@ pub fn run(a: PathArgs) -> anyhow::Result<()> {
             .save(&a.out)
         },
     )?;
-    write(
-        &points,
-        if interrupted {
+    if root {
+        let state = if interrupted {
             RunState::Interrupted
         } else {
             RunState::Finished
-        },
-    )?;
-    if !points.is_empty() {
-        plot_path(&a.out, &points)?;
+        };
+        write(&points, state)?;
+        if !points.is_empty() {
+            plot_path(&a.out, &points)?;
+        }
+        print!("{}", table(&points, loss));
     }
-    print!("{}", table(&points, loss));
     if interrupted {
         return Err(Interrupted::wrote_to(&a.out, true));
     }
-    println!("wrote {}/path.csv, path.json and plots", a.out.display());
+    if root {
+        println!("wrote {}/path.csv, path.json and plots", a.out.display());
+    }
     Ok(())
 }
 
@@ -156,18 +175,19 @@ fn read_resumed(
     Ok((points, warm))
 }
 
-/// Solves along `grid` from `start` (the points already finished are kept),
-/// each solve started from the previous solution, calling `on_point` with
-/// the points so far and the last coefficients after each. Stops (returning
-/// `true`) after a solve that ended interrupted, or before the next one once
-/// the interrupt is raised.
+/// Solves along `grid` from its point `first` on, `start` holding the
+/// points already finished (rank 0's; the other ranks hold none), each solve
+/// started from the previous solution, calling `on_point` with the points
+/// so far and the last coefficients after each. Stops (returning `true`)
+/// after a solve that ended interrupted, or before the next one once the
+/// interrupt is raised on any rank.
 #[allow(clippy::too_many_arguments)]
-pub fn compute_path(
-    train: &Dataset,
+fn compute_path(
+    shard: &SequenceShard<'_>,
     val: Option<&Dataset>,
     loss: Loss,
     bmax: f64,
-    grid: &[f64],
+    (grid, first): (&[f64], usize),
     opts: &SolverOptions,
     start: Start,
     mut on_point: impl FnMut(&[PathPoint], &[f64]) -> anyhow::Result<()>,
@@ -177,22 +197,22 @@ pub fn compute_path(
         done: mut points,
         warm: mut prev,
     } = start;
-    pb.set_position(points.len() as u64);
+    pb.set_position(first as u64);
     let interrupt = opts.interrupt.clone().unwrap_or_default();
     let mut interrupted = false;
-    for &beta in &grid[points.len().min(grid.len())..] {
-        if interrupt.requested() {
+    for &beta in &grid[first.min(grid.len())..] {
+        if shard.comm().any(interrupt.requested()) {
             interrupted = true;
             break;
         }
-        let sol = solve_sequence_from(train, loss, beta, opts, prev.as_deref())?;
+        let sol = shard.solve(loss, beta, opts, prev.as_deref())?;
         pb.inc(1);
         pb.set_message(format!(
             "beta {beta:.3e}, gap {:.1e}",
             sol.certificate.relative_gap
         ));
         points.push(PathPoint {
-            report: SequenceReport::new(train, loss, &sol, bmax, val)?,
+            report: shard.report(loss, &sol, bmax, val)?,
             nonzero_coefficients: sol.coef.iter().filter(|&&v| v != 0.0).count(),
         });
         on_point(&points, &sol.coef)?;

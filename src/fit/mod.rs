@@ -17,15 +17,22 @@
 //! # Ok::<(), convexformer::Error>(())
 //! ```
 
+mod path;
+mod shards;
+
+pub use path::{PathBetas, PathEnd, PathResume};
+pub(crate) use shards::{check_same_shape, with_all_classes};
+
 use crate::comm::Communicator;
 use crate::data::Dataset;
 use crate::error::{invalid, Result};
 use crate::loss::Loss;
 use crate::model::{Model, ModelHeader};
-use crate::operator::{GateSpec, Gates, LinearOperator, Sharded, TokenOperator};
+use crate::operator::{GateSpec, Gates, LinearOperator, TokenOperator};
 use crate::problem::{Problem, Program};
 use crate::report::{SolveReport, TokenProgram};
-use crate::solver::{beta_grid, beta_max, solve, Solution, SolverOptions};
+use crate::solver::{beta_max, solve, Solution, SolverOptions};
+use shards::ShardData;
 
 /// How β is chosen.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
@@ -167,33 +174,6 @@ impl Fit {
         self.fitted(&setup, &problem, solution, bmax, val)
     }
 
-    /// The regularization path: one certified fit per β of `betas` (solved
-    /// in the order given, each warm-started from the previous one), and β_max.
-    pub fn path(&self, data: &Dataset, betas: &PathBetas) -> Result<(Vec<Fitted>, f64)> {
-        let setup = self.setup(data)?;
-        let mut problem = setup.problem(data, self)?;
-        let bmax = beta_max(&problem);
-        let grid = match betas {
-            PathBetas::Grid { n, ratio } => beta_grid(bmax, *ratio, *n)?,
-            PathBetas::Values(v) => v.clone(),
-        };
-        let mut out: Vec<Fitted> = Vec::with_capacity(grid.len());
-        for &beta in &grid {
-            crate::problem::check_beta(beta)?;
-            problem.beta = beta;
-            let warm = out
-                .last()
-                .map(|f| (f.solution.coef.as_slice(), f.solution.intercept.as_slice()));
-            let solution = solve(&problem, &self.options, warm)?;
-            let stop = solution.stop;
-            out.push(self.fitted(&setup, &problem, solution, bmax, None)?);
-            if stop == crate::solver::StopReason::Interrupted {
-                break;
-            }
-        }
-        Ok((out, bmax))
-    }
-
     /// A data-parallel fit: `shard` holds this process's samples, and `comm`
     /// the shards holding the others (every shard calls this at once, with
     /// the same settings). Every shard returns the same certified solution
@@ -208,30 +188,12 @@ impl Fit {
         warm: Option<(&[f64], &[f64])>,
         comm: &dyn Communicator,
     ) -> Result<Fitted> {
-        let widened = with_all_classes(shard, comm)?;
-        let shard = widened.as_ref().unwrap_or(shard);
-        check_same_shape(shard, comm)?;
-        if comm.size() > 1
-            && self
-                .gates
-                .is_some_and(|g| g.kind == crate::operator::GateKind::Samples)
-        {
-            return invalid(
-                "gates drawn from the samples differ between shards: use Gaussian gates \
-                 (--gate-kind gaussian) in a data-parallel fit",
-            );
+        if comm.size() == 1 {
+            return self.fit_from(shard, val, warm);
         }
-        let setup = self.setup(shard)?;
-        self.loss.check_targets(shard)?;
-        let op = Sharded::new(TokenOperator::new(shard, setup.masks.as_ref()), comm);
-        let mut problem = Problem::with_operator(
-            op,
-            &shard.y,
-            self.loss,
-            self.program.penalty(),
-            1.0,
-            self.intercept,
-        )?;
+        let shard = ShardData::new(self, shard, comm)?;
+        let setup = self.setup(&shard.data)?;
+        let mut problem = shard.problem(self, &setup)?;
         let bmax = beta_max(&problem);
         problem.beta = self.beta.resolve(bmax)?;
         let solution = solve(&problem, &self.options, warm)?;
@@ -265,7 +227,7 @@ impl Fit {
     }
 
     /// Checks the request against `data` and draws the gates.
-    fn setup(&self, data: &Dataset) -> Result<Setup> {
+    pub(crate) fn setup(&self, data: &Dataset) -> Result<Setup> {
         self.options.validate()?;
         self.program.check(data.n_outputs)?;
         self.check_memory(data)?;
@@ -301,7 +263,7 @@ impl Fit {
     /// The fitted program from a solution on `op`'s rows (all of them, or
     /// one shard's, with `sum` adding sums over rows across the shards).
     #[allow(clippy::too_many_arguments)]
-    fn fitted_on_shard(
+    pub(crate) fn fitted_on_shard(
         &self,
         setup: &Setup,
         op: &TokenOperator<'_>,
@@ -350,79 +312,14 @@ impl Fit {
     }
 }
 
-/// Class labels count their classes from the largest label a file holds,
-/// so a shard that lacks the last classes reads fewer: every shard takes the
-/// largest count of all (one-hot targets widened). None where nothing changes.
-fn with_all_classes(shard: &Dataset, comm: &dyn Communicator) -> Result<Option<Dataset>> {
-    let mut counts = vec![0.0; comm.size()];
-    if shard.labels.is_some() {
-        counts[comm.rank()] = shard.n_outputs as f64;
-    }
-    comm.sum(&mut counts);
-    let classes = counts.iter().fold(0.0f64, |a, &b| a.max(b)) as usize;
-    match &shard.labels {
-        Some(labels) if shard.n_outputs < classes => Dataset::classes(
-            shard.x.clone(),
-            (shard.n_samples, shard.n_tokens, shard.n_features),
-            labels.clone(),
-            classes,
-            shard.targets,
-        )
-        .map(Some),
-        _ => Ok(None),
-    }
-}
-
-/// Every shard must hold samples of the same shape (tokens, features,
-/// outputs, targets per sample or per position): checked on all shards at
-/// once, so all return the same error.
-fn check_same_shape(shard: &Dataset, comm: &dyn Communicator) -> Result<()> {
-    let own = [
-        shard.n_tokens as f64,
-        shard.n_features as f64,
-        shard.n_outputs as f64,
-        shard.rows_per_sample() as f64,
-        f64::from(u8::from(shard.labels.is_some())),
-    ];
-    let mut v: Vec<f64> = own.iter().chain(own.iter()).copied().collect();
-    for x in &mut v[own.len()..] {
-        *x *= *x;
-    }
-    comm.sum(&mut v);
-    let p = comm.size() as f64;
-    let (sum, sq) = v.split_at(own.len());
-    // All equal if and only if the spread Σx² − (Σx)²/P is zero.
-    if sum
-        .iter()
-        .zip(sq)
-        .any(|(s, q)| (q - s * s / p).abs() > 1e-9 * q.max(1.0))
-    {
-        return invalid(format!(
-            "the shards do not hold data of one shape (this one: {} tokens × {} features, {} \
-             outputs): every shard must come from the same data set",
-            shard.n_tokens, shard.n_features, shard.n_outputs
-        ));
-    }
-    Ok(())
-}
-
-/// Which β a path visits.
-#[derive(Clone, Debug, PartialEq)]
-pub enum PathBetas {
-    /// `n` values from β_max down to `ratio`·β_max, geometrically spaced.
-    Grid { n: usize, ratio: f64 },
-    /// These values, in this order.
-    Values(Vec<f64>),
-}
-
 /// What a fit prepares once per data set: the gates and their masks.
-struct Setup {
+pub(crate) struct Setup {
     gates: Option<Gates>,
     masks: Option<crate::operator::GateMasks>,
 }
 
 impl Setup {
-    fn problem<'a>(&'a self, data: &'a Dataset, fit: &Fit) -> Result<Problem<'a>> {
+    pub(crate) fn problem<'a>(&'a self, data: &'a Dataset, fit: &Fit) -> Result<Problem<'a>> {
         let op = TokenOperator::new(data, self.masks.as_ref());
         Problem::new(op, fit.loss, fit.program.penalty(), 1.0, fit.intercept)
     }
