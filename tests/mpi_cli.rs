@@ -278,7 +278,7 @@ fn a_resumed_fit_on_2_ranks_starts_from_the_model_rank_0_reads() {
 fn the_sequence_program_fits_and_walks_its_path_on_ranks_as_in_one_process() {
     let dir = tempfile::tempdir().unwrap();
     let data = "synthetic:N=120,n=5,d=3,c=2,heads=2,support=2,seed=3";
-    fn fit<'a>(out: &'a str) -> Vec<&'a str> {
+    fn fit(out: &str) -> Vec<&str> {
         vec![
             "fit",
             "--data",

@@ -193,8 +193,8 @@ fn check_resumable(r: &PathResume, bmax: f64) -> Result<()> {
             r.grid.len()
         ));
     }
-    // NaN compares false: refused too.
-    if !((first - bmax).abs() <= 1e-9 * bmax.abs()) {
+    let same = (first - bmax).abs() <= 1e-9 * bmax.abs(); // false for NaN: refused
+    if !same {
         return invalid(format!(
             "cannot resume: beta_max is {bmax:e} on this data, {first:e} in the recorded run; \
              start a new run with --force"
