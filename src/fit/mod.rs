@@ -336,6 +336,7 @@ impl Fitted {
 mod tests {
     use super::*;
     use crate::data::synthetic::{generate, SyntheticSpec, TargetKind};
+    use crate::error::Error;
     use crate::operator::GateKind;
 
     #[test]
@@ -462,6 +463,82 @@ mod tests {
             assert_eq!(a.validation_error, b.validation_error);
             assert_eq!(f.model.header.n_blocks, one.model.header.n_blocks);
         }
+    }
+
+    #[test]
+    fn a_sharded_path_is_the_one_process_path_and_resumes_where_it_stopped() {
+        let (data, _) = generate(&SyntheticSpec {
+            n_samples: 97,
+            n_tokens: 5,
+            n_features: 3,
+            ..Default::default()
+        })
+        .unwrap();
+        let fit = Fit::scalar().intercept(true).tol(1e-10);
+        let betas = PathBetas::Grid { n: 4, ratio: 0.05 };
+        let (one, bmax) = fit.path(&data, &betas).unwrap();
+        let objectives = |points: &[Fitted]| -> Vec<f64> {
+            points.iter().map(|f| f.report.solve.objective).collect()
+        };
+        let close = |a: &[f64], b: &[f64]| {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .all(|(x, y)| (x - y).abs() <= 1e-10 * x.abs().max(1e-300))
+        };
+        // From point 2 on, started from point 1's solution.
+        let resume = PathResume {
+            grid: one.iter().map(|f| f.report.solve.beta).collect(),
+            done: 2,
+            warm: Some((
+                one[1].solution.coef.clone(),
+                one[1].solution.intercept.clone(),
+            )),
+        };
+        for (all, rest) in on_shards(3, |m| {
+            let r = crate::comm::shard_range(data.n_samples, m.rank(), 3);
+            let shard = data.select(&r.collect::<Vec<_>>());
+            let mut all = Vec::new();
+            let mut indices = Vec::new();
+            let end = fit
+                .path_on(&shard, None, &betas, None, m, |_, i, f| {
+                    indices.push(i);
+                    all.push(f);
+                    Ok::<(), Error>(())
+                })
+                .unwrap();
+            assert_eq!(indices, vec![0, 1, 2, 3]);
+            assert!(!end.interrupted && (end.beta_max - bmax).abs() <= 1e-12 * bmax);
+            let mut rest = Vec::new();
+            fit.path_on(&shard, None, &betas, Some(resume.clone()), m, |_, i, f| {
+                rest.push((i, f));
+                Ok::<(), Error>(())
+            })
+            .unwrap();
+            (all, rest)
+        }) {
+            assert!(close(&objectives(&one), &objectives(&all)));
+            assert_eq!(rest.iter().map(|p| p.0).collect::<Vec<_>>(), vec![2, 3]);
+            let rest: Vec<Fitted> = rest.into_iter().map(|p| p.1).collect();
+            assert!(close(&objectives(&one[2..]), &objectives(&rest)));
+        }
+        // A record of another data set (another β_max) is refused.
+        let other = PathResume {
+            grid: vec![2.0 * bmax, bmax],
+            ..Default::default()
+        };
+        let err = fit
+            .path_on(
+                &data,
+                None,
+                &betas,
+                Some(other),
+                &crate::comm::SingleProcess,
+                |_, _, _| Ok::<(), Error>(()),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("beta_max"), "{err}");
     }
 
     #[test]
