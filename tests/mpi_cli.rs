@@ -324,15 +324,123 @@ fn the_sequence_program_fits_and_walks_its_path_on_ranks_as_in_one_process() {
     assert!(o.status.success(), "{}", stderr(&o));
     let o = mpirun(2, &path_args(data, "sequence", "path-two"), dir.path());
     assert!(o.status.success(), "{}", stderr(&o));
+    let one_path = json(&dir.path().join("path-one/path.json"));
     assert_same_path(
-        &json(&dir.path().join("path-one/path.json")),
+        &one_path,
         &json(&dir.path().join("path-two/path.json")),
         "active_matrices",
     );
+    // Stopped in one process before its last point, resumed on 2 ranks
+    // (whose β_max differs from the recorded one in its last bits).
+    let stopped = dir.path().join("path-one");
+    let mut j = one_path.clone();
+    j["path"].as_array_mut().unwrap().pop();
+    j["state"] = "interrupted".into();
+    std::fs::write(stopped.join("path.json"), j.to_string()).unwrap();
+    let mut args = path_args(data, "sequence", "path-one");
+    args.push("--resume");
+    let o = mpirun(2, &args, dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let resumed = json(&stopped.join("path.json"));
+    assert_same_path(&one_path, &resumed, "active_matrices");
+    assert!(resumed["path"][4]["iterations"].as_u64().unwrap() <= 1);
     // Held-out samples cut from each shard would differ from one process's.
     let mut args = fit("valfrac");
     args.extend(["--val-frac", "0.2"]);
     let o = mpirun(2, &args, dir.path());
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--val-frac"), "{}", stderr(&o));
+}
+
+/// The points in `dir/path.json` (0 while it is not there yet).
+fn points(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("path.json"))
+        .ok()
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+        .and_then(|j| j["path"].as_array().map(|a| a.len()))
+        .unwrap_or(0)
+}
+
+/// Ctrl-C in a terminal reaches mpirun (the ranks run in process groups of
+/// their own); Open MPI's mpirun passes it on to every rank as SIGTERM,
+/// about 2 s later (measured here), then ends the job. The ranks agree to
+/// stop, rank 0 writes what they computed, and `--resume` on ranks
+/// finishes the path as a run never stopped.
+#[test]
+fn ctrl_c_to_mpirun_stops_every_rank_after_writing_and_resume_on_ranks_finishes() {
+    // Correlated tokens, FISTA and a tight tolerance: each β takes a while.
+    let slow = |out: &'static str| {
+        vec![
+            "path",
+            "--data",
+            "synthetic:N=16000,n=16,d=16,active=3,noise=0.1,seed=1,rho=0.5",
+            "--solver",
+            "fista",
+            "--tol",
+            "1e-10",
+            "--betas",
+            "30",
+            "--out",
+            out,
+        ]
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("stopped");
+    let mut child = Command::new("mpirun")
+        .args(["--oversubscribe", "-np", "2"])
+        .arg(env!("CARGO_BIN_EXE_convexformer"))
+        .args(slow("stopped"))
+        .current_dir(dir.path())
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("OMPI_MCA_mpi_yield_when_idle", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while points(&out) < 2 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the path finished before it could be interrupted: make it slower"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no point in 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    common::cli::signal(&child, "-INT");
+    let signalled = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            signalled.elapsed() < Duration::from_secs(60),
+            "mpirun still running 60 s after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    eprintln!("mpirun exited {:?} after the signal", signalled.elapsed());
+    assert!(
+        err.contains("SIGTERM: finishing the current iteration"),
+        "{err}"
+    );
+    let j = json(&out.join("path.json"));
+    assert_eq!(j["state"], "interrupted", "{err}");
+    let stopped = j["path"].as_array().unwrap().len();
+    eprintln!("stopped with {stopped} of 30 points");
+    assert!((2..30).contains(&stopped), "{stopped} points");
+
+    let mut args = slow("stopped");
+    args.push("--resume");
+    let o = mpirun(2, &args, dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = cf(&slow("one"), dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_same_path(
+        &json(&dir.path().join("one/path.json")),
+        &json(&out.join("path.json")),
+        "active_tokens",
+    );
 }

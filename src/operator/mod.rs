@@ -79,6 +79,19 @@ pub trait LinearOperator: Sync {
     fn lipschitz_bound(&self) -> Option<f64> {
         None
     }
+    /// Where [`LinearOperator::lipschitz_bound`] is read off a Gram matrix
+    /// that sums over rows (the sequence operator's X̄ᵀX̄): that matrix on
+    /// these rows, so that shards can sum it and bound all rows exactly as
+    /// one process does ([`Sharded`]), not by the looser sum of their
+    /// bounds. Some on every shard or on none (it depends on the shape only).
+    fn lipschitz_gram(&self) -> Option<Vec<f64>> {
+        None
+    }
+    /// [`LinearOperator::lipschitz_bound`] from a matrix of
+    /// [`LinearOperator::lipschitz_gram`]'s form (summed over shards).
+    fn lipschitz_bound_of(&self, _gram: &[f64]) -> f64 {
+        f64::INFINITY
+    }
     /// Weighted Gram matrices of a working set, for operators whose every
     /// output reads block b of a row through one d-vector a_{row,b}
     /// (ŷ_{row,l} = Σ_b ⟨a_{row,b}, z_{b,l}⟩, d = `penalty_shape().1`):

@@ -28,7 +28,13 @@ impl<'c, O: LinearOperator> Sharded<'c, O> {
         // positive semidefinite matrices is at most the sum of theirs.
         // And each shard's rows, at its rank.
         let nb = inner.n_blocks();
-        let local_bound = inner.lipschitz_bound();
+        // Where the bound is read off a Gram matrix, that matrix is summed
+        // instead: the bound of all rows, as in one process.
+        let gram = inner.lipschitz_gram();
+        let local_bound = match gram {
+            Some(_) => Some(0.0),
+            None => inner.lipschitz_bound(),
+        };
         let mut v: Vec<f64> = Vec::with_capacity(nb + 3 + comm.size());
         v.push(inner.n_rows() as f64);
         v.extend(inner.block_norms().iter().map(|x| x * x));
@@ -43,7 +49,13 @@ impl<'c, O: LinearOperator> Sharded<'c, O> {
         }));
         comm.sum(&mut v);
         let block_norms = v[1..=nb].iter().map(|x| x.sqrt()).collect();
-        let lipschitz = (v[nb + 2] == 0.0).then_some(v[nb + 1]);
+        let lipschitz = match gram {
+            Some(mut g) => {
+                comm.sum(&mut g);
+                Some(inner.lipschitz_bound_of(&g))
+            }
+            None => (v[nb + 2] == 0.0).then_some(v[nb + 1]),
+        };
         let largest_shard = v[nb + 3..].iter().fold(0.0f64, |a, &b| a.max(b)) as usize;
         Sharded {
             inner,

@@ -103,21 +103,33 @@ impl<'a> SequenceOperator<'a> {
     /// [`MAX_GRAM`] entries) formed in one pass, or else two passes per
     /// iteration.
     pub fn power_iteration(&self, iters: usize, use_gram: bool) -> (f64, usize) {
+        let gram = use_gram.then(|| self.gram());
+        self.power_with(iters, gram.as_deref())
+    }
+
+    /// X̄ᵀX̄ ((n·d)², column-major) in one pass.
+    fn gram(&self) -> Vec<f64> {
         let (n_s, n, d, _) = self.data.shape();
         let p = n * d;
         let x = MatRef::from_row_major_slice(&self.data.x, n_s, p);
-        let gram = use_gram.then(|| {
-            let mut g = vec![0.0; p * p];
-            matmul(
-                MatMut::from_column_major_slice_mut(&mut g, p, p),
-                Accum::Replace,
-                x.transpose(),
-                x,
-                1.0,
-                self.par,
-            );
-            g
-        });
+        let mut g = vec![0.0; p * p];
+        matmul(
+            MatMut::from_column_major_slice_mut(&mut g, p, p),
+            Accum::Replace,
+            x.transpose(),
+            x,
+            1.0,
+            self.par,
+        );
+        g
+    }
+
+    /// The power iteration on `gram` (which may be summed over shards), or
+    /// on the data when None.
+    fn power_with(&self, iters: usize, gram: Option<&[f64]>) -> (f64, usize) {
+        let (n_s, n, d, _) = self.data.shape();
+        let p = n * d;
+        let x = MatRef::from_row_major_slice(&self.data.x, n_s, p);
         let mut passes = usize::from(gram.is_some());
         let mut v: Vec<f64> = (0..p)
             .map(|k| 1.0 + ((k * 7919) % 13) as f64 / 13.0)
@@ -133,7 +145,7 @@ impl<'a> SequenceOperator<'a> {
             v.iter_mut().for_each(|x| *x /= nrm);
             let vr = MatRef::from_column_major_slice(&v, p, 1);
             let dst = MatMut::from_column_major_slice_mut(&mut v2, p, 1);
-            match &gram {
+            match gram {
                 Some(g) => {
                     let g = MatRef::from_column_major_slice(g, p, p);
                     matmul(dst, Accum::Replace, g, vr, 1.0, Par::Seq);
@@ -331,6 +343,13 @@ impl LinearOperator for SequenceOperator<'_> {
             let (lam, _) = self.power_iteration(300, (n * d) * (n * d) <= MAX_GRAM);
             2.0 * 1.02 * lam
         }))
+    }
+    fn lipschitz_gram(&self) -> Option<Vec<f64>> {
+        let (_, n, d, _) = self.data.shape();
+        ((n * d) * (n * d) <= MAX_GRAM).then(|| self.gram())
+    }
+    fn lipschitz_bound_of(&self, gram: &[f64]) -> f64 {
+        2.0 * 1.02 * self.power_with(300, Some(gram)).0
     }
     fn supports_intercept(&self) -> bool {
         false

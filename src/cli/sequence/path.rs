@@ -38,23 +38,33 @@ pub fn run_on(a: PathArgs, comm: &dyn Communicator) -> anyhow::Result<()> {
     let loss = d.loss;
     let shard = SequenceShard::new(&d.train, comm)?;
     let bmax = shard.beta_max(loss)?;
-    let grid = beta_grid(bmax, a.ratio, a.betas)?;
+    let mut grid = beta_grid(bmax, a.ratio, a.betas)?;
     let arguments = resume::arguments(&a)?;
     let data = super::data_json(&a.problem.data, &d);
     let (start, first) = if a.resume {
-        let (done, warm) = if root {
-            let (done, warm) = read_resumed(&a.out, &arguments, &data, &grid)?;
+        let Recorded {
+            points: done,
+            warm,
+            grid: recorded,
+        } = if root {
+            let r = read_resumed(&a.out, &arguments, &data, &grid)?;
             eprintln!(
                 "resuming in {}: {} of {} points already finished",
                 a.out.display(),
-                done.len(),
+                r.points.len(),
                 grid.len()
             );
-            (done, warm)
+            r
         } else {
-            (Vec::new(), None)
+            Recorded {
+                points: Vec::new(),
+                warm: None,
+                grid: Vec::new(),
+            }
         };
-        // Every rank starts after the finished points, from rank 0's warm start.
+        // Every rank goes on along the recorded grid after the finished
+        // points, from rank 0's warm start.
+        grid = from_root(comm, recorded);
         let count = from_root(comm, vec![done.len() as f64])[0] as usize;
         let warm = share_warm(comm, warm.map(|c| (c, Vec::new()))).map(|(c, _)| c);
         (Start { done, warm }, count)
@@ -134,14 +144,22 @@ pub struct Start {
     pub warm: Option<Vec<f64>>,
 }
 
-/// The finished points and the warm start of the run recorded in `out`,
-/// once it is shown to be the same computation on the same data.
+/// What a stopped run left: its finished points, the coefficients to start
+/// the next from, and its β grid.
+struct Recorded {
+    points: Vec<PathPoint>,
+    warm: Option<Vec<f64>>,
+    grid: Vec<f64>,
+}
+
+/// The run recorded in `out`, once it is shown to be the same computation
+/// on the same data.
 fn read_resumed(
     out: &Path,
     arguments: &serde_json::Value,
     data: &serde_json::Value,
     grid: &[f64],
-) -> anyhow::Result<(Vec<PathPoint>, Option<Vec<f64>>)> {
+) -> anyhow::Result<Recorded> {
     let summary = resume::read_summary(out, "path.json")?;
     resume::check_same_arguments(&summary["arguments"], arguments, out)?;
     resume::check_same_data(&summary["data"], data, out)?;
@@ -153,7 +171,14 @@ fn read_resumed(
     };
     let recorded: Vec<f64> = serde_json::from_value(summary["betas"].clone())
         .map_err(|e| unreadable("the β grid", e))?;
-    if recorded != grid {
+    // The same β_max up to the order of its sums (a run may be resumed on
+    // another number of ranks): the recorded grid goes on.
+    let same = recorded.len() == grid.len()
+        && recorded
+            .iter()
+            .zip(grid)
+            .all(|(r, g)| (r - g).abs() <= 1e-9 * g.abs());
+    if !same {
         bail!(
             "cannot resume in {}: the β grid differs from the recorded run's (β_max changed: other data?); start a new run with --force",
             out.display()
@@ -172,7 +197,11 @@ fn read_resumed(
     let warm = Checkpoint::load(out)?
         .filter(|c| c.point + 1 == points.len() || c.point == points.len())
         .map(|c| c.coef);
-    Ok((points, warm))
+    Ok(Recorded {
+        points,
+        warm,
+        grid: recorded,
+    })
 }
 
 /// Solves along `grid` from its point `first` on, `start` holding the
