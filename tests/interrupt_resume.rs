@@ -42,11 +42,7 @@ fn spawn(dir: &Path, args: &[&str]) -> std::process::Child {
 
 /// The points recorded in `dir/path.json` (0 while it is not there yet).
 fn points(dir: &Path) -> usize {
-    std::fs::read_to_string(dir.join("path.json"))
-        .ok()
-        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
-        .and_then(|j| j["path"].as_array().map(|a| a.len()))
-        .unwrap_or(0)
+    common::cli::recorded(dir, "path.json", "path")
 }
 
 /// path.csv parsed: header and rows, every row as long as the header.
@@ -340,11 +336,7 @@ fn sigterm_stops_cleanly_and_a_second_signal_exits_at_once_leaving_whole_files()
 
 /// The runs recorded in `dir/summary.json` (0 while it is not there yet).
 fn compare_runs(dir: &Path) -> usize {
-    std::fs::read_to_string(dir.join("summary.json"))
-        .ok()
-        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
-        .and_then(|j| j["runs"].as_array().map(|a| a.len()))
-        .unwrap_or(0)
+    common::cli::recorded(dir, "summary.json", "runs")
 }
 
 #[test]

@@ -20,6 +20,17 @@ pub fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// The length of the array `key` in the JSON file `dir/file` (0 while the
+/// file is not there yet, or not whole): how far a running command got.
+#[allow(dead_code)] // not every test file watches a run
+pub fn recorded(dir: &Path, file: &str, key: &str) -> usize {
+    std::fs::read_to_string(dir.join(file))
+        .ok()
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+        .and_then(|j| j[key].as_array().map(|a| a.len()))
+        .unwrap_or(0)
+}
+
 /// Sends a signal (`"-INT"`, `"-TERM"`) to a running child.
 #[allow(dead_code)] // not every test file signals
 pub fn signal(child: &Child, sig: &str) {
