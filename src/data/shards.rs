@@ -166,6 +166,15 @@ mod tests {
     use crate::data::synthetic::{generate, SyntheticSpec, TargetKind};
     use crate::data::tensors::write_safetensors;
 
+    /// `ds` written as `dir/name.safetensors` and `dir/name.npz`.
+    fn in_both_formats(dir: &Path, name: &str, ds: &Dataset) -> [PathBuf; 2] {
+        let st = dir.join(format!("{name}.safetensors"));
+        let npz = dir.join(format!("{name}.npz"));
+        write_safetensors(&st, ds).unwrap();
+        crate::data::npz::write_npz(&npz, ds).unwrap();
+        [st, npz]
+    }
+
     #[test]
     fn one_file_splits_into_the_shards_blocks_of_samples() {
         let dir = tempfile::tempdir().unwrap();
@@ -179,11 +188,8 @@ mod tests {
                 ..Default::default()
             })
             .unwrap();
-            let st = dir.path().join("d.safetensors");
-            let npz = dir.path().join("d.npz");
-            write_safetensors(&st, &ds).unwrap();
-            crate::data::npz::write_npz(&npz, &ds).unwrap();
-            for file in [&st, &npz] {
+            let files = in_both_formats(dir.path(), "d", &ds);
+            for file in &files {
                 for size in [1, 2, 5] {
                     let mut n = 0;
                     for rank in 0..size {
@@ -203,7 +209,7 @@ mod tests {
                     .to_string();
                 assert!(err.contains("fewer than the 24 shards"), "{err}");
             }
-            let err = read_safetensors_rows(&st, 20..30, Targets::PerSample)
+            let err = read_safetensors_rows(&files[0], 20..30, Targets::PerSample)
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("23 rows"), "{err}");
@@ -225,11 +231,7 @@ mod tests {
             })
             .unwrap();
             assert_eq!(ds.targets, Targets::PerPosition);
-            let st = dir.path().join("s.safetensors");
-            let npz = dir.path().join("s.npz");
-            write_safetensors(&st, &ds).unwrap();
-            crate::data::npz::write_npz(&npz, &ds).unwrap();
-            for file in [&st, &npz] {
+            for file in &in_both_formats(dir.path(), "s", &ds) {
                 for rank in 0..3 {
                     let (shard, _) =
                         read_shard(std::slice::from_ref(file), rank, 3, Targets::PerPosition)

@@ -300,14 +300,8 @@ fn solve_problem<O: LinearOperator>(
     let heads = recover_sequence_heads(&coef, n, d, c)?;
     // The solve's time: certified and recovered, before the nonconvex check.
     let seconds = start.elapsed().as_secs_f64();
-    let mut fit = [recovery::fit_value(
-        problem.loss,
-        data,
-        &recovery::head_predictions(&heads, data),
-    )];
-    sum(&mut fit);
     let nonconvex_objective =
-        fit[0] + problem.beta * heads.iter().map(recovery::head_penalty).sum::<f64>();
+        recovery::nonconvex_on_shard(&heads, data, problem.loss, problem.beta, sum);
     Ok(SequenceSolution {
         coef,
         n_tokens: n,

@@ -134,8 +134,21 @@ pub fn sequence_nonconvex_objective(
     loss: Loss,
     beta: f64,
 ) -> f64 {
-    fit_value(loss, data, &head_predictions(heads, data))
-        + beta * heads.iter().map(head_penalty).sum::<f64>()
+    nonconvex_on_shard(heads, data, loss, beta, &|_| {})
+}
+
+/// [`sequence_nonconvex_objective`] where `data` is one shard of the
+/// samples: `sum` adds the loss over rows across the shards.
+pub(crate) fn nonconvex_on_shard(
+    heads: &[SequenceHead],
+    data: &Dataset,
+    loss: Loss,
+    beta: f64,
+    sum: &dyn Fn(&mut [f64]),
+) -> f64 {
+    let mut fit = [fit_value(loss, data, &head_predictions(heads, data))];
+    sum(&mut fit);
+    fit[0] + beta * heads.iter().map(head_penalty).sum::<f64>()
 }
 
 fn check_head_shapes(heads: &[SequenceHead], n: usize, d: usize, c: usize) -> Result<()> {
