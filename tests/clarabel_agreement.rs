@@ -53,7 +53,7 @@ struct Case {
     one_hot: bool,
 }
 
-const CASES: [Case; 8] = [
+const CASES: [Case; 10] = [
     Case {
         name: "scalar × squared",
         loss: Loss::Squared,
@@ -117,6 +117,24 @@ const CASES: [Case; 8] = [
         outputs: 3,
         seed_base: 8000,
         one_hot: true,
+    },
+    // Nine outputs: the solvers' products over all outputs at once (rows
+    // of a block minimised together, block products by matrix products).
+    Case {
+        name: "vector-l1 (c=9) × squared",
+        loss: Loss::Squared,
+        penalty: Penalty::GroupL2,
+        outputs: 9,
+        seed_base: 9000,
+        one_hot: false,
+    },
+    Case {
+        name: "vector-l1 (c=9) × cross-entropy",
+        loss: Loss::CrossEntropy,
+        penalty: Penalty::GroupL2,
+        outputs: 9,
+        seed_base: 10000,
+        one_hot: false,
     },
 ];
 
@@ -327,6 +345,12 @@ fn vector_l1_squared_agrees_with_clarabel() {
 }
 
 #[test]
+fn vector_l1_many_outputs_agrees_with_clarabel() {
+    agree(&CASES[8]);
+    agree(&CASES[9]);
+}
+
+#[test]
 fn vector_l1_cross_entropy_agrees_with_clarabel() {
     agree(&CASES[3]);
 }
@@ -338,7 +362,7 @@ fn vector_l2_single_output_squared_agrees_with_clarabel() {
 
 #[test]
 fn one_hot_tokens_agree_with_clarabel() {
-    for case in &CASES[5..] {
+    for case in &CASES[5..8] {
         agree(case);
     }
 }

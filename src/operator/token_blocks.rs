@@ -7,7 +7,14 @@
 use super::kernels::{axpy, dot};
 use super::token::TokenOperator;
 use super::{LinearOperator, RowWeights};
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
+
+/// Outputs from which a dense, ungated block's products are one matrix
+/// product per chunk of samples (the teacher's 384) instead of a loop over
+/// rows and outputs.
+const OUTPUTS_BY_PRODUCTS: usize = 8;
 
 impl TokenOperator<'_> {
     /// out = Σ_i ∇_i ⊗ x_{i,b} over the rows where block b's gate is on;
@@ -25,6 +32,7 @@ impl TokenOperator<'_> {
         let n = self.n_samples();
         let sparse = self.sparse_rows(b);
         let weights = curvature.as_ref().map(|(w, _)| *w);
+        let by_products = self.dense_ungated(b) && c >= OUTPUTS_BY_PRODUCTS && weights.is_none();
         let partials: Vec<(Vec<f64>, Vec<f64>)> = grad
             .par_chunks(cs * c)
             .enumerate()
@@ -35,6 +43,18 @@ impl TokenOperator<'_> {
                 let i0 = j * cs;
                 let rows = g.len() / c;
                 let x = self.rows(i0, rows, b);
+                if by_products {
+                    // acc (c×d) = Gᵀ X over the chunk's rows.
+                    matmul(
+                        MatMut::from_row_major_slice_mut(&mut acc, c, d),
+                        Accum::Replace,
+                        MatRef::from_row_major_slice(g, rows, c).transpose(),
+                        MatRef::from_row_major_slice(x, rows, d),
+                        1.0,
+                        Par::Seq,
+                    );
+                    return (acc, acc2);
+                }
                 for (r, (gi, xi)) in g.chunks_exact(c).zip(x.chunks_exact(d)).enumerate() {
                     if !self.gate_on(i0 + r, b) {
                         continue;
@@ -104,6 +124,9 @@ impl TokenOperator<'_> {
         if moved.is_empty() {
             return 0.0;
         }
+        // A product over all outputs pays for the unmoved ones' zero rows:
+        // worth it once half of them moved.
+        let by_products = self.dense_ungated(b) && c >= OUTPUTS_BY_PRODUCTS && 2 * moved.len() >= c;
         let changes: Vec<f64> = yhat
             .par_chunks_mut(cs * c)
             .zip(grad.par_chunks_mut(cs * c))
@@ -114,21 +137,37 @@ impl TokenOperator<'_> {
                 let rows = rl.len();
                 let x = self.rows(i0, rows, b);
                 let mut change = 0.0;
+                if by_products {
+                    // Ŷ (rows×c) += X Δᵀ: one product, the unmoved outputs'
+                    // zero rows of Δ included.
+                    matmul(
+                        MatMut::from_row_major_slice_mut(yh, rows, c),
+                        Accum::Add,
+                        MatRef::from_row_major_slice(x, rows, d),
+                        MatRef::from_row_major_slice(delta, c, d).transpose(),
+                        1.0,
+                        Par::Seq,
+                    );
+                }
                 for (r, xi) in x.chunks_exact(d).enumerate() {
                     let i = i0 + r;
                     if !self.gate_on(i, b) {
                         continue;
                     }
                     let yi = &mut yh[r * c..(r + 1) * c];
-                    if let Some(sp) = sparse {
-                        for (q, v) in sp.row(i) {
-                            for &l in &moved {
-                                yi[l] += v * delta[l * d + q];
+                    match sparse {
+                        _ if by_products => {} // ŷ moved above
+                        Some(sp) => {
+                            for (q, v) in sp.row(i) {
+                                for &l in &moved {
+                                    yi[l] += v * delta[l * d + q];
+                                }
                             }
                         }
-                    } else {
-                        for &l in &moved {
-                            yi[l] += dot(xi, &delta[l * d..(l + 1) * d]);
+                        None => {
+                            for &l in &moved {
+                                yi[l] += dot(xi, &delta[l * d..(l + 1) * d]);
+                            }
                         }
                     }
                     let new = loss(i, yi, &mut g[r * c..(r + 1) * c]);

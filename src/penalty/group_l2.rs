@@ -1,4 +1,7 @@
-use super::quadratic::{diagonal_group_quadratic_min, group_quadratic_min, SymEigen};
+use super::quadratic::{
+    diagonal_group_quadratic_min, group_quadratic_min, rows_quadratic_min, SymEigen,
+    ROWS_BY_PRODUCTS,
+};
 use super::{norm2, BlockPenalty};
 
 /// Σ_l ‖z_{b,l}‖₂ over the c rows of a block: group lasso with one group per
@@ -41,6 +44,10 @@ impl BlockPenalty for GroupL2 {
         work: &mut [f64],
     ) -> bool {
         // The rows are separate groups: one secular equation each.
+        if s.len() >= ROWS_BY_PRODUCTS * d && work.len() >= s.len() {
+            rows_quadratic_min(h, s, tau, block, work);
+            return true;
+        }
         for (row, sl) in block.chunks_exact_mut(d).zip(s.chunks_exact(d)) {
             group_quadratic_min(h, sl, tau, row, work);
         }

@@ -590,7 +590,8 @@ impl Scratch {
             delta: vec![0.0; c * d],
             m: vec![0.0; c * d],
             h: vec![0.0; c * d],
-            secular: vec![0.0; d],
+            // c·d: the rows' rotations when they are batched.
+            secular: vec![0.0; c * d],
         }
     }
 }

@@ -15,6 +15,7 @@
 
 use super::fista::Budget;
 use crate::operator::kernels::{axpy, dot};
+use crate::penalty::quadratic::ROWS_BY_PRODUCTS;
 use crate::penalty::{BlockPenalty, Penalty, SymEigen};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
@@ -112,9 +113,27 @@ impl GramModel {
         GramModel::new(grams, keep.len(), d, self.c, self.ones)
     }
 
-    /// u_l = G v_l for every output.
+    /// u_l = G v_l for every output: one product V·G when the outputs
+    /// share the Gram (G is symmetric).
     pub fn apply(&self, v: &[f64], u: &mut [f64]) {
         let m = self.m;
+        if self.grams.len() == 1 {
+            let c = v.len() / m;
+            let par = if c * m * m >= 1 << 20 {
+                Par::rayon(0)
+            } else {
+                Par::Seq
+            };
+            matmul(
+                MatMut::from_row_major_slice_mut(u, c, m),
+                Accum::Replace,
+                MatRef::from_row_major_slice(v, c, m),
+                MatRef::from_row_major_slice(&self.grams[0], m, m),
+                1.0,
+                par,
+            );
+            return;
+        }
         for (l, (vl, ul)) in v.chunks_exact(m).zip(u.chunks_exact_mut(m)).enumerate() {
             let g = self.gram(l);
             for (r, out) in ul.iter_mut().enumerate() {
@@ -229,7 +248,8 @@ impl Work {
             grad: vec![0.0; c * d],
             trial: vec![0.0; c * d],
             s: vec![0.0; c * d],
-            secular: vec![0.0; d],
+            // c·d: the rows' rotations when they are batched.
+            secular: vec![0.0; c * d],
         }
     }
 }
@@ -323,13 +343,27 @@ fn epoch(
         model.gather(v, j, &mut w.block);
         model.block_grad(a, u, j, &mut w.grad);
         // s_l = G_l,jj z_{j,l} − ∇_{j,l}: the linear term of the block's own
-        // problem.
-        for l in 0..c {
-            let g = model.gram(l);
-            let z = &w.block[l * d..(l + 1) * d];
-            for q in 0..d {
-                let r = j * d + q;
-                w.s[l * d + q] = dot(&g[r * m + j * d..r * m + (j + 1) * d], z) - w.grad[l * d + q];
+        // problem; one product for all outputs when they share the Gram.
+        if shared && c >= ROWS_BY_PRODUCTS {
+            let g = model.gram(0);
+            matmul(
+                MatMut::from_row_major_slice_mut(&mut w.s, c, d),
+                Accum::Replace,
+                MatRef::from_row_major_slice(&w.block, c, d),
+                MatRef::from_row_major_slice_with_stride(&g[j * d * m + j * d..], d, d, m),
+                1.0,
+                Par::Seq,
+            );
+            axpy(-1.0, &w.grad, &mut w.s);
+        } else {
+            for l in 0..c {
+                let g = model.gram(l);
+                let z = &w.block[l * d..(l + 1) * d];
+                for q in 0..d {
+                    let r = j * d + q;
+                    w.s[l * d + q] =
+                        dot(&g[r * m + j * d..r * m + (j + 1) * d], z) - w.grad[l * d + q];
+                }
             }
         }
         w.trial.copy_from_slice(&w.block);
