@@ -85,7 +85,10 @@ class _ConvexAttention(BaseEstimator):
             coef, b = self.model_.coef, self.model_.intercept
             blocks = X3.shape[1] * (config["n_gates"] if config["program"] == "gated" else 1)
             if coef.shape == (blocks, len(b), X3.shape[2]) and len(b) == n_outputs_of(targets, n_classes):
-                warm = {"warm_coef": coef.ravel().tolist(), "warm_intercept": b.tolist()}
+                warm = {
+                    "warm_coef": np.asarray(coef, dtype=np.float64),
+                    "warm_intercept": np.asarray(b, dtype=np.float64),
+                }
         model, report = _core.fit(X3, targets, config, n_classes, **warm)
         self._set_fitted(model, json.loads(report), X3.shape)
         return self

@@ -32,15 +32,15 @@ def fit(
     y: NDArray[Any],
     config: Config,
     n_classes: Optional[int] = None,
-    warm_coef: Optional[Sequence[float]] = None,
-    warm_intercept: Optional[Sequence[float]] = None,
+    warm_coef: Optional[NDArray[np.float64]] = None,
+    warm_intercept: Optional[NDArray[np.float64]] = None,
 ) -> Tuple[Model, str]: ...
 def fit_sequence(
     x: NDArray[np.floating],
     y: NDArray[Any],
     config: Config,
     n_classes: Optional[int] = None,
-    warm_coef: Optional[Sequence[float]] = None,
+    warm_coef: Optional[NDArray[np.float64]] = None,
 ) -> Tuple[Model, str]: ...
 def path(
     x: NDArray[np.floating],

@@ -105,7 +105,7 @@ class ConvexAttentionRegressor(RegressorMixin, _ConvexAttention):
             X3.shape[1],
             X3.shape[1],
         ):
-            warm = {"warm_coef": self.model_.coef.ravel().tolist()}
+            warm = {"warm_coef": np.asarray(self.model_.coef, dtype=np.float64)}
         model, report = _core.fit_sequence(X3, np.ascontiguousarray(y), config, None, **warm)
         self._y_1d = False
         self._y_per_position_1 = y.ndim == 2

@@ -22,10 +22,7 @@ pub fn tokens(x: &Bound<'_, PyAny>) -> PyResult<(Vec<f64>, (usize, usize, usize)
     };
     if let Ok(a) = x.extract::<PyReadonlyArrayDyn<'_, f64>>() {
         let shape = shape3(a.shape())?;
-        let v = match a.as_slice() {
-            Ok(s) => s.to_vec(),
-            Err(_) => a.as_array().iter().copied().collect(),
-        };
+        let v = c_order(&a);
         return Ok((v, shape));
     }
     if let Ok(a) = x.extract::<PyReadonlyArrayDyn<'_, f32>>() {
@@ -73,6 +70,11 @@ pub fn labels(y: &Bound<'_, PyAny>, n_samples: usize) -> PyResult<Vec<usize>> {
             a.shape()
         )));
     }
+    label_codes(&a)
+}
+
+/// The labels as indices, refusing negative ones.
+fn label_codes(a: &PyReadonlyArrayDyn<'_, i64>) -> PyResult<Vec<usize>> {
     a.as_array()
         .iter()
         .map(|&l| {
@@ -81,6 +83,22 @@ pub fn labels(y: &Bound<'_, PyAny>, n_samples: usize) -> PyResult<Vec<usize>> {
             })
         })
         .collect()
+}
+
+/// Optional warm-start values as one flat f64 vector (any shape, any
+/// memory order): read from the array, no Python list in between.
+pub fn flat(v: Option<PyReadonlyArrayDyn<'_, f64>>) -> Option<Vec<f64>> {
+    v.map(|a| c_order(&a))
+}
+
+/// The values in C (row-major) order: one copy of the buffer when it is
+/// C-contiguous, else element by element. (`as_slice` also accepts an
+/// F-contiguous buffer, whose memory order is not the logical one.)
+fn c_order(a: &PyReadonlyArrayDyn<'_, f64>) -> Vec<f64> {
+    match a.as_slice() {
+        Ok(s) if a.is_c_contiguous() => s.to_vec(),
+        _ => a.as_array().iter().copied().collect(),
+    }
 }
 
 /// A data set with real targets, or class labels when `n_classes` is given.
@@ -122,16 +140,7 @@ pub fn dataset_per_position(
         if a.shape() != [n_samples, n_tokens] {
             return Err(bad_shape(a.shape()));
         }
-        let labels = a
-            .as_array()
-            .iter()
-            .map(|&l| {
-                usize::try_from(l).map_err(|_| {
-                    PyValueError::new_err(format!("class labels must be 0, 1, ...; got {l}"))
-                })
-            })
-            .collect::<PyResult<Vec<usize>>>()?;
-        return Dataset::new_classes_per_position(xv, shape, labels, k).py();
+        return Dataset::new_classes_per_position(xv, shape, label_codes(&a)?, k).py();
     }
     let a = y
         .extract::<PyReadonlyArrayDyn<'_, f64>>()

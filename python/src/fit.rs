@@ -5,10 +5,10 @@ use convexformer::fit::{Fitted, PathBetas};
 use convexformer::model::SavedModel;
 use convexformer::sequence::{sequence_beta_max, solve_sequence_from, SequenceReport};
 use convexformer::solver::Interrupt;
-use numpy::PyArrayDyn;
+use numpy::{PyArrayDyn, PyReadonlyArrayDyn};
 use pyo3::prelude::*;
 
-use crate::arrays::{array, dataset, dataset_per_position};
+use crate::arrays::{array, dataset, dataset_per_position, flat};
 use crate::config::Config;
 use crate::errors::IntoPy;
 use crate::model::Model;
@@ -28,10 +28,11 @@ pub fn fit(
     y: &Bound<'_, PyAny>,
     config: Config,
     n_classes: Option<usize>,
-    warm_coef: Option<Vec<f64>>,
-    warm_intercept: Option<Vec<f64>>,
+    warm_coef: Option<PyReadonlyArrayDyn<'_, f64>>,
+    warm_intercept: Option<PyReadonlyArrayDyn<'_, f64>>,
 ) -> PyResult<(Model, String)> {
     let data = dataset(x, y, n_classes)?;
+    let (warm_coef, warm_intercept) = (flat(warm_coef), flat(warm_intercept));
     let interrupt = Interrupt::new();
     let fit = config.to_fit(&interrupt)?;
     let warm = match (&warm_coef, &warm_intercept) {
@@ -122,9 +123,10 @@ pub fn fit_sequence(
     y: &Bound<'_, PyAny>,
     config: Config,
     n_classes: Option<usize>,
-    warm_coef: Option<Vec<f64>>,
+    warm_coef: Option<PyReadonlyArrayDyn<'_, f64>>,
 ) -> PyResult<(Model, String)> {
     let data = dataset_per_position(x, y, n_classes)?;
+    let warm_coef = flat(warm_coef);
     let interrupt = Interrupt::new();
     let (loss, beta, opts) = config.sequence(&interrupt)?;
     let run = || -> convexformer::Result<_> {

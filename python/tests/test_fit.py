@@ -1,6 +1,8 @@
 """What a fit promises: a certificate that numpy can check, the recovered
 heads, every program, every input layout, clear errors."""
 
+import json
+import math
 import threading
 import time
 
@@ -63,6 +65,21 @@ def test_layouts_and_dtypes_give_the_same_fit(data):
     np.testing.assert_allclose(
         same[1].predict(X.reshape(N, n * d)), ref.predict(X), rtol=0, atol=1e-10
     )
+
+
+def test_the_core_reads_fortran_ordered_arrays_in_logical_order(data):
+    # The estimators pass C-ordered arrays; the core itself must not read an
+    # F-contiguous buffer in memory order either (X and warm starts).
+    X, y = data
+    config = cf.ConvexAttentionRegressor(tol=1e-10)._config("squared", 1)
+    ref, _ = cf._core.fit(np.ascontiguousarray(X), y, config)
+    f, _ = cf._core.fit(np.asfortranarray(X), y, config)
+    np.testing.assert_allclose(f.coef, ref.coef, rtol=0, atol=1e-12)
+    warm, report = cf._core.fit(
+        X, y, config, warm_coef=np.asfortranarray(ref.coef), warm_intercept=ref.intercept
+    )
+    assert json.loads(report)["iterations"] <= 1
+    np.testing.assert_allclose(warm.coef, ref.coef, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("model", ["vector-l1", "vector-l2", "gated"])
@@ -172,11 +189,16 @@ def hard(N=6000, n=48, d=24, seed=3):
 
 def test_two_threads_fit_at_once_and_the_gil_is_released():
     X, y = hard()
+    t0 = time.perf_counter()
     serial = cf.ConvexAttentionRegressor(beta_frac=0.01, fit_intercept=False).fit(X, y)
+    # Enough fits per thread that the run lasts about half a second or
+    # more, however fast this machine solves one.
+    reps = max(1, math.ceil(0.5 / (time.perf_counter() - t0)))
     out = [None, None]
 
     def work(i):
-        out[i] = cf.ConvexAttentionRegressor(beta_frac=0.01, fit_intercept=False).fit(X, y)
+        for _ in range(reps):
+            out[i] = cf.ConvexAttentionRegressor(beta_frac=0.01, fit_intercept=False).fit(X, y)
 
     # While the fits run, this thread keeps running Python: the largest gap
     # between its ticks is far below a fit's time only if the GIL is free.
