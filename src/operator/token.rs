@@ -156,14 +156,14 @@ impl<'a> TokenOperator<'a> {
         &self.xt[off..off + d]
     }
 
-    /// Block b's token in compressed rows, when it is sparse.
-    #[inline]
     /// Whether block b's rows are stored dense and every gate is on (no
     /// gates): its products can then be matrix products over chunks.
     pub(super) fn dense_ungated(&self, b: usize) -> bool {
         self.gates.is_none() && self.sparse_rows(b).is_none()
     }
 
+    /// Block b's token in compressed rows, when it is sparse.
+    #[inline]
     pub(super) fn sparse_rows(&self, b: usize) -> Option<&SparseToken> {
         self.sparse[b % self.data.n_tokens].as_ref()
     }

@@ -151,32 +151,6 @@ fn hint(z: &[f64], beta: f64) -> Option<f64> {
     (n > 0.0).then(|| beta / n)
 }
 
-/// Σ ŝ²/(λ+μ)² and Σ ŝ²/(λ+μ)³, in eight lanes so that the loop
-/// vectorises (a single running sum cannot be reordered by the compiler).
-#[inline]
-fn secular_sums(sh: &[f64], lam: &[f64], mu: f64) -> (f64, f64) {
-    const LANES: usize = 8;
-    let (mut p2, mut p3) = ([0.0; LANES], [0.0; LANES]);
-    let (sc, lc) = (sh.chunks_exact(LANES), lam.chunks_exact(LANES));
-    let (sr, lr) = (sc.remainder(), lc.remainder());
-    for (sv, lv) in sc.zip(lc) {
-        for k in 0..LANES {
-            let r = 1.0 / (lv[k] + mu);
-            let t = sv[k] * sv[k] * r * r;
-            p2[k] += t;
-            p3[k] += t * r;
-        }
-    }
-    let (mut a, mut b) = (p2.iter().sum::<f64>(), p3.iter().sum::<f64>());
-    for (&sv, &l) in sr.iter().zip(lr) {
-        let r = 1.0 / (l + mu);
-        let t = sv * sv * r * r;
-        a += t;
-        b += t * r;
-    }
-    (a, b)
-}
-
 /// The root μ > 0 of ψ(μ) = 1/‖(Λ+μ)⁻¹ŝ‖ − μ/β, given ŝ (‖ŝ‖ = `s_norm` >
 /// β) and the eigenvalues Λ with their least and largest.
 fn secular_root(
@@ -196,7 +170,13 @@ fn secular_root(
     // in a few steps; from `hi` it takes about twenty).
     let mut mu = start.filter(|&m| m > lo && m < hi).unwrap_or(hi);
     for _ in 0..100 {
-        let (p2, p3) = secular_sums(sh, lam, mu);
+        let (mut p2, mut p3) = (0.0, 0.0);
+        for (&sv, &l) in sh.iter().zip(lam) {
+            let r = 1.0 / (l + mu);
+            let t = sv * sv * r * r;
+            p2 += t;
+            p3 += t * r;
+        }
         let p = p2.sqrt();
         let psi = 1.0 / p - mu / beta;
         // ψ is a difference of two terms: below their rounding level it is
