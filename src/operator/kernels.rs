@@ -29,6 +29,17 @@ pub fn axpy(a: f64, x: &[f64], y: &mut [f64]) {
     }
 }
 
+/// Threads for a matrix product of `work` multiply-adds: both cores from
+/// about a million on (below, the hand-off costs more than it saves).
+#[inline]
+pub fn par_for(work: usize) -> faer::Par {
+    if work >= 1 << 20 {
+        faer::Par::rayon(0)
+    } else {
+        faer::Par::Seq
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -211,15 +211,11 @@ impl<'a> TokenOperator<'a> {
         F: Fn(usize, &[f64], &mut [f64]) -> f64 + Sync,
     {
         let (c, d) = (self.n_outputs(), self.block_dim());
-        let m = s.yh.len() / c;
         for y in s.yh.chunks_exact_mut(c) {
             y.copy_from_slice(intercept);
         }
         for (zb, &b) in fwd_coef.chunks_exact(c * d).zip(fwd) {
-            let x = MatRef::from_row_major_slice(self.rows(s.i0, m, b), m, d);
-            let z = MatRef::from_row_major_slice(zb, c, d);
-            let y = MatMut::from_row_major_slice_mut(s.yh, m, c);
-            matmul(y, Accum::Add, x, z.transpose(), 1.0, Par::Seq);
+            self.add_predictions(s.i0, b, zb, s.yh);
         }
         let mut total = 0.0;
         for (r, (yi, gi)) in
@@ -230,13 +226,32 @@ impl<'a> TokenOperator<'a> {
             total += loss(s.i0 + r, yi, gi);
             axpy(1.0, gi, igrad);
         }
-        let g = MatRef::from_row_major_slice(s.sg, m, c);
         for (gb, &b) in grads.chunks_exact_mut(c * d).zip(adj) {
-            let x = MatRef::from_row_major_slice(self.rows(s.i0, m, b), m, d);
-            let acc = MatMut::from_row_major_slice_mut(gb, c, d);
-            matmul(acc, Accum::Add, g.transpose(), x, 1.0, Par::Seq);
+            self.add_adjoint(s.i0, b, s.sg, gb);
         }
         total
+    }
+
+    /// Ŷ += X_b Zᵀ over the dense rows i0.. of block b (as many as Ŷ has,
+    /// c each; Z is c×d): one product, no gates.
+    pub(super) fn add_predictions(&self, i0: usize, b: usize, z: &[f64], yh: &mut [f64]) {
+        let (c, d) = (self.n_outputs(), self.block_dim());
+        let m = yh.len() / c;
+        let x = MatRef::from_row_major_slice(self.rows(i0, m, b), m, d);
+        let z = MatRef::from_row_major_slice(z, c, d);
+        let y = MatMut::from_row_major_slice_mut(yh, m, c);
+        matmul(y, Accum::Add, x, z.transpose(), 1.0, Par::Seq);
+    }
+
+    /// acc (c×d) += Gᵀ X_b over the dense rows i0.. of block b (as many as
+    /// G has, c each): one product, no gates.
+    pub(super) fn add_adjoint(&self, i0: usize, b: usize, g: &[f64], acc: &mut [f64]) {
+        let (c, d) = (self.n_outputs(), self.block_dim());
+        let m = g.len() / c;
+        let g = MatRef::from_row_major_slice(g, m, c);
+        let x = MatRef::from_row_major_slice(self.rows(i0, m, b), m, d);
+        let acc = MatMut::from_row_major_slice_mut(acc, c, d);
+        matmul(acc, Accum::Add, g.transpose(), x, 1.0, Par::Seq);
     }
 
     /// The design of `blocks`: row i is (x_{i,b})_{b ∈ blocks} (zero where a

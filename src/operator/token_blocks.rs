@@ -7,8 +7,6 @@
 use super::kernels::{axpy, dot};
 use super::token::TokenOperator;
 use super::{LinearOperator, RowWeights};
-use faer::linalg::matmul::matmul;
-use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
 /// Outputs from which a dense, ungated block's products are one matrix
@@ -44,15 +42,7 @@ impl TokenOperator<'_> {
                 let rows = g.len() / c;
                 let x = self.rows(i0, rows, b);
                 if by_products {
-                    // acc (c×d) = Gᵀ X over the chunk's rows.
-                    matmul(
-                        MatMut::from_row_major_slice_mut(&mut acc, c, d),
-                        Accum::Replace,
-                        MatRef::from_row_major_slice(g, rows, c).transpose(),
-                        MatRef::from_row_major_slice(x, rows, d),
-                        1.0,
-                        Par::Seq,
-                    );
+                    self.add_adjoint(i0, b, g, &mut acc);
                     return (acc, acc2);
                 }
                 for (r, (gi, xi)) in g.chunks_exact(c).zip(x.chunks_exact(d)).enumerate() {
@@ -138,16 +128,8 @@ impl TokenOperator<'_> {
                 let x = self.rows(i0, rows, b);
                 let mut change = 0.0;
                 if by_products {
-                    // Ŷ (rows×c) += X Δᵀ: one product, the unmoved outputs'
-                    // zero rows of Δ included.
-                    matmul(
-                        MatMut::from_row_major_slice_mut(yh, rows, c),
-                        Accum::Add,
-                        MatRef::from_row_major_slice(x, rows, d),
-                        MatRef::from_row_major_slice(delta, c, d).transpose(),
-                        1.0,
-                        Par::Seq,
-                    );
+                    // The unmoved outputs' zero rows of Δ included.
+                    self.add_predictions(i0, b, delta, yh);
                 }
                 for (r, xi) in x.chunks_exact(d).enumerate() {
                     let i = i0 + r;

@@ -78,15 +78,11 @@ pub const ROWS_BY_PRODUCTS: usize = 8;
 /// `work` holds at least c·d values.
 pub fn rows_quadratic_min(h: &SymEigen, s: &[f64], beta: f64, z: &mut [f64], work: &mut [f64]) {
     use faer::linalg::matmul::matmul;
-    use faer::{Accum, MatMut, MatRef, Par};
+    use faer::{Accum, MatMut, MatRef};
     use rayon::prelude::*;
     let d = h.d;
     let c = s.len() / d;
-    let par = if c * d * d >= 1 << 20 {
-        Par::rayon(0)
-    } else {
-        Par::Seq
-    };
+    let par = crate::operator::kernels::par_for(c * d * d);
     let qt = MatRef::from_row_major_slice(&h.qt, d, d);
     // Ŝ = S Qᵀᵀ: row l is Qᵀ s_l.
     let sh = &mut work[..c * d];

@@ -14,7 +14,7 @@
 //! acceleration extrapolates every K epochs (skglm's AndersonCD).
 
 use super::fista::Budget;
-use crate::operator::kernels::{axpy, dot};
+use crate::operator::kernels::{axpy, dot, par_for};
 use crate::penalty::quadratic::ROWS_BY_PRODUCTS;
 use crate::penalty::{BlockPenalty, Penalty, SymEigen};
 use faer::linalg::matmul::matmul;
@@ -119,11 +119,7 @@ impl GramModel {
         let m = self.m;
         if self.grams.len() == 1 {
             let c = v.len() / m;
-            let par = if c * m * m >= 1 << 20 {
-                Par::rayon(0)
-            } else {
-                Par::Seq
-            };
+            let par = par_for(c * m * m);
             matmul(
                 MatMut::from_row_major_slice_mut(u, c, m),
                 Accum::Replace,
@@ -423,11 +419,7 @@ fn epoch(
             let delta = MatRef::from_row_major_slice(&w.block[..moved * d], moved, d);
             let rows = MatRef::from_row_major_slice(&g[j * d * m..(j + 1) * d * m], d, m);
             // Both cores where the product is large (many outputs).
-            let par = if moved * d * m >= 1 << 20 {
-                Par::rayon(0)
-            } else {
-                Par::Seq
-            };
+            let par = par_for(moved * d * m);
             if moved == c {
                 let um = MatMut::from_row_major_slice_mut(u, c, m);
                 matmul(um, Accum::Add, delta, rows, 1.0, par);
