@@ -23,18 +23,11 @@ const ROWS: usize = 64;
 
 impl LayerNormOp {
     /// (mean, 1/√(σ² + ε)) of one row.
+    #[inline(always)]
     fn stats<T: WithDType>(&self, x: &[T]) -> (T, T) {
         let d = T::from_f64(x.len() as f64);
-        let mut sum = T::zero();
-        for &v in x {
-            sum += v;
-        }
-        let mean = sum / d;
-        let mut ss = T::zero();
-        for &v in x {
-            let c = v - mean;
-            ss += c * c;
-        }
+        let mean = sum8(x, |v| v) / d;
+        let ss = sum8(x, |v| (v - mean) * (v - mean));
         let var = (ss / d).to_f64();
         (mean, T::from_f64(1.0 / (var + self.eps).sqrt()))
     }
@@ -50,14 +43,19 @@ impl LayerNormOp {
         let d = w.len();
         out.par_chunks_mut(d * ROWS)
             .zip(x.par_chunks(d * ROWS))
-            .for_each(|(o, xs)| {
-                for (orow, row) in o.chunks_exact_mut(d).zip(xs.chunks_exact(d)) {
-                    let (mean, rstd) = self.stats(row);
-                    for q in 0..d {
-                        orow[q] = (row[q] - mean) * rstd * w[q] + b[q];
-                    }
-                }
-            });
+            .for_each(|(o, xs)| self.fwd_rows(xs, w, b, o));
+    }
+
+    /// The forward pass on this thread (the fused engine's shards).
+    #[inline(always)]
+    pub(crate) fn fwd_rows<T: WithDType>(&self, x: &[T], w: &[T], b: &[T], out: &mut [T]) {
+        let d = w.len();
+        for (orow, row) in out.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
+            let (mean, rstd) = self.stats(row);
+            for q in 0..d {
+                orow[q] = (row[q] - mean) * rstd * w[q] + b[q];
+            }
+        }
     }
 
     /// (dx, dw, db).
@@ -85,29 +83,7 @@ impl LayerNormOp {
             .map(|((dxs, xs), gs)| {
                 let mut dw = vec![T::zero(); d];
                 let mut db = vec![T::zero(); d];
-                let mut xhat = vec![T::zero(); d];
-                let mut gx = vec![T::zero(); d];
-                let inv_d = T::from_f64(1.0 / d as f64);
-                for ((dxr, row), gr) in dxs
-                    .chunks_exact_mut(d)
-                    .zip(xs.chunks_exact(d))
-                    .zip(gs.chunks_exact(d))
-                {
-                    let (mean, rstd) = self.stats(row);
-                    let (mut m1, mut m2) = (T::zero(), T::zero());
-                    for q in 0..d {
-                        xhat[q] = (row[q] - mean) * rstd;
-                        dw[q] += gr[q] * xhat[q];
-                        db[q] += gr[q];
-                        gx[q] = gr[q] * w[q];
-                        m1 += gx[q];
-                        m2 += gx[q] * xhat[q];
-                    }
-                    let (m1, m2) = (m1 * inv_d, m2 * inv_d);
-                    for q in 0..d {
-                        dxr[q] = rstd * (gx[q] - m1 - xhat[q] * m2);
-                    }
-                }
+                self.bwd_rows(xs, w, gs, dxs, &mut dw, &mut db);
                 (dw, db)
             })
             .collect();
@@ -121,6 +97,85 @@ impl LayerNormOp {
         }
         (dw, db)
     }
+
+    /// The backward pass on this thread (the fused engine's shards): dx
+    /// written, the rows' (dw, db) added into `dw`, `db`.
+    #[inline(always)]
+    pub(crate) fn bwd_rows<T: WithDType>(
+        &self,
+        x: &[T],
+        w: &[T],
+        g: &[T],
+        dx: &mut [T],
+        dw: &mut [T],
+        db: &mut [T],
+    ) {
+        let d = w.len();
+        let mut xhat = vec![T::zero(); d];
+        let mut gx = vec![T::zero(); d];
+        let inv_d = T::from_f64(1.0 / d as f64);
+        for ((dxr, row), gr) in dx
+            .chunks_exact_mut(d)
+            .zip(x.chunks_exact(d))
+            .zip(g.chunks_exact(d))
+        {
+            let (mean, rstd) = self.stats(row);
+            for q in 0..d {
+                xhat[q] = (row[q] - mean) * rstd;
+                dw[q] += gr[q] * xhat[q];
+                db[q] += gr[q];
+                gx[q] = gr[q] * w[q];
+            }
+            let m1 = sum8(&gx, |v| v) * inv_d;
+            let m2 = dot8(&gx, &xhat) * inv_d;
+            for q in 0..d {
+                dxr[q] = rstd * (gx[q] - m1 - xhat[q] * m2);
+            }
+        }
+    }
+}
+
+/// Σ f(x_i), summed in eight lanes (which the compiler keeps in vector
+/// registers; one running sum would be a chain of dependent additions).
+#[inline(always)]
+pub(crate) fn sum8<T: WithDType>(x: &[T], f: impl Fn(T) -> T) -> T {
+    let mut acc = [T::zero(); 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] += f(c[i]);
+        }
+    }
+    let mut s = T::zero();
+    for a in acc {
+        s += a;
+    }
+    for &v in rest {
+        s += f(v);
+    }
+    s
+}
+
+/// Σ a_i b_i in eight lanes, as [`sum8`].
+#[inline(always)]
+pub(crate) fn dot8<T: WithDType>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut s = T::zero();
+    for a in acc {
+        s += a;
+    }
+    for (&x, &y) in ra.iter().zip(rb) {
+        s += x * y;
+    }
+    s
 }
 
 impl CustomOp3 for LayerNormOp {
@@ -221,6 +276,7 @@ impl CausalAttention {
 
     /// The attention probabilities of query r of head j in sample `s`
     /// (s = the sample's n×3D values), into `p` (length r + 1).
+    #[inline(always)]
     fn probs<T: WithDType>(&self, s: &[T], r: usize, j: usize, d: usize, p: &mut Vec<f64>) {
         let dh = d / self.heads;
         let scale = 1.0 / (dh as f64).sqrt();
@@ -229,11 +285,7 @@ impl CausalAttention {
         let mut mx = f64::NEG_INFINITY;
         for k in 0..=r {
             let kk = &s[k * 3 * d + d + j * dh..k * 3 * d + d + (j + 1) * dh];
-            let mut dot = T::zero();
-            for (&a, &b) in q.iter().zip(kk) {
-                dot += a * b;
-            }
-            let v = dot.to_f64() * scale;
+            let v = dot8(q, kk).to_f64() * scale;
             mx = mx.max(v);
             p.push(v);
         }
@@ -255,33 +307,46 @@ impl CausalAttention {
 
     /// The forward pass into `out` (B×n×D, or B×D with `last`).
     pub(crate) fn fwd_into<T: WithDType>(&self, x: &[T], n: usize, d: usize, out: &mut [T]) {
-        let (h, dh) = (self.heads, d / self.heads);
-        let rows = self.rows(n);
-        let nr = rows.len();
+        let nr = self.rows(n).len();
         out.fill(T::zero());
         out.par_chunks_mut(nr * d)
             .zip(x.par_chunks(n * 3 * d))
             .with_min_len(ROWS)
             .for_each_init(
                 || Vec::with_capacity(n),
-                |p, (o, s)| {
-                    for (ri, r) in rows.clone().enumerate() {
-                        let o = &mut o[ri * d..(ri + 1) * d];
-                        for j in 0..h {
-                            self.probs(s, r, j, d, p);
-                            let oj = &mut o[j * dh..(j + 1) * dh];
-                            for (k, &pk) in p.iter().enumerate() {
-                                let pk = T::from_f64(pk);
-                                let v = &s
-                                    [k * 3 * d + 2 * d + j * dh..k * 3 * d + 2 * d + (j + 1) * dh];
-                                for (oe, &ve) in oj.iter_mut().zip(v) {
-                                    *oe += pk * ve;
-                                }
-                            }
-                        }
-                    }
-                },
+                |p, (o, s)| self.fwd_sample(s, n, d, o, p),
             );
+    }
+
+    /// The forward pass on this thread (the fused engine's shards).
+    #[inline(always)]
+    pub(crate) fn fwd_rows<T: WithDType>(&self, x: &[T], n: usize, d: usize, out: &mut [T]) {
+        let nr = self.rows(n).len();
+        out.fill(T::zero());
+        let mut p = Vec::with_capacity(n);
+        for (o, s) in out.chunks_exact_mut(nr * d).zip(x.chunks_exact(n * 3 * d)) {
+            self.fwd_sample(s, n, d, o, &mut p);
+        }
+    }
+
+    /// One sample's output rows `o` (zeroed) from its Q|K|V rows `s`.
+    #[inline(always)]
+    fn fwd_sample<T: WithDType>(&self, s: &[T], n: usize, d: usize, o: &mut [T], p: &mut Vec<f64>) {
+        let (h, dh) = (self.heads, d / self.heads);
+        for (ri, r) in self.rows(n).enumerate() {
+            let o = &mut o[ri * d..(ri + 1) * d];
+            for j in 0..h {
+                self.probs(s, r, j, d, p);
+                let oj = &mut o[j * dh..(j + 1) * dh];
+                for (k, &pk) in p.iter().enumerate() {
+                    let pk = T::from_f64(pk);
+                    let v = &s[k * 3 * d + 2 * d + j * dh..k * 3 * d + 2 * d + (j + 1) * dh];
+                    for (oe, &ve) in oj.iter_mut().zip(v) {
+                        *oe += pk * ve;
+                    }
+                }
+            }
+        }
     }
 
     fn bwd<T: WithDType>(&self, x: &[T], g: &[T], n: usize, d: usize) -> Vec<T> {
@@ -299,10 +364,7 @@ impl CausalAttention {
         d: usize,
         dx: &mut [T],
     ) {
-        let (h, dh) = (self.heads, d / self.heads);
-        let scale = 1.0 / (dh as f64).sqrt();
-        let rows = self.rows(n);
-        let nr = rows.len();
+        let nr = self.rows(n).len();
         dx.fill(T::zero());
         dx.par_chunks_mut(n * 3 * d)
             .zip(x.par_chunks(n * 3 * d))
@@ -310,40 +372,77 @@ impl CausalAttention {
             .with_min_len(ROWS)
             .for_each_init(
                 || (Vec::with_capacity(n), vec![0.0; n]),
-                |(p, ds), ((dx, s), gb)| {
-                    for (ri, r) in rows.clone().enumerate() {
-                        let gr = &gb[ri * d..(ri + 1) * d];
-                        for j in 0..h {
-                            self.probs(s, r, j, d, p);
-                            let gj = &gr[j * dh..(j + 1) * dh];
-                            // dp_k = g·v_k; dv_k += p_k g; ds_k = p_k (dp_k − Σ p dp).
-                            let mut pdp = 0.0;
-                            for (k, &pk) in p.iter().enumerate() {
-                                let vo = k * 3 * d + 2 * d + j * dh;
-                                let mut dp = T::zero();
-                                let pkt = T::from_f64(pk);
-                                for (e, &ge) in gj.iter().enumerate() {
-                                    dp += ge * s[vo + e];
-                                    dx[vo + e] += pkt * ge;
-                                }
-                                ds[k] = dp.to_f64();
-                                pdp += pk * ds[k];
-                            }
-                            let qo = r * 3 * d + j * dh;
-                            for (k, &pk) in p.iter().enumerate() {
-                                let dsk = T::from_f64(pk * (ds[k] - pdp) * scale);
-                                let ko = k * 3 * d + d + j * dh;
-                                for e in 0..dh {
-                                    // d q_r += ds_k k_k; d k_k += ds_k q_r.
-                                    let (qe, ke) = (s[qo + e], s[ko + e]);
-                                    dx[qo + e] += dsk * ke;
-                                    dx[ko + e] += dsk * qe;
-                                }
-                            }
-                        }
-                    }
-                },
+                |(p, ds), ((dx, s), gb)| self.bwd_sample(s, gb, n, d, dx, p, ds),
             );
+    }
+
+    /// The backward pass on this thread (the fused engine's shards).
+    #[inline(always)]
+    pub(crate) fn bwd_rows<T: WithDType>(
+        &self,
+        x: &[T],
+        g: &[T],
+        n: usize,
+        d: usize,
+        dx: &mut [T],
+    ) {
+        let nr = self.rows(n).len();
+        dx.fill(T::zero());
+        let (mut p, mut ds) = (Vec::with_capacity(n), vec![0.0; n]);
+        for ((dx, s), gb) in dx
+            .chunks_exact_mut(n * 3 * d)
+            .zip(x.chunks_exact(n * 3 * d))
+            .zip(g.chunks_exact(nr * d))
+        {
+            self.bwd_sample(s, gb, n, d, dx, &mut p, &mut ds);
+        }
+    }
+
+    /// One sample's d(Q|K|V) rows `dx` (zeroed) from its rows `s` and the
+    /// gradient `gb` of its output rows.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn bwd_sample<T: WithDType>(
+        &self,
+        s: &[T],
+        gb: &[T],
+        n: usize,
+        d: usize,
+        dx: &mut [T],
+        p: &mut Vec<f64>,
+        ds: &mut [f64],
+    ) {
+        let (h, dh) = (self.heads, d / self.heads);
+        let scale = 1.0 / (dh as f64).sqrt();
+        for (ri, r) in self.rows(n).enumerate() {
+            let gr = &gb[ri * d..(ri + 1) * d];
+            for j in 0..h {
+                self.probs(s, r, j, d, p);
+                let gj = &gr[j * dh..(j + 1) * dh];
+                // dp_k = g·v_k; dv_k += p_k g; ds_k = p_k (dp_k − Σ p dp).
+                let mut pdp = 0.0;
+                for (k, &pk) in p.iter().enumerate() {
+                    let vo = k * 3 * d + 2 * d + j * dh;
+                    let pkt = T::from_f64(pk);
+                    for (e, &ge) in gj.iter().enumerate() {
+                        dx[vo + e] += pkt * ge;
+                    }
+                    ds[k] = dot8(gj, &s[vo..vo + dh]).to_f64();
+                    pdp += pk * ds[k];
+                }
+                let qo = r * 3 * d + j * dh;
+                for (k, &pk) in p.iter().enumerate() {
+                    let dsk = T::from_f64(pk * (ds[k] - pdp) * scale);
+                    let ko = k * 3 * d + d + j * dh;
+                    for e in 0..dh {
+                        // d q_r += ds_k k_k; d k_k += ds_k q_r.
+                        let (qe, ke) = (s[qo + e], s[ko + e]);
+                        dx[qo + e] += dsk * ke;
+                        dx[ko + e] += dsk * qe;
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -75,32 +75,46 @@ impl TokenMix {
         d: usize,
         out: &mut [T],
     ) {
+        let nr = self.rows(n).len();
+        out.fill(T::zero());
+        out.par_chunks_mut(nr * d * CHUNK)
+            .zip(x.par_chunks(n * d * CHUNK))
+            .for_each(|(o, xs)| self.fwd_rows(xs, w, n, d, o));
+    }
+
+    /// The forward pass on this thread (the fused engine's shards), added
+    /// into `out`.
+    #[inline(always)]
+    pub(crate) fn fwd_rows<T: WithDType>(
+        &self,
+        x: &[T],
+        w: &[T],
+        n: usize,
+        d: usize,
+        out: &mut [T],
+    ) {
         let h = self.heads;
         let dh = d / h;
         let rows = self.rows(n);
         let nr = rows.len();
-        out.fill(T::zero());
-        out.par_chunks_mut(nr * d)
-            .zip(x.par_chunks(n * d))
-            .with_min_len(CHUNK)
-            .for_each(|(ob, xb)| {
-                for (ri, r) in rows.clone().enumerate() {
-                    let o = &mut ob[ri * d..(ri + 1) * d];
-                    for j in 0..h {
-                        let oj = &mut o[j * dh..(j + 1) * dh];
-                        for k in 0..n {
-                            let wv = w[(j * n + r) * n + k];
-                            if wv == T::zero() {
-                                continue;
-                            }
-                            let xk = &xb[k * d + j * dh..k * d + (j + 1) * dh];
-                            for (oe, &xe) in oj.iter_mut().zip(xk) {
-                                *oe += wv * xe;
-                            }
+        for (ob, xb) in out.chunks_exact_mut(nr * d).zip(x.chunks_exact(n * d)) {
+            for (ri, r) in rows.clone().enumerate() {
+                let o = &mut ob[ri * d..(ri + 1) * d];
+                for j in 0..h {
+                    let oj = &mut o[j * dh..(j + 1) * dh];
+                    for k in 0..n {
+                        let wv = w[(j * n + r) * n + k];
+                        if wv == T::zero() {
+                            continue;
+                        }
+                        let xk = &xb[k * d + j * dh..k * d + (j + 1) * dh];
+                        for (oe, &xe) in oj.iter_mut().zip(xk) {
+                            *oe += wv * xe;
                         }
                     }
                 }
-            });
+            }
+        }
     }
 
     /// (d xv, d W).
@@ -121,9 +135,7 @@ impl TokenMix {
         dx: &mut [T],
     ) -> Vec<T> {
         let h = self.heads;
-        let dh = d / h;
-        let rows = self.rows(n);
-        let nr = rows.len();
+        let nr = self.rows(n).len();
         dx.fill(T::zero());
         // Per-chunk partial sums of dW, added in chunk order (results do not
         // depend on the threads).
@@ -133,34 +145,7 @@ impl TokenMix {
             .zip(g.par_chunks(nr * d * CHUNK))
             .map(|((dxc, xc), gc)| {
                 let mut dw = vec![T::zero(); h * n * n];
-                for ((dxb, xb), gb) in dxc
-                    .chunks_exact_mut(n * d)
-                    .zip(xc.chunks_exact(n * d))
-                    .zip(gc.chunks_exact(nr * d))
-                {
-                    for (ri, r) in rows.clone().enumerate() {
-                        let gr = &gb[ri * d..(ri + 1) * d];
-                        for j in 0..h {
-                            let gj = &gr[j * dh..(j + 1) * dh];
-                            for k in 0..n {
-                                let wi = (j * n + r) * n + k;
-                                let xk = &xb[k * d + j * dh..k * d + (j + 1) * dh];
-                                let mut s = T::zero();
-                                for (&ge, &xe) in gj.iter().zip(xk) {
-                                    s += ge * xe;
-                                }
-                                dw[wi] += s;
-                                let wv = w[wi];
-                                if wv != T::zero() {
-                                    let dxk = &mut dxb[k * d + j * dh..k * d + (j + 1) * dh];
-                                    for (de, &ge) in dxk.iter_mut().zip(gj) {
-                                        *de += wv * ge;
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
+                self.bwd_rows(xc, w, gc, n, d, dxc, &mut dw);
                 dw
             })
             .collect();
@@ -171,6 +156,50 @@ impl TokenMix {
             }
         }
         dw
+    }
+
+    /// The backward pass on this thread (the fused engine's shards): d xv
+    /// added into `dx`, d W into `dw`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub(crate) fn bwd_rows<T: WithDType>(
+        &self,
+        x: &[T],
+        w: &[T],
+        g: &[T],
+        n: usize,
+        d: usize,
+        dx: &mut [T],
+        dw: &mut [T],
+    ) {
+        let h = self.heads;
+        let dh = d / h;
+        let rows = self.rows(n);
+        let nr = rows.len();
+        for ((dxb, xb), gb) in dx
+            .chunks_exact_mut(n * d)
+            .zip(x.chunks_exact(n * d))
+            .zip(g.chunks_exact(nr * d))
+        {
+            for (ri, r) in rows.clone().enumerate() {
+                let gr = &gb[ri * d..(ri + 1) * d];
+                for j in 0..h {
+                    let gj = &gr[j * dh..(j + 1) * dh];
+                    for k in 0..n {
+                        let wi = (j * n + r) * n + k;
+                        let xk = &xb[k * d + j * dh..k * d + (j + 1) * dh];
+                        dw[wi] += crate::grok::ops::dot8(gj, xk);
+                        let wv = w[wi];
+                        if wv != T::zero() {
+                            let dxk = &mut dxb[k * d + j * dh..k * d + (j + 1) * dh];
+                            for (de, &ge) in dxk.iter_mut().zip(gj) {
+                                *de += wv * ge;
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -28,7 +28,8 @@ pub fn tr<T>(data: &[T]) -> Operand<'_, T> {
 }
 
 /// c (m×n) ← a (m×k) · b (k×n), or c += a·b with `accumulate`; a and b are
-/// row-major as stored (k×m and n×k when transposed). Threads: rayon's pool.
+/// row-major as stored (k×m and n×k when transposed). One thread: the
+/// engine runs whole shards of a batch per thread instead.
 pub fn matmul<T: WithDType>(
     (m, k, n): (usize, usize, usize),
     a: Operand<'_, T>,
@@ -49,12 +50,6 @@ pub fn matmul<T: WithDType>(
     // (row stride, column stride) of the m×k and k×n operands.
     let (a_rs, a_cs) = if a.transposed { (1, m) } else { (k, 1) };
     let (b_rs, b_cs) = if b.transposed { (1, k) } else { (n, 1) };
-    // Products under ~2 Mflop run on one thread: forking costs more.
-    let par = if m * n * k >= 1 << 20 {
-        gemm::Parallelism::Rayon(rayon::current_num_threads())
-    } else {
-        gemm::Parallelism::None
-    };
     // SAFETY: the asserts above keep every index the strides reach inside
     // the slices; c is borrowed mutably, a and b shared, so none alias.
     unsafe {
@@ -77,7 +72,7 @@ pub fn matmul<T: WithDType>(
             false,
             false,
             false,
-            par,
+            gemm::Parallelism::None,
         )
     }
 }

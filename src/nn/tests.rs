@@ -60,8 +60,10 @@ fn logits_loss_and_gradients_match_candle_autograd() {
             let c = config(attention, layers);
             let model = Transformer::init(c, DType::F64, &dev, 3).unwrap();
             let mut e = Engine::<f64>::from_transformer(&model).unwrap();
-            // Two batch sizes through one engine: the workspace is resized.
-            for (b, seed) in [(9, 1), (5, 2)] {
+            // Batch sizes through one engine (the workspace is resized), in
+            // one shard and in several (the last one shorter).
+            for (b, seed, shard) in [(9, 1, 64), (5, 2, 64), (9, 3, 2), (7, 4, 3)] {
+                e.set_shard_sequences(shard);
                 let (tokens, labels) = batch(&c, b, seed);
                 e.forward(&tokens).unwrap();
                 let (loss, correct) = e.cross_entropy(&labels).unwrap();
@@ -69,7 +71,7 @@ fn logits_loss_and_gradients_match_candle_autograd() {
                 let t = Tensor::from_slice(&tokens, (b, c.seq_len), &dev).unwrap();
                 let y = Tensor::from_slice(&labels, b, &dev).unwrap();
                 let logits = model.forward(&t).unwrap();
-                let what = format!("{attention:?} L={layers} b={b}");
+                let what = format!("{attention:?} L={layers} b={b} shard={shard}");
                 close(e.logits(), &tensor_values(&logits).unwrap(), 1e-12, &what);
                 let l = candle_nn::loss::cross_entropy(&logits, &y).unwrap();
                 let want = l.to_scalar::<f64>().unwrap();
@@ -156,4 +158,35 @@ fn bad_tokens_and_labels_are_errors() {
     e.forward(&[0, 1, 2, 3]).unwrap();
     assert!(e.cross_entropy(&[7]).is_err(), "label outside the classes");
     assert!(e.cross_entropy(&[1, 2]).is_err(), "label count");
+}
+
+#[test]
+fn results_do_not_depend_on_the_number_of_threads() {
+    let dev = Device::Cpu;
+    for attention in [AttentionKind::Softmax, AttentionKind::Convex] {
+        let c = config(attention, 2);
+        let model = Transformer::init(c, DType::F32, &dev, 7).unwrap();
+        let (tokens, labels) = batch(&c, 11, 5);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut e = Engine::<f32>::from_transformer(&model).unwrap();
+                e.set_shard_sequences(3);
+                e.forward(&tokens).unwrap();
+                let (loss, _) = e.cross_entropy(&labels).unwrap();
+                e.backward();
+                (loss, e.logits().to_vec(), e.grads.clone())
+            })
+        };
+        let one = run(1);
+        for threads in [2, 3] {
+            assert!(
+                run(threads) == one,
+                "{attention:?}: {threads} threads differ from one"
+            );
+        }
+    }
 }
