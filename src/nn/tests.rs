@@ -150,6 +150,8 @@ fn bad_tokens_and_labels_are_errors() {
     let c = config(AttentionKind::Softmax, 1);
     let model = Transformer::init(c, DType::F32, &Device::Cpu, 0).unwrap();
     let mut e = Engine::<f32>::from_transformer(&model).unwrap();
+    e.backward();
+    assert!(e.grads.iter().all(|&g| g == 0.0), "no batch: no gradient");
     assert!(e.forward(&[0, 1, 2]).is_err(), "not a whole sequence");
     assert!(
         e.forward(&[0, 1, 2, 11]).is_err(),

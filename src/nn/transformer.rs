@@ -200,6 +200,8 @@ pub struct Engine<T: WithDType> {
     net: Net,
     shard_sequences: usize,
     batch: usize,
+    /// How many shards the last batch was cut into.
+    live: usize,
     /// The shards of the last batch come first; more are kept for larger
     /// batches.
     shards: Vec<Shard<T>>,
@@ -299,6 +301,7 @@ impl<T: WithDType> Engine<T> {
             slots,
             shard_sequences: SHARD_SEQUENCES,
             batch: 0,
+            live: 0,
             shards: Vec::new(),
             logits: Vec::new(),
         })
@@ -340,8 +343,7 @@ impl<T: WithDType> Engine<T> {
 
     /// The shards of the last batch.
     fn live(&mut self) -> &mut [Shard<T>] {
-        let k = self.batch.div_ceil(self.shard_sequences);
-        &mut self.shards[..k]
+        &mut self.shards[..self.live]
     }
 
     /// Forward pass on token ids (B·n, row-major): fills the logits and keeps
@@ -362,6 +364,7 @@ impl<T: WithDType> Engine<T> {
         }
         self.batch = tokens.len() / n;
         let k = self.batch.div_ceil(self.shard_sequences);
+        self.live = k;
         while self.shards.len() < k {
             self.shards.push(Shard::new(&self.net, self.params.len()));
         }
@@ -405,7 +408,12 @@ impl<T: WithDType> Engine<T> {
     /// with respect to every parameter, into `grads` (overwritten): each
     /// shard's on its own thread, then their sum in shard order.
     pub fn backward(&mut self) {
-        let k = self.batch.div_ceil(self.shard_sequences);
+        let k = self.live;
+        if k == 0 {
+            // No forward pass yet: no batch, no gradient.
+            self.grads.fill(T::zero());
+            return;
+        }
         let (net, p) = (&self.net, &self.params);
         self.shards[..k]
             .par_iter_mut()
