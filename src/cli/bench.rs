@@ -61,14 +61,17 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     if a.training {
         use convexformer::baselines::bench::{training_benchmark, training_table, TRAINING_SIZE};
         use convexformer::grok::bench::{grok_training_benchmark, grok_training_table};
+        use convexformer::teacher::bench::{student_training_benchmark, student_training_table};
         let r = training_benchmark(&TRAINING_SIZE, 2.0, 5)?;
         print!("{}", training_table(&TRAINING_SIZE, &r));
         let g = grok_training_benchmark(a.training_steps)?;
         print!("{}", grok_training_table(&g));
+        let t = student_training_benchmark(a.training_steps)?;
+        print!("{}", student_training_table(&t));
         if let Some(p) = a.json {
             write_json(
                 &p,
-                &serde_json::json!({ "size": TRAINING_SIZE, "results": r, "grok": g }),
+                &serde_json::json!({ "size": TRAINING_SIZE, "results": r, "grok": g, "teacher_student": t }),
             )?;
         }
         return Ok(());

@@ -12,6 +12,7 @@
 //! [`features`] runs the teacher and builds the per-position data sets;
 //! [`experiment`] runs both students and measures them on held-out sentences.
 
+pub mod bench;
 pub mod bert;
 pub mod convex_student;
 pub mod corpus;
