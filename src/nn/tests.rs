@@ -152,6 +152,7 @@ fn bad_tokens_and_labels_are_errors() {
     let mut e = Engine::<f32>::from_transformer(&model).unwrap();
     e.backward();
     assert!(e.grads.iter().all(|&g| g == 0.0), "no batch: no gradient");
+    assert!(e.cross_entropy(&[]).is_err(), "no forward pass yet");
     assert!(e.forward(&[0, 1, 2]).is_err(), "not a whole sequence");
     assert!(
         e.forward(&[0, 1, 2, 11]).is_err(),

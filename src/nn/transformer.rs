@@ -308,8 +308,8 @@ impl<T: WithDType> Engine<T> {
     }
 
     /// Cuts batches into shards of `sequences` (at least 1) instead of
-    /// [`SHARD_SEQUENCES`]: the tests use it to run several shards on small
-    /// batches.
+    /// [`SHARD_SEQUENCES`], from the next forward pass on: the tests use it
+    /// to run several shards on small batches.
     pub fn set_shard_sequences(&mut self, sequences: usize) {
         self.shard_sequences = sequences.max(1);
     }
@@ -391,8 +391,13 @@ impl<T: WithDType> Engine<T> {
         if let Some(&y) = labels.iter().find(|&&y| y as usize >= c) {
             return invalid(format!("label {y} is outside the {c} classes"));
         }
+        if self.live == 0 {
+            return invalid("no forward pass to take the cross-entropy of");
+        }
         let inv_b = 1.0 / b as f64;
-        let per = self.shard_sequences;
+        // The cut of the last forward pass: every shard but the last holds
+        // as many sequences as the first.
+        let per = self.shards[0].batch;
         let parts: Vec<(f64, usize)> = self
             .live()
             .par_iter_mut()
@@ -430,6 +435,7 @@ impl<T: WithDType> Engine<T> {
                 }
             });
     }
+
     /// λ·R, the convex layers' group penalty ([`crate::layer`]), returned,
     /// and λ·∇R added into `out` (a vector like `params`).
     pub fn add_penalty_grad(&self, lambda: f64, out: &mut [T]) -> f64 {
