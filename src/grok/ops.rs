@@ -18,7 +18,7 @@ pub(crate) struct LayerNormOp {
     pub eps: f64,
 }
 
-/// Rows per parallel work unit.
+/// Rows (layer norm) or samples (attention) per parallel work unit.
 const ROWS: usize = 64;
 
 impl LayerNormOp {
@@ -308,14 +308,9 @@ impl CausalAttention {
     /// The forward pass into `out` (B×n×D, or B×D with `last`).
     pub(crate) fn fwd_into<T: WithDType>(&self, x: &[T], n: usize, d: usize, out: &mut [T]) {
         let nr = self.rows(n).len();
-        out.fill(T::zero());
-        out.par_chunks_mut(nr * d)
-            .zip(x.par_chunks(n * 3 * d))
-            .with_min_len(ROWS)
-            .for_each_init(
-                || Vec::with_capacity(n),
-                |p, (o, s)| self.fwd_sample(s, n, d, o, p),
-            );
+        out.par_chunks_mut(nr * d * ROWS)
+            .zip(x.par_chunks(n * 3 * d * ROWS))
+            .for_each(|(o, s)| self.fwd_rows(s, n, d, o));
     }
 
     /// The forward pass on this thread (the fused engine's shards).
@@ -365,15 +360,10 @@ impl CausalAttention {
         dx: &mut [T],
     ) {
         let nr = self.rows(n).len();
-        dx.fill(T::zero());
-        dx.par_chunks_mut(n * 3 * d)
-            .zip(x.par_chunks(n * 3 * d))
-            .zip(g.par_chunks(nr * d))
-            .with_min_len(ROWS)
-            .for_each_init(
-                || (Vec::with_capacity(n), vec![0.0; n]),
-                |(p, ds), ((dx, s), gb)| self.bwd_sample(s, gb, n, d, dx, p, ds),
-            );
+        dx.par_chunks_mut(n * 3 * d * ROWS)
+            .zip(x.par_chunks(n * 3 * d * ROWS))
+            .zip(g.par_chunks(nr * d * ROWS))
+            .for_each(|((dx, s), gb)| self.bwd_rows(s, gb, n, d, dx));
     }
 
     /// The backward pass on this thread (the fused engine's shards).
