@@ -49,7 +49,7 @@ pub fn size(name: &str) -> Result<BenchSize> {
 }
 
 /// The planted data of a size (seed 0).
-pub fn instance(s: &BenchSize) -> Result<Dataset> {
+pub fn instance(s: &BenchSize) -> Result<Dataset<'static>> {
     let spec = SyntheticSpec {
         n_samples: s.n_samples,
         n_tokens: s.n_tokens,
@@ -225,7 +225,7 @@ pub fn hard_case(name: &str, scale: usize) -> Result<HardCase> {
 }
 
 /// The data of a hard case and, for the gated program, its gate indicators.
-pub fn hard_instance(case: &HardCase) -> Result<(Dataset, Option<GateMasks>)> {
+pub fn hard_instance(case: &HardCase) -> Result<(Dataset<'static>, Option<GateMasks>)> {
     let data = generate(&case.spec)?.0;
     let masks = match case.gates {
         Some(spec) => Some(Gates::draw(spec, &data)?.masks(&data)?),

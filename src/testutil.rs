@@ -11,7 +11,14 @@ use rand_chacha::ChaCha8Rng;
 /// N×n×d Gaussian-ish tokens with targets suited to `loss` (c outputs or
 /// classes), generated from a random sparse teacher so solutions are
 /// nontrivial.
-pub fn random_instance(n: usize, t: usize, d: usize, c: usize, loss: Loss, seed: u64) -> Dataset {
+pub fn random_instance(
+    n: usize,
+    t: usize,
+    d: usize,
+    c: usize,
+    loss: Loss,
+    seed: u64,
+) -> Dataset<'static> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let x: Vec<f64> = (0..n * t * d)
         .map(|_| rng.random_range(-1.0..1.0))

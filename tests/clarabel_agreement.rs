@@ -140,7 +140,7 @@ const CASES: [Case; 10] = [
 
 /// A random instance of a case: the data, β and whether to fit an intercept.
 struct Instance {
-    ds: Dataset,
+    ds: Dataset<'static>,
     beta_frac: f64,
     intercept: bool,
 }
@@ -478,7 +478,7 @@ fn gated_agrees_with(solver: SolverKind) {
             }
             let mut expanded = inst.ds.clone();
             expanded.n_tokens = 3 * t;
-            expanded.x = x;
+            expanded.x = x.into();
             let op = TokenOperator::new(&inst.ds, Some(&masks));
             let mut p = Problem::new(op, case.loss, case.penalty, 1.0, inst.intercept).unwrap();
             p.beta = inst.beta_frac * beta_max(&p);

@@ -68,7 +68,7 @@ fn fit_writes_a_certified_report_and_a_model_that_predicts() {
     assert!(m["error"].as_f64().unwrap() < 0.5, "{m}");
     // Inputs without targets: predictions, no metrics.
     let x =
-        ndarray::Array3::from_shape_vec((ds.n_samples, ds.n_tokens, ds.n_features), ds.x.clone())
+        ndarray::Array3::from_shape_vec((ds.n_samples, ds.n_tokens, ds.n_features), ds.x.to_vec())
             .unwrap();
     let mut npz =
         ndarray_npy::NpzWriter::new(std::fs::File::create(dir.path().join("xonly.npz")).unwrap());
@@ -483,7 +483,7 @@ fn sequence_model_is_certified_and_plots_its_mixing_matrices() {
 }
 
 /// Small planted sequence data written to `d.npz` (and the data set).
-fn sequence_npz(dir: &Path, spec: &str, name: &str) -> convexformer::data::Dataset {
+fn sequence_npz(dir: &Path, spec: &str, name: &str) -> convexformer::data::Dataset<'static> {
     use convexformer::data::npz::write_npz;
     use convexformer::sequence::{generate_sequence, parse_sequence_synthetic};
     let ds = generate_sequence(&parse_sequence_synthetic(spec).unwrap())

@@ -211,7 +211,7 @@ fn reference(ds: &Dataset, beta: f64, equal_rows: bool) -> (f64, Vec<f64>) {
 }
 
 /// Random tokens and targets from random mixing heads plus noise.
-fn instance(rng: &mut ChaCha8Rng) -> Dataset {
+fn instance(rng: &mut ChaCha8Rng) -> Dataset<'static> {
     let n = rng.random_range(1..=4);
     let d = rng.random_range(1..=3);
     let c = rng.random_range(1..=2);

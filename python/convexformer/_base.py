@@ -93,6 +93,20 @@ class _ConvexAttention(BaseEstimator):
         self._set_fitted(model, json.loads(report), X3.shape)
         return self
 
+    def _solve_sequence(self, X3, targets, config, n_classes):
+        """The sequence program (an output at every position): targets of
+        shape (N, n) or (N, n, c), or (N, n) int64 class codes."""
+        warm = {}
+        if self.warm_start and hasattr(self, "model_") and self.model_.coef.shape[2:] == (
+            X3.shape[1],
+            X3.shape[1],
+        ):
+            warm = {"warm_coef": np.asarray(self.model_.coef, dtype=np.float64)}
+        model, report = _core.fit_sequence(X3, targets, config, n_classes, **warm)
+        self._set_fitted(model, json.loads(report), X3.shape)
+        self.intercept_ = model.intercept
+        return self
+
     def _set_fitted(self, model, report, shape):
         self.model_ = model
         self.report_ = report
@@ -108,8 +122,8 @@ class _ConvexAttention(BaseEstimator):
         self.n_iter_ = report["iterations"]
         self.data_passes_ = report["data_passes"]
         if "active_matrices" in report:  # the sequence program
-            C = model.coef  # (d, c, n, n): C[q, l, r, k] reads token k at position r
-            self.active_tokens_ = np.flatnonzero(np.abs(C).sum(axis=(0, 1, 2)) > 0)
+            C = model.coef  # (d, c, n, n)
+            self.active_tokens_ = sequence_active_tokens(C)
             n, d, c = shape[1], shape[2], C.shape[1]
             self.heads_ = [_sequence_head(h, n, d, c) for h in report["heads"]]
         else:
@@ -154,6 +168,12 @@ class _ConvexAttention(BaseEstimator):
                          n_betas, ratio, betas)
 
 
+def sequence_active_tokens(C):
+    """The tokens a sequence model reads: C (d, c, n, n), C[q, l, r, k]
+    reading token k at position r."""
+    return np.flatnonzero(np.abs(C).sum(axis=tuple(range(C.ndim - 1))) > 0)
+
+
 def n_outputs_of(targets, n_classes):
     if n_classes is not None:
         return n_classes
@@ -193,9 +213,10 @@ _COMMON_DOC = """
     model : {"auto", "scalar", "vector-l1", "vector-l2", "gated", "sequence"}, default="auto"
         The convex program (SPEC §4): "scalar" (one output, group lasso over
         tokens), "vector-l1" / "vector-l2" (c outputs, l1 or l2 output norm of
-        the heads), "gated" (attention + gated-ReLU neuron), "sequence" (the
-        regressor only: an output at every position, y of shape (N, n) or
-        (N, n, c), heads with full mixing matrices; no intercept). "auto" is
+        the heads), "gated" (attention + gated-ReLU neuron), "sequence" (an
+        output at every position: y of shape (N, n) or (N, n, c) for the
+        regressor, (N, n) labels for the classifier; heads with full mixing
+        matrices; no intercept, so pass fit_intercept=False). "auto" is
         scalar for one output and vector-l1 for more.
     beta : float or None, default=None
         The regularization strength of the summed objective

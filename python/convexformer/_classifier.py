@@ -5,7 +5,7 @@ from sklearn.base import ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 
 from ._base import _COMMON_DOC, _FITTED_DOC, _ConvexAttention
-from ._data import as_tokens, check_Xy
+from ._data import as_tokens, check_X, check_Xy
 
 
 class ConvexAttentionClassifier(ClassifierMixin, _ConvexAttention):
@@ -62,29 +62,37 @@ class ConvexAttentionClassifier(ClassifierMixin, _ConvexAttention):
         return tags
 
     def _labels(self, X, y):
-        X, y = check_Xy(self, X, y)
+        if self.model == "sequence":
+            X3 = as_tokens(check_X(self, X, reset=True), self.n_tokens)
+            y = np.asarray(y)
+            if y.ndim != 2:
+                raise ValueError(
+                    f"the sequence program needs a label per position: y of shape "
+                    f"({X3.shape[0]}, {X3.shape[1]}); got {y.shape}"
+                )
+        else:
+            X, y = check_Xy(self, X, y)
+            X3 = as_tokens(X, self.n_tokens)
         check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
+        codes = codes.reshape(y.shape)
         k = len(self.classes_)
         if k < 2:
             raise ValueError(
                 f"the classifier needs samples of at least 2 classes; got 1 class: "
                 f"{self.classes_[0]!r}"
             )
-        X3 = as_tokens(X, self.n_tokens)
         if k == 2:
             # Logistic loss on y in {-1, +1}: +1 is classes_[1].
             return X3, np.where(codes == 1, 1.0, -1.0), "logistic", 1, None
-        return X3, codes.astype(np.int64), "cross-entropy", k, k
+        return X3, np.ascontiguousarray(codes, dtype=np.int64), "cross-entropy", k, k
 
     def fit(self, X, y):
-        """Fits X of shape (N, n, d) or (N, n*d) and labels y of shape (N,)."""
-        if self.model == "sequence":
-            raise ValueError(
-                "the classifier has no sequence program (labels per position): use "
-                "`convexformer fit --model sequence --loss cross-entropy`"
-            )
+        """Fits X of shape (N, n, d) or (N, n*d) and labels y of shape (N,)
+        ((N, n), a label per position, for the sequence program)."""
         X3, targets, loss, n_outputs, n_classes = self._labels(X, y)
+        if self.model == "sequence":
+            return self._solve_sequence(X3, targets, self._config(loss, n_outputs), n_classes)
         if self._program(n_outputs) == "scalar" and n_outputs > 1:
             raise ValueError(
                 f"the scalar program has one output, {n_outputs} classes need "
@@ -96,26 +104,36 @@ class ConvexAttentionClassifier(ClassifierMixin, _ConvexAttention):
         return self
 
     def decision_function(self, X):
-        """Logits: (N,) for two classes (positive means classes_[1]), (N, k) otherwise."""
+        """Logits: (N,) for two classes (positive means classes_[1]), (N, k)
+        otherwise; with a position axis after N for the sequence program."""
         z = self._raw_predict(X)
-        return z.ravel() if len(self.classes_) == 2 else z
+        return z[..., 0] if len(self.classes_) == 2 else z
 
     def predict_proba(self, X):
+        """Class probabilities, (N, k) ((N, n, k) for the sequence program)."""
         z = self.decision_function(X)
-        if z.ndim == 1:
+        if len(self.classes_) == 2:
             p = 1.0 / (1.0 + np.exp(-z))
-            return np.column_stack([1.0 - p, p])
-        z = z - z.max(axis=1, keepdims=True)
+            return np.stack([1.0 - p, p], axis=-1)
+        z = z - z.max(axis=-1, keepdims=True)
         e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
+        return e / e.sum(axis=-1, keepdims=True)
 
     def predict_log_proba(self, X):
         return np.log(self.predict_proba(X))
 
     def predict(self, X):
         z = self.decision_function(X)
-        idx = (z > 0).astype(int) if z.ndim == 1 else z.argmax(axis=1)
+        idx = (z > 0).astype(int) if len(self.classes_) == 2 else z.argmax(axis=-1)
         return self.classes_[idx]
+
+    def score(self, X, y, sample_weight=None):
+        """Mean accuracy (over every position for the sequence program)."""
+        if self.model != "sequence":
+            return super().score(X, y, sample_weight=sample_weight)
+        y = np.asarray(y)
+        hit = (self.predict(X) == y).mean(axis=1)
+        return float(np.average(hit, weights=sample_weight))
 
     def _path_arrays(self, X, y):
         return self._labels(X, y)

@@ -51,6 +51,16 @@ def path(
     ratio: float = 0.01,
     betas: Optional[Sequence[float]] = None,
 ) -> Tuple[float, list[Model], list[str], NDArray[np.float64], NDArray[np.float64]]: ...
+def path_sequence(
+    x: NDArray[np.floating],
+    y: NDArray[Any],
+    config: Config,
+    n_classes: Optional[int] = None,
+    n_betas: int = 10,
+    ratio: float = 0.01,
+    betas: Optional[Sequence[float]] = None,
+) -> Tuple[float, list[Model], list[str], NDArray[np.float64]]: ...
+def reads_in_place(x: NDArray[Any]) -> bool: ...
 def beta_max(
     x: NDArray[np.floating], y: NDArray[Any], config: Config, n_classes: Optional[int] = None
 ) -> float: ...

@@ -39,27 +39,29 @@ class _CrossValidated:
         cv = check_cv(self.cv, targets, classifier=loss in ("logistic", "cross-entropy"))
         folds = []
         for train, test in cv.split(X3, targets):
-            _, models, _, _, _ = _core.path(
+            run = _core.path_sequence if config["program"] == "sequence" else _core.path
+            models = run(
                 X3[train], targets[train], config, n_classes,
                 betas=(betas * len(train) / N).tolist(),
-            )
+            )[1]
             folds.append([_score(m.predict(X3[test]), targets[test], loss) for m in models])
         self.betas_ = betas
         self.cv_scores_ = np.array(folds).T
         self.best_beta_ = float(betas[int(np.argmax(self.cv_scores_.mean(axis=1)))])
         final = self._estimator(beta=self.best_beta_, beta_frac=None).fit(X, y)
         for k, v in vars(final).items():
-            if k.endswith("_") or k == "_y_1d":
+            if k.endswith("_") or k in ("_y_1d", "_y_per_position_1"):
                 setattr(self, k, v)
         return self
 
 
 def _score(yhat, y, loss):
-    """Higher is better: accuracy for classes, minus the mean squared error."""
+    """Higher is better: accuracy for classes, minus the mean squared error
+    (over every position for the sequence program)."""
     if loss == "logistic":
-        return float(np.mean((yhat.ravel() > 0) == (y > 0)))
+        return float(np.mean((yhat.ravel() > 0) == (y.ravel() > 0)))
     if loss == "cross-entropy":
-        return float(np.mean(yhat.argmax(axis=1) == y))
+        return float(np.mean(yhat.argmax(axis=-1) == y))
     return -float(np.mean((yhat - y.reshape(yhat.shape)) ** 2))
 
 

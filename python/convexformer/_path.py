@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _core
+from ._base import sequence_active_tokens
 
 
 @dataclass
@@ -15,8 +16,8 @@ class AttentionPath:
 
     betas: np.ndarray
     beta_max: float
-    coefs: np.ndarray  # (K, n_blocks, n_outputs, d)
-    intercepts: np.ndarray  # (K, n_outputs)
+    coefs: np.ndarray  # (K, n_blocks, n_outputs, d); sequence: (K, d, n_outputs, n, n)
+    intercepts: np.ndarray  # (K, n_outputs); zeros for the sequence program
     objectives: np.ndarray
     duality_gaps: np.ndarray
     relative_gaps: np.ndarray
@@ -35,8 +36,17 @@ def _run_path(X3, targets, config, n_classes, n_betas, ratio, betas):
         kw = {"n_betas": int(n_betas), "ratio": float(ratio)}
     else:
         kw = {"betas": [float(b) for b in np.atleast_1d(betas)]}
-    bmax, models, reports, coefs, intercepts = _core.path(X3, targets, config, n_classes, **kw)
+    if config["program"] == "sequence":
+        bmax, models, reports, coefs = _core.path_sequence(X3, targets, config, n_classes, **kw)
+        intercepts = np.zeros((coefs.shape[0], coefs.shape[2]))
+        active = [sequence_active_tokens(C) for C in coefs]
+    else:
+        bmax, models, reports, coefs, intercepts = _core.path(
+            X3, targets, config, n_classes, **kw
+        )
     reports = [json.loads(r) for r in reports]
+    if config["program"] != "sequence":
+        active = [np.asarray(r["active_tokens"], dtype=np.int64) for r in reports]
     col = lambda key, dtype=float: np.array([r[key] for r in reports], dtype=dtype)  # noqa: E731
     return AttentionPath(
         betas=col("beta"),
@@ -47,7 +57,7 @@ def _run_path(X3, targets, config, n_classes, n_betas, ratio, betas):
         duality_gaps=col("duality_gap"),
         relative_gaps=col("relative_gap"),
         converged=col("converged", bool),
-        active_tokens=[np.asarray(r["active_tokens"], dtype=np.int64) for r in reports],
+        active_tokens=active,
         models=models,
         reports=reports,
     )

@@ -94,23 +94,19 @@ class ConvexAttentionRegressor(RegressorMixin, _ConvexAttention):
         self.intercept_ = float(b[0]) if self._y_1d else b
         return self
 
-    def _fit_sequence(self, X, y, loss):
+    def _sequence_targets(self, X, y):
         X3 = as_tokens(check_X(self, X, reset=True), self.n_tokens)
         y = np.asarray(y, dtype=np.float64)
         if not np.isfinite(y).all():
             raise ValueError("y contains NaN or infinity: remove or impute non-finite targets")
+        return X3, np.ascontiguousarray(y)
+
+    def _fit_sequence(self, X, y, loss):
+        X3, y = self._sequence_targets(X, y)
         config = self._config(loss, 1 if y.ndim == 2 else y.shape[-1])
-        warm = {}
-        if self.warm_start and hasattr(self, "model_") and self.model_.coef.shape[2:] == (
-            X3.shape[1],
-            X3.shape[1],
-        ):
-            warm = {"warm_coef": np.asarray(self.model_.coef, dtype=np.float64)}
-        model, report = _core.fit_sequence(X3, np.ascontiguousarray(y), config, None, **warm)
+        self._solve_sequence(X3, y, config, None)
         self._y_1d = False
         self._y_per_position_1 = y.ndim == 2
-        self._set_fitted(model, json.loads(report), X3.shape)
-        self.intercept_ = model.intercept
         return self
 
     def predict(self, X):
@@ -130,9 +126,9 @@ class ConvexAttentionRegressor(RegressorMixin, _ConvexAttention):
                         sample_weight=sample_weight)
 
     def _path_arrays(self, X, y):
-        if self.model == "sequence":
-            raise ValueError("the path of the sequence program is not in the package yet: "
-                             "use `convexformer path --model sequence`")
         loss = self._loss()
+        if self.model == "sequence":
+            X3, y = self._sequence_targets(X, y)
+            return X3, y, loss, 1 if y.ndim == 2 else y.shape[-1], None
         X3, y = self._targets(X, y)
         return X3, y, loss, 1 if y.ndim == 1 else y.shape[1], None

@@ -1,7 +1,7 @@
 //! numpy in and out. X arrives as (N, n, d) float64 or float32 in any
-//! memory order and is copied once into the core's sample-major f64 layout
-//! (a straight copy for C-ordered float64); targets arrive as real rows
-//! (N, c) or integer class labels (N,).
+//! memory order: a C-ordered float64 array is lent to the core as it is (no
+//! copy), anything else is copied once into the core's sample-major f64
+//! layout. Targets arrive as real rows (N, c) or integer class labels (N,).
 
 use convexformer::data::Dataset;
 use numpy::{PyArray1, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
@@ -10,8 +10,37 @@ use pyo3::prelude::*;
 
 use crate::errors::IntoPy;
 
-/// The token matrices X as f64 values, sample-major, and (N, n, d).
-pub fn tokens(x: &Bound<'_, PyAny>) -> PyResult<(Vec<f64>, (usize, usize, usize))> {
+/// The token matrices X, (N, n, d), sample-major: numpy's buffer (held
+/// read-only while the core reads it) or a converted copy.
+pub struct Tokens<'py> {
+    values: Values<'py>,
+    pub shape: (usize, usize, usize),
+}
+
+enum Values<'py> {
+    /// A C-contiguous float64 array: the core reads its buffer.
+    Lent(PyReadonlyArrayDyn<'py, f64>),
+    /// Any other layout or float32: one copy in C order.
+    Copied(Vec<f64>),
+}
+
+impl Tokens<'_> {
+    /// N·n·d values, sample-major.
+    pub fn values(&self) -> &[f64] {
+        match &self.values {
+            Values::Lent(a) => a.as_slice().expect("checked C-contiguous when lent"),
+            Values::Copied(v) => v,
+        }
+    }
+
+    /// Whether the core reads numpy's own buffer.
+    pub fn is_lent(&self) -> bool {
+        matches!(self.values, Values::Lent(_))
+    }
+}
+
+/// X from `x`: lent when it is a C-contiguous float64 array, else copied.
+pub fn tokens<'py>(x: &Bound<'py, PyAny>) -> PyResult<Tokens<'py>> {
     let shape3 = |shape: &[usize]| -> PyResult<(usize, usize, usize)> {
         match *shape {
             [n, t, d] => Ok((n, t, d)),
@@ -20,14 +49,21 @@ pub fn tokens(x: &Bound<'_, PyAny>) -> PyResult<(Vec<f64>, (usize, usize, usize)
             ))),
         }
     };
-    if let Ok(a) = x.extract::<PyReadonlyArrayDyn<'_, f64>>() {
+    if let Ok(a) = x.extract::<PyReadonlyArrayDyn<'py, f64>>() {
         let shape = shape3(a.shape())?;
-        let v = c_order(&a);
-        return Ok((v, shape));
+        // `as_slice` also grants an F-contiguous buffer, whose memory order
+        // is not the logical one: only a C-ordered one is lent.
+        let values = if a.is_c_contiguous() && a.as_slice().is_ok() {
+            Values::Lent(a)
+        } else {
+            Values::Copied(a.as_array().iter().copied().collect())
+        };
+        return Ok(Tokens { values, shape });
     }
-    if let Ok(a) = x.extract::<PyReadonlyArrayDyn<'_, f32>>() {
+    if let Ok(a) = x.extract::<PyReadonlyArrayDyn<'py, f32>>() {
         let shape = shape3(a.shape())?;
-        return Ok((a.as_array().iter().map(|&v| v as f64).collect(), shape));
+        let values = Values::Copied(a.as_array().iter().map(|&v| v as f64).collect());
+        return Ok(Tokens { values, shape });
     }
     Err(PyTypeError::new_err(format!(
         "X must be a numpy array of float64 or float32, got {}",
@@ -101,13 +137,14 @@ fn c_order(a: &PyReadonlyArrayDyn<'_, f64>) -> Vec<f64> {
     }
 }
 
-/// A data set with real targets, or class labels when `n_classes` is given.
-pub fn dataset(
-    x: &Bound<'_, PyAny>,
+/// A data set on `x`'s values with real targets, or class labels when
+/// `n_classes` is given.
+pub fn dataset<'a>(
+    x: &'a Tokens<'_>,
     y: &Bound<'_, PyAny>,
     n_classes: Option<usize>,
-) -> PyResult<Dataset> {
-    let (xv, shape) = tokens(x)?;
+) -> PyResult<Dataset<'a>> {
+    let (xv, shape) = (x.values(), x.shape);
     match n_classes {
         Some(k) => Dataset::new_classes(xv, shape, labels(y, shape.0)?, k).py(),
         None => {
@@ -120,12 +157,12 @@ pub fn dataset(
 /// A data set with one target row per position (the sequence program): y
 /// real of shape (N, n) or (N, n, c), or (N, n) int64 class labels when
 /// `n_classes` is given.
-pub fn dataset_per_position(
-    x: &Bound<'_, PyAny>,
+pub fn dataset_per_position<'a>(
+    x: &'a Tokens<'_>,
     y: &Bound<'_, PyAny>,
     n_classes: Option<usize>,
-) -> PyResult<Dataset> {
-    let (xv, shape) = tokens(x)?;
+) -> PyResult<Dataset<'a>> {
+    let (xv, shape) = (x.values(), x.shape);
     let (n_samples, n_tokens, _) = shape;
     let bad_shape = |got: &[usize]| {
         PyValueError::new_err(format!(
@@ -155,9 +192,9 @@ pub fn dataset_per_position(
 }
 
 /// X without targets (for predictions): c zero outputs per sample.
-pub fn inputs(x: &Bound<'_, PyAny>, n_outputs: usize) -> PyResult<Dataset> {
-    let (xv, shape) = tokens(x)?;
-    Dataset::new_real(xv, shape, vec![0.0; shape.0 * n_outputs], n_outputs).py()
+pub fn inputs<'a>(x: &'a Tokens<'_>, n_outputs: usize) -> PyResult<Dataset<'a>> {
+    let shape = x.shape;
+    Dataset::new_real(x.values(), shape, vec![0.0; shape.0 * n_outputs], n_outputs).py()
 }
 
 /// A numpy array of `shape` holding `v` (row-major).

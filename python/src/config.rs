@@ -51,6 +51,11 @@ impl Config {
         Ok(opts)
     }
 
+    /// Whether the settings name the sequence program (SPEC §4c).
+    pub fn is_sequence(&self) -> bool {
+        self.program == "sequence"
+    }
+
     /// The sequence program's loss, β and solver options.
     pub fn sequence(&self, interrupt: &Interrupt) -> PyResult<(Loss, Beta, SolverOptions)> {
         if self.program != "sequence" {

@@ -3,12 +3,14 @@
 
 use convexformer::fit::{Fitted, PathBetas};
 use convexformer::model::SavedModel;
-use convexformer::sequence::{sequence_beta_max, solve_sequence_from, SequenceReport};
+use convexformer::sequence::{
+    sequence_beta_max, sequence_path, solve_sequence_from, SequenceReport,
+};
 use convexformer::solver::Interrupt;
 use numpy::{PyArrayDyn, PyReadonlyArrayDyn};
 use pyo3::prelude::*;
 
-use crate::arrays::{array, dataset, dataset_per_position, flat};
+use crate::arrays::{array, dataset, dataset_per_position, flat, tokens};
 use crate::config::Config;
 use crate::errors::IntoPy;
 use crate::model::Model;
@@ -31,7 +33,8 @@ pub fn fit(
     warm_coef: Option<PyReadonlyArrayDyn<'_, f64>>,
     warm_intercept: Option<PyReadonlyArrayDyn<'_, f64>>,
 ) -> PyResult<(Model, String)> {
-    let data = dataset(x, y, n_classes)?;
+    let x = tokens(x)?;
+    let data = dataset(&x, y, n_classes)?;
     let (warm_coef, warm_intercept) = (flat(warm_coef), flat(warm_intercept));
     let interrupt = Interrupt::new();
     let fit = config.to_fit(&interrupt)?;
@@ -66,7 +69,8 @@ pub fn path<'py>(
     Bound<'py, PyArrayDyn<f64>>,
     Bound<'py, PyArrayDyn<f64>>,
 )> {
-    let data = dataset(x, y, n_classes)?;
+    let x = tokens(x)?;
+    let data = dataset(&x, y, n_classes)?;
     let interrupt = Interrupt::new();
     let fit = config.to_fit(&interrupt)?;
     let grid = match betas {
@@ -98,7 +102,15 @@ pub fn path<'py>(
     ))
 }
 
-/// β_max: the smallest β at which the zero model is optimal.
+/// Whether a fit reads `x` in place (a C-ordered float64 array, lent to
+/// the core) rather than a converted copy.
+#[pyfunction]
+pub fn reads_in_place(x: &Bound<'_, PyAny>) -> PyResult<bool> {
+    Ok(tokens(x)?.is_lent())
+}
+
+/// β_max: the smallest β at which the zero model is optimal (of the
+/// sequence program when `config` names it).
 #[pyfunction]
 #[pyo3(signature = (x, y, config, n_classes=None))]
 pub fn beta_max(
@@ -108,7 +120,14 @@ pub fn beta_max(
     config: Config,
     n_classes: Option<usize>,
 ) -> PyResult<f64> {
-    let data = dataset(x, y, n_classes)?;
+    if config.is_sequence() {
+        let x = tokens(x)?;
+        let data = dataset_per_position(&x, y, n_classes)?;
+        let (loss, _, _) = config.sequence(&Interrupt::new())?;
+        return py.detach(|| sequence_beta_max(&data, loss)).py();
+    }
+    let x = tokens(x)?;
+    let data = dataset(&x, y, n_classes)?;
     let fit = config.to_fit(&Interrupt::new())?;
     py.detach(|| fit.beta_max(&data)).py()
 }
@@ -125,7 +144,8 @@ pub fn fit_sequence(
     n_classes: Option<usize>,
     warm_coef: Option<PyReadonlyArrayDyn<'_, f64>>,
 ) -> PyResult<(Model, String)> {
-    let data = dataset_per_position(x, y, n_classes)?;
+    let x = tokens(x)?;
+    let data = dataset_per_position(&x, y, n_classes)?;
     let warm_coef = flat(warm_coef);
     let interrupt = Interrupt::new();
     let (loss, beta, opts) = config.sequence(&interrupt)?;
@@ -139,4 +159,55 @@ pub fn fit_sequence(
     let (model, report) = run_interruptible(py, &interrupt, run)?.py()?;
     let json = serde_json::to_string(&report).expect("reports serialize");
     Ok((Model::from(SavedModel::Sequence(model)), json))
+}
+
+/// The sequence program's regularization path over `betas`, or over
+/// `n_betas` values from β_max down to `ratio`·β_max. Returns β_max, the
+/// models, the reports (JSON) and the coefficients (K, d, c, n, n).
+#[pyfunction]
+#[pyo3(signature = (x, y, config, n_classes=None, n_betas=10, ratio=0.01, betas=None))]
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+pub fn path_sequence<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    y: &Bound<'py, PyAny>,
+    config: Config,
+    n_classes: Option<usize>,
+    n_betas: usize,
+    ratio: f64,
+    betas: Option<Vec<f64>>,
+) -> PyResult<(f64, Vec<Model>, Vec<String>, Bound<'py, PyArrayDyn<f64>>)> {
+    let x = tokens(x)?;
+    let data = dataset_per_position(&x, y, n_classes)?;
+    let interrupt = Interrupt::new();
+    let (loss, _, opts) = config.sequence(&interrupt)?;
+    let grid = match betas {
+        Some(v) => PathBetas::Values(v),
+        None => PathBetas::Grid { n: n_betas, ratio },
+    };
+    let run = || -> convexformer::Result<_> {
+        let (sols, bmax) = sequence_path(&data, loss, &grid, &opts)?;
+        let reports = sols
+            .iter()
+            .map(|s| SequenceReport::new(&data, loss, s, bmax, None))
+            .collect::<convexformer::Result<Vec<_>>>()?;
+        Ok((sols, reports, bmax))
+    };
+    let (sols, reports, bmax) = run_interruptible(py, &interrupt, run)?.py()?;
+    let (_, n, d, c) = data.shape();
+    let coefs = sols.iter().flat_map(|s| s.coef.iter().copied()).collect();
+    let models = sols
+        .iter()
+        .map(|s| Model::from(SavedModel::Sequence(s.to_model(loss))))
+        .collect();
+    let reports = reports
+        .iter()
+        .map(|r| serde_json::to_string(r).expect("reports serialize"))
+        .collect();
+    Ok((
+        bmax,
+        models,
+        reports,
+        array(py, coefs, &[sols.len(), d, c, n, n])?,
+    ))
 }

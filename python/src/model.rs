@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use std::path::{Path, PathBuf};
 
-use crate::arrays::{array, inputs};
+use crate::arrays::{array, inputs, tokens};
 use crate::errors::IntoPy;
 
 #[pyclass(module = "convexformer._core", frozen)]
@@ -43,7 +43,8 @@ impl Model {
         x: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
         let (n, _, c) = self.shape();
-        let data = inputs(x, c)?;
+        let x = tokens(x)?;
+        let data = inputs(&x, c)?;
         let (yhat, shape) = match &self.inner {
             SavedModel::Token(m) => (
                 py.detach(|| m.predict(&data)).py()?,

@@ -63,6 +63,29 @@ def test_the_sequence_program_agrees_with_the_cli(tmp_path, cli):
     np.testing.assert_allclose(cli_model.predict(X)[..., 0], est.predict(X), atol=1e-9)
 
 
+def test_the_sequence_classifier_and_path_agree_with_the_cli(tmp_path, cli):
+    from test_fit import planted_sequence
+
+    X, y, _ = planted_sequence(N=150, seed=8)
+    labels = np.digitize(y, np.quantile(y, [1 / 3, 2 / 3])).astype(np.int64)  # (N, n) in 0..3
+    np.savez(tmp_path / "seq.npz", X=X, y=labels)
+    run(cli, "fit", "--data", tmp_path / "seq.npz", "--model", "sequence",
+        "--loss", "cross-entropy", "--beta-frac", 0.05, "--out", tmp_path / "cli")
+    report = json.loads((tmp_path / "cli/report.json").read_text())["result"]
+    est = cf.ConvexAttentionClassifier(model="sequence", fit_intercept=False, beta_frac=0.05)
+    est.fit(X, labels)
+    assert est.objective_ == pytest.approx(report["objective"], rel=1e-9)
+    np.testing.assert_allclose(cf.Model.load(tmp_path / "cli").predict(X),
+                               est.decision_function(X), atol=1e-9)
+    # The path: the same betas and objectives as `convexformer path`.
+    run(cli, "path", "--data", tmp_path / "seq.npz", "--model", "sequence",
+        "--loss", "cross-entropy", "--betas", 3, "--ratio", 0.1, "--out", tmp_path / "clipath")
+    points = json.loads((tmp_path / "clipath/path.json").read_text())["path"]
+    p = est.path(X, labels, n_betas=3, ratio=0.1)
+    np.testing.assert_allclose(p.betas, [q["beta"] for q in points], rtol=1e-12)
+    np.testing.assert_allclose(p.objectives, [q["objective"] for q in points], rtol=1e-9)
+
+
 def test_agrees_with_skglm_where_both_apply():
     """skglm's GroupLasso (not installed in CI: a measurement peer) on the
     scalar program: the same objective to 1e-6."""

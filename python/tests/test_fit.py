@@ -82,6 +82,24 @@ def test_the_core_reads_fortran_ordered_arrays_in_logical_order(data):
     np.testing.assert_allclose(warm.coef, ref.coef, rtol=0, atol=1e-12)
 
 
+def test_c_ordered_float64_is_read_in_place_and_nothing_else(data):
+    X, y = data
+    N, n, d = X.shape
+    C = np.ascontiguousarray(X)
+    assert cf._core.reads_in_place(C) and cf._core.reads_in_place(C.reshape(N, n, d))
+    assert cf._core.reads_in_place(C[10:20])  # a C-contiguous slice of samples
+    for other in (np.asfortranarray(X), C[:, ::2], C.astype(np.float32), C[:, :, ::-1]):
+        assert not cf._core.reads_in_place(other)
+    # A fit on a view of a larger buffer reads only its own samples.
+    big = np.concatenate([C, 1e6 * np.ones_like(C)])
+    np.testing.assert_array_equal(
+        cf.ConvexAttentionRegressor().fit(big[:N], y).coef_,
+        cf.ConvexAttentionRegressor().fit(C.copy(), y).coef_,
+    )
+    with pytest.raises(TypeError, match="float64 or float32"):
+        cf._core.reads_in_place(C.astype(np.int64))
+
+
 @pytest.mark.parametrize("model", ["vector-l1", "vector-l2", "gated"])
 def test_every_program_fits_multi_output_targets(model):
     X, y = planted(N=200, n=6, d=3, active=(1, 4))
@@ -343,8 +361,85 @@ def test_the_sequence_program_fits_outputs_at_every_position(tmp_path):
         cf.ConvexAttentionRegressor(model="sequence").fit(X, y)
     with pytest.raises(ValueError, match="target per position"):
         cf.ConvexAttentionRegressor(model="sequence", fit_intercept=False).fit(X, y[:, 0])
-    with pytest.raises(ValueError, match="no sequence program"):
-        cf.ConvexAttentionClassifier(model="sequence").fit(X, y[:, 0] > 0)
+    with pytest.raises(ValueError, match="label per position"):
+        cf.ConvexAttentionClassifier(model="sequence", fit_intercept=False).fit(X, y[:, 0] > 0)
+
+
+def test_the_sequence_path_matches_single_fits_and_starts_empty():
+    X, y, src = planted_sequence(N=150, seed=3)
+    est = cf.ConvexAttentionRegressor(model="sequence", fit_intercept=False, tol=1e-9)
+    p = est.path(X, y, n_betas=4, ratio=0.02)
+    assert len(p.betas) == 4 and np.all(np.diff(p.betas) < 0) and p.converged.all()
+    assert p.betas[0] == pytest.approx(p.beta_max)
+    assert p.coefs.shape == (4, 3, 1, 5, 5) and p.intercepts.shape == (4, 1)
+    assert p.active_tokens[0].size == 0 and np.all(p.coefs[0] == 0)
+    assert set(p.active_tokens[-1].tolist()) == set(src.tolist())
+    assert np.all(np.diff(p.objectives) < 0)
+    for k in (1, 3):
+        one = cf.ConvexAttentionRegressor(model="sequence", fit_intercept=False, tol=1e-9,
+                                          beta=p.betas[k]).fit(X, y)
+        assert one.objective_ == pytest.approx(p.objectives[k], rel=1e-8)
+        np.testing.assert_allclose(p.models[k].predict(X)[..., 0], one.predict(X), atol=1e-5)
+    # Given betas, in the order given; the free function; the classifier.
+    q = cf.attention_path(X, y, model="sequence", fit_intercept=False, betas=p.betas[[2, 1]])
+    assert q.objectives[1] == pytest.approx(p.objectives[1], rel=1e-6)
+    pc = cf.attention_path(X, y > 0, classifier=True, model="sequence", fit_intercept=False,
+                           n_betas=3)
+    assert pc.coefs.shape == (3, 3, 1, 5, 5) and pc.converged.all()
+    with pytest.raises(ValueError, match="ratio"):
+        est.path(X, y, n_betas=3, ratio=0.0)
+    with pytest.raises(ValueError, match="no intercept"):
+        cf.ConvexAttentionRegressor(model="sequence").path(X, y, n_betas=2)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_the_sequence_classifier_predicts_a_label_at_every_position(tmp_path, n_classes):
+    import pickle
+
+    X, y, src = planted_sequence(N=300, seed=5)
+    names = np.array(["low", "mid", "high"])[: n_classes]
+    edges = np.quantile(y, np.linspace(0, 1, n_classes + 1)[1:-1])
+    labels = names[np.digitize(y, edges)]  # (N, n) strings
+    est = cf.ConvexAttentionClassifier(model="sequence", fit_intercept=False, beta_frac=0.01)
+    est.fit(X, labels)
+    assert est.converged_ and est.relative_gap_ <= 1e-6
+    assert est.recovery_relative_difference_ <= 1e-9
+    assert sorted(est.classes_.tolist()) == sorted(names.tolist())
+    pred = est.predict(X)
+    assert pred.shape == labels.shape and set(pred.ravel()) <= set(names)
+    assert est.score(X, labels) == pytest.approx(np.mean(pred == labels))
+    assert est.score(X, labels) > (0.9 if n_classes == 2 else 0.75)
+    proba = est.predict_proba(X)
+    assert proba.shape == (300, 5, n_classes)
+    np.testing.assert_allclose(proba.sum(axis=-1), 1.0)
+    np.testing.assert_array_equal(est.classes_[proba.argmax(axis=-1)], pred)
+    assert set(est.active_tokens_.tolist()) <= set(range(5))
+    back = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(back.predict(X), pred)
+    # Warm start from the last fit: the same optimum in at most one iteration.
+    warm = cf.ConvexAttentionClassifier(model="sequence", fit_intercept=False, beta_frac=0.01,
+                                        warm_start=True, tol=1e-8).fit(X, labels)
+    cold = warm.n_iter_
+    warm.fit(X, labels)
+    assert warm.converged_ and warm.n_iter_ <= 1 < cold
+    with pytest.raises(ValueError, match="2 classes"):
+        cf.ConvexAttentionClassifier(model="sequence", fit_intercept=False).fit(
+            X, np.zeros(labels.shape))
+    with pytest.raises(ValueError, match="Unknown label type|continuous"):
+        cf.ConvexAttentionClassifier(model="sequence", fit_intercept=False).fit(X, y)
+
+
+def test_cross_validation_of_the_sequence_program():
+    X, y, _ = planted_sequence(N=150, seed=6)
+    cv = cf.ConvexAttentionRegressorCV(model="sequence", fit_intercept=False, n_betas=4, cv=3)
+    cv.fit(X, y)
+    assert cv.best_beta_ in cv.betas_ and cv.cv_scores_.shape == (4, 3)
+    assert cv.converged_ and cv.predict(X).shape == y.shape
+    # Little noise: the least regularized betas predict best.
+    assert cv.best_beta_ <= cv.betas_[1]
+    clf = cf.ConvexAttentionClassifierCV(model="sequence", fit_intercept=False, n_betas=3, cv=3)
+    clf.fit(X, y > 0)
+    assert clf.cv_scores_.shape == (3, 3) and clf.predict(X).shape == y.shape
 
 
 def test_the_package_docstring_example_runs():

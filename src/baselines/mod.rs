@@ -316,14 +316,14 @@ enum Model {
 /// The f64 evaluation of a model on the training and test data.
 struct Evaluator<'a> {
     obj: Objective,
-    train: &'a Dataset,
-    test: Option<&'a Dataset>,
+    train: &'a Dataset<'a>,
+    test: Option<&'a Dataset<'a>>,
     x_train: Tensor,
     x_test: Option<Tensor>,
 }
 
 impl<'a> Evaluator<'a> {
-    fn new(obj: Objective, train: &'a Dataset, test: Option<&'a Dataset>) -> Result<Self> {
+    fn new(obj: Objective, train: &'a Dataset<'a>, test: Option<&'a Dataset<'a>>) -> Result<Self> {
         Ok(Evaluator {
             obj,
             train,

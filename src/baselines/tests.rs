@@ -10,7 +10,7 @@ use crate::testutil::random_instance;
 use candle_core::Var;
 use rand::Rng;
 
-fn planted(n_samples: usize, n: usize, d: usize, active: usize, seed: u64) -> Dataset {
+fn planted(n_samples: usize, n: usize, d: usize, active: usize, seed: u64) -> Dataset<'static> {
     let spec = SyntheticSpec {
         n_samples,
         n_tokens: n,

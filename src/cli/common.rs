@@ -80,8 +80,8 @@ pub struct ProblemArgs {
 
 /// Loaded data: train, optional validation, where it came from.
 pub struct Loaded {
-    pub train: Dataset,
-    pub val: Option<Dataset>,
+    pub train: Dataset<'static>,
+    pub val: Option<Dataset<'static>>,
     pub source: String,
     /// Planted tokens, for synthetic data.
     pub planted: Option<Vec<usize>>,
@@ -199,7 +199,7 @@ impl ProblemArgs {
 }
 
 /// Validation data from `path`, of the training data's shape.
-fn read_val(path: &Path, train: &Dataset) -> anyhow::Result<Dataset> {
+fn read_val(path: &Path, train: &Dataset) -> anyhow::Result<Dataset<'static>> {
     let v = read_dataset(path).with_context(|| "reading the validation data")?;
     if (v.n_tokens, v.n_features, v.n_outputs)
         != (train.n_tokens, train.n_features, train.n_outputs)
@@ -219,7 +219,7 @@ fn read_val(path: &Path, train: &Dataset) -> anyhow::Result<Dataset> {
 }
 
 /// `synthetic[:...]` or a file path.
-pub fn load_data(spec: &str) -> anyhow::Result<(Dataset, Option<Vec<usize>>)> {
+pub fn load_data(spec: &str) -> anyhow::Result<(Dataset<'static>, Option<Vec<usize>>)> {
     if spec == "synthetic" || spec.starts_with("synthetic:") {
         let s = synthetic::parse(spec)?;
         let (ds, planted) = synthetic::generate(&s)?;

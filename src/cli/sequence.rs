@@ -22,7 +22,7 @@ use std::path::Path;
 
 /// Loads sequence data: `synthetic[:...]` (planted mixing heads) or a .npz
 /// whose `y` is N×n×c (or N×n labels).
-fn load(spec: &str) -> anyhow::Result<Dataset> {
+fn load(spec: &str) -> anyhow::Result<Dataset<'static>> {
     if spec == "synthetic" || spec.starts_with("synthetic:") {
         let s = parse_sequence_synthetic(spec)?;
         return Ok(generate_sequence(&s)?.0);
@@ -34,7 +34,11 @@ fn load(spec: &str) -> anyhow::Result<Dataset> {
     Ok(read_npz_as(path, true, Some(Targets::PerPosition))?.0)
 }
 
-fn split(ds: Dataset, frac: Option<f64>, seed: u64) -> anyhow::Result<(Dataset, Option<Dataset>)> {
+fn split(
+    ds: Dataset<'static>,
+    frac: Option<f64>,
+    seed: u64,
+) -> anyhow::Result<(Dataset<'static>, Option<Dataset<'static>>)> {
     let Some(f) = frac else { return Ok((ds, None)) };
     let n_val = ((ds.n_samples as f64) * f).round() as usize;
     if !(f > 0.0 && f < 1.0) || n_val == 0 || n_val >= ds.n_samples {
@@ -63,8 +67,8 @@ fn data_json(spec: &str, d: &SequenceData) -> serde_json::Value {
 struct SequenceData {
     loss: Loss,
     /// This rank's training samples (all of them in one process).
-    train: Dataset,
-    val: Option<Dataset>,
+    train: Dataset<'static>,
+    val: Option<Dataset<'static>>,
     total_samples: usize,
     shards: Option<ShardInfo>,
 }

@@ -25,8 +25,8 @@ pub fn load_shard(
     spec: &str,
     layout: Targets,
     comm: &dyn Communicator,
-    synthetic: impl FnOnce() -> anyhow::Result<Dataset>,
-) -> anyhow::Result<(Dataset, ShardInfo)> {
+    synthetic: impl FnOnce() -> anyhow::Result<Dataset<'static>>,
+) -> anyhow::Result<(Dataset<'static>, ShardInfo)> {
     let (rank, size) = (comm.rank(), comm.size());
     let (shard, files) = if spec == "synthetic" || spec.starts_with("synthetic:") {
         let all = synthetic()?;

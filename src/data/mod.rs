@@ -10,6 +10,7 @@ pub mod synthetic;
 pub mod tensors;
 
 use crate::error::{invalid, Result};
+use std::borrow::Cow;
 
 /// Where the target rows of a data set sit: one per sample (the vector and
 /// token programs, SPEC §4a–b) or one per position of each sample (the
@@ -26,8 +27,11 @@ pub enum Targets {
 /// A data set. Targets are always stored as rows of c values `y` (one row per
 /// sample or per position, as `targets` says); for class labels `y` holds
 /// their one-hot encoding and `labels` the label of each row.
+///
+/// X is owned or borrowed (`'x`): a caller that already holds the values in
+/// this layout (a numpy array, a memory map) lends them without a copy.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Dataset {
+pub struct Dataset<'x> {
     /// N, number of samples.
     pub n_samples: usize,
     /// n, tokens (positions) per sample.
@@ -37,7 +41,7 @@ pub struct Dataset {
     /// c, outputs per target row (classes for class labels).
     pub n_outputs: usize,
     /// N·n·d values, sample-major: `x[(i·n + k)·d + q]` = X_i[k, q].
-    pub x: Vec<f64>,
+    pub x: Cow<'x, [f64]>,
     /// (target rows)·c values, row-major: `y[row·c + l]`, with row = i per
     /// sample or row = i·n + r per position.
     pub y: Vec<f64>,
@@ -47,10 +51,10 @@ pub struct Dataset {
     pub targets: Targets,
 }
 
-impl Dataset {
+impl<'x> Dataset<'x> {
     /// A data set with real targets, one row per sample (`y` is N×c, sample-major).
     pub fn new_real(
-        x: Vec<f64>,
+        x: impl Into<Cow<'x, [f64]>>,
         shape: (usize, usize, usize),
         y: Vec<f64>,
         n_outputs: usize,
@@ -60,7 +64,7 @@ impl Dataset {
 
     /// A data set with one class label in `0..n_classes` per sample.
     pub fn new_classes(
-        x: Vec<f64>,
+        x: impl Into<Cow<'x, [f64]>>,
         shape: (usize, usize, usize),
         labels: Vec<usize>,
         n_classes: usize,
@@ -71,7 +75,7 @@ impl Dataset {
     /// A data set with real targets, one row per position: `y` holds N·n·c
     /// values, `y[(i·n + r)·c + l]` = Y_i[r, l].
     pub fn new_real_per_position(
-        x: Vec<f64>,
+        x: impl Into<Cow<'x, [f64]>>,
         shape: (usize, usize, usize),
         y: Vec<f64>,
         n_outputs: usize,
@@ -82,7 +86,7 @@ impl Dataset {
     /// A data set with one class label in `0..n_classes` per position (N·n
     /// labels, sample-major).
     pub fn new_classes_per_position(
-        x: Vec<f64>,
+        x: impl Into<Cow<'x, [f64]>>,
         shape: (usize, usize, usize),
         labels: Vec<usize>,
         n_classes: usize,
@@ -92,7 +96,7 @@ impl Dataset {
 
     /// Real targets in either layout: `y` holds (target rows)·c values.
     pub fn real(
-        x: Vec<f64>,
+        x: impl Into<Cow<'x, [f64]>>,
         shape: (usize, usize, usize),
         y: Vec<f64>,
         n_outputs: usize,
@@ -102,7 +106,7 @@ impl Dataset {
     }
 
     fn build(
-        x: Vec<f64>,
+        x: impl Into<Cow<'x, [f64]>>,
         shape: (usize, usize, usize),
         y: Vec<f64>,
         n_outputs: usize,
@@ -114,7 +118,7 @@ impl Dataset {
             n_tokens: shape.1,
             n_features: shape.2,
             n_outputs,
-            x,
+            x: x.into(),
             y,
             labels,
             targets,
@@ -125,7 +129,7 @@ impl Dataset {
 
     /// One class label in `0..n_classes` per target row, in either layout.
     pub fn classes(
-        x: Vec<f64>,
+        x: impl Into<Cow<'x, [f64]>>,
         shape: (usize, usize, usize),
         labels: Vec<usize>,
         n_classes: usize,
@@ -296,7 +300,7 @@ impl Dataset {
     }
 
     /// The subset of samples `idx`, in that order.
-    pub fn select(&self, idx: &[usize]) -> Dataset {
+    pub fn select(&self, idx: &[usize]) -> Dataset<'static> {
         let s = self.n_tokens * self.n_features;
         let rows = self.rows_per_sample();
         let mut x = Vec::with_capacity(idx.len() * s);
@@ -307,7 +311,7 @@ impl Dataset {
         }
         Dataset {
             n_samples: idx.len(),
-            x,
+            x: x.into(),
             y,
             labels: self.labels.as_ref().map(|l| {
                 idx.iter()
@@ -321,7 +325,7 @@ impl Dataset {
     /// The same tokens with the targets of one position `r` only, as a data
     /// set with targets per sample (the vector program per output row, SPEC
     /// §4c's advice for long sequences). Needs targets per position.
-    pub fn position_dataset(&self, r: usize) -> Result<Dataset> {
+    pub fn position_dataset(&self, r: usize) -> Result<Dataset<'_>> {
         let (n_s, n, d, c) = self.shape();
         if self.targets != Targets::PerPosition {
             return invalid("the data set has one target per sample, not per position");
@@ -332,19 +336,19 @@ impl Dataset {
         match &self.labels {
             Some(labels) => {
                 let l = (0..n_s).map(|i| labels[i * n + r]).collect();
-                Dataset::new_classes(self.x.clone(), (n_s, n, d), l, c)
+                Dataset::new_classes(&self.x[..], (n_s, n, d), l, c)
             }
             None => {
                 let y = (0..n_s)
                     .flat_map(|i| self.position_target(i, r).to_vec())
                     .collect();
-                Dataset::new_real(self.x.clone(), (n_s, n, d), y, c)
+                Dataset::new_real(&self.x[..], (n_s, n, d), y, c)
             }
         }
     }
 
     /// Splits off a validation fraction `frac` in (0, 1), shuffled with `seed`.
-    pub fn split(&self, frac: f64, seed: u64) -> Result<(Dataset, Dataset)> {
+    pub fn split(&self, frac: f64, seed: u64) -> Result<(Dataset<'static>, Dataset<'static>)> {
         use rand::seq::SliceRandom;
         use rand::SeedableRng;
         if !(frac > 0.0 && frac < 1.0) {
@@ -361,6 +365,25 @@ impl Dataset {
         idx.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
         let (val, train) = idx.split_at(n_val);
         Ok((self.select(train), self.select(val)))
+    }
+
+    /// The same data set owning its X (a copy when X is borrowed).
+    pub fn into_owned(self) -> Dataset<'static> {
+        Dataset {
+            n_samples: self.n_samples,
+            n_tokens: self.n_tokens,
+            n_features: self.n_features,
+            n_outputs: self.n_outputs,
+            x: Cow::Owned(self.x.into_owned()),
+            y: self.y,
+            labels: self.labels,
+            targets: self.targets,
+        }
+    }
+
+    /// Whether X is borrowed from the caller rather than owned.
+    pub fn borrows_x(&self) -> bool {
+        matches!(self.x, Cow::Borrowed(_))
     }
 
     /// Shape as (N, n, d, c).
@@ -433,6 +456,28 @@ mod tests {
         assert_eq!((ps.rows_per_sample(), ps.n_rows()), (1, 3));
         assert_eq!(ps.sample_targets(1), ps.target(1));
         assert_eq!(ps.select(&[2, 1]).y, vec![3.0, 2.0]);
+    }
+
+    #[test]
+    fn borrowed_x_is_read_in_place_and_checked_alike() {
+        let (n_s, n, d) = (3, 2, 2);
+        let values = x(n_s, n, d);
+        let lent = Dataset::new_real(&values[..], (n_s, n, d), vec![0.0; 3], 1).unwrap();
+        assert!(lent.borrows_x() && std::ptr::eq(lent.x.as_ptr(), values.as_ptr()));
+        let owned = Dataset::new_real(values.clone(), (n_s, n, d), vec![0.0; 3], 1).unwrap();
+        assert!(!owned.borrows_x() && owned == lent);
+        // Views keep borrowing; selections and into_owned copy.
+        let ds = Dataset::new_real_per_position(&values[..], (n_s, n, d), vec![0.5; 6], 1).unwrap();
+        assert!(ds.position_dataset(1).unwrap().borrows_x());
+        assert!(!ds.select(&[0]).borrows_x());
+        let kept = ds.clone().into_owned();
+        assert!(!kept.borrows_x() && kept == ds);
+        // A borrowed X is validated like an owned one.
+        let mut bad = values.clone();
+        bad[5] = f64::NAN;
+        let e = Dataset::new_real(&bad[..], (n_s, n, d), vec![0.0; 3], 1).unwrap_err();
+        assert!(e.to_string().contains("X[1, 0, 1] is NaN"), "{e}");
+        assert!(Dataset::new_real(&values[..4], (n_s, n, d), vec![0.0; 3], 1).is_err());
     }
 
     #[test]

@@ -38,19 +38,19 @@ pub const MAX_CLASSES: usize = 1 << 16;
 /// Reads a data set with targets per sample from a `.npz` file (compressed
 /// or not). The file is read into memory first, so the peak memory is about
 /// the file's size plus the data set's.
-pub fn read_npz(path: &Path) -> Result<Dataset> {
+pub fn read_npz(path: &Path) -> Result<Dataset<'static>> {
     read_npz_inputs(path, true).map(|(ds, _)| ds)
 }
 
 /// Reads `X`, and `y` when the file has it (`require_y` false): without `y`
 /// the data set holds zero targets and the flag says so (for prediction).
-pub fn read_npz_inputs(path: &Path, require_y: bool) -> Result<(Dataset, bool)> {
+pub fn read_npz_inputs(path: &Path, require_y: bool) -> Result<(Dataset<'static>, bool)> {
     read_npz_as(path, require_y, Some(Targets::PerSample))
 }
 
 /// Reads a data set from the bytes of a `.npz` file, by the same code as
 /// [`read_npz`] (errors name the path `<memory>`).
-pub fn read_npz_bytes(bytes: &[u8]) -> Result<Dataset> {
+pub fn read_npz_bytes(bytes: &[u8]) -> Result<Dataset<'static>> {
     read_npz_bytes_as(bytes, Some(Targets::PerSample))
 }
 
@@ -63,7 +63,7 @@ pub fn read_npz_as(
     path: &Path,
     require_y: bool,
     layout: Option<Targets>,
-) -> Result<(Dataset, bool)> {
+) -> Result<(Dataset<'static>, bool)> {
     if path.is_dir() {
         return Err(format_error(path, "is a directory, not a .npz file"));
     }
@@ -73,7 +73,7 @@ pub fn read_npz_as(
 
 /// As [`read_npz_as`] with `y` required, from the bytes of a file (errors
 /// name `<memory>`).
-pub fn read_npz_bytes_as(bytes: &[u8], layout: Option<Targets>) -> Result<Dataset> {
+pub fn read_npz_bytes_as(bytes: &[u8], layout: Option<Targets>) -> Result<Dataset<'static>> {
     read_from(bytes, Path::new("<memory>"), true, layout).map(|(ds, _)| ds)
 }
 
@@ -226,7 +226,7 @@ pub(crate) fn dataset_from_arrays(
     y: RawArray,
     path: &Path,
     layout: Option<Targets>,
-) -> Result<Dataset> {
+) -> Result<Dataset<'static>> {
     let &[n, t, d] = x.shape.as_slice() else {
         return Err(format_error(
             path,
@@ -255,7 +255,7 @@ fn per_sample(
     shape: (usize, usize, usize),
     y: RawArray,
     path: &Path,
-) -> Result<Dataset> {
+) -> Result<Dataset<'static>> {
     let n = shape.0;
     match y.shape.first() {
         None => {
@@ -310,7 +310,7 @@ fn per_position(
     (n_s, n, d): (usize, usize, usize),
     y: RawArray,
     path: &Path,
-) -> Result<Dataset> {
+) -> Result<Dataset<'static>> {
     let x_shape = [n_s, n, d];
     if y.shape.len() < 2 || y.shape[0] != n_s || y.shape[1] != n {
         return Err(format_error(
@@ -322,7 +322,7 @@ fn per_position(
             ),
         ));
     }
-    let bad = |what: &str| -> Result<Dataset> {
+    let bad = |what: &str| -> Result<Dataset<'static>> {
         Err(format_error(
             path,
             format!(
@@ -402,7 +402,7 @@ fn read_from(
     path: &Path,
     require_y: bool,
     layout: Option<Targets>,
-) -> Result<(Dataset, bool)> {
+) -> Result<(Dataset<'static>, bool)> {
     let (mut zip, names) = open_archive(bytes, path)?;
     let has_y = names.iter().any(|n| n == "y");
     for want in ["X", "y"] {
@@ -871,7 +871,7 @@ mod tests {
         })
     }
 
-    fn err_msg(r: Result<Dataset>) -> String {
+    fn err_msg(r: Result<Dataset<'static>>) -> String {
         match r {
             Ok(_) => panic!("expected an error"),
             Err(e) => e.to_string(),
@@ -1334,8 +1334,8 @@ mod tests {
         };
         let ds = read_npz_bytes(&file(&|w| w.add_array("y", &y1).unwrap())).unwrap();
         assert_eq!(
-            (ds.shape(), &ds.x, &ds.y),
-            ((5, 4, 3, 1), &xs, &y1.to_vec())
+            (ds.shape(), &ds.x[..], &ds.y),
+            ((5, 4, 3, 1), &xs[..], &y1.to_vec())
         );
         let ds = read_npz_bytes(&file(&|w| w.add_array("y", &y2).unwrap())).unwrap();
         assert_eq!(ds.shape(), (5, 4, 3, 2));
@@ -1348,8 +1348,8 @@ mod tests {
         let ds = read_per_position(&file(&|w| w.add_array("y", &y3).unwrap())).unwrap();
         assert_eq!(ds.shape(), (5, 4, 3, 2));
         assert_eq!(
-            (&ds.x, &ds.y),
-            (&xs, &y3.iter().copied().collect::<Vec<_>>())
+            (&ds.x[..], &ds.y),
+            (&xs[..], &y3.iter().copied().collect::<Vec<_>>())
         );
         let yn = Array2::from_shape_fn((5, 4), |(i, r)| (i + r) as f64 * 0.5);
         let ds = read_per_position(&file(&|w| w.add_array("y", &yn).unwrap())).unwrap();

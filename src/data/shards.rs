@@ -46,7 +46,7 @@ pub fn read_shard(
     rank: usize,
     size: usize,
     layout: Targets,
-) -> Result<(Dataset, Vec<PathBuf>)> {
+) -> Result<(Dataset<'static>, Vec<PathBuf>)> {
     let read = |f: &Path| read_inputs_as(f, true, Some(layout)).map(|(d, _)| d);
     match files {
         [] => invalid("no data files"),
@@ -72,7 +72,7 @@ pub fn read_shard(
 /// Shard `rank`'s contiguous block of the samples of one file: only that
 /// block's bytes from a `.safetensors` file (memory-mapped); all of an
 /// `.npz` file (its members may be compressed), keeping the block.
-fn read_rows(path: &Path, rank: usize, size: usize, layout: Targets) -> Result<Dataset> {
+fn read_rows(path: &Path, rank: usize, size: usize, layout: Targets) -> Result<Dataset<'static>> {
     let is_safetensors = path
         .extension()
         .and_then(|e| e.to_str())
@@ -125,7 +125,11 @@ fn safetensors_samples(path: &Path) -> Result<usize> {
 }
 
 /// `a` followed by the samples of `b` (read from `path`).
-fn concat(mut a: Dataset, b: Dataset, path: &std::path::Path) -> Result<Dataset> {
+fn concat(
+    mut a: Dataset<'static>,
+    b: Dataset<'static>,
+    path: &std::path::Path,
+) -> Result<Dataset<'static>> {
     if (
         a.n_tokens,
         a.n_features,
@@ -152,7 +156,7 @@ fn concat(mut a: Dataset, b: Dataset, path: &std::path::Path) -> Result<Dataset>
         ));
     }
     a.n_samples += b.n_samples;
-    a.x.extend_from_slice(&b.x);
+    a.x.to_mut().extend_from_slice(&b.x);
     a.y.extend_from_slice(&b.y);
     if let (Some(la), Some(lb)) = (a.labels.as_mut(), b.labels) {
         la.extend(lb);

@@ -282,7 +282,7 @@ pub fn parse_spec(
 
 /// Generates the data set of `spec` and returns it with the sorted planted
 /// token indices (the model is in the module documentation).
-pub fn generate(spec: &SyntheticSpec) -> Result<(Dataset, Vec<usize>)> {
+pub fn generate(spec: &SyntheticSpec) -> Result<(Dataset<'static>, Vec<usize>)> {
     spec.validate()?;
     let (n, t, d, c) = (
         spec.n_samples,
@@ -336,7 +336,7 @@ pub fn targets_of_kind(
     z: Vec<f64>,
     c: usize,
     layout: Targets,
-) -> Result<Dataset> {
+) -> Result<Dataset<'static>> {
     match kind {
         TargetKind::Real => Dataset::real(x, shape, z, c, layout),
         TargetKind::Binary => {

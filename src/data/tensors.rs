@@ -19,13 +19,13 @@ use super::{Dataset, Targets};
 use crate::error::{Error, Result};
 
 /// Reads a data set from a `.npz` or `.safetensors` file, by its extension.
-pub fn read_dataset(path: &Path) -> Result<Dataset> {
+pub fn read_dataset(path: &Path) -> Result<Dataset<'static>> {
     read_inputs(path, true).map(|(ds, _)| ds)
 }
 
 /// As [`read_dataset`], but `y` may be missing when `require_y` is false:
 /// the data set then holds zero targets and the flag is false.
-pub fn read_inputs(path: &Path, require_y: bool) -> Result<(Dataset, bool)> {
+pub fn read_inputs(path: &Path, require_y: bool) -> Result<(Dataset<'static>, bool)> {
     read_inputs_as(path, require_y, Some(Targets::PerSample))
 }
 
@@ -35,7 +35,7 @@ pub fn read_inputs_as(
     path: &Path,
     require_y: bool,
     layout: Option<Targets>,
-) -> Result<(Dataset, bool)> {
+) -> Result<(Dataset<'static>, bool)> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
@@ -57,7 +57,7 @@ pub fn read_inputs_as(
 }
 
 /// Reads a data set from a `.safetensors` file.
-pub fn read_safetensors(path: &Path) -> Result<Dataset> {
+pub fn read_safetensors(path: &Path) -> Result<Dataset<'static>> {
     if path.is_dir() {
         return Err(format_error(
             path,
@@ -70,7 +70,7 @@ pub fn read_safetensors(path: &Path) -> Result<Dataset> {
 
 /// Reads a data set from the bytes of a `.safetensors` file, by the same code
 /// as [`read_safetensors`] (errors name the path `<memory>`).
-pub fn read_safetensors_bytes(bytes: &[u8]) -> Result<Dataset> {
+pub fn read_safetensors_bytes(bytes: &[u8]) -> Result<Dataset<'static>> {
     read_from(bytes, Path::new("<memory>"), true, Some(Targets::PerSample)).map(|(ds, _)| ds)
 }
 
@@ -117,7 +117,7 @@ fn read_from(
     path: &Path,
     require_y: bool,
     layout: Option<Targets>,
-) -> Result<(Dataset, bool)> {
+) -> Result<(Dataset<'static>, bool)> {
     let st = SafeTensors::deserialize(bytes).map_err(|e| {
         format_error(
             path,
@@ -155,7 +155,7 @@ pub fn read_safetensors_rows(
     path: &Path,
     rows: std::ops::Range<usize>,
     layout: Targets,
-) -> Result<Dataset> {
+) -> Result<Dataset<'static>> {
     let file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
     // SAFETY: the map is read only while this function runs; a file changed
     // by another process meanwhile gives wrong values, not unsafety beyond
@@ -321,7 +321,7 @@ mod tests {
         (0..n * 4 * 3).map(|v| v as f64 * 0.5 - 3.0).collect()
     }
 
-    fn err_msg(r: Result<Dataset>) -> String {
+    fn err_msg(r: Result<Dataset<'static>>) -> String {
         match r {
             Ok(_) => panic!("expected an error"),
             Err(e) => e.to_string(),

@@ -827,7 +827,7 @@ mod tests {
     use super::*;
     use crate::data::synthetic;
 
-    fn tiny() -> (Dataset, Dataset) {
+    fn tiny() -> (Dataset<'static>, Dataset<'static>) {
         let spec = synthetic::parse("synthetic:N=80,n=4,d=3,active=2,seed=1").unwrap();
         let (ds, _) = synthetic::generate(&spec).unwrap();
         ds.split(0.25, 0).unwrap()

@@ -319,7 +319,7 @@ pub(crate) struct Setup {
 }
 
 impl Setup {
-    pub(crate) fn problem<'a>(&'a self, data: &'a Dataset, fit: &Fit) -> Result<Problem<'a>> {
+    pub(crate) fn problem<'a>(&'a self, data: &'a Dataset<'a>, fit: &Fit) -> Result<Problem<'a>> {
         let op = TokenOperator::new(data, self.masks.as_ref());
         Problem::new(op, fit.loss, fit.program.penalty(), 1.0, fit.intercept)
     }

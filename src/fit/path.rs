@@ -20,6 +20,16 @@ pub enum PathBetas {
     Values(Vec<f64>),
 }
 
+impl PathBetas {
+    /// The β values, given β_max.
+    pub fn resolve(&self, beta_max: f64) -> Result<Vec<f64>> {
+        match self {
+            PathBetas::Grid { n, ratio } => beta_grid(beta_max, *ratio, *n),
+            PathBetas::Values(v) => Ok(v.clone()),
+        }
+    }
+}
+
 /// Where a stopped run of the same path left off: its β grid, the number
 /// of its points that were finished, and the coefficients and intercepts to
 /// start the next point from (the last solve's, finished or interrupted).
@@ -109,7 +119,7 @@ impl Fit {
 /// What a path walks through, whatever its operator.
 struct Walk<'w> {
     fit: &'w Fit,
-    val: Option<&'w Dataset>,
+    val: Option<&'w Dataset<'w>>,
     betas: &'w PathBetas,
     resume: Option<PathResume>,
     comm: &'w dyn Communicator,
@@ -130,10 +140,7 @@ impl Walk<'_> {
                 check_resumable(&r, bmax)?;
                 (r.grid, r.done, r.warm)
             }
-            None => match self.betas {
-                PathBetas::Grid { n, ratio } => (beta_grid(bmax, *ratio, *n)?, 0, None),
-                PathBetas::Values(v) => (v.clone(), 0, None),
-            },
+            None => (self.betas.resolve(bmax)?, 0, None),
         };
         let raised = || {
             let own = fit

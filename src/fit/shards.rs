@@ -11,14 +11,14 @@ use std::borrow::Cow;
 
 /// One shard's samples, checked against the other shards'.
 pub(super) struct ShardData<'a> {
-    pub data: Cow<'a, Dataset>,
+    pub data: Cow<'a, Dataset<'a>>,
     pub comm: &'a dyn Communicator,
 }
 
 impl<'a> ShardData<'a> {
     /// Widens one-hot targets to the classes of all shards and checks that
     /// every shard holds data of one shape (all shards get the same error).
-    pub fn new(fit: &Fit, shard: &'a Dataset, comm: &'a dyn Communicator) -> Result<Self> {
+    pub fn new(fit: &Fit, shard: &'a Dataset<'a>, comm: &'a dyn Communicator) -> Result<Self> {
         let data = match with_all_classes(shard, comm)? {
             Some(widened) => Cow::Owned(widened),
             None => Cow::Borrowed(shard),
@@ -58,10 +58,10 @@ impl<'a> ShardData<'a> {
 /// Class labels count their classes from the largest label a file holds,
 /// so a shard that lacks the last classes reads fewer: every shard takes the
 /// largest count of all (one-hot targets widened). None where nothing changes.
-pub(crate) fn with_all_classes(
-    shard: &Dataset,
+pub(crate) fn with_all_classes<'a>(
+    shard: &'a Dataset<'_>,
     comm: &dyn Communicator,
-) -> Result<Option<Dataset>> {
+) -> Result<Option<Dataset<'a>>> {
     let mut counts = vec![0.0; comm.size()];
     if shard.labels.is_some() {
         counts[comm.rank()] = shard.n_outputs as f64;
@@ -70,7 +70,7 @@ pub(crate) fn with_all_classes(
     let classes = counts.iter().fold(0.0f64, |a, &b| a.max(b)) as usize;
     match &shard.labels {
         Some(labels) if shard.n_outputs < classes => Dataset::classes(
-            shard.x.clone(),
+            &shard.x[..],
             (shard.n_samples, shard.n_tokens, shard.n_features),
             labels.clone(),
             classes,

@@ -262,7 +262,7 @@ pub fn all_examples(op: ModOp, p: u32) -> Examples {
 
 /// The examples as a [`Dataset`] for the core solver: each token one-hot
 /// (n = 4 rows of d = vocab features), the answer as one of p classes.
-pub fn one_hot_dataset(e: &Examples, p: u32) -> Result<Dataset> {
+pub fn one_hot_dataset(e: &Examples, p: u32) -> Result<Dataset<'static>> {
     let v = vocab_size(p);
     let n = e.len();
     let mut x = vec![0.0; n * SEQ_LEN * v];

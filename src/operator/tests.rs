@@ -5,9 +5,9 @@ use super::*;
 use crate::data::Dataset;
 use rand::{Rng, SeedableRng};
 
-fn random_data(n: usize, t: usize, d: usize, c: usize, seed: u64) -> Dataset {
+fn random_data(n: usize, t: usize, d: usize, c: usize, seed: u64) -> Dataset<'static> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let x = (0..n * t * d)
+    let x: Vec<f64> = (0..n * t * d)
         .map(|_| rng.random_range(-1.0..1.0))
         .collect();
     let y = (0..n * c).map(|_| rng.random_range(-1.0..1.0)).collect();
@@ -199,7 +199,7 @@ fn check_block_products(sparse: bool, c: usize) {
     let mut ds = random_data(n, t, d, c, 3);
     if sparse {
         // One nonzero per token row, at a varying place.
-        for (r, row) in ds.x.chunks_exact_mut(d).enumerate() {
+        for (r, row) in ds.x.to_mut().chunks_exact_mut(d).enumerate() {
             let keep = r % d;
             for (q, v) in row.iter_mut().enumerate() {
                 if q != keep {

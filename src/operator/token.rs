@@ -19,7 +19,7 @@ pub struct GateMasks {
 /// with per-block statistics the solver needs (norms for screening, column
 /// sums for the intercept), computed once.
 pub struct TokenOperator<'a> {
-    pub data: &'a Dataset,
+    pub data: &'a Dataset<'a>,
     pub gates: Option<&'a GateMasks>,
     n_blocks: usize,
     pub(super) chunk_size: usize,
@@ -96,7 +96,7 @@ struct SubBatch<'s> {
 }
 
 impl<'a> TokenOperator<'a> {
-    pub fn new(data: &'a Dataset, gates: Option<&'a GateMasks>) -> Self {
+    pub fn new(data: &'a Dataset<'a>, gates: Option<&'a GateMasks>) -> Self {
         let n_blocks = data.n_tokens * gates.map_or(1, |g| g.n_gates);
         let chunk_size = MIN_CHUNK.max(data.n_samples.div_ceil(MAX_CHUNKS));
         let (n, t, d) = (data.n_samples, data.n_tokens, data.n_features);

@@ -72,6 +72,7 @@
 #[cfg(feature = "plot")]
 pub mod figures;
 pub mod operator;
+mod path;
 /// The exact projection onto the cone of the split form (now a regularizer's).
 pub use crate::penalty::cone_projection as projection;
 pub mod recovery;
@@ -80,6 +81,7 @@ pub mod synthetic;
 
 #[cfg(feature = "plot")]
 pub use figures::plot_mixing_matrices;
+pub use path::sequence_path;
 pub use recovery::{
     recover_sequence_heads, sequence_heads_to_coef, sequence_nonconvex_objective,
     sequence_objective, SequenceHead,
@@ -216,11 +218,11 @@ fn check_inputs(data: &Dataset, loss: Loss, beta: f64) -> Result<()> {
 /// The sequence program at β as one instance of the generic convex program:
 /// the [`operator::SequenceOperator`] with the split-form regularizer
 /// [`crate::penalty::RowSumCone`], the loss per (sample, position).
-pub fn sequence_problem(
-    data: &Dataset,
+pub fn sequence_problem<'a>(
+    data: &'a Dataset<'_>,
     loss: Loss,
     beta: f64,
-) -> Result<Problem<'_, operator::SequenceOperator<'_>>> {
+) -> Result<Problem<'a, operator::SequenceOperator<'a>>> {
     check_inputs(data, loss, beta)?;
     Problem::with_operator(
         operator::SequenceOperator::new(data),

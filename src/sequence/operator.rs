@@ -46,7 +46,7 @@ fn product_index(q: usize, l: usize, r: usize, k: usize, n: usize, d: usize, c: 
 
 /// The operator on one data set.
 pub struct SequenceOperator<'a> {
-    pub data: &'a Dataset,
+    pub data: &'a Dataset<'a>,
     par: Par,
     /// √2·‖X_q‖_F for block (q, l): a bound on ‖[𝒜_{ql}, −𝒜_{ql}]‖, where
     /// 𝒜_{ql} = I_n ⊗ X_q and X_q[i, k] = X_i[k, q].
@@ -61,7 +61,7 @@ pub struct SequenceOperator<'a> {
 }
 
 impl<'a> SequenceOperator<'a> {
-    pub fn new(data: &'a Dataset) -> Self {
+    pub fn new(data: &'a Dataset<'a>) -> Self {
         let (n_s, n, d, c) = data.shape();
         // Multithreading pays off above a few million multiply-adds.
         let flops = (n_s as f64) * (n * d) as f64 * (n * c) as f64;

@@ -19,13 +19,13 @@ use std::borrow::Cow;
 /// shards' (one shape; label targets widened to the classes of all). With
 /// one shard, the plain one-process program.
 pub struct SequenceShard<'a> {
-    data: Cow<'a, Dataset>,
+    data: Cow<'a, Dataset<'a>>,
     comm: &'a dyn Communicator,
 }
 
 impl<'a> SequenceShard<'a> {
     /// Collective: every shard calls it at once; all get the same error.
-    pub fn new(data: &'a Dataset, comm: &'a dyn Communicator) -> Result<Self> {
+    pub fn new(data: &'a Dataset<'a>, comm: &'a dyn Communicator) -> Result<Self> {
         let data = match with_all_classes(data, comm)? {
             Some(widened) => Cow::Owned(widened),
             None => Cow::Borrowed(data),
@@ -35,7 +35,7 @@ impl<'a> SequenceShard<'a> {
     }
 
     /// The samples this shard holds (widened where needed).
-    pub fn data(&self) -> &Dataset {
+    pub fn data(&self) -> &Dataset<'_> {
         &self.data
     }
 

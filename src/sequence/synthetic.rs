@@ -117,7 +117,9 @@ pub fn parse_sequence_synthetic(spec: &str) -> Result<SequenceSyntheticSpec> {
 }
 
 /// Generates the data of `spec` and returns it with the planted heads.
-pub fn generate_sequence(spec: &SequenceSyntheticSpec) -> Result<(Dataset, Vec<SequenceHead>)> {
+pub fn generate_sequence(
+    spec: &SequenceSyntheticSpec,
+) -> Result<(Dataset<'static>, Vec<SequenceHead>)> {
     spec.validate()?;
     let (n_s, n, d, c) = (
         spec.n_samples,
@@ -158,6 +160,13 @@ pub fn generate_sequence(spec: &SequenceSyntheticSpec) -> Result<(Dataset, Vec<S
         .zip(&eps)
         .map(|(s, e)| s + spec.noise * e)
         .collect();
-    let ds = targets_of_kind(spec.kind, clean.x, (n_s, n, d), z, c, Targets::PerPosition)?;
+    let ds = targets_of_kind(
+        spec.kind,
+        clean.x.into_owned(),
+        (n_s, n, d),
+        z,
+        c,
+        Targets::PerPosition,
+    )?;
     Ok((ds, heads))
 }

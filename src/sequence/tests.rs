@@ -53,7 +53,7 @@ fn row_stochastic(r: &mut ChaCha8Rng, n: usize, sparse: bool) -> Vec<f64> {
 
 /// A random instance: N×n×d uniform tokens, targets from random planted
 /// heads plus noise (real, or class labels per position).
-fn instance(n_s: usize, n: usize, d: usize, c: usize, loss: Loss, seed: u64) -> Dataset {
+fn instance(n_s: usize, n: usize, d: usize, c: usize, loss: Loss, seed: u64) -> Dataset<'static> {
     let mut r = rng(seed);
     let x = uniform(&mut r, n_s * n * d, -1.0, 1.0);
     let heads: Vec<SequenceHead> = (0..2)

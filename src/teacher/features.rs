@@ -178,7 +178,7 @@ pub fn position_dataset(
     idx: &[usize],
     r: usize,
     proj: &Projection,
-) -> Result<(Dataset, Vec<usize>)> {
+) -> Result<(Dataset<'static>, Vec<usize>)> {
     let keep: Vec<usize> = idx.iter().copied().filter(|&i| f.lengths[i] > r).collect();
     if keep.is_empty() {
         return invalid(format!(

@@ -19,7 +19,7 @@ use convexformer::solver::{beta_max, solve, SolverKind, SolverOptions};
 /// One program on one data set.
 pub struct Case {
     pub name: &'static str,
-    pub data: Dataset,
+    pub data: Dataset<'static>,
     pub loss: Loss,
     pub penalty: Penalty,
     pub intercept: bool,
@@ -42,7 +42,7 @@ pub struct Outcome {
     pub data_passes: f64,
 }
 
-fn token_data(n: usize, c: usize, kind: TargetKind, seed: u64) -> Dataset {
+fn token_data(n: usize, c: usize, kind: TargetKind, seed: u64) -> Dataset<'static> {
     generate(&SyntheticSpec {
         n_samples: n,
         n_tokens: 6,

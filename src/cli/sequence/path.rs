@@ -224,33 +224,27 @@ fn compute_path(
     let pb = progress(grid.len() as u64, "path");
     let Start {
         done: mut points,
-        warm: mut prev,
+        warm: prev,
     } = start;
     pb.set_position(first as u64);
-    let interrupt = opts.interrupt.clone().unwrap_or_default();
-    let mut interrupted = false;
-    for &beta in &grid[first.min(grid.len())..] {
-        if shard.comm().any(interrupt.requested()) {
-            interrupted = true;
-            break;
-        }
-        let sol = shard.solve(loss, beta, opts, prev.as_deref())?;
-        pb.inc(1);
-        pb.set_message(format!(
-            "beta {beta:.3e}, gap {:.1e}",
-            sol.certificate.relative_gap
-        ));
-        points.push(PathPoint {
-            report: shard.report(loss, &sol, bmax, val)?,
-            nonzero_coefficients: sol.coef.iter().filter(|&&v| v != 0.0).count(),
-        });
-        on_point(&points, &sol.coef)?;
-        if sol.stop == StopReason::Interrupted {
-            interrupted = true;
-            break;
-        }
-        prev = Some(sol.coef);
-    }
+    let interrupted = shard.path(
+        loss,
+        &grid[first.min(grid.len())..],
+        opts,
+        prev,
+        |_, sol| -> anyhow::Result<()> {
+            pb.inc(1);
+            pb.set_message(format!(
+                "beta {:.3e}, gap {:.1e}",
+                sol.beta, sol.certificate.relative_gap
+            ));
+            points.push(PathPoint {
+                report: shard.report(loss, sol, bmax, val)?,
+                nonzero_coefficients: sol.coef.iter().filter(|&&v| v != 0.0).count(),
+            });
+            on_point(&points, &sol.coef)
+        },
+    )?;
     pb.finish_and_clear();
     Ok((points, interrupted))
 }
