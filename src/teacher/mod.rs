@@ -4,7 +4,7 @@
 //! output from the same inputs:
 //!
 //! - (a) standard softmax attention (SPEC §2), AdamW from scratch
-//!   ([`softmax_student`]);
+//!   ([`softmax_student`]; its training step in [`fused_student`]);
 //! - (b) convex attention, SPEC §4b per output position on projected token
 //!   features, certified along a β path ([`convex_student`]).
 //!
@@ -18,6 +18,7 @@ pub mod convex_student;
 pub mod corpus;
 pub mod experiment;
 pub mod features;
+pub mod fused_student;
 pub mod softmax_student;
 pub mod tiny;
 

@@ -6,6 +6,7 @@
 
 use super::bert::mask_bias;
 use super::features::Features;
+use super::fused_student::{FusedStudent, StudentDims};
 use crate::error::{invalid, Error, Result};
 use crate::nn::{AdamW, TrainState};
 use crate::solver::Interrupt;
@@ -100,7 +101,13 @@ impl SoftmaxStudent {
         };
         let (q, kk, v) = (split(&self.wq)?, split(&self.wk)?, split(&self.wv)?);
         let scores = (q.matmul(&kk.t()?)? / (k as f64).sqrt())?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&mask_bias(mask)?)?)?;
+        // `softmax`, not `softmax_last_dim`: the latter has no backward pass
+        // (candle_nn applies it with `apply_op1_no_bwd`), so a graph through
+        // it gives the queries and keys no gradient.
+        let probs = candle_nn::ops::softmax(
+            &scores.broadcast_add(&mask_bias(mask)?)?,
+            candle_core::D::Minus1,
+        )?;
         let ctx = probs
             .matmul(&v)?
             .transpose(1, 2)?
@@ -150,8 +157,10 @@ pub fn make_batch(f: &Features, idx: &[usize], positions: &[usize], dev: &Device
     })
 }
 
-/// Mean over the weighted positions of ‖ŷ − y‖² / D.
-fn loss(out: &Tensor, batch: &Batch, d: usize) -> candle_core::Result<Tensor> {
+/// Mean over the weighted positions of ‖ŷ − y‖² / D: the candle graph of
+/// the loss [`FusedStudent`] computes (tests compare the two).
+#[cfg(test)]
+pub(crate) fn loss(out: &Tensor, batch: &Batch, d: usize) -> candle_core::Result<Tensor> {
     let diff = (out - &batch.y)?.broadcast_mul(&batch.weight)?;
     diff.sqr()?.sum_all()? / (batch.count.max(1) * d) as f64
 }
@@ -203,7 +212,9 @@ fn flat(vars: &[Var]) -> Result<Vec<f32>> {
 }
 
 /// Trains with AdamW ([`crate::nn::AdamW`], candle_nn's update) on
-/// minibatches of `train` until `max_steps` or `max_seconds`;
+/// minibatches of `train` until `max_steps` or `max_seconds`, each step's
+/// gradient from [`FusedStudent`] (the candle model is loaded with the
+/// parameters for evaluation only);
 /// `on_eval(step, seconds, model)` runs every `eval_every` steps and at the
 /// end (its time is not counted in `seconds`); `control` continues a saved
 /// run, stops it, and receives its state.
@@ -221,6 +232,13 @@ pub fn train<R>(
     }
     let dev = Device::Cpu;
     let model = SoftmaxStudent::init(f.dim, cfg, mean, &dev)?;
+    let dims = StudentDims {
+        n: f.n,
+        dim: f.dim,
+        heads: cfg.heads,
+        head_dim: cfg.head_dim,
+    };
+    let mut fused = FusedStudent::new(dims, positions)?;
     let vars = model.vars();
     let mut params = flat(&vars)?;
     let mut layout = Vec::with_capacity(vars.len());
@@ -300,22 +318,13 @@ pub fn train<R>(
             pos = 0;
         }
         let end = (pos + cfg.batch).min(order.len());
-        let batch = make_batch(f, &order[pos..end], positions, &dev)?;
+        fused.loss_and_grad(f, &order[pos..end], &params)?;
         pos = end;
-        let (out, _) = model.forward(&batch.x, &batch.mask)?;
-        let grads = loss(&out, &batch, f.dim)?.backward()?;
-        let mut g = Vec::with_capacity(params.len());
-        for v in &vars {
-            match grads.get(v) {
-                Some(t) => g.extend(t.flatten_all()?.to_vec1::<f32>()?),
-                None => g.resize(g.len() + v.elem_count(), 0.0),
-            }
-        }
-        opt.step(&mut params, &g, &decay, cfg.lr);
-        load(&params)?;
+        opt.step(&mut params, fused.grad(), &decay, cfg.lr);
         trained += t0.elapsed().as_secs_f64();
         let last = step == cfg.max_steps || trained >= cfg.max_seconds;
         if step % cfg.eval_every == 0 || last {
+            load(&params)?;
             on_eval(step, trained, &model)?;
         }
         if last {
@@ -325,5 +334,6 @@ pub fn train<R>(
             (control.on_state)(snapshot(step, trained, pos, &order, &opt, &rng, &params))?;
         }
     }
+    load(&params)?;
     Ok(model)
 }

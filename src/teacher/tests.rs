@@ -407,3 +407,101 @@ fn a_stopped_experiment_keeps_its_positions_and_resumes_to_the_same_students() {
     .to_string();
     assert!(err.contains("not those of these positions"), "{err}");
 }
+
+/// Random stand-in features: `count` sentences of up to n tokens (lengths
+/// from 1 to n), padding rows zero as the teacher writes them.
+fn random_features(count: usize, n: usize, dim: usize, seed: u64) -> super::features::Features {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let lengths: Vec<usize> = (0..count).map(|i| 1 + (i * 7 + 3) % n).collect();
+    let mut x = vec![0f32; count * n * dim];
+    let mut y = vec![0f32; count * n * dim];
+    for (i, &len) in lengths.iter().enumerate() {
+        for v in &mut x[i * n * dim..(i * n + len) * dim] {
+            *v = rng.random_range(-1.0..1.0);
+        }
+        for v in &mut y[i * n * dim..(i * n + len) * dim] {
+            *v = rng.random_range(-1.0..1.0);
+        }
+    }
+    super::features::Features {
+        n,
+        dim,
+        x,
+        y,
+        lengths,
+        attention: vec![0.0; count * n * n],
+        pieces: vec![Vec::new(); count],
+    }
+}
+
+#[test]
+fn the_fused_student_step_has_the_candle_graphs_loss_and_gradient() {
+    use super::fused_student::{FusedStudent, StudentDims, SHARD_SENTENCES};
+    use super::softmax_student::{loss, make_batch, SoftmaxStudent};
+    let (n, dim) = (6, 10);
+    let f = random_features(40, n, dim, 5);
+    let cfg = SoftmaxConfig {
+        heads: 3,
+        head_dim: 4,
+        lr: 1e-3,
+        weight_decay: 0.0,
+        batch: 8,
+        max_steps: 1,
+        max_seconds: 1.0,
+        eval_every: 1,
+        seed: 2,
+        checkpoint_every: 0,
+    };
+    let dev = Device::Cpu;
+    let mean = vec![0.1; dim];
+    let model = SoftmaxStudent::init(dim, &cfg, &mean, &dev).unwrap();
+    let vars = [&model.wq, &model.wk, &model.wv, &model.wo, &model.bias];
+    let params: Vec<f32> = vars
+        .iter()
+        .flat_map(|v| v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+        .collect();
+    let dims = StudentDims {
+        n,
+        dim,
+        heads: 3,
+        head_dim: 4,
+    };
+    // Positions in any order, one past some sentences' ends; a batch of
+    // more than two shards, the last one partial, sentences repeated.
+    let positions = [3, 0, 5];
+    let idx: Vec<usize> = (0..2 * SHARD_SENTENCES + 5).map(|i| (i * 13) % 40).collect();
+    let mut fused = FusedStudent::new(dims, &positions).unwrap();
+    let got = fused.loss_and_grad(&f, &idx, &params).unwrap();
+    let batch = make_batch(&f, &idx, &positions, &dev).unwrap();
+    let (out, _) = model.forward(&batch.x, &batch.mask).unwrap();
+    let l = loss(&out, &batch, dim).unwrap();
+    let want = l.to_scalar::<f32>().unwrap() as f64;
+    assert!((got - want).abs() <= 1e-5 * want, "{got} vs {want}");
+    let grads = l.backward().unwrap();
+    let want: Vec<f32> = vars
+        .iter()
+        .enumerate()
+        .flat_map(|(i, v)| {
+            let g = grads.get(v).unwrap_or_else(|| panic!("no gradient for variable {i}"));
+            g.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        })
+        .collect();
+    let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+    for (i, (g, w)) in fused.grad().iter().zip(&want).enumerate() {
+        assert!((g - w).abs() <= 1e-4 * scale, "entry {i}: {g} vs {w}");
+    }
+    // The same gradient on one thread and on three, to the bit.
+    let on = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let mut w = FusedStudent::new(dims, &positions).unwrap();
+        let l = pool.install(|| w.loss_and_grad(&f, &idx, &params).unwrap());
+        (l.to_bits(), w.grad().iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+    };
+    assert_eq!(on(1), on(3));
+    // Bad input: a position past n, a repeated one, a wrong shape.
+    assert!(FusedStudent::new(dims, &[6]).is_err());
+    assert!(FusedStudent::new(dims, &[1, 1]).is_err());
+    assert!(fused.loss_and_grad(&f, &idx, &params[1..]).is_err());
+    assert!(fused.loss_and_grad(&f, &[40], &params).is_err());
+}
