@@ -55,6 +55,9 @@ pub struct BenchArgs {
     /// `scripts/grok_pytorch.py --steps N`).
     #[arg(long, default_value_t = 300)]
     pub training_steps: usize,
+    /// --training: which tables, of baselines, grok, teacher.
+    #[arg(long, value_delimiter = ',', default_value = "baselines,grok,teacher")]
+    pub training_parts: Vec<String>,
 }
 
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
@@ -62,12 +65,35 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         use convexformer::baselines::bench::{training_benchmark, training_table, TRAINING_SIZE};
         use convexformer::grok::bench::{grok_training_benchmark, grok_training_table};
         use convexformer::teacher::bench::{student_training_benchmark, student_training_table};
-        let r = training_benchmark(&TRAINING_SIZE, 2.0, 5)?;
-        print!("{}", training_table(&TRAINING_SIZE, &r));
-        let g = grok_training_benchmark(a.training_steps)?;
-        print!("{}", grok_training_table(&g));
-        let t = student_training_benchmark(a.training_steps)?;
-        print!("{}", student_training_table(&t));
+        let parts = &a.training_parts;
+        if let Some(p) = parts
+            .iter()
+            .find(|p| !["baselines", "grok", "teacher"].contains(&p.as_str()))
+        {
+            anyhow::bail!("--training-parts takes baselines, grok, teacher; got {p:?}");
+        }
+        let wants = |p: &str| parts.iter().any(|q| q == p);
+        let r = match wants("baselines") {
+            true => Some(training_benchmark(&TRAINING_SIZE, 2.0, 5)?),
+            false => None,
+        };
+        if let Some(r) = &r {
+            print!("{}", training_table(&TRAINING_SIZE, r));
+        }
+        let g = match wants("grok") {
+            true => Some(grok_training_benchmark(a.training_steps)?),
+            false => None,
+        };
+        if let Some(g) = &g {
+            print!("{}", grok_training_table(g));
+        }
+        let t = match wants("teacher") {
+            true => Some(student_training_benchmark(a.training_steps)?),
+            false => None,
+        };
+        if let Some(t) = &t {
+            print!("{}", student_training_table(t));
+        }
         if let Some(p) = a.json {
             write_json(
                 &p,

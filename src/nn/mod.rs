@@ -29,5 +29,12 @@ mod tests;
 pub mod transformer;
 
 pub use adamw::AdamW;
+
+/// Whether this processor runs the AVX2 builds of the fused passes (the
+/// grokking engine's and the teacher student's shards).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn wide_vectors() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
 pub use checkpoint::TrainState;
 pub use transformer::Engine;

@@ -13,6 +13,8 @@
 //! start from the same point) and the tests check this engine's logits and
 //! gradients against its autograd.
 
+#[cfg(target_arch = "x86_64")]
+use super::wide_vectors;
 use candle_core::{Tensor, WithDType};
 use rayon::prelude::*;
 
@@ -799,12 +801,6 @@ impl<T: WithDType> Shard<T> {
             add(&mut g[net.pos_emb + (i % n) * d..][..d], row);
         }
     }
-}
-
-/// Whether this processor runs the AVX2 builds of the shard passes.
-#[cfg(target_arch = "x86_64")]
-fn wide_vectors() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
 /// Entry i of an n×n causal mask (mixing matrices are causal in this model).

@@ -14,7 +14,7 @@ use crate::nn::matmul::{matmul, plain, tr};
 use rayon::prelude::*;
 
 /// Sentences per shard: 4 shards of a batch of 64, products of 256 rows.
-pub const SHARD_SENTENCES: usize = 16;
+pub const SHARD_SENTENCES: usize = 32;
 
 /// The student's sizes. Its parameters sit in one flat vector in the order
 /// wq (D×I), wk (D×I), wv (D×I), wo (I×D), bias (D), row-major, I = h·k:
@@ -140,7 +140,10 @@ impl FusedStudent {
             ));
         }
         if let Some(&i) = idx.iter().find(|&&i| i >= f.lengths.len()) {
-            return invalid(format!("sentence {i} is out of range 0..{}", f.lengths.len()));
+            return invalid(format!(
+                "sentence {i} is out of range 0..{}",
+                f.lengths.len()
+            ));
         }
         let count: usize = idx
             .iter()
@@ -157,15 +160,21 @@ impl FusedStudent {
             .par_iter_mut()
             .zip(&chunks)
             .for_each(|(s, c)| s.run(d, positions, f, c, params, inv));
-        self.grad.fill(0.0);
-        let mut loss = 0.0;
-        for s in &self.shards[..chunks.len()] {
-            loss += s.loss;
-            for (g, v) in self.grad.iter_mut().zip(&s.grad) {
-                *g += v;
-            }
-        }
-        Ok(loss * inv)
+        // The shards' gradients added in shard order, in parallel over entries.
+        let shards = &self.shards[..chunks.len()];
+        self.grad
+            .par_chunks_mut(SUM_CHUNK)
+            .enumerate()
+            .for_each(|(c, g)| {
+                let at = c * SUM_CHUNK;
+                g.copy_from_slice(&shards[0].grad[at..at + g.len()]);
+                for s in &shards[1..] {
+                    for (g, v) in g.iter_mut().zip(&s.grad[at..]) {
+                        *g += v;
+                    }
+                }
+            });
+        Ok(shards.iter().map(|s| s.loss).sum::<f64>() * inv)
     }
 
     /// The gradient of the last [`Self::loss_and_grad`].
@@ -174,6 +183,9 @@ impl FusedStudent {
     }
 }
 
+/// Gradient entries per parallel work unit of the shards' sum.
+const SUM_CHUNK: usize = 1 << 14;
+
 /// `buf` holding `len` zeros (its allocation kept).
 fn zeroed(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
     buf.clear();
@@ -181,10 +193,16 @@ fn zeroed(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
     buf
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+/// `buf` resized to `len`, values left as they are: for outputs a product
+/// overwrites whole.
+fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    buf.resize(len, 0.0);
+    &mut buf[..len]
 }
 
+use crate::grok::ops::dot8 as dot;
+
+#[inline(always)]
 fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     for (y, x) in y.iter_mut().zip(x) {
         *y += alpha * x;
@@ -195,6 +213,40 @@ impl Shard {
     /// Forward and backward over the sentences `idx`: loss (unscaled sum)
     /// and this shard's parameter gradient.
     fn run(
+        &mut self,
+        d: StudentDims,
+        positions: &[usize],
+        f: &Features,
+        idx: &[usize],
+        params: &[f32],
+        inv: f64,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::nn::wide_vectors() {
+            // SAFETY: the processor has AVX2 and FMA (checked just above).
+            return unsafe { self.run_wide(d, positions, f, idx, params, inv) };
+        }
+        self.run_body(d, positions, f, idx, params, inv)
+    }
+
+    /// [`Shard::run`] compiled for AVX2 (the attention loops use 256-bit
+    /// vectors); without fast-math the results are the baseline build's.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn run_wide(
+        &mut self,
+        d: StudentDims,
+        positions: &[usize],
+        f: &Features,
+        idx: &[usize],
+        params: &[f32],
+        inv: f64,
+    ) {
+        self.run_body(d, positions, f, idx, params, inv)
+    }
+
+    #[inline(always)]
+    fn run_body(
         &mut self,
         d: StudentDims,
         positions: &[usize],
@@ -226,9 +278,27 @@ impl Shard {
             }
         }
         // Projections: queries at the loss positions, keys and values at all.
-        matmul((r, dim, inner), plain(&self.xp), plain(wq), zeroed(&mut self.q, r * inner), false);
-        matmul((m, dim, inner), plain(&self.x), plain(wk), zeroed(&mut self.k, m * inner), false);
-        matmul((m, dim, inner), plain(&self.x), plain(wv), zeroed(&mut self.v, m * inner), false);
+        matmul(
+            (r, dim, inner),
+            plain(&self.xp),
+            plain(wq),
+            sized(&mut self.q, r * inner),
+            false,
+        );
+        matmul(
+            (m, dim, inner),
+            plain(&self.x),
+            plain(wk),
+            sized(&mut self.k, m * inner),
+            false,
+        );
+        matmul(
+            (m, dim, inner),
+            plain(&self.x),
+            plain(wv),
+            sized(&mut self.v, m * inner),
+            false,
+        );
         // Attention rows over the sentence's tokens (padding keys get 0).
         let scale = 1.0 / (hk as f32).sqrt();
         let probs = zeroed(&mut self.probs, b * heads * p * n);
@@ -259,7 +329,7 @@ impl Shard {
             }
         }
         // Outputs, the loss, and its gradient in their place.
-        let out = zeroed(&mut self.out, r * dim);
+        let out = sized(&mut self.out, r * dim);
         matmul((r, inner, dim), plain(ctx), plain(wo), out, false);
         let mut loss = 0.0f64;
         for ((o, y), &counts) in out
@@ -276,13 +346,15 @@ impl Shard {
         self.loss = loss;
         let dout = &self.out;
         // Backward through the output projection.
-        let grad = zeroed(&mut self.grad, d.n_params());
+        // The weight products overwrite their blocks; the bias sums its rows.
+        let grad = sized(&mut self.grad, d.n_params());
         let [gq, gk, gv, go, gb] = d.split_mut(grad);
         matmul((inner, r, dim), tr(ctx), plain(dout), go, false);
+        gb.fill(0.0);
         for row in dout.chunks_exact(dim) {
             axpy(1.0, row, gb);
         }
-        let dctx = zeroed(&mut self.dctx, r * inner);
+        let dctx = sized(&mut self.dctx, r * inner);
         matmul((r, dim, inner), plain(dout), tr(wo), dctx, false);
         // Backward through the attention rows.
         let dq = zeroed(&mut self.dq, r * inner);

@@ -459,7 +459,13 @@ fn the_fused_student_step_has_the_candle_graphs_loss_and_gradient() {
     let vars = [&model.wq, &model.wk, &model.wv, &model.wo, &model.bias];
     let params: Vec<f32> = vars
         .iter()
-        .flat_map(|v| v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+        .flat_map(|v| {
+            v.as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        })
         .collect();
     let dims = StudentDims {
         n,
@@ -470,7 +476,9 @@ fn the_fused_student_step_has_the_candle_graphs_loss_and_gradient() {
     // Positions in any order, one past some sentences' ends; a batch of
     // more than two shards, the last one partial, sentences repeated.
     let positions = [3, 0, 5];
-    let idx: Vec<usize> = (0..2 * SHARD_SENTENCES + 5).map(|i| (i * 13) % 40).collect();
+    let idx: Vec<usize> = (0..2 * SHARD_SENTENCES + 5)
+        .map(|i| (i * 13) % 40)
+        .collect();
     let mut fused = FusedStudent::new(dims, &positions).unwrap();
     let got = fused.loss_and_grad(&f, &idx, &params).unwrap();
     let batch = make_batch(&f, &idx, &positions, &dev).unwrap();
@@ -483,7 +491,9 @@ fn the_fused_student_step_has_the_candle_graphs_loss_and_gradient() {
         .iter()
         .enumerate()
         .flat_map(|(i, v)| {
-            let g = grads.get(v).unwrap_or_else(|| panic!("no gradient for variable {i}"));
+            let g = grads
+                .get(v)
+                .unwrap_or_else(|| panic!("no gradient for variable {i}"));
             g.flatten_all().unwrap().to_vec1::<f32>().unwrap()
         })
         .collect();
@@ -493,10 +503,16 @@ fn the_fused_student_step_has_the_candle_graphs_loss_and_gradient() {
     }
     // The same gradient on one thread and on three, to the bit.
     let on = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
         let mut w = FusedStudent::new(dims, &positions).unwrap();
         let l = pool.install(|| w.loss_and_grad(&f, &idx, &params).unwrap());
-        (l.to_bits(), w.grad().iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+        (
+            l.to_bits(),
+            w.grad().iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        )
     };
     assert_eq!(on(1), on(3));
     // Bad input: a position past n, a repeated one, a wrong shape.
