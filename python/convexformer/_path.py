@@ -29,9 +29,9 @@ class AttentionPath:
 
 def _run_path(X3, targets, config, n_classes, n_betas, ratio, betas):
     if betas is None:
-        if int(n_betas) < 1 or not 0 < float(ratio) <= 1:
+        if int(n_betas) < 1 or not 0 < float(ratio) < 1:
             raise ValueError(
-                f"n_betas must be at least 1 and ratio in (0, 1]; got {n_betas}, {ratio}"
+                f"n_betas must be at least 1 and ratio in (0, 1); got {n_betas}, {ratio}"
             )
         kw = {"n_betas": int(n_betas), "ratio": float(ratio)}
     else:

@@ -278,27 +278,18 @@ impl Shard {
             }
         }
         // Projections: queries at the loss positions, keys and values at all.
-        matmul(
-            (r, dim, inner),
-            plain(&self.xp),
-            plain(wq),
-            sized(&mut self.q, r * inner),
-            false,
-        );
-        matmul(
-            (m, dim, inner),
-            plain(&self.x),
-            plain(wk),
-            sized(&mut self.k, m * inner),
-            false,
-        );
-        matmul(
-            (m, dim, inner),
-            plain(&self.x),
-            plain(wv),
-            sized(&mut self.v, m * inner),
-            false,
-        );
+        let project = |rows: usize, x: &[f32], w: &[f32], out: &mut Vec<f32>| {
+            matmul(
+                (rows, dim, inner),
+                plain(x),
+                plain(w),
+                sized(out, rows * inner),
+                false,
+            )
+        };
+        project(r, &self.xp, wq, &mut self.q);
+        project(m, &self.x, wk, &mut self.k);
+        project(m, &self.x, wv, &mut self.v);
         // Attention rows over the sentence's tokens (padding keys get 0).
         let scale = 1.0 / (hk as f32).sqrt();
         let probs = zeroed(&mut self.probs, b * heads * p * n);
