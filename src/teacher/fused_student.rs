@@ -139,6 +139,9 @@ impl FusedStudent {
                 params.len()
             ));
         }
+        if idx.is_empty() {
+            return invalid("a training batch needs at least one sentence");
+        }
         if let Some(&i) = idx.iter().find(|&&i| i >= f.lengths.len()) {
             return invalid(format!(
                 "sentence {i} is out of range 0..{}",

@@ -520,4 +520,5 @@ fn the_fused_student_step_has_the_candle_graphs_loss_and_gradient() {
     assert!(FusedStudent::new(dims, &[1, 1]).is_err());
     assert!(fused.loss_and_grad(&f, &idx, &params[1..]).is_err());
     assert!(fused.loss_and_grad(&f, &[40], &params).is_err());
+    assert!(fused.loss_and_grad(&f, &[], &params).is_err());
 }
