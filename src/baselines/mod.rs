@@ -6,7 +6,8 @@
 //!   programs; its objective can never fall below the certified lower bound;
 //! - [`softmax`]: standard multi-head softmax attention (SPEC §2), a different
 //!   model class;
-//! - [`optim`]: Adam, AdamW, SGD with momentum; warmup and decay;
+//! - [`optim`]: Adam, AdamW, SGD with momentum (the learning-rate schedule
+//!   and the minibatches are [`crate::nn::train`]'s);
 //! - [`loss`]: the core's losses as tensor ops;
 //! - [`bench`]: training steps per second.
 //!
@@ -20,7 +21,6 @@
 
 pub mod bench;
 pub mod loss;
-pub mod ops;
 pub mod optim;
 pub mod simplex;
 pub mod softmax;
@@ -30,8 +30,7 @@ mod tests;
 
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
-use rand::seq::SliceRandom;
+use candle_core::{DType, Device, Tensor, Var};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -39,10 +38,12 @@ use rand_distr::{Distribution, StandardNormal};
 use crate::data::Dataset;
 use crate::error::{invalid, Error, Result};
 use crate::loss::{Loss, SampleLoss};
+use crate::nn::train::Minibatches;
 use crate::recovery::{head_predictions, nonconvex_objective, Head, OutputNorm};
 use crate::solver::Certificate;
 
-pub use optim::{Decay, OptimizerKind, Schedule};
+pub use crate::nn::train::{Decay, Schedule};
+pub use optim::OptimizerKind;
 pub use simplex::{project_simplex, SimplexModel};
 pub use softmax::{SoftmaxModel, SoftmaxParams};
 
@@ -307,10 +308,133 @@ pub struct TrainOutcome {
     pub intercept: Vec<f64>,
 }
 
-/// Either model.
-enum Model {
-    Simplex(SimplexModel),
-    Softmax(SoftmaxModel),
+/// What a trained model reports: (attention, heads, intercept) of
+/// [`TrainOutcome`].
+type Learned = (Vec<f64>, Option<Vec<Head>>, Vec<f64>);
+
+/// What [`train`] needs of a baseline model: one implementation per model,
+/// so the trainer never asks which model it has.
+trait Trainable {
+    /// (decayed, plain, projected) parameters, as [`optim::Stepper`] takes them.
+    fn vars(&self, obj: &Objective) -> (Vec<Var>, Vec<Var>, Vec<Var>);
+    /// The minibatch objective, weighted as the module documentation says.
+    fn weighted_objective(
+        &self,
+        x: &Tensor,
+        y: &Tensor,
+        obj: &Objective,
+        loss_weight: f64,
+        penalty_weight: f64,
+        decoupled: bool,
+    ) -> candle_core::Result<Tensor>;
+    /// After each optimizer step (the projection onto the simplex).
+    fn after_step(&self) -> Result<()> {
+        Ok(())
+    }
+    /// (objective, train error, test error), exactly in f64.
+    fn evaluate(&self, ev: &Evaluator) -> Result<(f64, f64, Option<f64>)>;
+    /// (attention, heads, intercept) of the outcome.
+    fn summary(&self, ev: &Evaluator) -> Result<Learned>;
+}
+
+impl Trainable for SimplexModel {
+    fn vars(&self, obj: &Objective) -> (Vec<Var>, Vec<Var>, Vec<Var>) {
+        (
+            self.decayed_vars(obj.output_norm),
+            self.plain_vars(obj.output_norm),
+            self.projected_vars(),
+        )
+    }
+    fn weighted_objective(
+        &self,
+        x: &Tensor,
+        y: &Tensor,
+        obj: &Objective,
+        lw: f64,
+        pw: f64,
+        decoupled: bool,
+    ) -> candle_core::Result<Tensor> {
+        SimplexModel::weighted_objective(self, x, y, obj, lw, pw, decoupled)
+    }
+    fn after_step(&self) -> Result<()> {
+        self.project()
+    }
+    fn evaluate(&self, ev: &Evaluator) -> Result<(f64, f64, Option<f64>)> {
+        let o = &ev.obj;
+        let heads = self.to_heads()?;
+        let b = self.intercept_f64()?;
+        let objective =
+            nonconvex_objective(&heads, ev.train, None, &b, o.loss, o.beta, o.output_norm);
+        let yhat = head_predictions(&heads, ev.train, None, &b);
+        let test = ev.test.map(|t| {
+            let yt = head_predictions(&heads, t, None, &b);
+            crate::report::error(o.loss, t, &yt)
+        });
+        Ok((
+            objective,
+            crate::report::error(o.loss, ev.train, &yhat),
+            test,
+        ))
+    }
+    fn summary(&self, _: &Evaluator) -> Result<Learned> {
+        Ok((
+            self.attention_f64()?,
+            Some(self.to_heads()?),
+            self.intercept_f64()?,
+        ))
+    }
+}
+
+impl Trainable for SoftmaxModel {
+    fn vars(&self, _: &Objective) -> (Vec<Var>, Vec<Var>, Vec<Var>) {
+        (self.decayed_vars(), self.plain_vars(), vec![])
+    }
+    fn weighted_objective(
+        &self,
+        x: &Tensor,
+        y: &Tensor,
+        obj: &Objective,
+        lw: f64,
+        pw: f64,
+        decoupled: bool,
+    ) -> candle_core::Result<Tensor> {
+        SoftmaxModel::weighted_objective(self, x, y, obj, lw, pw, decoupled)
+    }
+    fn evaluate(&self, ev: &Evaluator) -> Result<(f64, f64, Option<f64>)> {
+        let o = &ev.obj;
+        let m64 = self.to_f64()?;
+        let p = m64.params()?;
+        let yhat = to_f64_vec(&m64.predict(&ev.x_train)?)?;
+        let c = ev.train.n_outputs;
+        let fit: f64 = yhat
+            .chunks_exact(c)
+            .enumerate()
+            .map(|(i, y)| o.loss.value(y, ev.train.target(i)))
+            .sum();
+        let sq = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>();
+        let pen = 0.5 * o.beta * (sq(&p.query) + sq(&p.key) + sq(&p.value) + sq(&p.output));
+        let test = match (ev.test, &ev.x_test) {
+            (Some(t), Some(xt)) => {
+                let yt = to_f64_vec(&m64.predict(xt)?)?;
+                Some(crate::report::error(o.loss, t, &yt))
+            }
+            _ => None,
+        };
+        Ok((
+            fit + pen,
+            crate::report::error(o.loss, ev.train, &yhat),
+            test,
+        ))
+    }
+    fn summary(&self, ev: &Evaluator) -> Result<Learned> {
+        let m64 = self.to_f64()?;
+        let p = m64.read_attention(&ev.x_train)?;
+        // Mean over samples: h×n.
+        let mean = p.mean(0)?;
+        let c = ev.train.n_outputs;
+        let b = m64.params()?.intercept.unwrap_or_else(|| vec![0.0; c]);
+        Ok((to_f64_vec(&mean)?, None, b))
+    }
 }
 
 /// The f64 evaluation of a model on the training and test data.
@@ -334,61 +458,6 @@ impl<'a> Evaluator<'a> {
                 None => None,
             },
         })
-    }
-
-    /// (objective, train error, test error).
-    fn eval(&self, model: &Model) -> Result<(f64, f64, Option<f64>)> {
-        let o = &self.obj;
-        match model {
-            Model::Simplex(m) => {
-                let heads = m.to_heads()?;
-                let b = m.intercept_f64()?;
-                let objective = nonconvex_objective(
-                    &heads,
-                    self.train,
-                    None,
-                    &b,
-                    o.loss,
-                    o.beta,
-                    o.output_norm,
-                );
-                let yhat = head_predictions(&heads, self.train, None, &b);
-                let test = self.test.map(|t| {
-                    let yt = head_predictions(&heads, t, None, &b);
-                    crate::report::error(o.loss, t, &yt)
-                });
-                Ok((
-                    objective,
-                    crate::report::error(o.loss, self.train, &yhat),
-                    test,
-                ))
-            }
-            Model::Softmax(m) => {
-                let m64 = m.to_f64()?;
-                let p = m64.params()?;
-                let yhat = to_f64_vec(&m64.predict(&self.x_train)?)?;
-                let c = self.train.n_outputs;
-                let fit: f64 = yhat
-                    .chunks_exact(c)
-                    .enumerate()
-                    .map(|(i, y)| o.loss.value(y, self.train.target(i)))
-                    .sum();
-                let sq = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>();
-                let pen = 0.5 * o.beta * (sq(&p.query) + sq(&p.key) + sq(&p.value) + sq(&p.output));
-                let test = match (self.test, &self.x_test) {
-                    (Some(t), Some(xt)) => {
-                        let yt = to_f64_vec(&m64.predict(xt)?)?;
-                        Some(crate::report::error(o.loss, t, &yt))
-                    }
-                    _ => None,
-                };
-                Ok((
-                    fit + pen,
-                    crate::report::error(o.loss, self.train, &yhat),
-                    test,
-                ))
-            }
-        }
     }
 }
 
@@ -422,8 +491,8 @@ pub fn train(
     let (n_samples, n, d, c) = train.shape();
     let dtype = cfg.precision.dtype();
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-    let model = match cfg.model {
-        ModelKind::Simplex => Model::Simplex(SimplexModel::init(
+    let model: Box<dyn Trainable> = match cfg.model {
+        ModelKind::Simplex => Box::new(SimplexModel::init(
             cfg.heads,
             (n, d, c),
             cfg.parametrization,
@@ -431,7 +500,7 @@ pub fn train(
             dtype,
             &mut rng,
         )?),
-        ModelKind::Softmax => Model::Softmax(SoftmaxModel::init(
+        ModelKind::Softmax => Box::new(SoftmaxModel::init(
             cfg.heads,
             cfg.key_dim.unwrap_or(d),
             cfg.read_token.unwrap_or(n - 1),
@@ -441,14 +510,7 @@ pub fn train(
             &mut rng,
         )?),
     };
-    let (decayed, plain, projected) = match &model {
-        Model::Simplex(m) => (
-            m.decayed_vars(obj.output_norm),
-            m.plain_vars(obj.output_norm),
-            m.projected_vars(),
-        ),
-        Model::Softmax(m) => (m.decayed_vars(), m.plain_vars(), vec![]),
-    };
+    let (decayed, plain, projected) = model.vars(obj);
     let mut opt = optim::Stepper::new(
         cfg.optimizer,
         decayed,
@@ -470,7 +532,12 @@ pub fn train(
         .and_then(|t| t.to_dtype(dtype))?;
     let eval = Evaluator::new(*obj, train, test)?;
 
-    let mut batches = Batcher::new(n_samples, cfg.batch_size, cfg.seed);
+    // Minibatches (none: full batch).
+    let batch = cfg.batch_size.filter(|&b| b < n_samples);
+    let mut batches = Minibatches::new(
+        (0..n_samples as u32).collect(),
+        ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x9e37_79b9_7f4a_7c15),
+    );
     let mut points = Vec::new();
     let mut train_secs = 0.0;
     let mut next_log_step = 1usize;
@@ -485,7 +552,7 @@ pub fn train(
     let mut stopped_early = false;
 
     let mut record = |step: usize, secs: f64, points: &mut Vec<TrainPoint>| -> Result<Flow> {
-        let (objective, train_error, test_error) = eval.eval(&model)?;
+        let (objective, train_error, test_error) = model.evaluate(&eval)?;
         let p = TrainPoint {
             step,
             seconds: secs,
@@ -508,18 +575,16 @@ pub fn train(
             train_secs / budget
         };
         opt.set_lr(schedule.lr_at(step, progress));
-        let (xb, yb, nb) = match batches.next() {
+        let (xb, yb, nb) = match batch {
             None => (x.clone(), y.clone(), n_samples),
-            Some(idx) => {
-                let t = Tensor::from_slice(&idx, idx.len(), &Device::Cpu)?;
+            Some(b) => {
+                let idx = batches.next(b);
+                let t = Tensor::from_slice(idx, idx.len(), &Device::Cpu)?;
                 (x.index_select(&t, 0)?, y.index_select(&t, 0)?, idx.len())
             }
         };
         let (lw, pw) = (1.0 / nb as f64, 1.0 / n_samples as f64);
-        let value = match &model {
-            Model::Simplex(m) => m.weighted_objective(&xb, &yb, obj, lw, pw, decoupled),
-            Model::Softmax(m) => m.weighted_objective(&xb, &yb, obj, lw, pw, decoupled),
-        }?;
+        let value = model.weighted_objective(&xb, &yb, obj, lw, pw, decoupled)?;
         let v = value
             .to_dtype(DType::F64)
             .and_then(|t| t.to_scalar::<f64>())?;
@@ -531,9 +596,7 @@ pub fn train(
         }
         let grads = value.backward()?;
         opt.step(&grads)?;
-        if let Model::Simplex(m) = &model {
-            m.project()?;
-        }
+        model.after_step()?;
         train_secs += t0.elapsed().as_secs_f64();
         step += 1;
         let due = step >= next_log_step
@@ -553,17 +616,8 @@ pub fn train(
         record(step, train_secs, &mut points)?;
     }
     let final_objective = points.last().map(|p| p.objective).unwrap_or(f64::NAN);
-    let (attention, heads, intercept) = match &model {
-        Model::Simplex(m) => (m.attention_f64()?, Some(m.to_heads()?), m.intercept_f64()?),
-        Model::Softmax(m) => {
-            let m64 = m.to_f64()?;
-            let p = m64.read_attention(&eval.x_train)?;
-            // Mean over samples: h×n.
-            let mean = p.mean(0)?;
-            let b = m64.params()?.intercept.unwrap_or_else(|| vec![0.0; c]);
-            (to_f64_vec(&mean)?, None, b)
-        }
-    };
+    let (attention, heads, intercept) = model.summary(&eval)?;
+
     Ok(TrainOutcome {
         method: cfg.method_name(),
         seed: cfg.seed,
@@ -578,36 +632,6 @@ pub fn train(
         heads,
         intercept,
     })
-}
-
-/// Minibatches: a fresh permutation every epoch (None for full batch).
-struct Batcher {
-    batch: Option<usize>,
-    order: Vec<u32>,
-    pos: usize,
-    rng: ChaCha8Rng,
-}
-
-impl Batcher {
-    fn new(n: usize, batch: Option<usize>, seed: u64) -> Self {
-        Batcher {
-            batch: batch.filter(|&b| b < n),
-            order: (0..n as u32).collect(),
-            pos: n,
-            rng: ChaCha8Rng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15),
-        }
-    }
-
-    fn next(&mut self) -> Option<Vec<u32>> {
-        let b = self.batch?;
-        if self.pos + b > self.order.len() {
-            self.order.shuffle(&mut self.rng);
-            self.pos = 0;
-        }
-        let idx = self.order[self.pos..self.pos + b].to_vec();
-        self.pos += b;
-        Some(idx)
-    }
 }
 
 /// The point-4 check of issue #3: a simplex-attention objective (of feasible

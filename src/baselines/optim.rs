@@ -1,4 +1,4 @@
-//! Optimizers and learning-rate schedules for the nonconvex baselines.
+//! Optimizers for the nonconvex baselines.
 //!
 //! - Adam: candle_nn's `AdamW` with weight decay 0 on the objective *including*
 //!   the penalty (coupled ℓ₂, the gradient of the very objective P that is
@@ -12,10 +12,7 @@
 //! - for attention rows kept in the simplex by projection, Adam and AdamW use
 //!   [`RowAdam`] (one second moment per row; see there why).
 //!
-//! The schedule: linear warmup from 0 over `warmup_steps`, then constant,
-//! cosine or linear decay to `min_lr_frac`·lr at the end of training, where
-//! "the end" is whichever of the step cap and the time budget comes first
-//! (progress = max(step / max_steps, seconds / budget)).
+//! The learning-rate schedule is [`crate::nn::train::Schedule`].
 
 use crate::error::{invalid, Result};
 use candle_core::backprop::GradStore;
@@ -47,59 +44,6 @@ impl OptimizerKind {
             OptimizerKind::AdamW => "adamw",
             OptimizerKind::Sgd => "sgd",
         }
-    }
-}
-
-/// The shape of the learning rate after warmup.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Decay {
-    Constant,
-    Cosine,
-    Linear,
-}
-
-impl Decay {
-    /// Parses `constant`, `cosine` or `linear`.
-    pub fn parse(s: &str) -> Result<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "constant" | "none" => Ok(Decay::Constant),
-            "cosine" => Ok(Decay::Cosine),
-            "linear" => Ok(Decay::Linear),
-            _ => invalid(format!(
-                "unknown learning-rate decay '{s}': use constant, cosine or linear"
-            )),
-        }
-    }
-}
-
-/// Warmup then decay.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
-pub struct Schedule {
-    pub lr: f64,
-    pub warmup_steps: usize,
-    pub decay: Decay,
-    /// The rate at the end of training, as a fraction of `lr`.
-    pub min_lr_frac: f64,
-}
-
-impl Schedule {
-    /// The rate at `step` (0-based) when training is a fraction `progress`
-    /// ∈ [0, 1] through.
-    pub fn lr_at(&self, step: usize, progress: f64) -> f64 {
-        let warm = if self.warmup_steps > 0 && step < self.warmup_steps {
-            (step + 1) as f64 / self.warmup_steps as f64
-        } else {
-            1.0
-        };
-        let p = progress.clamp(0.0, 1.0);
-        let m = self.min_lr_frac.clamp(0.0, 1.0);
-        let f = match self.decay {
-            Decay::Constant => 1.0,
-            Decay::Cosine => m + (1.0 - m) * 0.5 * (1.0 + (std::f64::consts::PI * p).cos()),
-            Decay::Linear => 1.0 - (1.0 - m) * p,
-        };
-        self.lr * warm * f
     }
 }
 
@@ -317,35 +261,11 @@ mod tests {
     use candle_core::{DType, Device};
 
     #[test]
-    fn schedule_warms_up_and_decays() {
-        let s = Schedule {
-            lr: 1.0,
-            warmup_steps: 4,
-            decay: Decay::Cosine,
-            min_lr_frac: 0.1,
-        };
-        assert!((s.lr_at(0, 0.0) - 0.25).abs() < 1e-15);
-        assert!((s.lr_at(3, 0.0) - 1.0).abs() < 1e-15);
-        assert!((s.lr_at(10, 1.0) - 0.1).abs() < 1e-15);
-        assert!((s.lr_at(10, 0.5) - 0.55).abs() < 1e-15);
-        let l = Schedule {
-            decay: Decay::Linear,
-            ..s
-        };
-        assert!((l.lr_at(10, 0.5) - 0.55).abs() < 1e-15);
-        let c = Schedule {
-            decay: Decay::Constant,
-            ..s
-        };
-        assert_eq!(c.lr_at(10, 0.9), 1.0);
-    }
-
-    #[test]
     fn parse_names() {
         assert_eq!(OptimizerKind::parse("AdamW").unwrap(), OptimizerKind::AdamW);
         let e = OptimizerKind::parse("lbfgs").unwrap_err().to_string();
         assert!(e.contains("unknown optimizer 'lbfgs'"), "{e}");
-        assert!(Decay::parse("step").is_err());
+        assert!(crate::nn::train::Decay::parse("step").is_err());
     }
 
     #[test]

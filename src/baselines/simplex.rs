@@ -163,8 +163,9 @@ impl SimplexModel {
         let (b, n, d) = x.dims3()?;
         let h = self.heads;
         // (X v_j)_k for every token k and head j: B×(n·h).
-        let xv = super::ops::matmul_const_left(&x.reshape((b * n, d))?, self.value.as_tensor())?
-            .reshape((b, n * h))?;
+        let xv =
+            crate::nn::ops::matmul_const_left(&x.reshape((b * n, d))?, self.value.as_tensor())?
+                .reshape((b, n * h))?;
         // s_{ij} = Σ_k a_{jk} (X_i v_j)_k as one product with the (n·h)×h
         // block matrix E[(k, j'), j] = a_{jk} δ_{jj'} (no strided reduction).
         let eye = Tensor::eye(h, x.dtype(), x.device())?.reshape((1, h, h))?;

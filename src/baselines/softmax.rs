@@ -26,9 +26,9 @@
 use candle_core::{DType, Device, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
-use super::ops::{matmul_const_left, matmul_const_right};
 use super::{randn_vec, to_f64_vec, Objective};
 use crate::error::Result;
+use crate::nn::ops::{matmul_const_left, matmul_const_right};
 
 /// A softmax-attention model with its trainable parameters.
 pub struct SoftmaxModel {

@@ -441,7 +441,7 @@ struct Hooks<'a> {
     steps: usize,
 }
 
-impl TrainHooks for Hooks<'_> {
+impl TrainHooks<Record> for Hooks<'_> {
     fn record(&mut self, r: &Record) -> convexformer::error::Result<()> {
         self.pb.set_position(r.step as u64);
         self.pb

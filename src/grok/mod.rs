@@ -23,7 +23,6 @@ pub mod bench;
 pub mod data;
 pub mod global;
 pub mod model;
-pub mod ops;
 pub mod train;
 
 #[cfg(test)]

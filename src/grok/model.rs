@@ -19,7 +19,7 @@
 //!
 //! On the CPU, layer norm, attention, bias additions and the convex token
 //! mixing run as fused kernels with hand-written backward passes
-//! ([`super::ops`], [`crate::layer::ops`]); the composed tensor-op versions
+//! ([`crate::nn::ops`]); the composed tensor-op versions
 //! are kept (any device) and the tests check both against each other.
 
 use candle_core::{DType, Device, Module, Result, Tensor, Var, D};
@@ -28,6 +28,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
 use crate::layer::{ConvexAttention, ConvexAttentionConfig};
+use crate::nn::attention::{attend, causal_bias, merge_heads, split_heads};
 
 /// Which attention the blocks use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -103,10 +104,10 @@ fn fused(x: &Tensor) -> bool {
 }
 
 impl Module for LayerNorm {
-    /// A fused kernel on the CPU ([`super::ops::layer_norm`]), composed ops elsewhere.
+    /// A fused kernel on the CPU ([`crate::nn::ops::layer_norm`]), composed ops elsewhere.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if fused(x) {
-            return super::ops::layer_norm(x, &self.weight, &self.bias, self.eps);
+            return crate::nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps);
         }
         self.forward_composed(x)
     }
@@ -130,7 +131,7 @@ impl Dense {
             _ => x.matmul(&self.weight)?,
         };
         match &self.bias {
-            Some(b) if fused(&y) => super::ops::bias_add(&y, b),
+            Some(b) if fused(&y) => crate::nn::ops::bias_add(&y, b),
             Some(b) => y.broadcast_add(b),
             None => Ok(y),
         }
@@ -158,12 +159,10 @@ impl SoftmaxAttention {
             .reshape((b, n, 3 * d))
     }
 
+    /// Q, K and V of the fused projection (B, n, 3D), each (B, h, n, d_h).
     fn split(&self, qkv: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
-        let (b, n, d3) = qkv.dims3()?;
-        let (h, dh) = (self.heads, d3 / 3 / self.heads);
-        let qkv = qkv.reshape((b, n, 3, h, dh))?.permute((2, 0, 3, 1, 4))?; // 3, B, h, n, dh
-        let part =
-            |i: usize| -> Result<Tensor> { qkv.get(i)?.contiguous()?.reshape((b * h, n, dh)) };
+        let d = qkv.dim(2)? / 3;
+        let part = |i: usize| split_heads(&qkv.narrow(2, i * d, d)?, self.heads);
         Ok((part(0)?, part(1)?, part(2)?))
     }
 
@@ -171,7 +170,7 @@ impl SoftmaxAttention {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, n, d) = x.dims3()?;
         let mixed = if fused(x) {
-            super::ops::causal_attention(&self.project(x)?, self.heads, false)?
+            crate::nn::ops::causal_attention(&self.project(x)?, self.heads, false)?
         } else {
             self.attend_composed(x)?
         };
@@ -185,7 +184,7 @@ impl SoftmaxAttention {
     pub fn forward_last(&self, x: &Tensor) -> Result<Tensor> {
         let (_, n, _) = x.dims3()?;
         let mixed = if fused(x) {
-            super::ops::causal_attention(&self.project(x)?, self.heads, true)?
+            crate::nn::ops::causal_attention(&self.project(x)?, self.heads, true)?
         } else {
             self.attend_composed(x)?.narrow(1, n - 1, 1)?.squeeze(1)?
         };
@@ -195,22 +194,13 @@ impl SoftmaxAttention {
     /// softmax(QKᵀ/√d_h + mask) V with heads merged, before the output
     /// projection (B, n, D), composed of tensor ops (any device).
     pub fn attend_composed(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, n, d) = x.dims3()?;
-        let (h, dh) = (self.heads, d / self.heads);
         let (q, k, v) = self.split(&self.project(x)?)?;
-        let scores = (q.matmul(&k.transpose(1, 2)?)? * (1.0 / (dh as f64).sqrt()))?
-            .broadcast_add(&self.mask)?;
-        let p = candle_nn::ops::softmax(&scores, D::Minus1)?;
-        p.matmul(&v)?
-            .reshape((b, h, n, dh))?
-            .transpose(1, 2)?
-            .contiguous()?
-            .reshape((b, n, d))
+        merge_heads(&attend(&q, &k, &v, Some(&self.mask))?.0)
     }
 
     /// The fused kernel's output before the projection (for tests).
     pub fn attend_fused(&self, x: &Tensor, last: bool) -> Result<Tensor> {
-        super::ops::causal_attention(&self.project(x)?, self.heads, last)
+        crate::nn::ops::causal_attention(&self.project(x)?, self.heads, last)
     }
 }
 
@@ -363,11 +353,7 @@ impl Transformer {
                 AttentionKind::Softmax => {
                     let qkv = ini.uniform(format!("blocks.{l}.attn.qkv"), &[d, 3 * d], d)?;
                     let output = ini.uniform(format!("blocks.{l}.attn.output"), &[d, d], d)?;
-                    let n = c.seq_len;
-                    let m: Vec<f64> = (0..n * n)
-                        .map(|i| if i % n > i / n { -1e9 } else { 0.0 })
-                        .collect();
-                    let mask = Tensor::from_slice(&m, (n, n), dev)?.to_dtype(dtype)?;
+                    let mask = causal_bias(c.seq_len, dtype, dev)?;
                     Attention::Softmax(SoftmaxAttention {
                         heads: c.heads,
                         qkv,
@@ -423,7 +409,7 @@ impl Transformer {
         if fused(&e) {
             // The position table as a bias over rows of n·D.
             let pos = self.pos_emb.flatten_all()?;
-            return super::ops::bias_add(&e.reshape((b, n * d))?, &pos)?.reshape((b, n, d));
+            return crate::nn::ops::bias_add(&e.reshape((b, n * d))?, &pos)?.reshape((b, n, d));
         }
         e.reshape((b, n, d))?.broadcast_add(&self.pos_emb)
     }

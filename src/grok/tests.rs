@@ -329,7 +329,7 @@ fn fused_kernels_match_composed_ops_and_finite_differences() {
     let xb = Var::from_tensor(&randn(&[5, 8], 11)).unwrap();
     let bb = Var::from_tensor(&randn(&[8], 12)).unwrap();
     let gb = randn(&[5, 8], 13);
-    let f = super::ops::bias_add(xb.as_tensor(), bb.as_tensor()).unwrap();
+    let f = crate::nn::ops::bias_add(xb.as_tensor(), bb.as_tensor()).unwrap();
     let c = xb.as_tensor().broadcast_add(bb.as_tensor()).unwrap();
     assert!(maxdiff(&f, &c) < 1e-15);
     let gf = (f * &gb).unwrap().sum_all().unwrap().backward().unwrap();
@@ -337,7 +337,7 @@ fn fused_kernels_match_composed_ops_and_finite_differences() {
     for v in [&xb, &bb] {
         assert!(maxdiff(gf.get(v).unwrap(), gc.get(v).unwrap()) < 1e-12);
     }
-    assert!(super::ops::bias_add(xb.as_tensor(), &randn(&[7], 1)).is_err());
+    assert!(crate::nn::ops::bias_add(xb.as_tensor(), &randn(&[7], 1)).is_err());
     // Attention: value and gradients against the composed version, all rows
     // and the last row, then a finite-difference check of the fused backward.
     let m = Transformer::init(tiny_config(1, AttentionKind::Softmax), DType::F64, &dev, 9).unwrap();
@@ -364,14 +364,14 @@ fn fused_kernels_match_composed_ops_and_finite_differences() {
     let qkv = Var::from_tensor(&randn(&[2, 3, 12], 7)).unwrap();
     let g = randn(&[2, 3, 4], 8);
     let f = |t: &Tensor| {
-        (super::ops::causal_attention(t, 2, false).unwrap() * &g)
+        (crate::nn::ops::causal_attention(t, 2, false).unwrap() * &g)
             .unwrap()
             .sum_all()
             .unwrap()
             .to_scalar::<f64>()
             .unwrap()
     };
-    let an = (super::ops::causal_attention(qkv.as_tensor(), 2, false).unwrap() * &g)
+    let an = (crate::nn::ops::causal_attention(qkv.as_tensor(), 2, false).unwrap() * &g)
         .unwrap()
         .sum_all()
         .unwrap()
@@ -425,7 +425,7 @@ impl Stopper {
     }
 }
 
-impl TrainHooks for Stopper {
+impl TrainHooks<Record> for Stopper {
     fn stop(&self) -> bool {
         let k = self.asked.get();
         self.asked.set(k + 1);

@@ -1,9 +1,10 @@
 //! Training the transformers (models a and b) with AdamW on minibatches.
 //!
-//! Per step (on the fused engine of [`crate::nn`]): a minibatch (a fresh
-//! permutation of the training pairs every epoch, remainders dropped), the
-//! mean cross-entropy of its logits, one backward pass and one AdamW update (β₁, β₂, ε = 1e-8, learning rate with a
-//! linear warmup (step+1)/warmup, then constant).
+//! Per step (the training loop of [`crate::nn::train`], on the fused engine
+//! of [`crate::nn`]): a minibatch (a fresh permutation of the training pairs
+//! every epoch, remainders dropped), the mean cross-entropy of its logits,
+//! one backward pass and one AdamW update (β₁, β₂, ε = 1e-8, learning rate
+//! with a linear warmup (step+1)/warmup, then constant).
 //!
 //! Weight decay: decoupled (AdamW) on every parameter of model (a). In model
 //! (b) the convex layers' parameters are under their group penalty R
@@ -23,17 +24,16 @@
 //! at every multiple of `eval_every`, and at the last step. A "first step at
 //! which accuracy reaches 99%" is therefore known to within `eval_every` steps.
 
-use std::time::Instant;
-
 use candle_core::{DType, Device, WithDType};
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::data::{Examples, SEQ_LEN};
 use super::model::{Transformer, TransformerConfig};
 use crate::error::{invalid, Result};
-use crate::nn::{AdamW, Engine};
+pub use crate::nn::train::TrainHooks;
+use crate::nn::train::{Decay, Evaluation, Minibatches, Network, Plan, Schedule};
+use crate::nn::Engine;
 
 /// The saved state of a grokking run.
 pub type TrainState = crate::nn::TrainState<Record>;
@@ -124,12 +124,13 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// The learning rate at `step` (0-based).
-    pub fn lr_at(&self, step: usize) -> f64 {
-        if step < self.warmup_steps {
-            self.lr * (step + 1) as f64 / self.warmup_steps as f64
-        } else {
-            self.lr
+    /// The learning rate: linear warmup (step+1)/warmup, then constant.
+    pub fn schedule(&self) -> Schedule {
+        Schedule {
+            lr: self.lr,
+            warmup_steps: self.warmup_steps,
+            decay: Decay::Constant,
+            min_lr_frac: 1.0,
         }
     }
 }
@@ -163,31 +164,10 @@ pub struct TrainRun {
     pub interrupted: bool,
 }
 
-/// What a training run reports to, and asks of, its caller.
-pub trait TrainHooks {
-    /// Each evaluation, as it is made.
-    fn record(&mut self, _r: &Record) -> Result<()> {
-        Ok(())
-    }
-    /// Asked before every step: true ends the run there, interrupted.
-    fn stop(&self) -> bool {
-        false
-    }
-    /// Steps between two calls of [`TrainHooks::checkpoint`] (0: only when stopped).
-    fn checkpoint_every(&self) -> usize {
-        0
-    }
-    /// The state to continue from: every [`TrainHooks::checkpoint_every`]
-    /// steps, and when the run is stopped.
-    fn checkpoint(&mut self, _s: &TrainState) -> Result<()> {
-        Ok(())
-    }
-}
-
 /// Hooks that only watch the evaluations.
 struct OnRecord<F>(F);
 
-impl<F: FnMut(&Record)> TrainHooks for OnRecord<F> {
+impl<F: FnMut(&Record)> TrainHooks<Record> for OnRecord<F> {
     fn record(&mut self, r: &Record) -> Result<()> {
         (self.0)(r);
         Ok(())
@@ -238,7 +218,7 @@ pub fn train_with(
     train: &Examples,
     val: &Examples,
     resume: Option<TrainState>,
-    hooks: &mut dyn TrainHooks,
+    hooks: &mut dyn TrainHooks<Record>,
 ) -> Result<TrainRun> {
     cfg.validate()?;
     if train.is_empty() || val.is_empty() {
@@ -259,72 +239,76 @@ struct Data<'a> {
     val: &'a Examples,
 }
 
-/// Where a run is: what [`TrainState`] saves besides weights and moments.
-struct Progress {
-    step: usize,
-    seconds: f64,
-    order: Vec<u32>,
-    pos: usize,
-    rng: ChaCha8Rng,
-    records: Vec<Record>,
+impl Evaluation for Record {
+    fn step(&self) -> usize {
+        self.step
+    }
 }
 
-impl Progress {
-    fn start(n: usize, seed: u64) -> Self {
-        Progress {
-            step: 0,
-            seconds: 0.0,
-            order: (0..n as u32).collect(),
-            // At the end of an epoch: the first step shuffles.
-            pos: n,
-            rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0fba_7c00),
-            records: Vec::new(),
-        }
+/// The fused engine as the training loop sees it: a minibatch's mean
+/// cross-entropy (plus λ·R when the convex layers' penalty is coupled) and
+/// its gradient; the decoupled penalty's step after each update.
+struct Grokker<'a, T: WithDType> {
+    e: Engine<T>,
+    data: Data<'a>,
+    penalty: f64,
+    mode: PenaltyMode,
+    /// ∇R (zero off the convex layers), when there is a penalty.
+    pen: Vec<T>,
+    xb: Vec<u32>,
+    yb: Vec<u32>,
+}
+
+impl<T: WithDType> Network<T> for Grokker<'_, T> {
+    fn layout(&self) -> Vec<(String, usize, usize)> {
+        self.e
+            .slots
+            .iter()
+            .map(|s| (s.name.clone(), s.offset, s.len))
+            .collect()
     }
 
-    fn snapshot<T: WithDType>(&self, e: &Engine<T>, opt: &AdamW<T>) -> TrainState {
-        let (m, v, adam_steps) = opt.state();
-        let f64s = |x: &[T]| x.iter().map(|v| v.to_f64()).collect::<Vec<_>>();
-        TrainState {
-            step: self.step,
-            seconds: self.seconds,
-            dtype: T::DTYPE,
-            params: f64s(&e.params),
-            adam_m: f64s(m),
-            adam_v: f64s(v),
-            adam_steps,
-            layout: e
-                .slots
-                .iter()
-                .map(|s| (s.name.clone(), s.offset, s.len))
-                .collect(),
-            order: self.order.clone(),
-            pos: self.pos,
-            rng_word_pos: self.rng.get_word_pos(),
-            records: self.records.clone(),
+    fn loss_and_grad(&mut self, batch: &[u32]) -> Result<f64> {
+        let train = self.data.train;
+        self.xb.clear();
+        self.yb.clear();
+        for &i in batch {
+            let i = i as usize;
+            self.xb
+                .extend_from_slice(&train.tokens[i * SEQ_LEN..(i + 1) * SEQ_LEN]);
+            self.yb.push(train.answers[i]);
         }
+        self.e.forward(&self.xb)?;
+        let (mut loss, _) = self.e.cross_entropy(&self.yb)?;
+        let coupled = self.mode == PenaltyMode::Coupled && !self.pen.is_empty();
+        if coupled {
+            self.pen.fill(T::zero());
+            loss += self.e.add_penalty_grad(self.penalty, &mut self.pen);
+        }
+        if loss.is_finite() {
+            self.e.backward();
+            if coupled {
+                for (g, &p) in self.e.grads.iter_mut().zip(&self.pen) {
+                    *g += p;
+                }
+            }
+        }
+        Ok(loss)
     }
 
-    /// Evaluates on both sets at the current step and reports it.
-    fn record<T: WithDType>(
-        &mut self,
-        e: &mut Engine<T>,
-        data: Data,
-        chunk: usize,
-        hooks: &mut dyn TrainHooks,
-    ) -> Result<()> {
-        let (train_loss, train_acc) = evaluate(e, data.train, chunk)?;
-        let (val_loss, val_acc) = evaluate(e, data.val, chunk)?;
-        let r = Record {
-            step: self.step,
-            seconds: self.seconds,
-            train_loss,
-            train_acc,
-            val_loss,
-            val_acc,
-        };
-        self.records.push(r);
-        hooks.record(&r)
+    fn params_and_grad(&mut self) -> (&mut [T], &[T]) {
+        (&mut self.e.params, &self.e.grads)
+    }
+
+    fn after_step(&mut self, lr: f64) {
+        if self.mode == PenaltyMode::Decoupled && !self.pen.is_empty() {
+            // θ ← θ − η_t·λ·∇R(θ) at the updated point.
+            self.pen.fill(T::zero());
+            self.e.add_penalty_grad(lr * self.penalty, &mut self.pen);
+            for (p, &g) in self.e.params.iter_mut().zip(&self.pen) {
+                *p -= g;
+            }
+        }
     }
 }
 
@@ -333,114 +317,67 @@ fn run<T: WithDType>(
     cfg: &TrainConfig,
     data: Data,
     resume: Option<TrainState>,
-    hooks: &mut dyn TrainHooks,
+    hooks: &mut dyn TrainHooks<Record>,
 ) -> Result<TrainRun> {
-    let mut e = Engine::<T>::from_transformer(model)?;
-    let coupled = cfg.penalty_mode == PenaltyMode::Coupled;
-    let convex = e.slots.iter().any(|s| s.penalized);
+    let e = Engine::<T>::from_transformer(model)?;
+    let penalized = cfg.penalty > 0.0 && e.slots.iter().any(|s| s.penalized);
     // Decoupled weight decay on every parameter but the convex layers'.
     let mut decay = vec![cfg.weight_decay; e.params.len()];
     for s in e.slots.iter().filter(|s| s.penalized) {
         decay[s.range()].fill(0.0);
     }
-    let mut opt = AdamW::<T>::new(e.params.len(), cfg.beta1, cfg.beta2, 1e-8);
-    let mut pen = vec![T::zero(); if convex { e.params.len() } else { 0 }];
-
     let n = data.train.len();
-    let bs = cfg.batch_size.min(n);
-    let mut at = Progress::start(n, cfg.seed);
-    if let Some(s) = resume {
-        let all: Vec<u32> = (0..n as u32).collect();
+    let all: Vec<u32> = (0..n as u32).collect();
+    if let Some(s) = &resume {
         s.check(e.params.len(), &all, T::DTYPE, cfg.steps, |r| r.step)?;
-        for (p, &v) in e.params.iter_mut().zip(&s.params) {
-            *p = T::from_f64(v);
-        }
-        opt.restore(&s.adam_m, &s.adam_v, s.adam_steps)?;
-        at.rng.set_word_pos(s.rng_word_pos);
-        at = Progress {
-            step: s.step,
-            seconds: s.seconds,
-            order: s.order,
-            pos: s.pos,
-            rng: at.rng,
-            records: s.records,
-        };
     }
-    let (mut xb, mut yb) = (Vec::with_capacity(bs * SEQ_LEN), Vec::with_capacity(bs));
-
-    if at.records.is_empty() {
-        at.record(&mut e, data, bs, hooks)?;
-    }
-    let (mut diverged, mut interrupted) = (false, false);
-    let every = hooks.checkpoint_every();
-    while at.step < cfg.steps {
-        if hooks.stop() {
-            interrupted = true;
-            hooks.checkpoint(&at.snapshot(&e, &opt))?;
-            break;
-        }
-        let t0 = Instant::now();
-        if at.pos + bs > n {
-            at.order.shuffle(&mut at.rng);
-            at.pos = 0;
-        }
-        xb.clear();
-        yb.clear();
-        for &i in &at.order[at.pos..at.pos + bs] {
-            let i = i as usize;
-            xb.extend_from_slice(&data.train.tokens[i * SEQ_LEN..(i + 1) * SEQ_LEN]);
-            yb.push(data.train.answers[i]);
-        }
-        at.pos += bs;
-        let lr = cfg.lr_at(at.step);
-        e.forward(&xb)?;
-        let (mut lv, _) = e.cross_entropy(&yb)?;
-        let penalize = convex && cfg.penalty > 0.0;
-        if coupled && penalize {
-            pen.fill(T::zero());
-            lv += e.add_penalty_grad(cfg.penalty, &mut pen);
-        }
-        if !lv.is_finite() {
-            diverged = true;
-            at.seconds += t0.elapsed().as_secs_f64();
-            at.step += 1;
-            break;
-        }
-        e.backward();
-        if coupled && penalize {
-            for (g, &p) in e.grads.iter_mut().zip(&pen) {
-                *g += p;
-            }
-        }
-        opt.step(&mut e.params, &e.grads, &decay, lr);
-        if !coupled && penalize {
-            // θ ← θ − η_t·λ·∇R(θ) at the updated point (∇R is zero off the
-            // convex layers).
-            pen.fill(T::zero());
-            e.add_penalty_grad(lr * cfg.penalty, &mut pen);
-            for (p, &g) in e.params.iter_mut().zip(&pen) {
-                *p -= g;
-            }
-        }
-        at.seconds += t0.elapsed().as_secs_f64();
-        at.step += 1;
-        if is_eval_step(at.step, cfg.eval_every, cfg.steps) {
-            at.record(&mut e, data, bs, hooks)?;
-        }
-        if every > 0 && at.step % every == 0 && at.step < cfg.steps {
-            hooks.checkpoint(&at.snapshot(&e, &opt))?;
-        }
-    }
-    if at.records.last().map(|r| r.step) != Some(at.step) {
-        at.record(&mut e, data, bs, hooks)?;
-    }
+    let plan = Plan {
+        max_steps: cfg.steps,
+        max_seconds: f64::INFINITY,
+        batch: cfg.batch_size.min(n),
+        schedule: cfg.schedule(),
+        adam: (cfg.beta1, cfg.beta2, 1e-8),
+        decay,
+        evaluate_when_stopped: true,
+    };
+    let batches = Minibatches::new(all, ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed_0fba_7c00));
+    let mut net = Grokker {
+        pen: vec![T::zero(); if penalized { e.params.len() } else { 0 }],
+        e,
+        data,
+        penalty: cfg.penalty,
+        mode: cfg.penalty_mode,
+        xb: Vec::with_capacity(plan.batch * SEQ_LEN),
+        yb: Vec::with_capacity(plan.batch),
+    };
+    let chunk = plan.batch;
+    let out = crate::nn::train::train(
+        &mut net,
+        &plan,
+        batches,
+        resume,
+        |step| is_eval_step(step, cfg.eval_every, cfg.steps),
+        |step, seconds, net| {
+            let (train_loss, train_acc) = evaluate(&mut net.e, data.train, chunk)?;
+            let (val_loss, val_acc) = evaluate(&mut net.e, data.val, chunk)?;
+            Ok(Record {
+                step,
+                seconds,
+                train_loss,
+                train_acc,
+                val_loss,
+                val_acc,
+            })
+        },
+        hooks,
+    )?;
     Ok(TrainRun {
-        steps: at.step,
-        seconds: at.seconds,
-        steps_per_second: at.step as f64 / at.seconds.max(1e-12),
-        n_params: e.n_params(),
-        diverged,
-        interrupted,
-        records: at.records,
+        steps: out.steps,
+        seconds: out.seconds,
+        steps_per_second: out.steps as f64 / out.seconds.max(1e-12),
+        n_params: net.e.n_params(),
+        diverged: out.diverged,
+        interrupted: out.interrupted,
+        records: out.records,
     })
 }

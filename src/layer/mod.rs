@@ -66,7 +66,6 @@
 //! the training loss (and keep the layer's parameters out of decoupled weight
 //! decay, which would penalize them twice).
 
-pub mod ops;
 #[cfg(test)]
 mod tests;
 
@@ -277,11 +276,11 @@ impl ConvexAttention {
 
     /// The token mixing Σ_k W̃_j[r, k] (XV_j)[k] of every position r (B, n, D),
     /// or of r = n − 1 only (B, D). On the CPU a fused kernel
-    /// ([`ops::token_mix`]); elsewhere composed tensor ops.
+    /// ([`crate::nn::ops::token_mix`]); elsewhere composed tensor ops.
     pub fn mix(&self, xv: &Tensor, last: bool) -> Result<Tensor> {
         let fused = xv.device().is_cpu() && matches!(xv.dtype(), DType::F32 | DType::F64);
         if fused {
-            return ops::token_mix(xv, &self.masked_mixing()?, self.config.heads, last);
+            return crate::nn::ops::token_mix(xv, &self.masked_mixing()?, self.config.heads, last);
         }
         self.mix_composed(xv, last)
     }

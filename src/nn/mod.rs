@@ -22,10 +22,13 @@
 //! elementwise loops were baseline SSE2 code).
 
 pub mod adamw;
+pub mod attention;
 pub mod checkpoint;
 pub mod matmul;
+pub mod ops;
 #[cfg(test)]
 mod tests;
+pub mod train;
 pub mod transformer;
 
 pub use adamw::AdamW;

@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::{AdamW, Engine};
 use crate::grok::model::{AttentionKind, Transformer, TransformerConfig};
-use crate::layer::ops::tensor_values;
+use crate::nn::ops::tensor_values;
 
 fn config(attention: AttentionKind, layers: usize) -> TransformerConfig {
     TransformerConfig {

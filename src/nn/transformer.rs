@@ -8,7 +8,7 @@
 //! (profiled; see [`super`]). Here the parameters, their gradients and every
 //! activation live in buffers allocated once and reused each step; the
 //! layer-norm, attention and token-mixing kernels are the ones the candle
-//! model runs ([`crate::grok::ops`], [`crate::layer::ops`]). The candle
+//! model runs ([`crate::nn::ops`]). The candle
 //! [`Transformer`] stays the reference: it initializes the weights (so runs
 //! start from the same point) and the tests check this engine's logits and
 //! gradients against its autograd.
@@ -19,10 +19,9 @@ use candle_core::{Tensor, WithDType};
 use rayon::prelude::*;
 
 use super::matmul::{matmul, plain, tr};
+use super::ops::{tensor_values, CausalAttention, LayerNormOp, TokenMix};
 use crate::error::{invalid, Result};
 use crate::grok::model::{AttentionKind, Transformer, TransformerConfig};
-use crate::grok::ops::{CausalAttention, LayerNormOp};
-use crate::layer::ops::{tensor_values, TokenMix};
 
 /// One parameter's place in the flat vector, in the order and with the names
 /// of [`Transformer::params`].

@@ -58,21 +58,25 @@ pub fn student_training_benchmark(steps: usize) -> Result<StudentBench> {
         checkpoint_every: 0,
     };
     let idx: Vec<usize> = (0..count).collect();
-    let mut seconds = 0.0;
     let mut on_state = |_| Ok(());
-    let control = Control::<()> {
+    let control = Control::<usize> {
         resume: None,
         stop: None,
         on_state: &mut on_state,
     };
-    train(&f, &idx, &[0, 1, 2, 3], &mean, &cfg, control, |_, s, _| {
-        seconds = s;
-        Ok(())
-    })?;
+    let (_, run) = train(
+        &f,
+        &idx,
+        &[0, 1, 2, 3],
+        &mean,
+        &cfg,
+        control,
+        |step, _, _| Ok(step),
+    )?;
     Ok(StudentBench {
-        steps,
-        seconds,
-        steps_per_second: steps as f64 / seconds.max(1e-12),
+        steps: run.steps,
+        seconds: run.seconds,
+        steps_per_second: run.steps as f64 / run.seconds.max(1e-12),
     })
 }
 

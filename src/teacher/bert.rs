@@ -16,7 +16,8 @@
 //! check it against candle-transformers' full model.
 
 use crate::error::{invalid, Error, Result};
-use candle_core::{DType, Device, Module, Tensor, D};
+use crate::nn::attention::{attend, merge_heads, padding_bias, split_heads};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{linear, Linear, VarBuilder};
 use candle_transformers::models::bert::{BertModel, Config};
 use std::path::{Path, PathBuf};
@@ -29,7 +30,6 @@ pub struct LastAttention {
     value: Linear,
     dense: Linear,
     heads: usize,
-    head_dim: usize,
 }
 
 impl LastAttention {
@@ -43,39 +43,19 @@ impl LastAttention {
             value: linear(d, d, vb.pp("self.value"))?,
             dense: linear(d, d, vb.pp("output.dense"))?,
             heads,
-            head_dim: d / heads,
         })
     }
 
     /// (Y, attention probabilities B×H×n×n) for hidden states `x` (B×n×D)
     /// and a key mask (B×n, 1 = token, 0 = padding).
     pub fn forward(&self, x: &Tensor, mask: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
-        let (b, n, _) = x.dims3()?;
-        let split = |t: Tensor| {
-            t.reshape((b, n, self.heads, self.head_dim))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
+        let split = |t: Tensor| split_heads(&t, self.heads);
         let q = split(self.query.forward(x)?)?;
         let k = split(self.key.forward(x)?)?;
         let v = split(self.value.forward(x)?)?;
-        let scores = (q.matmul(&k.t()?)? / (self.head_dim as f64).sqrt())?;
-        let probs = candle_nn::ops::softmax(&scores.broadcast_add(&mask_bias(mask)?)?, D::Minus1)?;
-        let ctx = probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((
-            b,
-            n,
-            self.heads * self.head_dim,
-        ))?;
-        Ok((self.dense.forward(&ctx)?, probs))
+        let (ctx, probs) = attend(&q, &k, &v, Some(&padding_bias(mask)?))?;
+        Ok((self.dense.forward(&merge_heads(&ctx)?)?, probs))
     }
-}
-
-/// 0 on tokens and a large negative number on padding, B×1×1×n: the additive
-/// mask of BERT's attention scores.
-pub fn mask_bias(mask: &Tensor) -> candle_core::Result<Tensor> {
-    let (b, n) = mask.dims2()?;
-    let m = mask.to_dtype(DType::F32)?;
-    ((m - 1.0)? * 1e9)?.reshape((b, 1, 1, n))
 }
 
 /// A teacher loaded from a model folder.

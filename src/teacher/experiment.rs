@@ -7,6 +7,7 @@ use super::corpus::split;
 use super::features::{extract, position_dataset, squared_errors, Features, Projection};
 use super::softmax_student::{predict, train, Control, SoftmaxConfig, SoftmaxStudent};
 use crate::error::{invalid, Result};
+use crate::nn::train::Evaluation;
 use crate::nn::TrainState;
 use crate::problem::Program;
 use crate::solver::SolverOptions;
@@ -47,6 +48,12 @@ pub struct CurvePoint {
     pub relative_gap: Option<f64>,
     /// Mean number of tokens with a nonzero coefficient per position (convex).
     pub active_tokens: Option<f64>,
+}
+
+impl Evaluation for CurvePoint {
+    fn step(&self) -> usize {
+        self.step
+    }
 }
 
 /// Position × token maps averaged over test sentences (rows: the chosen
@@ -344,15 +351,8 @@ pub fn run_experiment_resumed(
         let (pred, _) = predict(m, &f, idx, &dev)?;
         Ok(pooled_error(&f, idx, &cfg.positions, &means, &pred))
     };
-    // Its curve so far (a resumed student's), read by its saved states.
-    let soft = std::cell::RefCell::new(
-        softmax_state
-            .as_ref()
-            .map_or_else(Vec::new, |s| s.records.clone()),
-    );
     let mut stopped = None;
-    let mut on_state = |mut s: TrainState<CurvePoint>| -> Result<()> {
-        s.records = soft.borrow().clone();
+    let mut on_state = |s: TrainState<CurvePoint>| -> Result<()> {
         on_softmax_state(&s)?;
         if stop.requested() {
             stopped = Some(s);
@@ -364,7 +364,7 @@ pub fn run_experiment_resumed(
         stop: Some(&stop),
         on_state: &mut on_state,
     };
-    let model = train(
+    let (model, run) = train(
         &f,
         &sets[0],
         &cfg.positions,
@@ -387,17 +387,22 @@ pub fn run_experiment_resumed(
                 "softmax step {step}: {secs:.1} s, train {:.4}, test {:.4}",
                 p.train_error, p.test_error
             ));
-            soft.borrow_mut().push(p);
-            Ok(())
+            Ok(p)
         },
     )?;
-    if stop.requested() {
+    if run.interrupted || stop.requested() {
         return Ok(Outcome::Interrupted {
             convex,
             softmax: stopped.map(Box::new),
         });
     }
-    curves.extend(soft.into_inner());
+    if run.diverged {
+        log(&format!(
+            "softmax student: the loss stopped being finite at step {}; training ended there",
+            run.steps
+        ));
+    }
+    curves.extend(run.records);
 
     // Maps and sparsity on the test sentences.
     let test = &sets[2];

@@ -203,7 +203,7 @@ fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
     &mut buf[..len]
 }
 
-use crate::grok::ops::dot8 as dot;
+use crate::nn::ops::dot8 as dot;
 
 #[inline(always)]
 fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {

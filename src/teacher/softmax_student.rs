@@ -4,18 +4,19 @@
 //! One set of parameters computes every position; the loss is the squared
 //! error at the chosen output positions only, as for the convex student.
 
-use super::bert::mask_bias;
 use super::features::Features;
 use super::fused_student::{FusedStudent, StudentDims};
 use crate::error::{invalid, Error, Result};
-use crate::nn::{AdamW, TrainState};
+use crate::nn::attention::{attend, merge_heads, padding_bias, split_heads};
+use crate::nn::train::{
+    Decay, Evaluation, Minibatches, Network, Outcome, Plan, Schedule, TrainHooks,
+};
+use crate::nn::TrainState;
 use crate::solver::Interrupt;
 use candle_core::{DType, Device, Tensor, Var};
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
-use std::time::Instant;
 
 /// Hyper-parameters of student (a).
 #[derive(Clone, Debug, serde::Serialize)]
@@ -94,26 +95,12 @@ impl SoftmaxStudent {
         let (h, k) = (self.heads, self.head_dim);
         let flat = x.reshape((b * n, d))?;
         let split = |w: &Var| -> candle_core::Result<Tensor> {
-            flat.matmul(w.as_tensor())?
-                .reshape((b, n, h, k))?
-                .transpose(1, 2)?
-                .contiguous()
+            split_heads(&flat.matmul(w.as_tensor())?.reshape((b, n, h * k))?, h)
         };
         let (q, kk, v) = (split(&self.wq)?, split(&self.wk)?, split(&self.wv)?);
-        let scores = (q.matmul(&kk.t()?)? / (k as f64).sqrt())?;
-        // `softmax`, not `softmax_last_dim`: the latter has no backward pass
-        // (candle_nn applies it with `apply_op1_no_bwd`), so a graph through
-        // it gives the queries and keys no gradient.
-        let probs = candle_nn::ops::softmax(
-            &scores.broadcast_add(&mask_bias(mask)?)?,
-            candle_core::D::Minus1,
-        )?;
-        let ctx = probs
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .contiguous()?
-            .reshape((b * n, h * k))?;
-        let out = ctx
+        let (ctx, probs) = attend(&q, &kk, &v, Some(&padding_bias(mask)?))?;
+        let out = merge_heads(&ctx)?
+            .reshape((b * n, h * k))?
             .matmul(self.wo.as_tensor())?
             .broadcast_add(self.bias.as_tensor())?
             .reshape((b, n, d))?;
@@ -190,150 +177,161 @@ pub fn predict(
 
 /// Where training starts, when it stops, and where its state goes.
 pub struct Control<'a, R> {
-    /// A state saved by this configuration, to continue from (its records
-    /// are the caller's).
+    /// A state saved by this configuration, to continue from.
     pub resume: Option<&'a TrainState<R>>,
     /// Raised: training ends before the next step, handing out its state.
     pub stop: Option<&'a Interrupt>,
-    /// Gets the state (with no records: the caller adds its own) every
+    /// Gets the state (with the evaluations so far) every
     /// `cfg.checkpoint_every` steps and when stopped.
     pub on_state: &'a mut dyn FnMut(TrainState<R>) -> Result<()>,
+}
+
+struct ControlHooks<'a, 'b, R> {
+    control: &'b mut Control<'a, R>,
+    every: usize,
+}
+
+impl<R: Clone> TrainHooks<R> for ControlHooks<'_, '_, R> {
+    fn stop(&self) -> bool {
+        self.control.stop.is_some_and(|s| s.requested())
+    }
+    fn checkpoint_every(&self) -> usize {
+        self.every
+    }
+    fn checkpoint(&mut self, s: &TrainState<R>) -> Result<()> {
+        (self.control.on_state)(s.clone())
+    }
 }
 
 /// The parameters in one flat vector: the order of [`SoftmaxStudent::vars`].
 const NAMES: [&str; 5] = ["wq", "wk", "wv", "wo", "bias"];
 
-fn flat(vars: &[Var]) -> Result<Vec<f32>> {
-    let mut out = Vec::new();
-    for v in vars {
-        out.extend(v.as_tensor().flatten_all()?.to_vec1::<f32>()?);
+/// The student as the training loop sees it: the fused step's loss and
+/// gradient on flat parameters, and the candle model loaded with them for
+/// evaluation.
+struct Student<'a> {
+    f: &'a Features,
+    fused: FusedStudent,
+    params: Vec<f32>,
+    model: SoftmaxStudent,
+    layout: Vec<(String, usize, usize)>,
+    idx: Vec<usize>,
+}
+
+impl Student<'_> {
+    /// The candle model with the current parameters.
+    fn model(&mut self) -> Result<&SoftmaxStudent> {
+        let dev = Device::Cpu;
+        for (v, (_, off, len)) in self.model.vars().iter().zip(&self.layout) {
+            v.set(&Tensor::from_slice(
+                &self.params[*off..off + len],
+                v.shape(),
+                &dev,
+            )?)?;
+        }
+        Ok(&self.model)
     }
-    Ok(out)
+}
+
+impl Network<f32> for Student<'_> {
+    fn layout(&self) -> Vec<(String, usize, usize)> {
+        self.layout.clone()
+    }
+
+    fn loss_and_grad(&mut self, batch: &[u32]) -> Result<f64> {
+        self.idx.clear();
+        self.idx.extend(batch.iter().map(|&i| i as usize));
+        self.fused.loss_and_grad(self.f, &self.idx, &self.params)
+    }
+
+    fn params_and_grad(&mut self) -> (&mut [f32], &[f32]) {
+        (&mut self.params, self.fused.grad())
+    }
 }
 
 /// Trains with AdamW ([`crate::nn::AdamW`], candle_nn's update) on
-/// minibatches of `train` until `max_steps` or `max_seconds`, each step's
-/// gradient from [`FusedStudent`] (the candle model is loaded with the
-/// parameters for evaluation only);
-/// `on_eval(step, seconds, model)` runs every `eval_every` steps and at the
-/// end (its time is not counted in `seconds`); `control` continues a saved
-/// run, stops it, and receives its state.
-pub fn train<R>(
+/// minibatches of `train` until `max_steps` or `max_seconds` (the loop of
+/// [`crate::nn::train`]), each step's gradient from [`FusedStudent`] (the
+/// candle model is loaded with the parameters for evaluation only);
+/// `on_eval(step, seconds, model)` runs at step 0, every `eval_every` steps
+/// and at the end (its time is not counted in `seconds`), and its results are
+/// the run's records; `control` continues a saved run, stops it, and receives
+/// its state.
+pub fn train<R: Evaluation>(
     f: &Features,
     train_idx: &[usize],
     positions: &[usize],
     mean: &[f64],
     cfg: &SoftmaxConfig,
-    control: Control<'_, R>,
-    mut on_eval: impl FnMut(usize, f64, &SoftmaxStudent) -> Result<()>,
-) -> Result<SoftmaxStudent> {
+    mut control: Control<'_, R>,
+    mut on_eval: impl FnMut(usize, f64, &SoftmaxStudent) -> Result<R>,
+) -> Result<(SoftmaxStudent, Outcome<R>)> {
     if cfg.batch == 0 || cfg.max_steps == 0 || cfg.eval_every == 0 {
         return invalid("--softmax-batch, --softmax-steps and eval-every must be at least 1");
     }
-    let dev = Device::Cpu;
-    let model = SoftmaxStudent::init(f.dim, cfg, mean, &dev)?;
+    let model = SoftmaxStudent::init(f.dim, cfg, mean, &Device::Cpu)?;
     let dims = StudentDims {
         n: f.n,
         dim: f.dim,
         heads: cfg.heads,
         head_dim: cfg.head_dim,
     };
-    let mut fused = FusedStudent::new(dims, positions)?;
     let vars = model.vars();
-    let mut params = flat(&vars)?;
+    let mut params = Vec::new();
     let mut layout = Vec::with_capacity(vars.len());
-    let mut offset = 0;
     for (name, v) in NAMES.iter().zip(&vars) {
-        layout.push((name.to_string(), offset, v.elem_count()));
-        offset += v.elem_count();
+        layout.push((name.to_string(), params.len(), v.elem_count()));
+        params.extend(v.as_tensor().flatten_all()?.to_vec1::<f32>()?);
     }
-    // candle_nn's ParamsAdamW defaults: β = (0.9, 0.999), ε = 1e-8.
-    let mut opt = AdamW::<f32>::new(params.len(), 0.9, 0.999, 1e-8);
-    let decay = vec![cfg.weight_decay; params.len()];
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed);
-    let mut order = train_idx.to_vec();
-    let (mut pos, mut trained, mut first) = (order.len(), 0.0, 1);
-    let load = |params: &[f32]| -> Result<()> {
-        for (v, (_, off, len)) in vars.iter().zip(&layout) {
-            v.set(&Tensor::from_slice(
-                &params[*off..off + len],
-                v.shape(),
-                &dev,
-            )?)?;
+    let items: Vec<u32> = train_idx.iter().map(|&i| i as u32).collect();
+    let resume = match control.resume {
+        Some(s) => {
+            s.check(params.len(), &items, DType::F32, cfg.max_steps, |r| {
+                r.step()
+            })?;
+            Some(s.clone())
         }
-        Ok(())
+        None => None,
     };
-    if let Some(s) = control.resume {
-        let train32: Vec<u32> = train_idx.iter().map(|&i| i as u32).collect();
-        s.check(params.len(), &train32, DType::F32, cfg.max_steps, |_| 0)?;
-        params = s.params.iter().map(|&v| v as f32).collect();
-        load(&params)?;
-        opt.restore(&s.adam_m, &s.adam_v, s.adam_steps)?;
-        order = s.order.iter().map(|&i| i as usize).collect();
-        rng.set_word_pos(s.rng_word_pos);
-        (pos, trained, first) = (s.pos, s.seconds, s.step + 1);
-    } else {
-        on_eval(0, 0.0, &model)?;
-    }
-    let snapshot = |step: usize,
-                    trained: f64,
-                    pos: usize,
-                    order: &[usize],
-                    opt: &AdamW<f32>,
-                    rng: &ChaCha8Rng,
-                    params: &[f32]| {
-        let (m, v, adam_steps) = opt.state();
-        let f64s = |x: &[f32]| x.iter().map(|&v| v as f64).collect::<Vec<_>>();
-        TrainState {
-            step,
-            seconds: trained,
-            dtype: DType::F32,
-            params: f64s(params),
-            adam_m: f64s(m),
-            adam_v: f64s(v),
-            adam_steps,
-            layout: layout.clone(),
-            order: order.iter().map(|&i| i as u32).collect(),
-            pos,
-            rng_word_pos: rng.get_word_pos(),
-            records: Vec::new(),
-        }
+    let plan = Plan {
+        max_steps: cfg.max_steps,
+        max_seconds: cfg.max_seconds,
+        batch: cfg.batch,
+        schedule: Schedule {
+            lr: cfg.lr,
+            warmup_steps: 0,
+            decay: Decay::Constant,
+            min_lr_frac: 1.0,
+        },
+        // candle_nn's ParamsAdamW defaults: β = (0.9, 0.999), ε = 1e-8.
+        adam: (0.9, 0.999, 1e-8),
+        decay: vec![cfg.weight_decay; params.len()],
+        // A stopped run is saved and left at once.
+        evaluate_when_stopped: false,
     };
-    for step in first..=cfg.max_steps {
-        if control.stop.is_some_and(|s| s.requested()) {
-            (control.on_state)(snapshot(
-                step - 1,
-                trained,
-                pos,
-                &order,
-                &opt,
-                &rng,
-                &params,
-            ))?;
-            break;
-        }
-        let t0 = Instant::now();
-        if pos + cfg.batch > order.len() {
-            order.shuffle(&mut rng);
-            pos = 0;
-        }
-        let end = (pos + cfg.batch).min(order.len());
-        fused.loss_and_grad(f, &order[pos..end], &params)?;
-        pos = end;
-        opt.step(&mut params, fused.grad(), &decay, cfg.lr);
-        trained += t0.elapsed().as_secs_f64();
-        let last = step == cfg.max_steps || trained >= cfg.max_seconds;
-        if step % cfg.eval_every == 0 || last {
-            load(&params)?;
-            on_eval(step, trained, &model)?;
-        }
-        if last {
-            break;
-        }
-        if cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0 {
-            (control.on_state)(snapshot(step, trained, pos, &order, &opt, &rng, &params))?;
-        }
-    }
-    load(&params)?;
-    Ok(model)
+    let batches = Minibatches::new(items, ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed));
+    let mut net = Student {
+        f,
+        fused: FusedStudent::new(dims, positions)?,
+        params,
+        model,
+        layout,
+        idx: Vec::with_capacity(cfg.batch),
+    };
+    let every = cfg.checkpoint_every;
+    let mut hooks = ControlHooks {
+        control: &mut control,
+        every,
+    };
+    let out = crate::nn::train::train(
+        &mut net,
+        &plan,
+        batches,
+        resume,
+        |step| step % cfg.eval_every == 0,
+        |step, seconds, net: &mut Student| on_eval(step, seconds, net.model()?),
+        &mut hooks,
+    )?;
+    net.model()?;
+    Ok((net.model, out))
 }

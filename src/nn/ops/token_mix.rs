@@ -1,34 +1,11 @@
-//! Fused CPU kernels with hand-written backward passes.
-//!
-//! candle's autograd differentiates the permutes, narrows and broadcasts of a
-//! composed implementation through many small strided copies, which on the
-//! CPU costs several times the useful arithmetic for the short sequences
-//! (n = 4) of the grokking experiment. These custom ops compute the same
-//! functions in one pass each, forward and backward; tests compare them with
-//! the composed versions and with finite differences (f64).
-//!
-//! Inputs must be contiguous (callers make them so) and f32 or f64; the ops
-//! run on the CPU only (the composed path is used elsewhere).
+//! Token mixing per head (the convex-attention layer's learned row-stochastic
+//! mixing), forward and backward.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-/// The contiguous values of a CPU storage seen through `l`.
-pub(crate) fn values<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
-    let (a, b) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("fused op: input must be contiguous".into()))?;
-    Ok(&s.as_slice::<T>()?[a..b])
-}
-
-/// The values of a tensor as a Vec (copied, contiguous).
-pub(crate) fn tensor_values<T: WithDType>(t: &Tensor) -> Result<Vec<T>> {
-    t.flatten_all()?.to_vec1::<T>()
-}
-
-/// Samples per parallel work unit.
-const CHUNK: usize = 64;
+use super::{dot8, tensor_values, values, ROWS};
 
 /// Token mixing per head: out[b, r, j·dh + e] = Σ_k W[j, r, k] · xv[b, k, j·dh + e],
 /// for every r (B×n×D) or only r = n − 1 (`last`, B×D).
@@ -77,8 +54,8 @@ impl TokenMix {
     ) {
         let nr = self.rows(n).len();
         out.fill(T::zero());
-        out.par_chunks_mut(nr * d * CHUNK)
-            .zip(x.par_chunks(n * d * CHUNK))
+        out.par_chunks_mut(nr * d * ROWS)
+            .zip(x.par_chunks(n * d * ROWS))
             .for_each(|(o, xs)| self.fwd_rows(xs, w, n, d, o));
     }
 
@@ -140,9 +117,9 @@ impl TokenMix {
         // Per-chunk partial sums of dW, added in chunk order (results do not
         // depend on the threads).
         let partials: Vec<Vec<T>> = dx
-            .par_chunks_mut(n * d * CHUNK)
-            .zip(x.par_chunks(n * d * CHUNK))
-            .zip(g.par_chunks(nr * d * CHUNK))
+            .par_chunks_mut(n * d * ROWS)
+            .zip(x.par_chunks(n * d * ROWS))
+            .zip(g.par_chunks(nr * d * ROWS))
             .map(|((dxc, xc), gc)| {
                 let mut dw = vec![T::zero(); h * n * n];
                 self.bwd_rows(xc, w, gc, n, d, dxc, &mut dw);
@@ -188,7 +165,7 @@ impl TokenMix {
                     for k in 0..n {
                         let wi = (j * n + r) * n + k;
                         let xk = &xb[k * d + j * dh..k * d + (j + 1) * dh];
-                        dw[wi] += crate::grok::ops::dot8(gj, xk);
+                        dw[wi] += dot8(gj, xk);
                         let wv = w[wi];
                         if wv != T::zero() {
                             let dxk = &mut dxb[k * d + j * dh..k * d + (j + 1) * dh];
