@@ -21,6 +21,7 @@
 
 pub mod bench;
 pub mod loss;
+mod network;
 pub mod optim;
 pub mod simplex;
 pub mod softmax;
@@ -30,7 +31,7 @@ mod tests;
 
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var, WithDType};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -38,9 +39,10 @@ use rand_distr::{Distribution, StandardNormal};
 use crate::data::Dataset;
 use crate::error::{invalid, Error, Result};
 use crate::loss::{Loss, SampleLoss};
-use crate::nn::train::Minibatches;
+use crate::nn::train::{Evaluation, Minibatches, Outcome, Plan, TrainHooks};
 use crate::recovery::{head_predictions, nonconvex_objective, Head, OutputNorm};
 use crate::solver::Certificate;
+use network::Flat;
 
 pub use crate::nn::train::{Decay, Schedule};
 pub use optim::OptimizerKind;
@@ -327,10 +329,6 @@ trait Trainable {
         penalty_weight: f64,
         decoupled: bool,
     ) -> candle_core::Result<Tensor>;
-    /// After each optimizer step (the projection onto the simplex).
-    fn after_step(&self) -> Result<()> {
-        Ok(())
-    }
     /// (objective, train error, test error), exactly in f64.
     fn evaluate(&self, ev: &Evaluator) -> Result<(f64, f64, Option<f64>)>;
     /// (attention, heads, intercept) of the outcome.
@@ -355,9 +353,6 @@ impl Trainable for SimplexModel {
         decoupled: bool,
     ) -> candle_core::Result<Tensor> {
         SimplexModel::weighted_objective(self, x, y, obj, lw, pw, decoupled)
-    }
-    fn after_step(&self) -> Result<()> {
-        self.project()
     }
     fn evaluate(&self, ev: &Evaluator) -> Result<(f64, f64, Option<f64>)> {
         let o = &ev.obj;
@@ -461,6 +456,100 @@ impl<'a> Evaluator<'a> {
     }
 }
 
+impl Evaluation for TrainPoint {
+    fn step(&self) -> usize {
+        self.step
+    }
+}
+
+/// Stops the loop when a recorded point asked for it ([`Flow::Stop`]).
+struct StopFlag(std::cell::Cell<bool>);
+
+impl TrainHooks<TrainPoint> for &StopFlag {
+    fn stop(&self) -> bool {
+        self.0.get()
+    }
+}
+
+/// One baseline run on the training loop of [`crate::nn::train`].
+struct Run<'a> {
+    cfg: &'a Baseline,
+    plan: &'a Plan,
+    n_samples: usize,
+    /// AdamW's decoupled λ = β/N.
+    weight_decay: f64,
+    eval: &'a Evaluator<'a>,
+}
+
+impl Run<'_> {
+    fn go<T: WithDType>(
+        &self,
+        mut net: Flat<'_, T>,
+        on_point: &mut dyn FnMut(&TrainPoint) -> Result<Flow>,
+    ) -> Result<Outcome<TrainPoint>> {
+        let cfg = self.cfg;
+        let (decayed, plain, projected) = net.split();
+        let mut opt = optim::Stepper::<T>::new(
+            cfg.optimizer,
+            (decayed, plain),
+            projected,
+            cfg.momentum,
+            self.weight_decay,
+        )?;
+        // Full-batch steps read the data as it is: no order to draw.
+        let full = self.plan.batch == self.n_samples;
+        let items = if full {
+            Vec::new()
+        } else {
+            (0..self.n_samples as u32).collect()
+        };
+        let batches = Minibatches::new(
+            items,
+            ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x9e37_79b9_7f4a_7c15),
+        );
+        // Points at steps growing by 10%, every max_steps/record_points steps
+        // and every budget/record_points seconds.
+        let time_every = self.plan.max_seconds / cfg.record_points as f64;
+        let step_every = cfg
+            .max_steps
+            .map_or(usize::MAX, |s| (s / cfg.record_points).max(1));
+        let (mut next_log_step, mut last_time_record) = (1usize, 0.0);
+        let due = |step: usize, secs: f64| {
+            let due = step >= next_log_step
+                || step % step_every == 0
+                || secs - last_time_record >= time_every;
+            if due {
+                next_log_step = next_log_step
+                    .max(((step as f64) * 1.1).ceil() as usize)
+                    .max(step + 1);
+                last_time_record = secs;
+            }
+            due
+        };
+        let stop = StopFlag(std::cell::Cell::new(false));
+        let evaluate = |step: usize, seconds: f64, net: &mut Flat<'_, T>| -> Result<TrainPoint> {
+            net.sync()?;
+            let (objective, train_error, test_error) = net.model.evaluate(self.eval)?;
+            let p = TrainPoint {
+                step,
+                seconds,
+                objective,
+                train_error,
+                test_error,
+            };
+            if on_point(&p)? == Flow::Stop {
+                stop.0.set(true);
+            }
+            Ok(p)
+        };
+        let out = crate::nn::train::train(
+            &mut net, &mut opt, self.plan, batches, None, due, evaluate, &mut &stop,
+        )?;
+        net.sync()?;
+        Ok(out)
+    }
+}
+
 /// Trains `cfg` on `train`, recording points (see the module doc); `on_point`
 /// sees every recorded point and may stop the run (or fail it).
 pub fn train(
@@ -510,111 +599,50 @@ pub fn train(
             &mut rng,
         )?),
     };
-    let (decayed, plain, projected) = model.vars(obj);
-    let mut opt = optim::Stepper::new(
-        cfg.optimizer,
-        decayed,
-        plain,
-        projected,
-        cfg.lr,
-        cfg.momentum,
-        obj.beta / n_samples as f64,
-    )?;
-    let schedule = Schedule {
-        lr: cfg.lr,
-        warmup_steps: cfg.warmup_steps,
-        decay: cfg.decay,
-        min_lr_frac: cfg.min_lr_frac,
-    };
     let decoupled = cfg.optimizer == OptimizerKind::AdamW;
     let x = data_x(train, dtype)?;
     let y = Tensor::from_slice(&train.y, (n_samples, c), &Device::Cpu)
         .and_then(|t| t.to_dtype(dtype))?;
     let eval = Evaluator::new(*obj, train, test)?;
-
-    // Minibatches (none: full batch).
-    let batch = cfg.batch_size.filter(|&b| b < n_samples);
-    let mut batches = Minibatches::new(
-        (0..n_samples as u32).collect(),
-        ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x9e37_79b9_7f4a_7c15),
-    );
-    let mut points = Vec::new();
-    let mut train_secs = 0.0;
-    let mut next_log_step = 1usize;
     let budget = cfg.budget_seconds.unwrap_or(f64::INFINITY);
-    let max_steps = cfg.max_steps.unwrap_or(usize::MAX);
-    let time_every = budget / cfg.record_points as f64;
-    let step_every = cfg
-        .max_steps
-        .map_or(usize::MAX, |s| (s / cfg.record_points).max(1));
-    let mut last_time_record = 0.0;
-    let mut diverged = false;
-    let mut stopped_early = false;
-
-    let mut record = |step: usize, secs: f64, points: &mut Vec<TrainPoint>| -> Result<Flow> {
-        let (objective, train_error, test_error) = model.evaluate(&eval)?;
-        let p = TrainPoint {
-            step,
-            seconds: secs,
-            objective,
-            train_error,
-            test_error,
-        };
-        points.push(p);
-        on_point(&p)
+    let plan = Plan {
+        max_steps: cfg.max_steps.unwrap_or(usize::MAX),
+        max_seconds: budget,
+        // None: full batch.
+        batch: cfg
+            .batch_size
+            .filter(|&b| b < n_samples)
+            .unwrap_or(n_samples),
+        schedule: Schedule {
+            lr: cfg.lr,
+            warmup_steps: cfg.warmup_steps,
+            decay: cfg.decay,
+            min_lr_frac: cfg.min_lr_frac,
+        },
+        evaluate_when_stopped: true,
     };
-    if record(0, 0.0, &mut points)? == Flow::Stop {
-        stopped_early = true;
-    }
-    let mut step = 0usize;
-    while !stopped_early && step < max_steps && train_secs < budget {
-        let t0 = Instant::now();
-        let progress = if cfg.max_steps.is_some() {
-            (step as f64 / max_steps as f64).max(train_secs / budget)
-        } else {
-            train_secs / budget
-        };
-        opt.set_lr(schedule.lr_at(step, progress));
-        let (xb, yb, nb) = match batch {
-            None => (x.clone(), y.clone(), n_samples),
-            Some(b) => {
-                let idx = batches.next(b);
-                let t = Tensor::from_slice(idx, idx.len(), &Device::Cpu)?;
-                (x.index_select(&t, 0)?, y.index_select(&t, 0)?, idx.len())
-            }
-        };
-        let (lw, pw) = (1.0 / nb as f64, 1.0 / n_samples as f64);
-        let value = model.weighted_objective(&xb, &yb, obj, lw, pw, decoupled)?;
-        let v = value
-            .to_dtype(DType::F64)
-            .and_then(|t| t.to_scalar::<f64>())?;
-        if !v.is_finite() {
-            diverged = true;
-            train_secs += t0.elapsed().as_secs_f64();
-            step += 1;
-            break;
-        }
-        let grads = value.backward()?;
-        opt.step(&grads)?;
-        model.after_step()?;
-        train_secs += t0.elapsed().as_secs_f64();
-        step += 1;
-        let due = step >= next_log_step
-            || step % step_every == 0
-            || train_secs - last_time_record >= time_every;
-        if due && step < max_steps && train_secs < budget {
-            next_log_step = next_log_step
-                .max(((step as f64) * 1.1).ceil() as usize)
-                .max(step + 1);
-            last_time_record = train_secs;
-            if record(step, train_secs, &mut points)? == Flow::Stop {
-                stopped_early = true;
-            }
-        }
-    }
-    if points.last().map(|p| p.step) != Some(step) {
-        record(step, train_secs, &mut points)?;
-    }
+    let run = Run {
+        cfg,
+        plan: &plan,
+        n_samples,
+        weight_decay: obj.beta / n_samples as f64,
+        eval: &eval,
+    };
+    let (vars, full) = (model.vars(obj), plan.batch == n_samples);
+    let m = model.as_ref();
+    let out = match dtype {
+        DType::F32 => run.go(
+            Flat::<f32>::new(m, vars, (x, y), full, *obj, decoupled)?,
+            &mut on_point,
+        )?,
+        _ => run.go(
+            Flat::<f64>::new(m, vars, (x, y), full, *obj, decoupled)?,
+            &mut on_point,
+        )?,
+    };
+    let points = out.records;
+    let (step, train_secs, diverged, stopped_early) =
+        (out.steps, out.seconds, out.diverged, out.interrupted);
     let final_objective = points.last().map(|p| p.objective).unwrap_or(f64::NAN);
     let (attention, heads, intercept) = model.summary(&eval)?;
 

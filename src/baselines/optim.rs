@@ -1,9 +1,10 @@
-//! Optimizers for the nonconvex baselines.
+//! Optimizers for the nonconvex baselines, on their flat parameters (the
+//! training loop of [`crate::nn::train`]).
 //!
-//! - Adam: candle_nn's `AdamW` with weight decay 0 on the objective *including*
+//! - Adam: [`crate::nn::AdamW`] (candle_nn's update) with weight decay 0 on the objective *including*
 //!   the penalty (coupled ℓ₂, the gradient of the very objective P that is
 //!   compared with the certified optimum);
-//! - AdamW: candle_nn's `AdamW` with decoupled weight decay λ = β/N on the
+//! - AdamW: the same with decoupled weight decay λ = β/N on the
 //!   penalized parameters, the loss alone going through Adam's preconditioner
 //!   (the ‖o‖₁² output penalty of the ℓ₁ program is not a weight decay and
 //!   stays in the loss). Its fixed points are *not* the stationary points of
@@ -15,9 +16,9 @@
 //! The learning-rate schedule is [`crate::nn::train::Schedule`].
 
 use crate::error::{invalid, Result};
-use candle_core::backprop::GradStore;
-use candle_core::{Tensor, Var};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use crate::nn::train::Optimizer;
+use crate::nn::AdamW;
+use candle_core::WithDType;
 
 /// Which optimizer trains a baseline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -47,50 +48,31 @@ impl OptimizerKind {
     }
 }
 
-/// SGD with heavy-ball momentum (candle_nn's SGD has none).
-#[derive(Debug)]
-pub struct SgdMomentum {
-    vars: Vec<Var>,
-    velocity: Vec<Option<Tensor>>,
-    lr: f64,
+/// SGD with heavy-ball momentum, PyTorch's convention: u ← μu + g, θ ← θ − ηu.
+#[derive(Clone, Debug)]
+pub struct SgdMomentum<T> {
+    velocity: Vec<T>,
     momentum: f64,
+    steps: i32,
 }
 
-impl Optimizer for SgdMomentum {
-    /// (learning rate, momentum).
-    type Config = (f64, f64);
-
-    fn new(vars: Vec<Var>, (lr, momentum): (f64, f64)) -> candle_core::Result<Self> {
-        let vars: Vec<Var> = vars.into_iter().filter(|v| v.dtype().is_float()).collect();
-        let velocity = vec![None; vars.len()];
-        Ok(SgdMomentum {
-            vars,
-            velocity,
-            lr,
+impl<T: WithDType> SgdMomentum<T> {
+    pub fn new(len: usize, momentum: f64) -> Self {
+        SgdMomentum {
+            velocity: vec![T::zero(); len],
             momentum,
-        })
-    }
-
-    fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
-        for (var, vel) in self.vars.iter().zip(self.velocity.iter_mut()) {
-            if let Some(g) = grads.get(var) {
-                let u = match vel.take() {
-                    Some(u) if self.momentum > 0.0 => ((u * self.momentum)? + g)?,
-                    _ => g.clone(),
-                };
-                var.set(&var.as_tensor().sub(&(&u * self.lr)?)?)?;
-                *vel = Some(u.detach());
-            }
+            steps: 0,
         }
-        Ok(())
     }
 
-    fn learning_rate(&self) -> f64 {
-        self.lr
-    }
-
-    fn set_learning_rate(&mut self, lr: f64) {
-        self.lr = lr
+    pub fn step(&mut self, params: &mut [T], grads: &[T], lr: f64) {
+        let mu = if self.steps > 0 { self.momentum } else { 0.0 };
+        self.steps += 1;
+        for ((p, u), g) in params.iter_mut().zip(&mut self.velocity).zip(grads) {
+            let ui = mu * u.to_f64() + g.to_f64();
+            *u = T::from_f64(ui);
+            *p = T::from_f64(p.to_f64() - lr * ui);
+        }
     }
 }
 
@@ -102,163 +84,143 @@ impl Optimizer for SgdMomentum {
 /// optimum (measured). With one scale per row, the step is a gradient step
 /// (with momentum) whose projection is exact in that row's metric, so its
 /// fixed points are the KKT points of P over the simplex.
-#[derive(Debug)]
-pub struct RowAdam {
-    vars: Vec<Var>,
-    m: Vec<Option<Tensor>>,
-    v: Vec<Option<Tensor>>,
-    t: i32,
-    lr: f64,
+#[derive(Clone, Debug)]
+pub struct RowAdam<T> {
+    /// Entries per row.
+    row: usize,
+    m: Vec<T>,
+    /// One second moment per row.
+    v: Vec<f64>,
+    steps: i32,
 }
 
-impl RowAdam {
+impl<T: WithDType> RowAdam<T> {
     const B1: f64 = 0.9;
     const B2: f64 = 0.999;
     const EPS: f64 = 1e-8;
 
-    pub fn new(vars: Vec<Var>, lr: f64) -> Self {
-        let k = vars.len();
+    /// Over `len` entries in rows of `row`.
+    pub fn new(len: usize, row: usize) -> Self {
         RowAdam {
-            vars,
-            m: vec![None; k],
-            v: vec![None; k],
-            t: 0,
-            lr,
+            row: row.max(1),
+            m: vec![T::zero(); len],
+            v: vec![0.0; len / row.max(1)],
+            steps: 0,
         }
     }
 
-    pub fn set_learning_rate(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-
-    /// One step on every 2-D parameter (rows × entries).
-    pub fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
-        self.t += 1;
-        let (c1, c2) = (1.0 - Self::B1.powi(self.t), 1.0 - Self::B2.powi(self.t));
-        for ((var, m), v) in self.vars.iter().zip(&mut self.m).zip(&mut self.v) {
-            let Some(g) = grads.get(var) else { continue };
-            let g2 = g.sqr()?.mean_keepdim(1)?;
-            let nm = match m.take() {
-                Some(m) => ((m * Self::B1)? + (g * (1.0 - Self::B1))?)?,
-                None => (g * (1.0 - Self::B1))?,
-            };
-            let nv = match v.take() {
-                Some(v) => ((v * Self::B2)? + (&g2 * (1.0 - Self::B2))?)?,
-                None => (&g2 * (1.0 - Self::B2))?,
-            };
-            let denom = ((&nv * (1.0 / c2))?.sqrt()? + Self::EPS)?;
-            let step = (&nm * (self.lr / c1))?.broadcast_div(&denom)?;
-            var.set(&var.as_tensor().sub(&step)?)?;
-            *m = Some(nm.detach());
-            *v = Some(nv.detach());
+    pub fn step(&mut self, params: &mut [T], grads: &[T], lr: f64) {
+        self.steps += 1;
+        let (c1, c2) = (
+            1.0 - Self::B1.powi(self.steps),
+            1.0 - Self::B2.powi(self.steps),
+        );
+        let rows = params
+            .chunks_exact_mut(self.row)
+            .zip(grads.chunks_exact(self.row))
+            .zip(self.m.chunks_exact_mut(self.row))
+            .zip(&mut self.v);
+        for (((p, g), m), v) in rows {
+            let g2 = g.iter().map(|g| g.to_f64() * g.to_f64()).sum::<f64>() / g.len() as f64;
+            *v = Self::B2 * *v + (1.0 - Self::B2) * g2;
+            let denom = (*v / c2).sqrt() + Self::EPS;
+            for ((p, m), g) in p.iter_mut().zip(m).zip(g) {
+                let mi = Self::B1 * m.to_f64() + (1.0 - Self::B1) * g.to_f64();
+                *m = T::from_f64(mi);
+                *p = T::from_f64(p.to_f64() - lr / c1 * mi / denom);
+            }
         }
-        Ok(())
     }
 }
 
-/// The optimizer of one run, over penalized and unpenalized parameters.
-pub enum Stepper {
-    /// Coupled: the penalty is in the loss.
-    Adam(AdamW, Option<RowAdam>),
-    /// Decoupled weight decay on `decayed`; `plain` has none.
-    AdamW {
-        decayed: AdamW,
-        plain: AdamW,
-        rows: Option<RowAdam>,
-    },
-    Sgd(SgdMomentum),
+/// The optimizer of one baseline run, on its flat parameters laid out as
+/// [penalized | unpenalized | projected rows].
+pub struct Stepper<T> {
+    /// Adam (coupled) or AdamW (decoupled decay on the penalized entries) on
+    /// the first `split` entries; SGD on all.
+    adam: Option<AdamW<T>>,
+    rows: Option<RowAdam<T>>,
+    sgd: Option<SgdMomentum<T>>,
+    split: usize,
 }
 
-impl Stepper {
-    /// Builds the optimizer; `decayed` are the parameters under the ℓ₂
-    /// penalty (only AdamW treats them apart), `weight_decay` its λ;
-    /// `projected` are attention rows projected onto the simplex after each
-    /// step (Adam and AdamW give them a [`RowAdam`], SGD treats them as the rest).
+impl<T: WithDType> Stepper<T> {
+    /// `decayed` entries under the ℓ₂ penalty (only AdamW treats them apart,
+    /// with decay `weight_decay`), then `plain` ones, then `projected` rows of
+    /// `row` entries each, projected onto the simplex after each step (Adam
+    /// and AdamW give them a [`RowAdam`], SGD treats them as the rest).
+    /// candle_nn's AdamW defaults: β = (0.9, 0.999), ε = 1e-8.
     pub fn new(
         kind: OptimizerKind,
-        decayed: Vec<Var>,
-        plain: Vec<Var>,
-        projected: Vec<Var>,
-        lr: f64,
+        (decayed, plain): (usize, usize),
+        (projected, row): (usize, usize),
         momentum: f64,
         weight_decay: f64,
     ) -> Result<Self> {
-        let adam = |vars: Vec<Var>, wd: f64| {
-            AdamW::new(
-                vars,
-                ParamsAdamW {
-                    lr,
-                    weight_decay: wd,
-                    ..Default::default()
-                },
-            )
-            .map_err(crate::Error::from)
+        let split = decayed + plain;
+        let adam = |wd: f64| {
+            let mut decay = vec![wd; decayed];
+            decay.resize(split, 0.0);
+            AdamW::new(split, 0.9, 0.999, 1e-8).with_decay(decay)
         };
-        let rows = (!projected.is_empty()).then(|| RowAdam::new(projected.clone(), lr));
+        let rows = (projected > 0).then(|| RowAdam::new(projected, row));
         Ok(match kind {
-            OptimizerKind::Adam => {
-                let mut all = decayed;
-                all.extend(plain);
-                Stepper::Adam(adam(all, 0.0)?, rows)
-            }
-            OptimizerKind::AdamW => Stepper::AdamW {
-                decayed: adam(decayed, weight_decay)?,
-                plain: adam(plain, 0.0)?,
+            OptimizerKind::Adam => Stepper {
+                adam: Some(adam(0.0)?),
                 rows,
+                sgd: None,
+                split,
             },
-            OptimizerKind::Sgd => {
-                let mut all = decayed;
-                all.extend(plain);
-                all.extend(projected);
-                Stepper::Sgd(SgdMomentum::new(all, (lr, momentum))?)
-            }
+            OptimizerKind::AdamW => Stepper {
+                adam: Some(adam(weight_decay)?),
+                rows,
+                sgd: None,
+                split,
+            },
+            OptimizerKind::Sgd => Stepper {
+                adam: None,
+                rows: None,
+                sgd: Some(SgdMomentum::new(split + projected, momentum)),
+                split,
+            },
         })
     }
+}
 
-    pub fn set_lr(&mut self, lr: f64) {
-        match self {
-            Stepper::Adam(o, rows) => {
-                o.set_learning_rate(lr);
-                rows.iter_mut().for_each(|r| r.set_learning_rate(lr));
-            }
-            Stepper::AdamW {
-                decayed,
-                plain,
-                rows,
-            } => {
-                decayed.set_learning_rate(lr);
-                plain.set_learning_rate(lr);
-                rows.iter_mut().for_each(|r| r.set_learning_rate(lr));
-            }
-            Stepper::Sgd(o) => o.set_learning_rate(lr),
+impl<T: WithDType> Optimizer<T> for Stepper<T> {
+    fn step(&mut self, params: &mut [T], grads: &[T], lr: f64) {
+        if let Some(sgd) = &mut self.sgd {
+            sgd.step(params, grads, lr);
+        }
+        let (p, rest) = params.split_at_mut(self.split);
+        let (g, grest) = grads.split_at(self.split);
+        if let Some(adam) = &mut self.adam {
+            Optimizer::step(adam, p, g, lr);
+        }
+        if let Some(rows) = &mut self.rows {
+            rows.step(rest, grest, lr);
         }
     }
 
-    pub fn step(&mut self, grads: &GradStore) -> Result<()> {
-        let rows_step = |rows: &mut Option<RowAdam>| match rows {
-            Some(r) => r.step(grads),
-            None => Ok(()),
-        };
-        match self {
-            Stepper::Adam(o, rows) => o.step(grads).and_then(|_| rows_step(rows)),
-            Stepper::AdamW {
-                decayed,
-                plain,
-                rows,
-            } => decayed
-                .step(grads)
-                .and_then(|_| plain.step(grads))
-                .and_then(|_| rows_step(rows)),
-            Stepper::Sgd(o) => o.step(grads),
+    /// Adam's moments, or SGD's velocity as the first moment. The row-wise
+    /// part is not included: a baseline run is not continued mid-run
+    /// (`compare --resume` trains the runs that did not finish again).
+    fn state(&self) -> (&[T], &[T], i32) {
+        match (&self.adam, &self.sgd) {
+            (Some(a), _) => a.state(),
+            (None, Some(s)) => (&s.velocity, &[], s.steps),
+            (None, None) => (&[], &[], 0),
         }
-        .map_err(crate::Error::from)
+    }
+
+    fn restore(&mut self, _: &[f64], _: &[f64], _: i32) -> Result<()> {
+        invalid("a baseline run starts from its initialization; it is not continued mid-run")
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{DType, Device};
 
     #[test]
     fn parse_names() {
@@ -271,21 +233,51 @@ mod tests {
     #[test]
     fn sgd_momentum_matches_hand_computation() {
         // f(x) = ½x², gradient x; x0 = 1, η = 0.1, μ = 0.9.
-        let x = Var::from_tensor(&Tensor::new(&[1.0f64], &Device::Cpu).unwrap()).unwrap();
-        let mut opt = SgdMomentum::new(vec![x.clone()], (0.1, 0.9)).unwrap();
+        let mut opt = SgdMomentum::<f64>::new(1, 0.9);
+        let mut x = [1.0f64];
         let (mut xr, mut u) = (1.0f64, 0.0f64);
         for _ in 0..5 {
-            let loss = (x.as_tensor().sqr().unwrap() * 0.5)
-                .unwrap()
-                .sum_all()
-                .unwrap();
-            let g = loss.backward().unwrap();
-            opt.step(&g).unwrap();
+            let g = [x[0]];
+            opt.step(&mut x, &g, 0.1);
             u = 0.9 * u + xr;
             xr -= 0.1 * u;
         }
-        let got = x.as_tensor().to_vec1::<f64>().unwrap()[0];
-        assert!((got - xr).abs() < 1e-14, "{got} vs {xr}");
-        assert_eq!(x.dtype(), DType::F64);
+        assert!((x[0] - xr).abs() < 1e-14, "{} vs {xr}", x[0]);
+    }
+
+    #[test]
+    fn row_adam_scales_each_row_by_one_second_moment() {
+        // Two rows of two; after one step each row moves by −lr·g/rms(g)
+        // (bias corrections cancel on the first step).
+        let mut opt = RowAdam::<f64>::new(4, 2);
+        let mut p = [0.0; 4];
+        let g = [3.0, 4.0, 0.5, -0.5];
+        opt.step(&mut p, &g, 0.1);
+        let rms = [(12.5f64).sqrt(), 0.5];
+        for (i, (&pi, &gi)) in p.iter().zip(&g).enumerate() {
+            let want = -0.1 * gi / (rms[i / 2] + 1e-8);
+            assert!((pi - want).abs() < 1e-12, "{i}: {pi} vs {want}");
+        }
+    }
+
+    #[test]
+    fn the_stepper_splits_adamw_decay_and_rows_as_laid_out() {
+        // [decayed | plain | projected rows]: with a zero gradient only the
+        // decayed entries move (θ(1 − lr·λ)), under SGD nothing does.
+        let mut p = [1.0f64, 1.0, 1.0, 1.0, 0.5, 0.5];
+        let g = [0.0; 6];
+        let mut w = Stepper::<f64>::new(OptimizerKind::AdamW, (2, 2), (2, 2), 0.0, 0.5).unwrap();
+        w.step(&mut p, &g, 0.1);
+        assert_eq!(p, [0.95, 0.95, 1.0, 1.0, 0.5, 0.5]);
+        let mut a = Stepper::<f64>::new(OptimizerKind::Adam, (2, 2), (2, 2), 0.0, 0.5).unwrap();
+        a.step(&mut p, &g, 0.1);
+        assert_eq!(p, [0.95, 0.95, 1.0, 1.0, 0.5, 0.5]);
+        let mut s = Stepper::<f64>::new(OptimizerKind::Sgd, (2, 2), (2, 2), 0.9, 0.5).unwrap();
+        s.step(&mut p, &[1.0; 6], 0.1);
+        assert!(p
+            .iter()
+            .zip([0.95, 0.95, 1.0, 1.0, 0.5, 0.5])
+            .all(|(a, b)| (a - (b - 0.1)).abs() < 1e-15));
+        assert!(s.restore(&[], &[], 0).is_err());
     }
 }

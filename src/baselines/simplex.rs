@@ -264,19 +264,6 @@ impl SimplexModel {
         v
     }
 
-    /// Projects every attention row onto Δ_n (projected parametrization; a
-    /// no-op for logits).
-    pub fn project(&self) -> Result<()> {
-        if self.parametrization != Parametrization::Projected {
-            return Ok(());
-        }
-        let mut a = to_f64_vec(self.attn.as_tensor())?;
-        a.chunks_exact_mut(self.n_tokens).for_each(project_simplex);
-        let t = Tensor::from_vec(a, (self.heads, self.n_tokens), &Device::Cpu)
-            .and_then(|t| t.to_dtype(self.attn.dtype()))?;
-        self.attn.set(&t).map_err(crate::Error::from)
-    }
-
     /// The attention rows in f64, exactly on Δ_n: softmax computed in f64 from
     /// the logits, or the stored rows projected again in f64 (a no-op up to the
     /// rounding of the parameter dtype). Every head this returns is feasible,

@@ -104,7 +104,7 @@ fn fused(x: &Tensor) -> bool {
 }
 
 impl Module for LayerNorm {
-    /// A fused kernel on the CPU ([`crate::nn::ops::layer_norm`]), composed ops elsewhere.
+    /// A fused kernel on the CPU ([`crate::nn::ops::layer_norm()`]), composed ops elsewhere.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if fused(x) {
             return crate::nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps);

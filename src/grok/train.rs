@@ -33,7 +33,7 @@ use super::model::{Transformer, TransformerConfig};
 use crate::error::{invalid, Result};
 pub use crate::nn::train::TrainHooks;
 use crate::nn::train::{Decay, Evaluation, Minibatches, Network, Plan, Schedule};
-use crate::nn::Engine;
+use crate::nn::{AdamW, Engine};
 
 /// The saved state of a grokking run.
 pub type TrainState = crate::nn::TrainState<Record>;
@@ -336,8 +336,6 @@ fn run<T: WithDType>(
         max_seconds: f64::INFINITY,
         batch: cfg.batch_size.min(n),
         schedule: cfg.schedule(),
-        adam: (cfg.beta1, cfg.beta2, 1e-8),
-        decay,
         evaluate_when_stopped: true,
     };
     let batches = Minibatches::new(all, ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed_0fba_7c00));
@@ -350,13 +348,15 @@ fn run<T: WithDType>(
         xb: Vec::with_capacity(plan.batch * SEQ_LEN),
         yb: Vec::with_capacity(plan.batch),
     };
+    let mut opt = AdamW::<T>::new(decay.len(), cfg.beta1, cfg.beta2, 1e-8).with_decay(decay)?;
     let chunk = plan.batch;
     let out = crate::nn::train::train(
         &mut net,
+        &mut opt,
         &plan,
         batches,
         resume,
-        |step| is_eval_step(step, cfg.eval_every, cfg.steps),
+        |step, _| is_eval_step(step, cfg.eval_every, cfg.steps),
         |step, seconds, net| {
             let (train_loss, train_acc) = evaluate(&mut net.e, data.train, chunk)?;
             let (val_loss, val_acc) = evaluate(&mut net.e, data.val, chunk)?;

@@ -5,6 +5,8 @@
 use candle_core::WithDType;
 use rayon::prelude::*;
 
+use super::train::Optimizer;
+
 /// Moments and step count.
 #[derive(Clone, Debug)]
 pub struct AdamW<T> {
@@ -14,6 +16,8 @@ pub struct AdamW<T> {
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
+    /// Each entry's decoupled weight decay λ as an [`Optimizer`] (empty: none).
+    decay: Vec<f64>,
 }
 
 /// Entries per parallel work unit.
@@ -28,7 +32,22 @@ impl<T: WithDType> AdamW<T> {
             beta1,
             beta2,
             eps,
+            decay: Vec::new(),
         }
+    }
+
+    /// With decoupled weight decay `decay[i]` on entry i when it steps as an
+    /// [`Optimizer`].
+    pub fn with_decay(mut self, decay: Vec<f64>) -> crate::error::Result<Self> {
+        if decay.len() != self.m.len() {
+            return crate::error::invalid(format!(
+                "{} weight-decay factors for {} parameters",
+                decay.len(),
+                self.m.len()
+            ));
+        }
+        self.decay = decay;
+        Ok(self)
     }
 
     /// The moments and the number of steps taken, to save a run.
@@ -65,23 +84,47 @@ impl<T: WithDType> AdamW<T> {
         let (b1, b2, eps) = (self.beta1, self.beta2, self.eps);
         let scale_m = 1.0 / (1.0 - b1.powi(self.steps));
         let scale_v = 1.0 / (1.0 - b2.powi(self.steps));
+        let update = |th: &mut [T], m: &mut [T], v: &mut [T], g: &[T], wd: &[f64]| {
+            for i in 0..th.len() {
+                let gi = g[i].to_f64();
+                let mi = m[i].to_f64() * b1 + gi * (1.0 - b1);
+                let vi = v[i].to_f64() * b2 + gi * gi * (1.0 - b2);
+                m[i] = T::from_f64(mi);
+                v[i] = T::from_f64(vi);
+                let adjusted = mi * scale_m / ((vi * scale_v).sqrt() + eps);
+                let t = th[i].to_f64() * (1.0 - lr * wd[i]);
+                th[i] = T::from_f64(t - lr * adjusted);
+            }
+        };
+        if params.len() <= CHUNK {
+            // One chunk: on this thread (handing it to the pool costs more
+            // than the update of a small model).
+            return update(params, &mut self.m, &mut self.v, grads, decay);
+        }
         params
             .par_chunks_mut(CHUNK)
             .zip(self.m.par_chunks_mut(CHUNK))
             .zip(self.v.par_chunks_mut(CHUNK))
             .zip(grads.par_chunks(CHUNK))
             .zip(decay.par_chunks(CHUNK))
-            .for_each(|((((th, m), v), g), wd)| {
-                for i in 0..th.len() {
-                    let gi = g[i].to_f64();
-                    let mi = m[i].to_f64() * b1 + gi * (1.0 - b1);
-                    let vi = v[i].to_f64() * b2 + gi * gi * (1.0 - b2);
-                    m[i] = T::from_f64(mi);
-                    v[i] = T::from_f64(vi);
-                    let adjusted = mi * scale_m / ((vi * scale_v).sqrt() + eps);
-                    let t = th[i].to_f64() * (1.0 - lr * wd[i]);
-                    th[i] = T::from_f64(t - lr * adjusted);
-                }
-            });
+            .for_each(|((((th, m), v), g), wd)| update(th, m, v, g, wd));
+    }
+}
+
+impl<T: WithDType> Optimizer<T> for AdamW<T> {
+    fn step(&mut self, params: &mut [T], grads: &[T], lr: f64) {
+        let decay = std::mem::take(&mut self.decay);
+        if decay.is_empty() {
+            AdamW::step(self, params, grads, &vec![0.0; params.len()], lr);
+        } else {
+            AdamW::step(self, params, grads, &decay, lr);
+        }
+        self.decay = decay;
+    }
+    fn state(&self) -> (&[T], &[T], i32) {
+        AdamW::state(self)
+    }
+    fn restore(&mut self, m: &[f64], v: &[f64], steps: i32) -> crate::error::Result<()> {
+        AdamW::restore(self, m, v, steps)
     }
 }

@@ -2,7 +2,7 @@
 //! any device, autograd through every input. It is the one softmax attention
 //! of the project's candle models (the grokking transformer's composed path,
 //! the teacher's frozen BERT layer and its softmax student); the fused CPU
-//! kernels ([`super::ops::causal_attention`], the engines' shard passes) are
+//! kernels ([`super::ops::causal_attention()`], the engines' shard passes) are
 //! checked against it.
 
 use candle_core::{DType, Device, Result, Tensor, D};

@@ -1,9 +1,17 @@
-//! Fused CPU training of the grokking transformer (issue #13).
+//! What every network the project trains shares (issue #13).
 //!
+//! - [`train`]: the one training loop (minibatches, learning-rate schedule,
+//!   optimizer on flat parameters, evaluations, stop, checkpoints, resume),
+//!   run by the `compare` baselines, the grokking transformers and the
+//!   teacher's softmax student;
+//! - [`attention`]: multi-head softmax attention composed of candle ops (the
+//!   reference the fused kernels are checked against);
+//! - [`ops`]: the fused CPU kernels with hand-written backward passes;
 //! - [`matmul`]: row-major products on slices through the `gemm` crate;
-//! - [`transformer`]: the network's forward pass, cross-entropy and backward
-//!   pass written out over buffers allocated once ([`Engine`]);
-//! - [`adamw`]: AdamW over the flat parameter vector in one pass.
+//! - [`transformer`]: the grokking network's forward pass, cross-entropy and
+//!   backward pass written out over buffers allocated once ([`Engine`]);
+//! - [`adamw`]: AdamW over the flat parameter vector in one pass;
+//! - [`checkpoint`]: the saved state a run continues from.
 //!
 //! What a profile of the candle training step showed (perf, 300 steps of the
 //! default grokking model, 1 layer, f32): the matrix kernels were 46% of the

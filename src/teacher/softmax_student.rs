@@ -11,7 +11,7 @@ use crate::nn::attention::{attend, merge_heads, padding_bias, split_heads};
 use crate::nn::train::{
     Decay, Evaluation, Minibatches, Network, Outcome, Plan, Schedule, TrainHooks,
 };
-use crate::nn::TrainState;
+use crate::nn::{AdamW, TrainState};
 use crate::solver::Interrupt;
 use candle_core::{DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
@@ -303,9 +303,6 @@ pub fn train<R: Evaluation>(
             decay: Decay::Constant,
             min_lr_frac: 1.0,
         },
-        // candle_nn's ParamsAdamW defaults: β = (0.9, 0.999), ε = 1e-8.
-        adam: (0.9, 0.999, 1e-8),
-        decay: vec![cfg.weight_decay; params.len()],
         // A stopped run is saved and left at once.
         evaluate_when_stopped: false,
     };
@@ -318,6 +315,9 @@ pub fn train<R: Evaluation>(
         layout,
         idx: Vec::with_capacity(cfg.batch),
     };
+    // candle_nn's ParamsAdamW defaults: β = (0.9, 0.999), ε = 1e-8.
+    let mut opt = AdamW::<f32>::new(net.params.len(), 0.9, 0.999, 1e-8)
+        .with_decay(vec![cfg.weight_decay; net.params.len()])?;
     let every = cfg.checkpoint_every;
     let mut hooks = ControlHooks {
         control: &mut control,
@@ -325,10 +325,11 @@ pub fn train<R: Evaluation>(
     };
     let out = crate::nn::train::train(
         &mut net,
+        &mut opt,
         &plan,
         batches,
         resume,
-        |step| step % cfg.eval_every == 0,
+        |step, _| step % cfg.eval_every == 0,
         |step, seconds, net: &mut Student| on_eval(step, seconds, net.model()?),
         &mut hooks,
     )?;

@@ -7,9 +7,9 @@
 //! functions in one pass each, forward and backward; tests compare them with
 //! the composed versions and with finite differences (f64).
 //!
-//! - [`layer_norm`], [`causal_attention`], [`bias_add`]: the grokking
+//! - [`layer_norm()`], [`causal_attention()`], [`bias_add()`]: the grokking
 //!   transformer's;
-//! - [`token_mix`]: the convex-attention layer's mixing;
+//! - [`token_mix()`]: the convex-attention layer's mixing;
 //! - [`const_matmul`]: products with the data, whose gradient nothing needs
 //!   (the `compare` baselines).
 //!

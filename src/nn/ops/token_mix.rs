@@ -246,7 +246,7 @@ impl CustomOp2 for TokenMix {
     }
 }
 
-/// The fused token mixing of [`TokenMix`] on `xv` (B×n×D) and `w` (h×n×n).
+/// The fused token mixing (`TokenMix`) on `xv` (B×n×D) and `w` (h×n×n).
 pub fn token_mix(xv: &Tensor, w: &Tensor, heads: usize, last: bool) -> Result<Tensor> {
     xv.contiguous()?
         .apply_op2(&w.contiguous()?, TokenMix { heads, last })

@@ -1,12 +1,14 @@
-//! One training loop for the networks trained by gradient steps on one flat
-//! parameter vector: the grokking transformers (on the fused engine,
-//! [`crate::nn::Engine`]) and the teacher's softmax student
-//! ([`crate::teacher::FusedStudent`]).
+//! One training loop for every network trained by gradient steps, on one
+//! flat parameter vector: the `compare` baselines ([`crate::baselines`]), the
+//! grokking transformers (on the fused engine, [`crate::nn::Engine`]) and the
+//! teacher's softmax student ([`crate::teacher::fused_student::FusedStudent`]).
 //!
 //! Per step: the learning rate from a [`Schedule`], a minibatch from
 //! [`Minibatches`], the network's loss and gradient ([`Network`]), one
-//! [`AdamW`] update with decoupled weight decay, and whatever the network
-//! does after an update (a decoupled group penalty). The run ends at its step
+//! update of an [`Optimizer`] (AdamW with decoupled weight decay,
+//! [`crate::nn::AdamW`], for the fused networks; the baselines' Adam, AdamW,
+//! SGD and row-wise Adam), and whatever the network does after an update (a
+//! decoupled group penalty, a projection onto the simplex). The run ends at its step
 //! cap, at its time budget (training seconds, evaluation excluded), when the
 //! loss stops being finite, or when its [`TrainHooks`] ask; it evaluates at
 //! step 0 and wherever its caller says, hands out the exact state to continue
@@ -14,9 +16,8 @@
 //! such a state with the same batches, updates and results as a run that
 //! was never stopped.
 //!
-//! The `compare` baselines train through candle's autograd (their models are
-//! small and read the data through products with constants) and share the
-//! [`Schedule`] and [`Minibatches`] with this loop, not the loop itself.
+//! The `compare` baselines run the same loop; their [`Network`] computes
+//! the gradient with candle's autograd.
 
 mod minibatches;
 mod schedule;
@@ -28,7 +29,7 @@ use candle_core::WithDType;
 pub use minibatches::Minibatches;
 pub use schedule::{Decay, Schedule};
 
-use super::{AdamW, TrainState};
+use super::TrainState;
 use crate::error::{invalid, Result};
 
 /// A network trained on one flat parameter vector.
@@ -43,6 +44,16 @@ pub trait Network<T: WithDType> {
     fn params_and_grad(&mut self) -> (&mut [T], &[T]);
     /// Runs after each optimizer step at learning rate `lr`.
     fn after_step(&mut self, _lr: f64) {}
+}
+
+/// An update rule on the flat parameters.
+pub trait Optimizer<T> {
+    /// One step at learning rate `lr`.
+    fn step(&mut self, params: &mut [T], grads: &[T], lr: f64);
+    /// (first moments, second moments, steps taken), saved with the state.
+    fn state(&self) -> (&[T], &[T], i32);
+    /// Continues from a saved [`Optimizer::state`] (as f64).
+    fn restore(&mut self, m: &[f64], v: &[f64], steps: i32) -> Result<()>;
 }
 
 /// An evaluation, as the training state records it.
@@ -92,10 +103,6 @@ pub struct Plan {
     pub max_seconds: f64,
     pub batch: usize,
     pub schedule: Schedule,
-    /// AdamW's β₁, β₂ and ε.
-    pub adam: (f64, f64, f64),
-    /// Decoupled weight decay, per parameter.
-    pub decay: Vec<f64>,
     /// Evaluate once more when stopped by the hooks (the curve then ends at
     /// the step it stopped at), or leave at once.
     pub evaluate_when_stopped: bool,
@@ -114,17 +121,20 @@ pub struct Outcome<R> {
     pub records: Vec<R>,
 }
 
-/// Trains `net` by `plan` on the minibatches of `batches`, continuing from
-/// `resume` when given (a state the caller has checked against this run with
-/// [`TrainState::check`]). `evaluate(step, seconds, net)` runs at step 0 of a
-/// fresh run, at every step `eval_due` names, and at the last step; its time
-/// is not counted.
+/// Trains `net` with `opt` by `plan` on the minibatches of `batches`,
+/// continuing from `resume` when given (a state the caller has checked
+/// against this run with [`TrainState::check`]). `evaluate(step, seconds,
+/// net)` runs at step 0 of a fresh run, after every step for which
+/// `eval_due(step, seconds)` holds, and at the last step; its time is not
+/// counted.
+#[allow(clippy::too_many_arguments)]
 pub fn train<T, N, R>(
     net: &mut N,
+    opt: &mut dyn Optimizer<T>,
     plan: &Plan,
     mut batches: Minibatches,
     resume: Option<TrainState<R>>,
-    eval_due: impl Fn(usize) -> bool,
+    mut eval_due: impl FnMut(usize, f64) -> bool,
     mut evaluate: impl FnMut(usize, f64, &mut N) -> Result<R>,
     hooks: &mut dyn TrainHooks<R>,
 ) -> Result<Outcome<R>>
@@ -134,14 +144,6 @@ where
     R: Evaluation,
 {
     let n_params = net.params_and_grad().0.len();
-    if plan.decay.len() != n_params {
-        return invalid(format!(
-            "{} weight-decay factors for {n_params} parameters",
-            plan.decay.len()
-        ));
-    }
-    let (b1, b2, eps) = plan.adam;
-    let mut opt = AdamW::<T>::new(n_params, b1, b2, eps);
     let (mut step, mut seconds, mut records) = (0, 0.0, Vec::new());
     match resume {
         Some(s) => {
@@ -168,7 +170,7 @@ where
     let snapshot = |step: usize,
                     seconds: f64,
                     net: &mut N,
-                    opt: &AdamW<T>,
+                    opt: &dyn Optimizer<T>,
                     batches: &Minibatches,
                     records: &[R]| {
         let (m, v, adam_steps) = opt.state();
@@ -197,7 +199,7 @@ where
     while step < plan.max_steps {
         if hooks.stop() {
             interrupted = true;
-            hooks.checkpoint(&snapshot(step, seconds, net, &opt, &batches, &records))?;
+            hooks.checkpoint(&snapshot(step, seconds, net, &*opt, &batches, &records))?;
             break;
         }
         let t0 = Instant::now();
@@ -210,12 +212,12 @@ where
             break;
         }
         let (params, grad) = net.params_and_grad();
-        opt.step(params, grad, &plan.decay, lr);
+        opt.step(params, grad, lr);
         net.after_step(lr);
         seconds += t0.elapsed().as_secs_f64();
         step += 1;
         let last = step == plan.max_steps || seconds >= plan.max_seconds;
-        if eval_due(step) || last {
+        if eval_due(step, seconds) || last {
             let r = evaluate(step, seconds, net)?;
             records.push(r.clone());
             hooks.record(&r)?;
@@ -224,7 +226,7 @@ where
             break;
         }
         if every > 0 && step % every == 0 {
-            hooks.checkpoint(&snapshot(step, seconds, net, &opt, &batches, &records))?;
+            hooks.checkpoint(&snapshot(step, seconds, net, &*opt, &batches, &records))?;
         }
     }
     let evaluated = records.last().map(|r| r.step()) == Some(step);

@@ -2,6 +2,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::*;
+use crate::nn::AdamW;
 
 /// ½ Σ_{i ∈ batch} ‖x − a_i‖² / |batch|, with one poisoned example whose
 /// loss is NaN when `poison` is set.
@@ -62,10 +63,14 @@ fn plan(steps: usize) -> Plan {
             decay: Decay::Cosine,
             min_lr_frac: 0.1,
         },
-        adam: (0.9, 0.99, 1e-8),
-        decay: vec![0.01; 2],
         evaluate_when_stopped: true,
     }
+}
+
+fn adam() -> AdamW<f64> {
+    AdamW::new(2, 0.9, 0.99, 1e-8)
+        .with_decay(vec![0.01; 2])
+        .unwrap()
 }
 
 fn batches() -> Minibatches {
@@ -144,10 +149,11 @@ fn a_run_stopped_and_resumed_from_its_state_ends_as_an_uninterrupted_one() {
     let mut whole = net();
     let full = train(
         &mut whole,
+        &mut adam(),
         &plan(13),
         batches(),
         None,
-        |s| s % 5 == 0,
+        |s, _| s % 5 == 0,
         eval,
         &mut NoHooks,
     )
@@ -167,10 +173,11 @@ fn a_run_stopped_and_resumed_from_its_state_ends_as_an_uninterrupted_one() {
     };
     let part = train(
         &mut first,
+        &mut adam(),
         &plan(13),
         batches(),
         None,
-        |s| s % 5 == 0,
+        |s, _| s % 5 == 0,
         eval,
         &mut hooks,
     )
@@ -185,10 +192,11 @@ fn a_run_stopped_and_resumed_from_its_state_ends_as_an_uninterrupted_one() {
     let mut second = net();
     let rest = train(
         &mut second,
+        &mut adam(),
         &plan(13),
         batches(),
         Some(state),
-        |s| s % 5 == 0,
+        |s, _| s % 5 == 0,
         eval,
         &mut NoHooks,
     )
@@ -203,10 +211,11 @@ fn a_non_finite_loss_ends_the_run_without_an_update() {
     n.poison = Some(4);
     let out = train(
         &mut n,
+        &mut adam(),
         &plan(50),
         batches(),
         None,
-        |_| false,
+        |_, _| false,
         eval,
         &mut NoHooks,
     )
@@ -224,10 +233,21 @@ fn the_time_budget_ends_a_run_and_bad_plans_are_errors() {
     let mut n = net();
     let mut p = plan(50);
     p.max_seconds = 0.0;
-    let out = train(&mut n, &p, batches(), None, |_| false, eval, &mut NoHooks).unwrap();
+    let out = train(
+        &mut n,
+        &mut adam(),
+        &p,
+        batches(),
+        None,
+        |_, _| false,
+        eval,
+        &mut NoHooks,
+    )
+    .unwrap();
     assert_eq!(out.steps, 1);
-    p.decay = vec![0.0; 3];
-    let e = train(&mut n, &p, batches(), None, |_| false, eval, &mut NoHooks).unwrap_err();
+    let e = AdamW::<f64>::new(2, 0.9, 0.99, 1e-8)
+        .with_decay(vec![0.0; 3])
+        .unwrap_err();
     assert!(
         e.to_string()
             .contains("3 weight-decay factors for 2 parameters"),
