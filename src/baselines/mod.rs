@@ -38,9 +38,9 @@ use rand_distr::{Distribution, StandardNormal};
 
 use crate::data::Dataset;
 use crate::error::{invalid, Error, Result};
-use crate::loss::{Loss, SampleLoss};
+use crate::loss::Loss;
 use crate::nn::train::{Evaluation, Minibatches, Outcome, Plan, TrainHooks};
-use crate::recovery::{head_predictions, nonconvex_objective, Head, OutputNorm};
+use crate::recovery::{Head, OutputNorm};
 use crate::solver::Certificate;
 use network::Flat;
 
@@ -333,103 +333,6 @@ trait Trainable {
     fn evaluate(&self, ev: &Evaluator) -> Result<(f64, f64, Option<f64>)>;
     /// (attention, heads, intercept) of the outcome.
     fn summary(&self, ev: &Evaluator) -> Result<Learned>;
-}
-
-impl Trainable for SimplexModel {
-    fn vars(&self, obj: &Objective) -> (Vec<Var>, Vec<Var>, Vec<Var>) {
-        (
-            self.decayed_vars(obj.output_norm),
-            self.plain_vars(obj.output_norm),
-            self.projected_vars(),
-        )
-    }
-    fn weighted_objective(
-        &self,
-        x: &Tensor,
-        y: &Tensor,
-        obj: &Objective,
-        lw: f64,
-        pw: f64,
-        decoupled: bool,
-    ) -> candle_core::Result<Tensor> {
-        SimplexModel::weighted_objective(self, x, y, obj, lw, pw, decoupled)
-    }
-    fn evaluate(&self, ev: &Evaluator) -> Result<(f64, f64, Option<f64>)> {
-        let o = &ev.obj;
-        let heads = self.to_heads()?;
-        let b = self.intercept_f64()?;
-        let objective =
-            nonconvex_objective(&heads, ev.train, None, &b, o.loss, o.beta, o.output_norm);
-        let yhat = head_predictions(&heads, ev.train, None, &b);
-        let test = ev.test.map(|t| {
-            let yt = head_predictions(&heads, t, None, &b);
-            crate::report::error(o.loss, t, &yt)
-        });
-        Ok((
-            objective,
-            crate::report::error(o.loss, ev.train, &yhat),
-            test,
-        ))
-    }
-    fn summary(&self, _: &Evaluator) -> Result<Learned> {
-        Ok((
-            self.attention_f64()?,
-            Some(self.to_heads()?),
-            self.intercept_f64()?,
-        ))
-    }
-}
-
-impl Trainable for SoftmaxModel {
-    fn vars(&self, _: &Objective) -> (Vec<Var>, Vec<Var>, Vec<Var>) {
-        (self.decayed_vars(), self.plain_vars(), vec![])
-    }
-    fn weighted_objective(
-        &self,
-        x: &Tensor,
-        y: &Tensor,
-        obj: &Objective,
-        lw: f64,
-        pw: f64,
-        decoupled: bool,
-    ) -> candle_core::Result<Tensor> {
-        SoftmaxModel::weighted_objective(self, x, y, obj, lw, pw, decoupled)
-    }
-    fn evaluate(&self, ev: &Evaluator) -> Result<(f64, f64, Option<f64>)> {
-        let o = &ev.obj;
-        let m64 = self.to_f64()?;
-        let p = m64.params()?;
-        let yhat = to_f64_vec(&m64.predict(&ev.x_train)?)?;
-        let c = ev.train.n_outputs;
-        let fit: f64 = yhat
-            .chunks_exact(c)
-            .enumerate()
-            .map(|(i, y)| o.loss.value(y, ev.train.target(i)))
-            .sum();
-        let sq = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>();
-        let pen = 0.5 * o.beta * (sq(&p.query) + sq(&p.key) + sq(&p.value) + sq(&p.output));
-        let test = match (ev.test, &ev.x_test) {
-            (Some(t), Some(xt)) => {
-                let yt = to_f64_vec(&m64.predict(xt)?)?;
-                Some(crate::report::error(o.loss, t, &yt))
-            }
-            _ => None,
-        };
-        Ok((
-            fit + pen,
-            crate::report::error(o.loss, ev.train, &yhat),
-            test,
-        ))
-    }
-    fn summary(&self, ev: &Evaluator) -> Result<Learned> {
-        let m64 = self.to_f64()?;
-        let p = m64.read_attention(&ev.x_train)?;
-        // Mean over samples: h×n.
-        let mean = p.mean(0)?;
-        let c = ev.train.n_outputs;
-        let b = m64.params()?.intercept.unwrap_or_else(|| vec![0.0; c]);
-        Ok((to_f64_vec(&mean)?, None, b))
-    }
 }
 
 /// The f64 evaluation of a model on the training and test data.

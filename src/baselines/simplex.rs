@@ -25,8 +25,9 @@
 use candle_core::{DType, Device, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
-use super::{randn_vec, to_f64_vec, Objective, Parametrization};
+use super::{randn_vec, to_f64_vec, Evaluator, Learned, Objective, Parametrization, Trainable};
 use crate::error::Result;
+use crate::recovery::{head_predictions, nonconvex_objective};
 use crate::recovery::{Head, OutputNorm};
 
 /// A simplex-attention model with its trainable parameters.
@@ -208,31 +209,6 @@ impl SimplexModel {
         Ok(None)
     }
 
-    /// `loss_weight`·Σ_{i in batch} L + `penalty_weight`·penalty: the graph the
-    /// trainer differentiates (weights 1, 1 give the objective P on `x`).
-    /// With `decoupled` (AdamW) the ℓ₂ parts of the penalty are left to the
-    /// optimizer's weight decay and only the rest is in the graph.
-    pub fn weighted_objective(
-        &self,
-        x: &Tensor,
-        y: &Tensor,
-        obj: &Objective,
-        loss_weight: f64,
-        penalty_weight: f64,
-        decoupled: bool,
-    ) -> candle_core::Result<Tensor> {
-        let fit = (super::loss::total(obj.loss, &self.predict(x)?, y)? * loss_weight)?;
-        let pen = if decoupled {
-            self.non_decay_penalty(obj.beta, obj.output_norm)?
-        } else {
-            Some(self.penalty(obj.beta, obj.output_norm)?)
-        };
-        match pen {
-            Some(p) if penalty_weight != 0.0 => fit + (p * penalty_weight)?,
-            _ => Ok(fit),
-        }
-    }
-
     /// The parameters under the ℓ₂ part of the penalty (v, and o for ℓ₂ outputs).
     pub fn decayed_vars(&self, norm: OutputNorm) -> Vec<Var> {
         let mut v = vec![self.value.clone()];
@@ -330,4 +306,62 @@ pub fn project_simplex(v: &mut [f64]) {
         }
     }
     v.iter_mut().for_each(|x| *x = (*x - tau).max(0.0));
+}
+
+impl Trainable for SimplexModel {
+    fn vars(&self, obj: &Objective) -> (Vec<Var>, Vec<Var>, Vec<Var>) {
+        (
+            self.decayed_vars(obj.output_norm),
+            self.plain_vars(obj.output_norm),
+            self.projected_vars(),
+        )
+    }
+    /// `loss_weight`·Σ_{i in batch} L + `penalty_weight`·penalty: the graph the
+    /// trainer differentiates (weights 1, 1 give the objective P on `x`).
+    /// With `decoupled` (AdamW) the ℓ₂ parts of the penalty are left to the
+    /// optimizer's weight decay and only the rest is in the graph.
+    fn weighted_objective(
+        &self,
+        x: &Tensor,
+        y: &Tensor,
+        obj: &Objective,
+        loss_weight: f64,
+        penalty_weight: f64,
+        decoupled: bool,
+    ) -> candle_core::Result<Tensor> {
+        let fit = (super::loss::total(obj.loss, &self.predict(x)?, y)? * loss_weight)?;
+        let pen = if decoupled {
+            self.non_decay_penalty(obj.beta, obj.output_norm)?
+        } else {
+            Some(self.penalty(obj.beta, obj.output_norm)?)
+        };
+        match pen {
+            Some(p) if penalty_weight != 0.0 => fit + (p * penalty_weight)?,
+            _ => Ok(fit),
+        }
+    }
+    fn evaluate(&self, ev: &Evaluator) -> Result<(f64, f64, Option<f64>)> {
+        let o = &ev.obj;
+        let heads = self.to_heads()?;
+        let b = self.intercept_f64()?;
+        let objective =
+            nonconvex_objective(&heads, ev.train, None, &b, o.loss, o.beta, o.output_norm);
+        let yhat = head_predictions(&heads, ev.train, None, &b);
+        let test = ev.test.map(|t| {
+            let yt = head_predictions(&heads, t, None, &b);
+            crate::report::error(o.loss, t, &yt)
+        });
+        Ok((
+            objective,
+            crate::report::error(o.loss, ev.train, &yhat),
+            test,
+        ))
+    }
+    fn summary(&self, _: &Evaluator) -> Result<Learned> {
+        Ok((
+            self.attention_f64()?,
+            Some(self.to_heads()?),
+            self.intercept_f64()?,
+        ))
+    }
 }

@@ -26,8 +26,9 @@
 use candle_core::{DType, Device, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
-use super::{randn_vec, to_f64_vec, Objective};
+use super::{randn_vec, to_f64_vec, Evaluator, Learned, Objective, Trainable};
 use crate::error::Result;
+use crate::loss::SampleLoss;
 use crate::nn::ops::{matmul_const_left, matmul_const_right};
 
 /// A softmax-attention model with its trainable parameters.
@@ -176,24 +177,6 @@ impl SoftmaxModel {
         s * (0.5 * beta)
     }
 
-    /// `loss_weight`·Σ_{i in batch} L + `penalty_weight`·penalty (the penalty is
-    /// left out when `decoupled`: AdamW's weight decay covers all of it).
-    pub fn weighted_objective(
-        &self,
-        x: &Tensor,
-        y: &Tensor,
-        obj: &Objective,
-        loss_weight: f64,
-        penalty_weight: f64,
-        decoupled: bool,
-    ) -> candle_core::Result<Tensor> {
-        let fit = (super::loss::total(obj.loss, &self.predict(x)?, y)? * loss_weight)?;
-        if decoupled || penalty_weight == 0.0 {
-            return Ok(fit);
-        }
-        fit + (self.penalty(obj.beta)? * penalty_weight)?
-    }
-
     /// Q, K, V, O: all under the penalty.
     pub fn decayed_vars(&self) -> Vec<Var> {
         vec![
@@ -220,5 +203,63 @@ impl SoftmaxModel {
             shape,
             DType::F64,
         )
+    }
+}
+
+impl Trainable for SoftmaxModel {
+    fn vars(&self, _: &Objective) -> (Vec<Var>, Vec<Var>, Vec<Var>) {
+        (self.decayed_vars(), self.plain_vars(), vec![])
+    }
+    /// `loss_weight`·Σ_{i in batch} L + `penalty_weight`·penalty (the penalty is
+    /// left out when `decoupled`: AdamW's weight decay covers all of it).
+    fn weighted_objective(
+        &self,
+        x: &Tensor,
+        y: &Tensor,
+        obj: &Objective,
+        loss_weight: f64,
+        penalty_weight: f64,
+        decoupled: bool,
+    ) -> candle_core::Result<Tensor> {
+        let fit = (super::loss::total(obj.loss, &self.predict(x)?, y)? * loss_weight)?;
+        if decoupled || penalty_weight == 0.0 {
+            return Ok(fit);
+        }
+        fit + (self.penalty(obj.beta)? * penalty_weight)?
+    }
+    fn evaluate(&self, ev: &Evaluator) -> Result<(f64, f64, Option<f64>)> {
+        let o = &ev.obj;
+        let m64 = self.to_f64()?;
+        let p = m64.params()?;
+        let yhat = to_f64_vec(&m64.predict(&ev.x_train)?)?;
+        let c = ev.train.n_outputs;
+        let fit: f64 = yhat
+            .chunks_exact(c)
+            .enumerate()
+            .map(|(i, y)| o.loss.value(y, ev.train.target(i)))
+            .sum();
+        let sq = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>();
+        let pen = 0.5 * o.beta * (sq(&p.query) + sq(&p.key) + sq(&p.value) + sq(&p.output));
+        let test = match (ev.test, &ev.x_test) {
+            (Some(t), Some(xt)) => {
+                let yt = to_f64_vec(&m64.predict(xt)?)?;
+                Some(crate::report::error(o.loss, t, &yt))
+            }
+            _ => None,
+        };
+        Ok((
+            fit + pen,
+            crate::report::error(o.loss, ev.train, &yhat),
+            test,
+        ))
+    }
+    fn summary(&self, ev: &Evaluator) -> Result<Learned> {
+        let m64 = self.to_f64()?;
+        let p = m64.read_attention(&ev.x_train)?;
+        // Mean over samples: h×n.
+        let mean = p.mean(0)?;
+        let c = ev.train.n_outputs;
+        let b = m64.params()?.intercept.unwrap_or_else(|| vec![0.0; c]);
+        Ok((to_f64_vec(&mean)?, None, b))
     }
 }

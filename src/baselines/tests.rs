@@ -1,10 +1,12 @@
 //! Naive index loops here are the reference the tensor code is checked against.
 #![allow(clippy::needless_range_loop)]
 
+use super::Trainable;
 use super::*;
 use crate::data::synthetic::{generate, SyntheticSpec, TargetKind};
 use crate::operator::TokenOperator;
 use crate::problem::{Problem, Program};
+use crate::recovery::nonconvex_objective;
 use crate::solver::{beta_max, solve, SolverOptions};
 use crate::testutil::random_instance;
 use candle_core::Var;

@@ -111,6 +111,25 @@ impl TrainHooks<Eval> for StopAt {
     }
 }
 
+/// A run of `net` by `plan`, evaluating every 5 steps.
+fn fit(
+    net: &mut Quadratic,
+    plan: &Plan,
+    resume: Option<TrainState<Eval>>,
+    hooks: &mut dyn TrainHooks<Eval>,
+) -> Result<Outcome<Eval>> {
+    train(
+        net,
+        &mut adam(),
+        plan,
+        batches(),
+        resume,
+        |s, _| s % 5 == 0,
+        eval,
+        hooks,
+    )
+}
+
 fn eval(step: usize, _: f64, n: &mut Quadratic) -> Result<Eval> {
     Ok(Eval {
         step,
@@ -147,17 +166,7 @@ fn minibatches_cover_every_example_once_per_epoch_and_resume_the_same_stream() {
 #[test]
 fn a_run_stopped_and_resumed_from_its_state_ends_as_an_uninterrupted_one() {
     let mut whole = net();
-    let full = train(
-        &mut whole,
-        &mut adam(),
-        &plan(13),
-        batches(),
-        None,
-        |s, _| s % 5 == 0,
-        eval,
-        &mut NoHooks,
-    )
-    .unwrap();
+    let full = fit(&mut whole, &plan(13), None, &mut NoHooks).unwrap();
     assert_eq!(full.steps, 13);
     assert!(!full.diverged && !full.interrupted);
     assert_eq!(whole.after, 13);
@@ -171,17 +180,7 @@ fn a_run_stopped_and_resumed_from_its_state_ends_as_an_uninterrupted_one() {
         asked: Default::default(),
         states: Vec::new(),
     };
-    let part = train(
-        &mut first,
-        &mut adam(),
-        &plan(13),
-        batches(),
-        None,
-        |s, _| s % 5 == 0,
-        eval,
-        &mut hooks,
-    )
-    .unwrap();
+    let part = fit(&mut first, &plan(13), None, &mut hooks).unwrap();
     assert!(part.interrupted);
     assert_eq!(part.steps, 6);
     // A checkpoint at step 4, and the state handed out when stopped.
@@ -190,17 +189,7 @@ fn a_run_stopped_and_resumed_from_its_state_ends_as_an_uninterrupted_one() {
     let state = hooks.states.pop().unwrap();
     assert_eq!(state.layout, vec![("x".to_string(), 0, 2)]);
     let mut second = net();
-    let rest = train(
-        &mut second,
-        &mut adam(),
-        &plan(13),
-        batches(),
-        Some(state),
-        |s, _| s % 5 == 0,
-        eval,
-        &mut NoHooks,
-    )
-    .unwrap();
+    let rest = fit(&mut second, &plan(13), Some(state), &mut NoHooks).unwrap();
     assert_eq!(second.x, whole.x);
     assert_eq!(rest.records, full.records);
 }
@@ -209,17 +198,7 @@ fn a_run_stopped_and_resumed_from_its_state_ends_as_an_uninterrupted_one() {
 fn a_non_finite_loss_ends_the_run_without_an_update() {
     let mut n = net();
     n.poison = Some(4);
-    let out = train(
-        &mut n,
-        &mut adam(),
-        &plan(50),
-        batches(),
-        None,
-        |_, _| false,
-        eval,
-        &mut NoHooks,
-    )
-    .unwrap();
+    let out = fit(&mut n, &plan(50), None, &mut NoHooks).unwrap();
     assert!(out.diverged);
     assert!(out.steps < 50);
     assert_eq!(n.after, out.steps - 1);
@@ -233,17 +212,7 @@ fn the_time_budget_ends_a_run_and_bad_plans_are_errors() {
     let mut n = net();
     let mut p = plan(50);
     p.max_seconds = 0.0;
-    let out = train(
-        &mut n,
-        &mut adam(),
-        &p,
-        batches(),
-        None,
-        |_, _| false,
-        eval,
-        &mut NoHooks,
-    )
-    .unwrap();
+    let out = fit(&mut n, &p, None, &mut NoHooks).unwrap();
     assert_eq!(out.steps, 1);
     let e = AdamW::<f64>::new(2, 0.9, 0.99, 1e-8)
         .with_decay(vec![0.0; 3])
