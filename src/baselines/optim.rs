@@ -123,7 +123,8 @@ impl<T: WithDType> RowAdam<T> {
         for (((p, g), m), v) in rows {
             let g2 = g.iter().map(|g| g.to_f64() * g.to_f64()).sum::<f64>() / g.len() as f64;
             *v = Self::B2 * *v + (1.0 - Self::B2) * g2;
-            let denom = (*v / c2).sqrt() + Self::EPS;
+            // v·(1/c2), as the tensor version computed it: the same rounding.
+            let denom = (*v * (1.0 / c2)).sqrt() + Self::EPS;
             for ((p, m), g) in p.iter_mut().zip(m).zip(g) {
                 let mi = Self::B1 * m.to_f64() + (1.0 - Self::B1) * g.to_f64();
                 *m = T::from_f64(mi);
