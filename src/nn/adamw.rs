@@ -16,7 +16,8 @@ pub struct AdamW<T> {
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
-    /// Each entry's decoupled weight decay λ as an [`Optimizer`] (empty: none).
+    /// Each entry's decoupled weight decay λ as an [`Optimizer`] (0 unless
+    /// set by [`AdamW::with_decay`]).
     decay: Vec<f64>,
 }
 
@@ -32,7 +33,7 @@ impl<T: WithDType> AdamW<T> {
             beta1,
             beta2,
             eps,
-            decay: Vec::new(),
+            decay: vec![0.0; len],
         }
     }
 
@@ -113,12 +114,9 @@ impl<T: WithDType> AdamW<T> {
 
 impl<T: WithDType> Optimizer<T> for AdamW<T> {
     fn step(&mut self, params: &mut [T], grads: &[T], lr: f64) {
+        // Taken out for the call, which borrows the moments mutably.
         let decay = std::mem::take(&mut self.decay);
-        if decay.is_empty() {
-            AdamW::step(self, params, grads, &vec![0.0; params.len()], lr);
-        } else {
-            AdamW::step(self, params, grads, &decay, lr);
-        }
+        AdamW::step(self, params, grads, &decay, lr);
         self.decay = decay;
     }
     fn state(&self) -> (&[T], &[T], i32) {

@@ -9,6 +9,7 @@
 use super::features::{column_mean, Features};
 use super::softmax_student::{train, Control, SoftmaxConfig};
 use crate::error::Result;
+use crate::nn::TrainState;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
@@ -58,7 +59,7 @@ pub fn student_training_benchmark(steps: usize) -> Result<StudentBench> {
         checkpoint_every: 0,
     };
     let idx: Vec<usize> = (0..count).collect();
-    let mut on_state = |_| Ok(());
+    let mut on_state = |_: &TrainState<usize>| Ok(());
     let control = Control::<usize> {
         resume: None,
         stop: None,

@@ -352,10 +352,10 @@ pub fn run_experiment_resumed(
         Ok(pooled_error(&f, idx, &cfg.positions, &means, &pred))
     };
     let mut stopped = None;
-    let mut on_state = |s: TrainState<CurvePoint>| -> Result<()> {
-        on_softmax_state(&s)?;
+    let mut on_state = |s: &TrainState<CurvePoint>| -> Result<()> {
+        on_softmax_state(s)?;
         if stop.requested() {
-            stopped = Some(s);
+            stopped = Some(s.clone());
         }
         Ok(())
     };

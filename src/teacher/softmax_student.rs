@@ -183,7 +183,7 @@ pub struct Control<'a, R> {
     pub stop: Option<&'a Interrupt>,
     /// Gets the state (with the evaluations so far) every
     /// `cfg.checkpoint_every` steps and when stopped.
-    pub on_state: &'a mut dyn FnMut(TrainState<R>) -> Result<()>,
+    pub on_state: &'a mut dyn FnMut(&TrainState<R>) -> Result<()>,
 }
 
 struct ControlHooks<'a, 'b, R> {
@@ -199,7 +199,7 @@ impl<R: Clone> TrainHooks<R> for ControlHooks<'_, '_, R> {
         self.every
     }
     fn checkpoint(&mut self, s: &TrainState<R>) -> Result<()> {
-        (self.control.on_state)(s.clone())
+        (self.control.on_state)(s)
     }
 }
 

@@ -161,9 +161,7 @@ where
             (step, seconds, records) = (s.step, s.seconds, s.records);
         }
         None => {
-            let r = evaluate(0, 0.0, net)?;
-            records.push(r.clone());
-            hooks.record(&r)?;
+            record(evaluate(0, 0.0, net)?, &mut records, hooks)?;
         }
     }
     let layout = net.layout();
@@ -218,9 +216,7 @@ where
         step += 1;
         let last = step == plan.max_steps || seconds >= plan.max_seconds;
         if eval_due(step, seconds) || last {
-            let r = evaluate(step, seconds, net)?;
-            records.push(r.clone());
-            hooks.record(&r)?;
+            record(evaluate(step, seconds, net)?, &mut records, hooks)?;
         }
         if last {
             break;
@@ -231,9 +227,7 @@ where
     }
     let evaluated = records.last().map(|r| r.step()) == Some(step);
     if !evaluated && (!interrupted || plan.evaluate_when_stopped) {
-        let r = evaluate(step, seconds, net)?;
-        records.push(r.clone());
-        hooks.record(&r)?;
+        record(evaluate(step, seconds, net)?, &mut records, hooks)?;
     }
     Ok(Outcome {
         steps: step,
@@ -242,6 +236,13 @@ where
         interrupted,
         records,
     })
+}
+
+/// Hands an evaluation to the hooks and keeps it.
+fn record<R>(r: R, records: &mut Vec<R>, hooks: &mut dyn TrainHooks<R>) -> Result<()> {
+    hooks.record(&r)?;
+    records.push(r);
+    Ok(())
 }
 
 #[cfg(test)]
