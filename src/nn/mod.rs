@@ -42,10 +42,9 @@ pub mod transformer;
 pub use adamw::AdamW;
 
 /// Whether this processor runs the AVX2 builds of the fused passes (the
-/// grokking engine's and the teacher student's shards).
+/// grokking engine's and the teacher student's shards): the core's kernels'
+/// test, one rule for the whole crate.
 #[cfg(target_arch = "x86_64")]
-pub(crate) fn wide_vectors() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-}
+pub(crate) use crate::operator::kernels::wide_vectors;
 pub use checkpoint::TrainState;
 pub use transformer::Engine;
