@@ -203,7 +203,17 @@ fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
     &mut buf[..len]
 }
 
-use crate::nn::ops::dot8 as dot;
+use crate::nn::ops::softmax_rows::{self, HeadRows};
+
+/// One head's rows (keys, values or their gradients) of one sentence: the
+/// `hk` columns from `offset`, a row every `inner` values.
+fn head_rows(offset: usize, inner: usize, hk: usize) -> HeadRows {
+    HeadRows {
+        offset,
+        stride: inner,
+        dh: hk,
+    }
+}
 
 #[inline(always)]
 fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
@@ -300,25 +310,12 @@ impl Shard {
         for s in 0..b {
             let len = self.lengths[s];
             for h in 0..heads {
-                let col = h * hk;
+                let rows = head_rows(s * n * inner + h * hk, inner, hk);
                 for a in 0..p {
-                    let qrow = &self.q[(s * p + a) * inner + col..][..hk];
-                    let row = &mut probs[((s * heads + h) * p + a) * n..][..n];
-                    let mut max = f32::NEG_INFINITY;
-                    for (j, pj) in row[..len].iter_mut().enumerate() {
-                        *pj = scale * dot(qrow, &self.k[(s * n + j) * inner + col..][..hk]);
-                        max = max.max(*pj);
-                    }
-                    let mut sum = 0.0;
-                    for pj in &mut row[..len] {
-                        *pj = (*pj - max).exp();
-                        sum += *pj;
-                    }
-                    let c = &mut ctx[(s * p + a) * inner + col..][..hk];
-                    for (j, pj) in row[..len].iter_mut().enumerate() {
-                        *pj /= sum;
-                        axpy(*pj, &self.v[(s * n + j) * inner + col..][..hk], c);
-                    }
+                    let qo = (s * p + a) * inner + h * hk;
+                    let row = &mut probs[((s * heads + h) * p + a) * n..][..len];
+                    softmax_rows::probs(&self.q[qo..qo + hk], &self.k, rows, scale, row);
+                    softmax_rows::mix(row, &self.v, rows, &mut ctx[qo..qo + hk]);
                 }
             }
         }
@@ -358,24 +355,22 @@ impl Shard {
         for s in 0..b {
             let len = self.lengths[s];
             for h in 0..heads {
-                let col = h * hk;
+                let rows = head_rows(s * n * inner + h * hk, inner, hk);
                 for a in 0..p {
                     let row = &probs[((s * heads + h) * p + a) * n..][..len];
-                    let dc = &dctx[(s * p + a) * inner + col..][..hk];
-                    let mut t = 0.0;
-                    for (j, &pj) in row.iter().enumerate() {
-                        let o = (s * n + j) * inner + col;
-                        dp[j] = dot(dc, &self.v[o..o + hk]);
-                        t += pj * dp[j];
-                        axpy(pj, dc, &mut dv[o..o + hk]);
-                    }
-                    let qo = (s * p + a) * inner + col;
-                    for (j, &pj) in row.iter().enumerate() {
-                        let ds = pj * (dp[j] - t) * scale;
-                        let o = (s * n + j) * inner + col;
-                        axpy(ds, &self.k[o..o + hk], &mut dq[qo..qo + hk]);
-                        axpy(ds, &self.q[qo..qo + hk], &mut dk[o..o + hk]);
-                    }
+                    let qo = (s * p + a) * inner + h * hk;
+                    let ds = &mut dp[..len];
+                    softmax_rows::value_grads(
+                        row,
+                        &dctx[qo..qo + hk],
+                        &self.v,
+                        rows,
+                        scale,
+                        dv,
+                        ds,
+                    );
+                    let (q, dq) = (&self.q[qo..qo + hk], &mut dq[qo..qo + hk]);
+                    softmax_rows::key_query_grads(ds, q, &self.k, rows, dq, dk);
                 }
             }
         }

@@ -5,7 +5,8 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use super::{dot8, tensor_values, values, ROWS};
+use super::softmax_rows::{self, HeadRows};
+use super::{tensor_values, values, ROWS};
 
 /// Causal multi-head softmax attention on the fused projection
 /// qkv = X·[W_Q | W_K | W_V] (B×n×3D, head j at columns j·d_h of each part):
@@ -33,29 +34,27 @@ impl CausalAttention {
         }
     }
 
+    /// Query r of head j, and the keys 0..=r, of a sample's n×3D rows.
+    #[inline(always)]
+    fn heads(&self, r: usize, j: usize, d: usize) -> (std::ops::Range<usize>, HeadRows, HeadRows) {
+        let dh = d / self.heads;
+        let q = r * 3 * d + j * dh;
+        let at = |part: usize| HeadRows {
+            offset: part * d + j * dh,
+            stride: 3 * d,
+            dh,
+        };
+        (q..q + dh, at(1), at(2))
+    }
+
     /// The attention probabilities of query r of head j in sample `s`
     /// (s = the sample's n×3D values), into `p` (length r + 1).
     #[inline(always)]
     fn probs<T: WithDType>(&self, s: &[T], r: usize, j: usize, d: usize, p: &mut Vec<f64>) {
-        let dh = d / self.heads;
-        let scale = 1.0 / (dh as f64).sqrt();
-        let q = &s[r * 3 * d + j * dh..r * 3 * d + (j + 1) * dh];
-        p.clear();
-        let mut mx = f64::NEG_INFINITY;
-        for k in 0..=r {
-            let kk = &s[k * 3 * d + d + j * dh..k * 3 * d + d + (j + 1) * dh];
-            let v = dot8(q, kk).to_f64() * scale;
-            mx = mx.max(v);
-            p.push(v);
-        }
-        let mut z = 0.0;
-        for v in p.iter_mut() {
-            *v = (*v - mx).exp();
-            z += *v;
-        }
-        for v in p.iter_mut() {
-            *v /= z;
-        }
+        let scale = 1.0 / ((d / self.heads) as f64).sqrt();
+        let (q, keys, _) = self.heads(r, j, d);
+        p.resize(r + 1, 0.0);
+        softmax_rows::probs(&s[q], s, keys, scale, p);
     }
 
     fn fwd<T: WithDType>(&self, x: &[T], b: usize, n: usize, d: usize) -> Vec<T> {
@@ -91,14 +90,8 @@ impl CausalAttention {
             let o = &mut o[ri * d..(ri + 1) * d];
             for j in 0..h {
                 self.probs(s, r, j, d, p);
-                let oj = &mut o[j * dh..(j + 1) * dh];
-                for (k, &pk) in p.iter().enumerate() {
-                    let pk = T::from_f64(pk);
-                    let v = &s[k * 3 * d + 2 * d + j * dh..k * 3 * d + 2 * d + (j + 1) * dh];
-                    for (oe, &ve) in oj.iter_mut().zip(v) {
-                        *oe += pk * ve;
-                    }
-                }
+                let (_, _, values) = self.heads(r, j, d);
+                softmax_rows::mix(p, s, values, &mut o[j * dh..(j + 1) * dh]);
             }
         }
     }
@@ -163,33 +156,19 @@ impl CausalAttention {
     ) {
         let (h, dh) = (self.heads, d / self.heads);
         let scale = 1.0 / (dh as f64).sqrt();
+        let mut dq = vec![T::zero(); dh];
         for (ri, r) in self.rows(n).enumerate() {
             let gr = &gb[ri * d..(ri + 1) * d];
             for j in 0..h {
                 self.probs(s, r, j, d, p);
-                let gj = &gr[j * dh..(j + 1) * dh];
-                // dp_k = g·v_k; dv_k += p_k g; ds_k = p_k (dp_k − Σ p dp).
-                let mut pdp = 0.0;
-                for (k, &pk) in p.iter().enumerate() {
-                    let vo = k * 3 * d + 2 * d + j * dh;
-                    let pkt = T::from_f64(pk);
-                    for (e, &ge) in gj.iter().enumerate() {
-                        dx[vo + e] += pkt * ge;
-                    }
-                    ds[k] = dot8(gj, &s[vo..vo + dh]).to_f64();
-                    pdp += pk * ds[k];
-                }
-                let qo = r * 3 * d + j * dh;
-                for (k, &pk) in p.iter().enumerate() {
-                    let dsk = T::from_f64(pk * (ds[k] - pdp) * scale);
-                    let ko = k * 3 * d + d + j * dh;
-                    for e in 0..dh {
-                        // d q_r += ds_k k_k; d k_k += ds_k q_r.
-                        let (qe, ke) = (s[qo + e], s[ko + e]);
-                        dx[qo + e] += dsk * ke;
-                        dx[ko + e] += dsk * qe;
-                    }
-                }
+                let (q, keys, values) = self.heads(r, j, d);
+                let ds = &mut ds[..=r];
+                softmax_rows::value_grads(p, &gr[j * dh..(j + 1) * dh], s, values, scale, dx, ds);
+                // This (row, head)'s query gradient is written once: its
+                // region of dx is still zero.
+                dq.fill(T::zero());
+                softmax_rows::key_query_grads(ds, &s[q.clone()], s, keys, &mut dq, dx);
+                dx[q].copy_from_slice(&dq);
             }
         }
     }

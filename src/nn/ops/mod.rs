@@ -11,7 +11,11 @@
 //!   transformer's;
 //! - [`token_mix()`]: the convex-attention layer's mixing;
 //! - [`const_matmul`]: products with the data, whose gradient nothing needs
-//!   (the `compare` baselines).
+//!   (the `compare` baselines);
+//! - `softmax_rows`: one query's softmax attention, forward and backward,
+//!   the arithmetic of every fused softmax attention (the causal attention
+//!   above, and the teacher student's step, which reads only the positions
+//!   its loss needs).
 //!
 //! Their serial cores (`fwd_rows`/`bwd_rows`) are also what the fused engine
 //! ([`crate::nn::transformer`]) runs per shard. Inputs must be contiguous
@@ -26,6 +30,7 @@ pub mod bias_add;
 pub mod causal_attention;
 pub mod const_matmul;
 pub mod layer_norm;
+pub(crate) mod softmax_rows;
 pub mod token_mix;
 
 pub use bias_add::bias_add;
