@@ -319,7 +319,18 @@ type Learned = (Vec<f64>, Option<Vec<Head>>, Vec<f64>);
 trait Trainable {
     /// (decayed, plain, projected) parameters, as [`optim::Stepper`] takes them.
     fn vars(&self, obj: &Objective) -> (Vec<Var>, Vec<Var>, Vec<Var>);
-    /// The minibatch objective, weighted as the module documentation says.
+    /// Predictions (B×c) for a batch of shape B×n×d.
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor>;
+    /// The part of the penalty the graph differentiates: all of it, or with
+    /// `decoupled` (AdamW) what the optimizer's weight decay does not cover
+    /// (None: nothing).
+    fn graph_penalty(
+        &self,
+        obj: &Objective,
+        decoupled: bool,
+    ) -> candle_core::Result<Option<Tensor>>;
+    /// `loss_weight`·Σ_{i in batch} L + `penalty_weight`·penalty: the graph the
+    /// trainer differentiates (weights 1, 1 give the objective P on `x`).
     fn weighted_objective(
         &self,
         x: &Tensor,
@@ -328,7 +339,13 @@ trait Trainable {
         loss_weight: f64,
         penalty_weight: f64,
         decoupled: bool,
-    ) -> candle_core::Result<Tensor>;
+    ) -> candle_core::Result<Tensor> {
+        let fit = (loss::total(obj.loss, &self.forward(x)?, y)? * loss_weight)?;
+        match self.graph_penalty(obj, decoupled)? {
+            Some(p) if penalty_weight != 0.0 => fit + (p * penalty_weight)?,
+            _ => Ok(fit),
+        }
+    }
     /// (objective, train error, test error), exactly in f64.
     fn evaluate(&self, ev: &Evaluator) -> Result<(f64, f64, Option<f64>)>;
     /// (attention, heads, intercept) of the outcome.

@@ -316,28 +316,19 @@ impl Trainable for SimplexModel {
             self.projected_vars(),
         )
     }
-    /// `loss_weight`·Σ_{i in batch} L + `penalty_weight`·penalty: the graph the
-    /// trainer differentiates (weights 1, 1 give the objective P on `x`).
-    /// With `decoupled` (AdamW) the ℓ₂ parts of the penalty are left to the
-    /// optimizer's weight decay and only the rest is in the graph.
-    fn weighted_objective(
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.predict(x)
+    }
+    /// With `decoupled` the ℓ₂ parts are the optimizer's weight decay.
+    fn graph_penalty(
         &self,
-        x: &Tensor,
-        y: &Tensor,
         obj: &Objective,
-        loss_weight: f64,
-        penalty_weight: f64,
         decoupled: bool,
-    ) -> candle_core::Result<Tensor> {
-        let fit = (super::loss::total(obj.loss, &self.predict(x)?, y)? * loss_weight)?;
-        let pen = if decoupled {
-            self.non_decay_penalty(obj.beta, obj.output_norm)?
+    ) -> candle_core::Result<Option<Tensor>> {
+        if decoupled {
+            self.non_decay_penalty(obj.beta, obj.output_norm)
         } else {
-            Some(self.penalty(obj.beta, obj.output_norm)?)
-        };
-        match pen {
-            Some(p) if penalty_weight != 0.0 => fit + (p * penalty_weight)?,
-            _ => Ok(fit),
+            Ok(Some(self.penalty(obj.beta, obj.output_norm)?))
         }
     }
     fn evaluate(&self, ev: &Evaluator) -> Result<(f64, f64, Option<f64>)> {

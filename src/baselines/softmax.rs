@@ -210,22 +210,20 @@ impl Trainable for SoftmaxModel {
     fn vars(&self, _: &Objective) -> (Vec<Var>, Vec<Var>, Vec<Var>) {
         (self.decayed_vars(), self.plain_vars(), vec![])
     }
-    /// `loss_weight`·Σ_{i in batch} L + `penalty_weight`·penalty (the penalty is
-    /// left out when `decoupled`: AdamW's weight decay covers all of it).
-    fn weighted_objective(
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.predict(x)
+    }
+    /// With `decoupled` nothing: AdamW's weight decay covers all of it.
+    fn graph_penalty(
         &self,
-        x: &Tensor,
-        y: &Tensor,
         obj: &Objective,
-        loss_weight: f64,
-        penalty_weight: f64,
         decoupled: bool,
-    ) -> candle_core::Result<Tensor> {
-        let fit = (super::loss::total(obj.loss, &self.predict(x)?, y)? * loss_weight)?;
-        if decoupled || penalty_weight == 0.0 {
-            return Ok(fit);
+    ) -> candle_core::Result<Option<Tensor>> {
+        if decoupled {
+            Ok(None)
+        } else {
+            Ok(Some(self.penalty(obj.beta)?))
         }
-        fit + (self.penalty(obj.beta)? * penalty_weight)?
     }
     fn evaluate(&self, ev: &Evaluator) -> Result<(f64, f64, Option<f64>)> {
         let o = &ev.obj;
