@@ -1,39 +1,27 @@
-//! Pieces every figure shares: number formats, label areas, meshes, notes,
-//! series colors and axis ranges.
+//! Pieces every figure shares: number formats, axes, the chart and its
+//! mesh, notes.
 
 use super::*;
 
 /// A number with about three significant digits, plain or scientific.
 pub(super) fn fmt_sig(v: f64) -> String {
-    let trim = |s: &str| -> String {
-        match s.contains('.') {
-            true => s.trim_end_matches('0').trim_end_matches('.').to_string(),
-            false => s.to_string(),
-        }
-    };
-    let a = v.abs();
-    if v == 0.0 || !v.is_finite() {
-        format!("{}", if v == 0.0 { 0.0 } else { v })
-    } else if (1e-3..1e5).contains(&a) {
-        let d = (2 - a.log10().floor() as i32).max(0) as usize;
-        trim(&format!("{v:.d$}"))
+    // Read back, the rounded text prints without its trailing zeros.
+    let rounded = |s: String| s.parse().unwrap_or(v);
+    if (1e-3..1e5).contains(&v.abs()) {
+        let d = (2 - v.abs().log10().floor() as i32).max(0) as usize;
+        format!("{}", rounded(format!("{v:.d$}")))
+    } else if v != 0.0 && v.is_finite() {
+        format!("{:e}", rounded(format!("{v:.2e}")))
     } else {
-        let s = format!("{v:.2e}");
-        let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
-        format!("{}e{e}", trim(m))
+        format!("{}", v + 0.0) // -0 + 0 is 0
     }
 }
 
+/// `k` in superscript digits: 10 with it reads as the power 10ᵏ.
 pub(super) fn superscript(k: i64) -> String {
-    let digit = |c: char| {
-        "⁰¹²³⁴⁵⁶⁷⁸⁹"
-            .chars()
-            .nth(c.to_digit(10).unwrap_or(0) as usize)
-    };
-    let sign = (k < 0).then_some('⁻');
-    sign.into_iter()
-        .chain(k.unsigned_abs().to_string().chars().filter_map(digit))
-        .collect()
+    const DIGITS: [char; 10] = ['⁰', '¹', '²', '³', '⁴', '⁵', '⁶', '⁷', '⁸', '⁹'];
+    let sup = |c: char| c.to_digit(10).map_or('⁻', |d| DIGITS[d as usize]);
+    k.to_string().chars().map(sup).collect()
 }
 
 /// The label text for ticks at `ticks`: log axes use [`fmt_sig`] (or 10ⁿ
@@ -55,59 +43,78 @@ pub(super) fn tick_format(ticks: &[f64], log: bool) -> impl Fn(&f64) -> String {
         _ if sup => format!("10{}", superscript(v.log10().round() as i64)),
         _ if log || !step.is_finite() || step <= 0.0 => fmt_sig(v),
         _ if sci => format!("{v:.digits$e}"),
-        _ => format!("{:.decimals$}", if v == 0.0 { 0.0 } else { v }),
+        _ => format!("{:.decimals$}", v + 0.0),
     }
 }
 
-/// Width of the area left of a plot, for tick labels `widest` px wide.
-pub(super) fn y_area(widest: u32) -> u32 {
-    (widest + 5 + 8 + DESC_PX + 14).clamp(50, 240)
+/// The least of 1, 2, 5, 10, 20, … that is at least `need`.
+pub(super) fn stride(need: f64) -> usize {
+    let strides = (0..19).flat_map(|e| [1, 2, 5].map(|m| m * 10usize.pow(e)));
+    strides
+        .into_iter()
+        .find(|&k| k as f64 >= need)
+        .unwrap_or(usize::MAX)
 }
 
-/// A chart with this file's margins on `area` (title already drawn).
-pub(super) fn chart_on<'a, DB: DrawingBackend, X: Ranged, Y: Ranged>(
+/// An axis of `n` unit cells from 0 (downwards where `down`), ticked at the
+/// centers of every k-th cell, k a [`stride`] that leaves labels `label_px`
+/// long room on an axis `axis_px` long. (The `partial_axis` over the whole
+/// range gives it default label formatting.)
+pub(super) fn cells(
+    n: usize,
+    label_px: u32,
+    axis_px: f64,
+    down: bool,
+) -> impl Ranged<ValueType = f64, FormatOption = DefaultFormatting> {
+    let k = stride(f64::from(label_px) * n as f64 / axis_px.max(1.0));
+    let ticks = (0..n).step_by(k).map(|i| i as f64 + 0.5).collect();
+    let end = n.max(1) as f64;
+    let range = if down { end..0.0 } else { 0.0..end };
+    range.clone().with_key_points(ticks).partial_axis(range)
+}
+
+/// A tick label formatter.
+pub(super) type Fmt<'f> = dyn Fn(&f64) -> String + 'f;
+
+/// A chart on `area` with axes, ticks, tick labels (`fmt`), axis names
+/// (`desc`) and, where `grid`, grid lines. The x axis is made by `x` for the
+/// plot's width in pixels (what the y tick labels leave).
+pub(super) fn chart_on<'a, DB, X, Y>(
     area: &'a DrawingArea<DB, Shift>,
-    y_area: u32,
-    x: X,
+    x: impl FnOnce(f64) -> X,
     y: Y,
-) -> std::result::Result<ChartContext<'a, DB, Cartesian2d<X, Y>>, String> {
-    ChartBuilder::on(area)
+    desc: [&str; 2],
+    fmt: [&Fmt; 2],
+    grid: [bool; 2],
+) -> Drawn<DB, ChartContext<'a, DB, Cartesian2d<X, Y>>>
+where
+    DB: DrawingBackend,
+    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let y_ticks = y.key_points(BoldPoints(Y_LABELS));
+    let y_width = widest(area, TICK_PX, y_ticks.iter().map(fmt[1]));
+    let y_area = (y_width + 5 + 8 + DESC_PX + 14).clamp(50, 240);
+    let plot_w = area.dim_in_pixel().0.saturating_sub(MARGIN + 26 + y_area);
+    let mut chart = ChartBuilder::on(area)
         .margin(MARGIN)
         .margin_right(26)
         .x_label_area_size(X_AREA)
         .y_label_area_size(y_area)
-        .build_cartesian_2d(x, y)
-        .map_err(de)
-}
-
-/// A tick label formatter.
-pub(super) type Fmt<'f, T> = dyn Fn(&T) -> String + 'f;
-
-/// Axes, ticks, tick labels, axis names and (where `grid`) grid lines.
-pub(super) fn draw_mesh<DB, X, Y>(
-    chart: &mut ChartContext<DB, Cartesian2d<X, Y>>,
-    desc: (&str, &str),
-    fmt: (&Fmt<'_, X::ValueType>, &Fmt<'_, Y::ValueType>),
-    grid: (bool, bool),
-) -> DrawResult
-where
-    DB: DrawingBackend,
-    X: Ranged + ValueFormatter<X::ValueType>,
-    Y: Ranged + ValueFormatter<Y::ValueType>,
-{
+        .build_cartesian_2d(x(f64::from(plot_w)), y)?;
     let mut mesh = chart.configure_mesh();
-    if !grid.0 {
+    if !grid[0] {
         mesh.disable_x_mesh();
     }
-    if !grid.1 {
+    if !grid[1] {
         mesh.disable_y_mesh();
     }
-    mesh.x_desc(desc.0)
-        .y_desc(desc.1)
+    mesh.x_desc(desc[0])
+        .y_desc(desc[1])
         .x_labels(X_LABELS)
         .y_labels(Y_LABELS)
-        .x_label_formatter(fmt.0)
-        .y_label_formatter(fmt.1)
+        .x_label_formatter(fmt[0])
+        .y_label_formatter(fmt[1])
         .label_style((FONT, TICK_PX))
         .axis_desc_style((FONT, DESC_PX))
         .set_all_tick_mark_size(5)
@@ -115,57 +122,53 @@ where
         .bold_line_style(BLACK.mix(0.15))
         .light_line_style(BLACK.mix(0.05))
         .max_light_lines(5)
-        .draw()
-        .map_err(de)
+        .draw()?;
+    Ok(chart)
 }
-
-pub(super) const X_LABELS: usize = 8;
-pub(super) const Y_LABELS: usize = 7;
 
 /// The picture below its title, drawn centered at the top.
 pub(super) fn titled<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
-) -> std::result::Result<DrawingArea<DB, Shift>, String> {
-    root.margin(9, 0, 0, 0)
-        .titled(title, (FONT, TITLE_PX))
-        .map_err(de)
+) -> Drawn<DB, DrawingArea<DB, Shift>> {
+    root.margin(9, 0, 0, 0).titled(title, (FONT, TITLE_PX))
 }
 
-/// `msg` centered in the plotting area of `chart`.
-pub(super) fn center_note<DB: DrawingBackend, CT: CoordTranslate>(
-    chart: &ChartContext<DB, CT>,
-    msg: &str,
-) -> DrawResult {
-    let area = chart.plotting_area().strip_coord_spec();
-    let (w, h) = area.dim_in_pixel();
-    let style = TextStyle::from((FONT, DESC_PX).into_font()).color(&NOTE_COLOR);
-    let style = style.pos(Pos::new(HPos::Center, VPos::Center));
-    area.draw(&Text::new(msg, (w as i32 / 2, h as i32 / 2), style))
-        .map_err(de)
-}
-
-/// Small notes in the bottom-right corner of the picture, one per line.
-pub(super) fn corner_notes<DB: DrawingBackend>(
+/// `center`, if any, in the middle of `chart`'s plot, and the `corner` notes
+/// there are in the bottom-right corner of the picture, one per line.
+pub(super) fn notes<DB: DrawingBackend, CT: CoordTranslate>(
     root: &DrawingArea<DB, Shift>,
-    notes: &[String],
-) -> DrawResult {
-    let style = TextStyle::from((FONT, NOTE_PX).into_font()).color(&NOTE_COLOR);
-    let style = style.pos(Pos::new(HPos::Right, VPos::Bottom));
-    for (i, note) in notes.iter().rev().enumerate() {
+    chart: &ChartContext<DB, CT>,
+    center: Option<&str>,
+    corner: &[Option<String>],
+) -> Drawn<DB> {
+    let style = |px: u32, h, v| {
+        let font = TextStyle::from((FONT, px).into_font());
+        font.color(&NOTE_COLOR).pos(Pos::new(h, v))
+    };
+    if let Some(msg) = center {
+        let area = chart.plotting_area().strip_coord_spec();
+        let (w, h) = area.dim_in_pixel();
+        let style = style(DESC_PX, HPos::Center, VPos::Center);
+        area.draw(&Text::new(msg, (w as i32 / 2, h as i32 / 2), style))?;
+    }
+    let style = style(NOTE_PX, HPos::Right, VPos::Bottom);
+    for (i, note) in corner.iter().flatten().rev().enumerate() {
         let y = SIZE.1 as i32 - 5 - i as i32 * (NOTE_PX as i32 + 4);
         root.draw(&Text::new(
             note.as_str(),
             (SIZE.0 as i32 - 8, y),
             style.clone(),
-        ))
-        .map_err(de)?;
+        ))?;
     }
     Ok(())
 }
 
-pub(super) fn plural(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
+/// `text` with `{n}` replaced by `n` and `{s}` by a plural "s"; none when
+/// `n` is 0.
+pub(super) fn count(n: usize, text: &str) -> Option<String> {
+    let s = if n == 1 { "" } else { "s" };
+    (n > 0).then(|| text.replace("{n}", &n.to_string()).replace("{s}", s))
 }
 
 pub(super) fn truncate(s: &str, max: usize) -> String {
@@ -186,39 +189,21 @@ pub(super) fn usable(v: f64) -> bool {
     v.is_finite() && v.abs() < 1e300
 }
 
-/// A 1-2-5 stride such that labels `label_px` long fit in cells `cell_px` wide.
-pub(super) fn label_stride(label_px: u32, cell_px: f64) -> usize {
-    let need = (f64::from(label_px) / cell_px.max(1e-3))
-        .ceil()
-        .clamp(1.0, 1e9) as usize;
-    let mut base = 1usize;
-    loop {
-        if let Some(m) = [1, 2, 5].into_iter().find(|m| m * base >= need) {
-            return m * base;
-        }
-        base = base.saturating_mul(10);
-    }
-}
-
-/// A linear axis over `range` with ticks exactly at `ticks`. (The
-/// `partial_axis` over the whole range gives it default label formatting.)
-pub(super) fn ticked(
-    range: Range<f64>,
-    ticks: Vec<f64>,
-) -> impl Ranged<ValueType = f64, FormatOption = DefaultFormatting> {
-    range.clone().with_key_points(ticks).partial_axis(range)
-}
-
 /// Width in pixels of the widest of `texts` at `px` size.
-pub(super) fn widest<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
+pub(super) fn widest<DB: DrawingBackend, CT: CoordTranslate>(
+    area: &DrawingArea<DB, CT>,
     px: u32,
     texts: impl Iterator<Item = String>,
 ) -> u32 {
     let style = TextStyle::from((FONT, px).into_font());
     texts
-        .filter_map(|s| root.estimate_text_size(&s, &style).ok())
+        .filter_map(|s| area.estimate_text_size(&s, &style).ok())
         .map(|(w, _)| w)
         .max()
         .unwrap_or(0)
+}
+
+/// The color `0xRRGGBB`.
+pub(super) fn hex(c: u32) -> RGBColor {
+    RGBColor((c >> 16) as u8, (c >> 8) as u8, c as u8)
 }

@@ -24,12 +24,10 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use ab_glyph::{point, Font, FontRef, ScaleFont};
-use plotters::coord::ranged1d::{BoldPoints, DefaultFormatting, Ranged, ValueFormatter};
-use std::ops::Range;
-
 use plotters::coord::combinators::{
     BindKeyPoints, IntoLogRange, IntoPartialAxis, LogCoord, WithKeyPoints,
 };
+use plotters::coord::ranged1d::{BoldPoints, DefaultFormatting, Ranged, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -69,6 +67,9 @@ const MARGIN: u32 = 10;
 const BAR_PANEL: u32 = 104;
 /// At most this many series get their own legend entry.
 const MAX_LEGEND: usize = 12;
+/// About this many tick labels on an x and on a y axis.
+const X_LABELS: usize = 8;
+const Y_LABELS: usize = 7;
 const NOTE_COLOR: RGBColor = RGBColor(90, 90, 90);
 
 static FONT_BYTES: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
@@ -140,15 +141,10 @@ pub struct Heatmap<'a> {
 /// lengths; [`Error::Io`] when a file cannot be written.
 pub fn line_plot(out: &Path, p: &LinePlot) -> Result<()> {
     for s in p.series {
-        if s.x.len() != s.y.len() {
-            return Err(Error::Invalid(format!(
-                "{}: series '{}' has {} x values but {} y values",
-                out.display(),
-                s.name,
-                s.x.len(),
-                s.y.len()
-            )));
-        }
+        let (x, y) = (s.x.len(), s.y.len());
+        check(out, x == y, || {
+            format!("series '{}' has {x} x values but {y} y values", s.name)
+        })?;
     }
     render(out, Figure::Line(p))
 }
@@ -158,24 +154,17 @@ pub fn line_plot(out: &Path, p: &LinePlot) -> Result<()> {
 /// Errors: [`Error::Invalid`] when `values`, `row_names` or `col_names` do not
 /// match `rows × cols`; [`Error::Io`] when a file cannot be written.
 pub fn heatmap(out: &Path, h: &Heatmap) -> Result<()> {
-    let invalid = |msg: String| Err(Error::Invalid(format!("{}: heatmap {msg}", out.display())));
-    let Some(n) = h.rows.checked_mul(h.cols) else {
-        return invalid(format!("of {} × {} cells is too large", h.rows, h.cols));
-    };
-    if h.values.len() != n {
-        let (r, c, got) = (h.rows, h.cols, h.values.len());
-        return invalid(format!("of {r} × {c} cells needs {n} values, got {got}"));
-    }
-    for (what, names, want) in [
-        ("row_names", h.row_names, h.rows),
-        ("col_names", h.col_names, h.cols),
-    ] {
-        if let Some(names) = names.filter(|names| names.len() != want) {
-            return invalid(format!(
-                "{what} has {} names for {want} entries",
-                names.len()
-            ));
-        }
+    let (r, c, got) = (h.rows, h.cols, h.values.len());
+    let n = r.checked_mul(c);
+    check(out, n == Some(got), || match n {
+        Some(n) => format!("heatmap of {r} × {c} cells needs {n} values, got {got}"),
+        None => format!("heatmap of {r} × {c} cells is too large"),
+    })?;
+    for (what, names, want) in [("row_names", h.row_names, r), ("col_names", h.col_names, c)] {
+        let have = names.map_or(want, |names| names.len());
+        check(out, have == want, || {
+            format!("heatmap {what} has {have} names for {want} entries")
+        })?;
     }
     render(out, Figure::Heat(h))
 }
@@ -192,22 +181,28 @@ pub fn bar_plot(
     names: &[String],
     values: &[f64],
 ) -> Result<()> {
-    if names.len() != values.len() {
-        return Err(Error::Invalid(format!(
-            "{}: bar plot has {} names but {} values",
-            out.display(),
-            names.len(),
-            values.len()
-        )));
-    }
+    let (n, v) = (names.len(), values.len());
+    check(out, n == v, || {
+        format!("bar plot has {n} names but {v} values")
+    })?;
     render(out, Figure::Bars([title, x_label, y_label], names, values))
+}
+
+/// [`Error::Invalid`] for the plot at `out`, saying `why`, unless `ok`.
+fn check(out: &Path, ok: bool, why: impl FnOnce() -> String) -> Result<()> {
+    match ok {
+        true => Ok(()),
+        false => Err(Error::Invalid(format!("{}: {}", out.display(), why()))),
+    }
 }
 
 // ---------------------------------------------------------------------------
 // Rendering to both formats
 // ---------------------------------------------------------------------------
 
-type DrawResult = std::result::Result<(), String>;
+/// A plotters result on backend `DB`.
+type Drawn<DB, T = ()> =
+    std::result::Result<T, DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
 /// What to draw; drawn once on an SVG and once on a bitmap backend.
 #[derive(Clone, Copy)]
@@ -219,19 +214,14 @@ enum Figure<'f, 'a> {
 }
 
 impl Figure<'_, '_> {
-    fn draw<DB: DrawingBackend>(self, root: &DrawingArea<DB, Shift>) -> DrawResult {
-        root.fill(&WHITE).map_err(de)?;
+    fn draw<DB: DrawingBackend>(self, root: &DrawingArea<DB, Shift>) -> Drawn<DB> {
+        root.fill(&WHITE)?;
         match self {
             Figure::Line(p) => line_figure(root, p),
             Figure::Heat(h) => heat_figure(root, h),
             Figure::Bars(texts, names, values) => bar_figure(root, texts, names, values),
         }
     }
-}
-
-/// Error text of a plotters failure.
-fn de<E: std::fmt::Display>(e: E) -> String {
-    e.to_string()
 }
 
 /// `out` with `.ext` appended (an existing dot in the stem is kept).
@@ -242,27 +232,19 @@ fn with_ext(out: &Path, ext: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-fn io_err(path: &Path, source: std::io::Error) -> Error {
-    Error::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-fn draw_err(path: &Path, msg: String) -> Error {
-    Error::Invalid(format!("{}: drawing failed: {msg}", path.display()))
-}
-
 /// Draws the SVG in memory, then the PNG straight into its file, then writes
 /// the SVG, each whole or not at all (see `crate::atomic`).
 fn render(out: &Path, fig: Figure) -> Result<()> {
     font()?;
     let (png, svg_path) = (with_ext(out, "png"), with_ext(out, "svg"));
+    let failed = |path: &Path, e: &dyn std::fmt::Display| {
+        Error::Invalid(format!("{}: drawing failed: {e}", path.display()))
+    };
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        fig.draw(&root).map_err(|e| draw_err(&svg_path, e))?;
-        root.present().map_err(|e| draw_err(&svg_path, de(e)))?;
+        let drawn = fig.draw(&root).and_then(|()| root.present());
+        drawn.map_err(|e| failed(&svg_path, &e))?;
     }
     // The PNG is encoded into a temporary file beside it (creating that gives
     // a plain I/O error naming the path) and renamed into place whole.
@@ -270,10 +252,12 @@ fn render(out: &Path, fig: Figure) -> Result<()> {
     let root = Crisp(BitMapBackend::new(pending.path(), SIZE)).into_drawing_area();
     let drawn = fig
         .draw(&root)
-        .map_err(|e| draw_err(&png, e))
+        .map_err(|e| failed(&png, &e))
         .and_then(|()| {
-            root.present()
-                .map_err(|e| io_err(&png, std::io::Error::other(e.to_string())))
+            root.present().map_err(|e| Error::Io {
+                path: png.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })
         });
     drop(root); // a bitmap backend saves itself when dropped, even after an error
     drawn?;

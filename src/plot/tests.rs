@@ -234,6 +234,8 @@ fn heatmap_large_signed_and_degenerate() {
             .expect("UTF-8")
             .contains(note));
     }
+    let svg = String::from_utf8(read(with_ext(&dir.path().join("degenerate1"), "svg")));
+    assert!(svg.expect("UTF-8").contains("gray: 6 non-finite cells"));
     let bad = heat("bad", 2, 2, &[1.0; 3]);
     assert!(matches!(
         heatmap(&dir.path().join("bad"), &bad),
@@ -321,6 +323,14 @@ fn tick_labels_read_well() {
     // Less than a decade: 1-2-5 ticks, or every digit.
     let log = log_axis(10f64.powf(0.1), 10f64.powf(0.6), X_LABELS).key_points(BoldPoints(X_LABELS));
     assert!(labels(log, true).len() >= 3);
+}
+
+#[test]
+fn far_log_axes_tick_every_few_decades() {
+    // 95 decades: powers of ten at a 1-2-5 stride of decades, not one tick.
+    let ticks = log_axis(1e-90, 1e5, Y_LABELS).key_points(BoldPoints(Y_LABELS));
+    let labels: Vec<String> = ticks.iter().map(tick_format(&ticks, true)).collect();
+    assert_eq!(labels, ["10⁻⁸⁰", "10⁻⁶⁰", "10⁻⁴⁰", "10⁻²⁰", "10⁰"]);
 }
 
 /// Blank columns between inked columns of `pixels`, left to right.

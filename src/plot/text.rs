@@ -26,6 +26,7 @@ impl<B: DrawingBackend> DrawingBackend for Crisp<B> {
     fn draw_pixel(&mut self, p: BackendCoord, c: BackendColor) -> BackendResult<B::ErrorType> {
         self.0.draw_pixel(p, c)
     }
+    // Lines and rectangles as `B` draws them (its own fast paths).
     fn draw_line<S: plotters_backend::BackendStyle>(
         &mut self,
         from: BackendCoord,
@@ -43,6 +44,8 @@ impl<B: DrawingBackend> DrawingBackend for Crisp<B> {
     ) -> BackendResult<B::ErrorType> {
         self.0.draw_rect(a, b, style, fill)
     }
+    /// Lays `text` out kerned (as plotters measures it), relative to its
+    /// anchor: a `Top` anchor is the top of the capitals, `Center` their middle.
     fn draw_text<S: BackendTextStyle>(
         &mut self,
         text: &str,
@@ -52,76 +55,51 @@ impl<B: DrawingBackend> DrawingBackend for Crisp<B> {
         let Ok(font) = font() else {
             return self.0.draw_text(text, style, pos);
         };
-        let (color, turn) = (style.color(), style.transform());
-        let (w, h) = self.get_size();
+        let f = font.as_scaled(style.size() as f32);
+        let (mut pen, mut prev) = (0.0, None);
+        let glyphs: Vec<_> = text
+            .chars()
+            .map(|c| {
+                let id = f.glyph_id(c);
+                pen += prev.map_or(0.0, |p| f.kern(p, id));
+                prev = Some(id);
+                let at = pen;
+                pen += f.h_advance(id);
+                (id, at)
+            })
+            .collect();
+        let x0 = match style.anchor().h_pos {
+            HPos::Left => 0.0,
+            HPos::Center => -pen / 2.0,
+            HPos::Right => -pen,
+        };
+        let cap = f
+            .font()
+            .outline(f.glyph_id('H'))
+            .map_or(0.7 * f.scale().y, |o| o.bounds.min.y * f.v_scale_factor());
+        let baseline = match style.anchor().v_pos {
+            VPos::Top => cap,
+            VPos::Center => cap / 2.0,
+            VPos::Bottom => f.descent(),
+        };
+        let (color, turn, (w, h)) = (style.color(), style.transform(), self.get_size());
         let mut result = Ok(());
-        rasterize(
-            font,
-            text,
-            style.size() as f32,
-            style.anchor(),
-            |x, y, a| {
-                let (dx, dy) = turn.transform(x, y);
+        for (id, at) in glyphs {
+            let glyph = id.with_scale_and_position(f.scale(), point(x0 + at, baseline));
+            let Some(g) = f.outline_glyph(glyph) else {
+                continue;
+            };
+            let b = g.px_bounds();
+            g.draw(|x, y, a| {
+                let (dx, dy) = turn.transform(b.min.x as i32 + x as i32, b.min.y as i32 + y as i32);
                 let (x, y) = (pos.0 + dx, pos.1 + dy);
                 if result.is_ok() && x >= 0 && y >= 0 && (x as u32) < w && (y as u32) < h {
                     let alpha = color.alpha * f64::from(a);
-                    result = self.0.draw_pixel(
-                        (x, y),
-                        BackendColor {
-                            alpha,
-                            rgb: color.rgb,
-                        },
-                    );
+                    let rgb = color.rgb;
+                    result = self.0.draw_pixel((x, y), BackendColor { alpha, rgb });
                 }
-            },
-        );
-        result
-    }
-}
-
-/// Lays out `text` at `px` size (kerned, as plotters measures it) and calls
-/// `pixel(x, y, coverage)` for each pixel it covers, relative to the anchor.
-/// A `Top` anchor is the top of the capitals, `Center` their middle.
-pub(super) fn rasterize(
-    font: &FontRef,
-    text: &str,
-    px: f32,
-    anchor: Pos,
-    mut pixel: impl FnMut(i32, i32, f32),
-) {
-    let f = font.as_scaled(px);
-    let (mut pen, mut prev) = (0.0, None);
-    let glyphs: Vec<_> = text
-        .chars()
-        .map(|c| {
-            let id = f.glyph_id(c);
-            pen += prev.map_or(0.0, |p| f.kern(p, id));
-            prev = Some(id);
-            let at = pen;
-            pen += f.h_advance(id);
-            (id, at)
-        })
-        .collect();
-    let x0 = match anchor.h_pos {
-        HPos::Left => 0.0,
-        HPos::Center => -pen / 2.0,
-        HPos::Right => -pen,
-    };
-    let cap = f
-        .font()
-        .outline(f.glyph_id('H'))
-        .map_or(0.7 * px, |o| o.bounds.min.y * f.v_scale_factor());
-    let baseline = match anchor.v_pos {
-        VPos::Top => cap,
-        VPos::Center => cap / 2.0,
-        VPos::Bottom => f.descent(),
-    };
-    for (id, at) in glyphs {
-        if let Some(g) =
-            f.outline_glyph(id.with_scale_and_position(f.scale(), point(x0 + at, baseline)))
-        {
-            let b = g.px_bounds();
-            g.draw(|x, y, c| pixel(b.min.x as i32 + x as i32, b.min.y as i32 + y as i32, c));
+            });
         }
+        result
     }
 }
