@@ -112,8 +112,9 @@ fn check_fused_pass(c: usize) {
 }
 
 /// Weighted Grams against Σ_i w_i a_i a_iᵀ by index loops, with and without
-/// gates and the intercept's column, one and several weight sets; and a Gram
-/// grown from a smaller working set's equal to one built from scratch.
+/// gates and the intercept's column, one and several weight sets, random or
+/// unit weights; and a Gram grown from a smaller working set's equal to one
+/// built from scratch.
 #[test]
 fn weighted_grams_match_naive_and_extend_exactly() {
     let (n, t, d) = (300, 6, 3);
@@ -127,8 +128,15 @@ fn weighted_grams_match_naive_and_extend_exactly() {
         let op = TokenOperator::new(&ds, g);
         let ws: Vec<usize> = (0..op.n_blocks()).filter(|b| b % 3 != 1).collect();
         for ones in [false, true] {
-            for sets in [1, 2] {
-                let w: Vec<f64> = (0..n * sets).map(|_| rng.random_range(0.0..2.0)).collect();
+            // Unit weights in the first set (the squared loss's, which skip
+            // the scaling) or none.
+            for (sets, unit) in [(1, false), (2, false), (1, true), (2, true)] {
+                let w: Vec<f64> = (0..n * sets)
+                    .map(|k| match unit && k % sets == 0 {
+                        true => 1.0,
+                        false => rng.random_range(0.0..2.0),
+                    })
+                    .collect();
                 let grams = op.weighted_gram(&ws, &w, sets, ones).unwrap();
                 let m = ws.len() * d + usize::from(ones);
                 for (s, gram) in grams.iter().enumerate() {
@@ -155,25 +163,32 @@ fn weighted_grams_match_naive_and_extend_exactly() {
                 }
             }
             // Grow from the first few blocks: only the new columns are read.
-            let w: Vec<f64> = (0..n).map(|_| rng.random_range(0.0..2.0)).collect();
-            let full = op.weighted_gram(&ws, &w, 1, ones).unwrap().remove(0);
-            // (a block in the middle is new: the index maps are checked)
-            let small: Vec<usize> = ws.iter().copied().filter(|&b| b != ws[1]).collect();
-            let known = op.weighted_gram(&small, &w, 1, ones).unwrap().remove(0);
-            let grown = op.extend_gram(&ws, &w, ones, &small, &known).unwrap();
-            for (x, y) in grown.iter().zip(&full) {
-                assert!((x - y).abs() <= 1e-10 * (1.0 + y.abs()), "grown {x} vs {y}");
+            for unit in [false, true] {
+                let w: Vec<f64> = (0..n)
+                    .map(|_| match unit {
+                        true => 1.0,
+                        false => rng.random_range(0.0..2.0),
+                    })
+                    .collect();
+                let full = op.weighted_gram(&ws, &w, 1, ones).unwrap().remove(0);
+                // (a block in the middle is new: the index maps are checked)
+                let small: Vec<usize> = ws.iter().copied().filter(|&b| b != ws[1]).collect();
+                let known = op.weighted_gram(&small, &w, 1, ones).unwrap().remove(0);
+                let grown = op.extend_gram(&ws, &w, ones, &small, &known).unwrap();
+                for (x, y) in grown.iter().zip(&full) {
+                    assert!((x - y).abs() <= 1e-10 * (1.0 + y.abs()), "grown {x} vs {y}");
+                }
+                // Too many new blocks: the caller is told to build it whole.
+                assert!(op
+                    .extend_gram(
+                        &ws,
+                        &w,
+                        ones,
+                        &ws[..1],
+                        &op.weighted_gram(&ws[..1], &w, 1, ones).unwrap()[0]
+                    )
+                    .is_none());
             }
-            // Too many new blocks: the caller is told to build it whole.
-            assert!(op
-                .extend_gram(
-                    &ws,
-                    &w,
-                    ones,
-                    &ws[..1],
-                    &op.weighted_gram(&ws[..1], &w, 1, ones).unwrap()[0]
-                )
-                .is_none());
         }
     }
 }

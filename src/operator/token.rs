@@ -355,6 +355,10 @@ impl LinearOperator for TokenOperator<'_> {
         // B = diag(√w) A and G = BᵀB.
         let mut a = self.design(ws, ones);
         let scale = |b: &mut [f64], s: usize| {
+            // Unit weights (squared loss) leave A as it is: skip the pass.
+            if (0..n).all(|i| weights[i * sets + s] == 1.0) {
+                return;
+            }
             b.par_chunks_mut(m).enumerate().for_each(|(i, row)| {
                 let w = weights[i * sets + s].max(0.0).sqrt();
                 row.iter_mut().for_each(|v| *v *= w);
@@ -407,7 +411,11 @@ impl LinearOperator for TokenOperator<'_> {
         if 2 * new_blocks.len() >= ws.len() {
             return None;
         }
+        let unit = weights[..n].iter().all(|&w| w == 1.0);
         let sqrt_w = |a: &mut [f64], width: usize| {
+            if unit {
+                return;
+            }
             a.par_chunks_mut(width).enumerate().for_each(|(i, row)| {
                 let w = weights[i].max(0.0).sqrt();
                 row.iter_mut().for_each(|v| *v *= w);
