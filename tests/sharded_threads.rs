@@ -163,9 +163,15 @@ fn the_sequence_step_bound_on_shards_is_the_one_process_bound() {
     use convexformer::sequence::operator::SequenceOperator;
     let case = cases().into_iter().find(|c| c.sequence).unwrap();
     let data = &case.data;
-    let one = SequenceOperator::new(data).lipschitz_bound().unwrap();
+    // And so is the bound on a working set (two blocks).
+    let op = SequenceOperator::new(data);
+    let ws = [0, op.n_blocks() - 1];
+    let one = (
+        op.lipschitz_bound().unwrap(),
+        op.lipschitz_bound_on(&ws).unwrap(),
+    );
     let members = ThreadGroup::new(3);
-    let bounds: Vec<f64> = std::thread::scope(|s| {
+    let bounds: Vec<(f64, f64)> = std::thread::scope(|s| {
         let hs: Vec<_> = members
             .iter()
             .map(|m| {
@@ -173,13 +179,17 @@ fn the_sequence_step_bound_on_shards_is_the_one_process_bound() {
                     let rows: Vec<usize> = shard_range(data.n_samples, m.rank(), 3).collect();
                     let shard = data.select(&rows);
                     let op = Sharded::new(SequenceOperator::new(&shard), m as &dyn Communicator);
-                    op.lipschitz_bound().unwrap()
+                    (
+                        op.lipschitz_bound().unwrap(),
+                        op.lipschitz_bound_on(&ws).unwrap(),
+                    )
                 })
             })
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for b in bounds {
-        assert!((b - one).abs() <= 1e-10 * one, "{b} vs {one}");
+        assert!((b.0 - one.0).abs() <= 1e-10 * one.0, "{b:?} vs {one:?}");
+        assert!((b.1 - one.1).abs() <= 1e-10 * one.1, "{b:?} vs {one:?}");
     }
 }

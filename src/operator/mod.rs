@@ -79,6 +79,12 @@ pub trait LinearOperator: Sync {
     fn lipschitz_bound(&self) -> Option<f64> {
         None
     }
+    /// An upper bound on λ_max(𝒜_Wᵀ𝒜_W) for the blocks W, where the
+    /// operator has one that reads no data: it replaces the power iteration
+    /// over the data of a small working set.
+    fn lipschitz_bound_on(&self, _blocks: &[usize]) -> Option<f64> {
+        None
+    }
     /// Where [`LinearOperator::lipschitz_bound`] is read off a Gram matrix
     /// that sums over rows (the sequence operator's X̄ᵀX̄): that matrix on
     /// these rows, so that shards can sum it and bound all rows exactly as
@@ -87,9 +93,10 @@ pub trait LinearOperator: Sync {
     fn lipschitz_gram(&self) -> Option<Vec<f64>> {
         None
     }
-    /// [`LinearOperator::lipschitz_bound`] from a matrix of
+    /// [`LinearOperator::lipschitz_bound`] (`blocks` None) or
+    /// [`LinearOperator::lipschitz_bound_on`] from a matrix of
     /// [`LinearOperator::lipschitz_gram`]'s form (summed over shards).
-    fn lipschitz_bound_of(&self, _gram: &[f64]) -> f64 {
+    fn lipschitz_bound_of(&self, _gram: &[f64], _blocks: Option<&[usize]>) -> f64 {
         f64::INFINITY
     }
     /// Weighted Gram matrices of a working set, for operators whose every

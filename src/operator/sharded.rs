@@ -19,6 +19,8 @@ pub struct Sharded<'c, O: LinearOperator> {
     largest_shard: usize,
     block_norms: Vec<f64>,
     lipschitz: Option<f64>,
+    /// The Gram matrix the bounds are read off, summed over the shards.
+    gram: Option<Vec<f64>>,
 }
 
 impl<'c, O: LinearOperator> Sharded<'c, O> {
@@ -49,11 +51,12 @@ impl<'c, O: LinearOperator> Sharded<'c, O> {
         }));
         comm.sum(&mut v);
         let block_norms = v[1..=nb].iter().map(|x| x.sqrt()).collect();
-        let lipschitz = match gram {
-            Some(mut g) => {
-                comm.sum(&mut g);
-                Some(inner.lipschitz_bound_of(&g))
-            }
+        let gram = gram.map(|mut g| {
+            comm.sum(&mut g);
+            g
+        });
+        let lipschitz = match &gram {
+            Some(g) => Some(inner.lipschitz_bound_of(g, None)),
             None => (v[nb + 2] == 0.0).then_some(v[nb + 1]),
         };
         let largest_shard = v[nb + 3..].iter().fold(0.0f64, |a, &b| a.max(b)) as usize;
@@ -64,6 +67,7 @@ impl<'c, O: LinearOperator> Sharded<'c, O> {
             largest_shard,
             block_norms,
             lipschitz,
+            gram,
         }
     }
     /// The operator on this shard.
@@ -105,6 +109,10 @@ impl<O: LinearOperator> LinearOperator for Sharded<'_, O> {
     }
     fn lipschitz_bound(&self) -> Option<f64> {
         self.lipschitz
+    }
+    fn lipschitz_bound_on(&self, blocks: &[usize]) -> Option<f64> {
+        let gram = self.gram.as_ref()?;
+        Some(self.inner.lipschitz_bound_of(gram, Some(blocks)))
     }
     fn weighted_gram(
         &self,

@@ -56,7 +56,10 @@ pub struct SequenceOperator<'a> {
     xf: Vec<f64>,
     /// Multithreading for the per-feature products (N·n²·c multiply-adds each).
     block_par: Par,
-    /// 2·λ_max(X̄ᵀX̄)·1.02, computed once (one pass with the Gram matrix).
+    /// X̄ᵀX̄ where it has at most [`MAX_GRAM`] entries, formed once (one
+    /// pass): the step sizes of all blocks and of working sets read it.
+    gram: std::sync::OnceLock<Option<Vec<f64>>>,
+    /// 2·λ_max(X̄ᵀX̄)·1.02, computed once.
     lipschitz: std::sync::OnceLock<f64>,
 }
 
@@ -94,6 +97,7 @@ impl<'a> SequenceOperator<'a> {
             block_norms,
             xf,
             block_par,
+            gram: std::sync::OnceLock::new(),
             lipschitz: std::sync::OnceLock::new(),
         }
     }
@@ -124,49 +128,33 @@ impl<'a> SequenceOperator<'a> {
         g
     }
 
+    /// [`Self::gram`], formed on first use where it fits.
+    fn cached_gram(&self) -> Option<&[f64]> {
+        let (_, n, d, _) = self.data.shape();
+        self.gram
+            .get_or_init(|| ((n * d) * (n * d) <= MAX_GRAM).then(|| self.gram()))
+            .as_deref()
+    }
+
     /// The power iteration on `gram` (which may be summed over shards), or
     /// on the data when None.
     fn power_with(&self, iters: usize, gram: Option<&[f64]>) -> (f64, usize) {
         let (n_s, n, d, _) = self.data.shape();
         let p = n * d;
-        let x = MatRef::from_row_major_slice(&self.data.x, n_s, p);
-        let mut passes = usize::from(gram.is_some());
-        let mut v: Vec<f64> = (0..p)
-            .map(|k| 1.0 + ((k * 7919) % 13) as f64 / 13.0)
-            .collect();
-        let mut v2 = vec![0.0; p];
-        let mut w = vec![0.0; n_s];
-        let mut lambda = 0.0;
-        for _ in 0..iters {
-            let nrm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
-            if nrm == 0.0 || !nrm.is_finite() {
-                break;
-            }
-            v.iter_mut().for_each(|x| *x /= nrm);
-            let vr = MatRef::from_column_major_slice(&v, p, 1);
-            let dst = MatMut::from_column_major_slice_mut(&mut v2, p, 1);
-            match gram {
-                Some(g) => {
-                    let g = MatRef::from_column_major_slice(g, p, p);
-                    matmul(dst, Accum::Replace, g, vr, 1.0, Par::Seq);
-                }
-                None => {
-                    let wm = MatMut::from_column_major_slice_mut(&mut w, n_s, 1);
-                    matmul(wm, Accum::Replace, x, vr, 1.0, self.par);
-                    let wr = MatRef::from_column_major_slice(&w, n_s, 1);
-                    matmul(dst, Accum::Replace, x.transpose(), wr, 1.0, self.par);
-                    passes += 2;
-                }
-            }
-            std::mem::swap(&mut v, &mut v2);
-            let new = v.iter().map(|x| x * x).sum::<f64>().sqrt();
-            let done = (new - lambda).abs() <= 1e-9 * new;
-            lambda = new;
-            if done {
-                break;
-            }
+        if let Some(g) = gram {
+            return (power_on_gram(g, p, iters), 1);
         }
-        (lambda, passes)
+        let x = MatRef::from_row_major_slice(&self.data.x, n_s, p);
+        let mut w = vec![0.0; n_s];
+        let (lambda, products) = power_iterate(p, iters, |v, out| {
+            let vr = MatRef::from_column_major_slice(v, p, 1);
+            let wm = MatMut::from_column_major_slice_mut(&mut w, n_s, 1);
+            matmul(wm, Accum::Replace, x, vr, 1.0, self.par);
+            let wr = MatRef::from_column_major_slice(&w, n_s, 1);
+            let dst = MatMut::from_column_major_slice_mut(out, p, 1);
+            matmul(dst, Accum::Replace, x.transpose(), wr, 1.0, self.par);
+        });
+        (lambda, 2 * products)
     }
 
     /// Whether a pass adjoining `blocks` blocks takes the two dense products
@@ -338,18 +326,47 @@ impl LinearOperator for SequenceOperator<'_> {
     /// ‖[𝒜, −𝒜]‖² = 2·λ_max(X̄ᵀX̄) (from the Gram matrix, with a 2% margin
     /// for the estimate from below), valid for any subset of blocks.
     fn lipschitz_bound(&self) -> Option<f64> {
-        let (_, n, d, _) = self.data.shape();
         Some(*self.lipschitz.get_or_init(|| {
-            let (lam, _) = self.power_iteration(300, (n * d) * (n * d) <= MAX_GRAM);
+            let (lam, _) = self.power_with(300, self.cached_gram());
             2.0 * 1.02 * lam
         }))
+    }
+    fn lipschitz_bound_on(&self, blocks: &[usize]) -> Option<f64> {
+        let gram = self.cached_gram()?;
+        Some(self.lipschitz_bound_of(gram, Some(blocks)))
     }
     fn lipschitz_gram(&self) -> Option<Vec<f64>> {
         let (_, n, d, _) = self.data.shape();
         ((n * d) * (n * d) <= MAX_GRAM).then(|| self.gram())
     }
-    fn lipschitz_bound_of(&self, gram: &[f64]) -> f64 {
-        2.0 * 1.02 * self.power_with(300, Some(gram)).0
+    /// On blocks W: 𝒜_W is block diagonal over the outputs l (output l
+    /// reads only the blocks (q, l)), so ‖[𝒜_W, −𝒜_W]‖² = 2·max_l λ_max of
+    /// X̄ᵀX̄ on the columns (k, q) of those features (with the same margin).
+    fn lipschitz_bound_of(&self, gram: &[f64], blocks: Option<&[usize]>) -> f64 {
+        let Some(blocks) = blocks else {
+            return 2.0 * 1.02 * self.power_with(300, Some(gram)).0;
+        };
+        let (_, n, d, c) = self.data.shape();
+        let p = n * d;
+        let mut lam = 0.0f64;
+        for l in 0..c {
+            let features: Vec<usize> = blocks
+                .iter()
+                .filter(|b| *b % c == l)
+                .map(|b| b / c)
+                .collect();
+            let cols: Vec<usize> = (0..n)
+                .flat_map(|k| features.iter().map(move |q| k * d + q))
+                .collect();
+            let sub: Vec<f64> = cols
+                .iter()
+                .flat_map(|&i| cols.iter().map(move |&j| gram[i * p + j]))
+                .collect();
+            if !cols.is_empty() {
+                lam = lam.max(power_on_gram(&sub, cols.len(), 300));
+            }
+        }
+        2.0 * 1.02 * lam
     }
     fn supports_intercept(&self) -> bool {
         false
@@ -450,6 +467,50 @@ impl LinearOperator for SequenceOperator<'_> {
         }
         buf.chunk_loss.iter().sum()
     }
+}
+
+/// λ_max of the p×p symmetric matrix `g` by power iteration (from below).
+fn power_on_gram(g: &[f64], p: usize, iters: usize) -> f64 {
+    let g = MatRef::from_column_major_slice(g, p, p);
+    power_iterate(p, iters, |v, out| {
+        let vr = MatRef::from_column_major_slice(v, p, 1);
+        let dst = MatMut::from_column_major_slice_mut(out, p, 1);
+        matmul(dst, Accum::Replace, g, vr, 1.0, Par::Seq);
+    })
+    .0
+}
+
+/// Power iteration with the map `apply(v, out)` (out = M v) from a fixed
+/// start, so results are reproducible: λ_max(M) from below and the number
+/// of products taken.
+fn power_iterate(
+    p: usize,
+    iters: usize,
+    mut apply: impl FnMut(&[f64], &mut [f64]),
+) -> (f64, usize) {
+    let mut v: Vec<f64> = (0..p)
+        .map(|k| 1.0 + ((k * 7919) % 13) as f64 / 13.0)
+        .collect();
+    let mut v2 = vec![0.0; p];
+    let mut lambda = 0.0;
+    let mut products = 0;
+    for _ in 0..iters {
+        let nrm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if nrm == 0.0 || !nrm.is_finite() {
+            break;
+        }
+        v.iter_mut().for_each(|x| *x /= nrm);
+        apply(&v, &mut v2);
+        products += 1;
+        std::mem::swap(&mut v, &mut v2);
+        let new = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let done = (new - lambda).abs() <= 1e-9 * new;
+        lambda = new;
+        if done {
+            break;
+        }
+    }
+    (lambda, products)
 }
 
 /// Rows per loss chunk for `rows` rows.

@@ -44,7 +44,7 @@ impl<'a> SequenceShard<'a> {
         self.comm
     }
 
-    fn problem(
+    pub(super) fn problem(
         &self,
         loss: Loss,
         beta: f64,

@@ -406,6 +406,38 @@ fn generic_power_iteration_bounds_the_split_operator() {
     }
 }
 
+#[test]
+fn working_set_step_bound_bounds_the_operator_on_the_set() {
+    // The bound on blocks W (read off X̄ᵀX̄, no data pass) holds for points
+    // supported on W, and is no larger than the bound on all blocks.
+    let data = instance(30, 4, 3, 2, Loss::Squared, 9);
+    let problem = sequence_problem(&data, Loss::Squared, 1.0).unwrap();
+    let (nb, bl) = (problem.op.n_blocks(), problem.block_len());
+    let all = problem.op.lipschitz_bound().unwrap();
+    let mut r = rng(2);
+    for ws in [vec![0], vec![1, 4], vec![0, 1, 5], (0..nb).collect()] {
+        let bound = problem.op.lipschitz_bound_on(&ws).unwrap();
+        assert!(
+            bound > 0.0 && bound <= all * (1.0 + 1e-9),
+            "{bound} vs {all}"
+        );
+        for _ in 0..50 {
+            let mut z = uniform(&mut r, nb * bl, -1.0, 1.0);
+            for (b, zb) in z.chunks_exact_mut(bl).enumerate() {
+                if !ws.contains(&b) {
+                    zb.iter_mut().for_each(|v| *v = 0.0);
+                }
+            }
+            let f = problem.op.predict(&z, &[0.0, 0.0]);
+            let ratio = f.iter().map(|x| x * x).sum::<f64>() / z.iter().map(|x| x * x).sum::<f64>();
+            assert!(
+                ratio <= bound,
+                "Rayleigh quotient {ratio} above {bound} on {ws:?}"
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The split form and the maps
 // ---------------------------------------------------------------------------

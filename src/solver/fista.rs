@@ -61,7 +61,8 @@ pub struct FistaBuffers {
     bx_old: Vec<f64>,
     by: Vec<f64>,
     scratch: Vec<f64>,
-    dual_norms: Vec<f64>,
+    /// The dual norms of the working set's blocks at the last check.
+    pub(super) dual_norms: Vec<f64>,
 }
 
 impl FistaBuffers {
@@ -95,7 +96,9 @@ pub struct InnerResult {
 /// returned point (ŷ in `buf.yhat`). `lipschitz_hint`, when given, is a
 /// Lipschitz constant valid for W (one from a superset of W is: by Cauchy
 /// interlacing λ_max of a principal submatrix of XᵀX is no larger), and
-/// saves the power iteration.
+/// saves the power iteration. `start_pass` says that `buf` already holds
+/// the pass at the warm start with its adjoint on `ws`: the first step
+/// reuses it.
 #[allow(clippy::too_many_arguments)]
 pub fn fista<O: LinearOperator>(
     problem: &Problem<'_, O>,
@@ -108,6 +111,7 @@ pub fn fista<O: LinearOperator>(
     buf: &mut PassBuffers,
     fb: &mut FistaBuffers,
     lipschitz_hint: Option<f64>,
+    start_pass: bool,
 ) -> InnerResult {
     let (c, d) = problem.op.penalty_shape();
     let cd = problem.block_len();
@@ -120,13 +124,17 @@ pub fn fista<O: LinearOperator>(
 
     // Step size 1/L, L = γ·λ_max with a 10% margin for the power-iteration
     // estimate (which approaches λ_max from below); the objective check
-    // below enlarges L if that was not enough.
-    let global = problem
-        .op
-        .lipschitz_bound()
-        .filter(|_| 2 * ws.len() >= problem.op.n_blocks() && !problem.intercept)
-        .map(|l| problem.loss.smoothness() * l.max(1e-300));
-    let (mut lipschitz, mut passes) = match lipschitz_hint.or(global) {
+    // below enlarges L if that was not enough. A small working set takes
+    // the operator's own bound on it where that reads no data (tighter than
+    // a superset's hint), a large one the bound on all blocks.
+    let large = 2 * ws.len() >= problem.op.n_blocks();
+    let scaled = |l: Option<f64>| {
+        l.filter(|_| !problem.intercept)
+            .map(|l| problem.loss.smoothness() * l.max(1e-300))
+    };
+    let on_ws = scaled(problem.op.lipschitz_bound_on(ws).filter(|_| !large));
+    let global = scaled(problem.op.lipschitz_bound().filter(|_| large));
+    let (mut lipschitz, mut passes) = match on_ws.or(lipschitz_hint).or(global) {
         Some(l) => (l, 0.0),
         None => {
             let v = &mut fb.y[..len];
@@ -147,6 +155,9 @@ pub fn fista<O: LinearOperator>(
     let mut t = 1.0f64;
     let mut iterations = 0;
     let mut last_primal = f64::INFINITY;
+    // Whether `buf` holds the pass at y (at the start, and after a check
+    // that reset y to x).
+    let mut pass_at_y = start_pass;
 
     let check = |x: &[f64],
                  bx: &[f64],
@@ -174,8 +185,10 @@ pub fn fista<O: LinearOperator>(
             };
         }
         // Gradient step from y and prox.
-        problem.op.fused_pass(ws, y, &fb.by, ws, grad_fn, buf);
-        passes += frac;
+        if !std::mem::take(&mut pass_at_y) {
+            problem.op.fused_pass(ws, y, &fb.by, ws, grad_fn, buf);
+            passes += frac;
+        }
         let step = 1.0 / lipschitz;
         x_old.copy_from_slice(x);
         fb.bx_old.copy_from_slice(bx);
@@ -237,6 +250,7 @@ pub fn fista<O: LinearOperator>(
                 t = 1.0;
                 y.copy_from_slice(x);
                 fb.by.copy_from_slice(bx);
+                pass_at_y = true;
             }
             last_primal = certificate.primal.min(last_primal);
         }

@@ -145,6 +145,10 @@ pub fn solve<O: LinearOperator>(
     let mut screened_at_end = 0;
     let stop;
     let mut certificate;
+    // The primal value at the current point when `buf` holds FISTA's last
+    // check there, its adjoint on every candidate: the certificate takes
+    // that pass.
+    let mut checked_primal: Option<f64> = None;
 
     loop {
         // Certificate on all candidate blocks.
@@ -157,13 +161,21 @@ pub fn solve<O: LinearOperator>(
                 packed.extend_from_slice(z);
             }
         }
-        let lv = problem
-            .op
-            .fused_pass(&support, &packed, &b, &candidates, grad_fn, &mut buf);
-
-        passes += problem.op.pass_fraction(&candidates);
-        let primal = lv + problem.penalty_value(&coef);
-        let max = dual_scores(problem, &candidates, &buf, &mut scratch, &mut dual_norms);
+        let (primal, max) = match checked_primal.take() {
+            Some(primal) => {
+                dual_norms.clone_from(&fb.dual_norms);
+                (primal, dual_norms.iter().copied().fold(0.0, f64::max))
+            }
+            None => {
+                let lv =
+                    problem
+                        .op
+                        .fused_pass(&support, &packed, &b, &candidates, grad_fn, &mut buf);
+                passes += problem.op.pass_fraction(&candidates);
+                let max = dual_scores(problem, &candidates, &buf, &mut scratch, &mut dual_norms);
+                (lv + problem.penalty_value(&coef), max)
+            }
+        };
         let (cert, alpha): (Certificate, f64) = certify(problem, &buf, primal, max);
         certificate = cert;
 
@@ -184,6 +196,7 @@ pub fn solve<O: LinearOperator>(
         }
 
         // Gap-safe screening: blocks whose correlation provably stays below β.
+        let unscreened = candidates.len();
         if opts.screening {
             let r = safe_radius(problem, cert.gap) * problem.penalty.dual_lipschitz();
             let norms = problem.op.block_norms();
@@ -229,6 +242,13 @@ pub fn solve<O: LinearOperator>(
             .collect();
         let bytes = gram_bytes(problem, ws.len());
         let inner = choose_inner(problem, opts, bytes, newton_taken);
+        // Where screening changed nothing, `buf` holds the pass at the
+        // current point: FISTA's first step takes it.
+        let pass_at_start = matches!(inner, Inner::Fista | Inner::FistaThenNewton)
+            && candidates.len() == unscreened;
+        if pass_at_start {
+            keep_adjoint_blocks(&mut buf.block_grad, &candidates, &ws, cd);
+        }
         // A Newton inner solve gains accuracy cheaply: ask it for more, so
         // fewer outer rounds (each a full pass) are needed. So does
         // coordinate descent, whose epochs adapt to each block.
@@ -283,6 +303,7 @@ pub fn solve<O: LinearOperator>(
                 &mut buf,
                 &mut fb,
                 prev_lipschitz.filter(|_| ws.iter().all(|blk| prev_ws.binary_search(blk).is_ok())),
+                pass_at_start,
             ),
         };
         budget.iterations_left -= given - sub.iterations_left;
@@ -325,6 +346,11 @@ pub fn solve<O: LinearOperator>(
         }
         for (j, &blk) in ws.iter().enumerate() {
             coef[blk * cd..(blk + 1) * cd].copy_from_slice(&x[j * cd..(j + 1) * cd]);
+        }
+        // FISTA ends on a check at the point it returns: on every candidate,
+        // with no intercept to re-fit, that is the next certificate's pass.
+        if inner == Inner::Fista && ws == candidates && !problem.intercept {
+            checked_primal = Some(res.certificate.primal);
         }
         // Re-fit the intercept exactly for the current Z (no data pass: ŷ is
         // in the buffers), so the centred dual point is exact.
@@ -402,6 +428,19 @@ fn newton_on_support<O: LinearOperator>(
         iterations: first.iterations + second.iterations,
         passes: first.passes + second.passes,
         ..second
+    }
+}
+
+/// Moves the adjoint blocks of a pass over `adj` to the positions of `ws`,
+/// a subset (both sorted): a pass over `ws` at the same point.
+fn keep_adjoint_blocks(block_grad: &mut [f64], adj: &[usize], ws: &[usize], cd: usize) {
+    let mut from = 0;
+    for (to, blk) in ws.iter().enumerate() {
+        while adj[from] != *blk {
+            from += 1;
+        }
+        // from ≥ to: blocks not yet moved are not overwritten.
+        block_grad.copy_within(from * cd..(from + 1) * cd, to * cd);
     }
 }
 
