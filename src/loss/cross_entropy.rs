@@ -48,6 +48,21 @@ impl SampleLoss for CrossEntropy {
             *w = p * (1.0 - p);
         }
     }
+    /// A bound on the largest eigenvalue of the softmax Hessian
+    /// diag(p) − ppᵀ: min(max_l p_l, 2 max_l p_l(1 − p_l)) (it is ⪯ diag(p);
+    /// and Gershgorin). Within 2× of that eigenvalue near uniform and near
+    /// one-hot p alike; but as stiff along every class, so classes of small
+    /// p learn slowly under it (the per-output diagonal does not).
+    #[inline]
+    fn shared_curvature(&self, _yhat: &[f64], y: &[f64], grad: &[f64]) -> f64 {
+        let (mut top, mut spread) = (0.0f64, 0.0f64);
+        for (g, t) in grad.iter().zip(y) {
+            let p = (g + t).clamp(0.0, 1.0);
+            top = top.max(p);
+            spread = spread.max(p * (1.0 - p));
+        }
+        top.min(2.0 * spread)
+    }
     fn curvature_per_output(&self) -> bool {
         true
     }

@@ -36,6 +36,14 @@ pub trait SampleLoss {
     fn curvature(&self, _yhat: &[f64], _y: &[f64], _grad: &[f64], w: &mut [f64]) {
         w.iter_mut().for_each(|v| *v = self.smoothness());
     }
+    /// One weight for all outputs of a row that bounds ∇²L(ŷ) from above,
+    /// for a prox-Newton model with one Gram: by default the largest of
+    /// [`Self::curvature`]'s (exact for a diagonal Hessian).
+    fn shared_curvature(&self, yhat: &[f64], y: &[f64], grad: &[f64]) -> f64 {
+        let mut w = vec![0.0; grad.len()];
+        self.curvature(yhat, y, grad, &mut w);
+        w.into_iter().fold(0.0, f64::max)
+    }
     /// Whether the curvature weights can differ between the outputs of a
     /// row (then a model needs one Gram per output).
     fn curvature_per_output(&self) -> bool {
@@ -109,6 +117,10 @@ impl SampleLoss for Loss {
     #[inline]
     fn curvature(&self, yhat: &[f64], y: &[f64], grad: &[f64], w: &mut [f64]) {
         dispatch!(self, l => l.curvature(yhat, y, grad, w))
+    }
+    #[inline]
+    fn shared_curvature(&self, yhat: &[f64], y: &[f64], grad: &[f64]) -> f64 {
+        dispatch!(self, l => l.shared_curvature(yhat, y, grad))
     }
     fn curvature_per_output(&self) -> bool {
         dispatch!(self, l => l.curvature_per_output())

@@ -72,6 +72,43 @@ proptest! {
     }
 }
 
+proptest! {
+    /// Cross-entropy's shared curvature bounds the softmax Hessian
+    /// diag(p) − ppᵀ from above (the model majorises its expansion) and is
+    /// within 2× of its largest eigenvalue.
+    #[test]
+    fn cross_entropy_newton_weight_bounds_the_hessian(
+        v in prop::collection::vec(-8.0f64..8.0, 2..9),
+        spread in prop::sample::select(vec![0.01, 1.0, 4.0]),
+        s in 0.0f64..1.0,
+    ) {
+        let c = v.len();
+        let yhat: Vec<f64> = v.iter().map(|x| spread * x).collect();
+        let y = target(Loss::CrossEntropy, c, s);
+        let mut g = vec![0.0; c];
+        Loss::CrossEntropy.value_grad(&yhat, &y, &mut g);
+        let p: Vec<f64> = g.iter().zip(&y).map(|(g, t)| g + t).collect();
+        let h: Vec<f64> = (0..c * c)
+            .map(|k| {
+                let (i, j) = (k / c, k % c);
+                let diagonal = if i == j { p[i] } else { 0.0 };
+                diagonal - p[i] * p[j]
+            })
+            .collect();
+        let top = crate::penalty::SymEigen::new(&h, c, c).unwrap().max();
+        let w = Loss::CrossEntropy.shared_curvature(&yhat, &y, &g);
+        prop_assert!(w >= top * (1.0 - 1e-12) - 1e-15, "{} < λ_max {}", w, top);
+        prop_assert!(w <= 2.0 * top * (1.0 + 1e-12) + 1e-15, "{} > 2 λ_max {}", w, top);
+        // The default, for a diagonal Hessian: the largest weight.
+        let y = target(Loss::Huber(0.7), c, s);
+        let mut d = vec![0.0; c];
+        Loss::Huber(0.7).value_grad(&yhat, &y, &mut g);
+        Loss::Huber(0.7).curvature(&yhat, &y, &g, &mut d);
+        let w = Loss::Huber(0.7).shared_curvature(&yhat, &y, &g);
+        prop_assert_eq!(w, d.iter().copied().fold(0.0, f64::max));
+    }
+}
+
 #[test]
 fn parse_names_and_errors() {
     assert_eq!(Loss::parse("squared").unwrap(), Loss::Squared);

@@ -58,12 +58,14 @@ pub struct SolverOptions {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SolverKind {
-    /// FISTA for ten iterations on each working set, then prox-Newton for
-    /// the rest of the solve once FISTA falls short, where the operator
-    /// offers working-set Gram matrices, they fit in memory and the loss's
-    /// Hessian is diagonal across outputs (squared, logistic, Huber); FISTA
-    /// alone otherwise (cross-entropy, the sequence program, very large
-    /// working sets).
+    /// By operator and loss. Token and gated programs: block coordinate
+    /// descent, then prox-Newton once ten epochs on a working set fall
+    /// short, where its Gram fits in memory and is cheap to rebuild (the
+    /// squared loss, whose Gram never changes; other losses where one Gram
+    /// costs at most 16 epochs, with one curvature weight per row for all
+    /// outputs, until a Newton step crawls). The sequence program: FISTA,
+    /// then prox-Newton where Grams exist and the loss's Hessian is
+    /// diagonal across outputs.
     #[default]
     Auto,
     /// FISTA with adaptive restart (first order, one data pass per step).

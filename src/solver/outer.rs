@@ -4,7 +4,7 @@
 use super::block_cd::{block_cd, BlockCdCache};
 use super::certificate::{certify, dual_scores, safe_radius, Certificate};
 use super::fista::{fista, Budget, FistaBuffers, InnerResult};
-use super::prox_newton::{gram_bytes, prox_newton, AUTO_GRAM_BYTES, MAX_GRAM_BYTES};
+use super::prox_newton::{gram_bytes, prox_newton, Curvature, AUTO_GRAM_BYTES, MAX_GRAM_BYTES};
 use super::{Solution, SolverKind, SolverOptions, StopReason};
 use crate::error::{invalid, Result};
 use crate::loss::SampleLoss;
@@ -17,6 +17,11 @@ use std::time::{Duration, Instant};
 /// set before it builds a Gram.
 const AUTO_FISTA_TRIAL: usize = 10;
 const AUTO_CD_TRIAL: usize = 10;
+/// Where the loss's curvature moves (logistic, cross-entropy), `auto` takes
+/// prox-Newton only if one Gram costs at most this many epochs of
+/// coordinate descent: wide outputs (the grokking model's 97 classes) on a
+/// small working set.
+const AUTO_NEWTON_EPOCHS: usize = 16;
 
 /// The inner solver of one working set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,17 +37,20 @@ enum Inner {
 
 /// `auto`'s choice, by what the operator offers and the loss. With block
 /// products (token and gated programs): coordinate descent, then
-/// prox-Newton for the squared loss once a trial of epochs falls short and
-/// the working set's Gram fits. Without (the sequence program): FISTA,
-/// then prox-Newton where Grams exist and the loss's Hessian is diagonal.
+/// prox-Newton once a trial of epochs falls short, where the working set's
+/// Gram fits and is cheap enough to rebuild, until a Newton step crawls
+/// (`newton_slow`). Without (the sequence program): FISTA, then
+/// prox-Newton where Grams exist and the loss's Hessian is diagonal.
 fn choose_inner<O: LinearOperator>(
     problem: &Problem<'_, O>,
     opts: &SolverOptions,
-    gram_bytes: usize,
+    ws_len: usize,
     newton_taken: bool,
+    newton_slow: bool,
 ) -> Inner {
     let gram = problem.op.supports_gram();
     let blocks = problem.op.supports_block_products();
+    let gram_bytes = gram_bytes(problem, ws_len, opts.solver == SolverKind::Auto);
     match opts.solver {
         SolverKind::Fista => Inner::Fista,
         SolverKind::Cd => Inner::Cd,
@@ -51,17 +59,17 @@ fn choose_inner<O: LinearOperator>(
         SolverKind::Auto => {
             let fits = gram && gram_bytes <= AUTO_GRAM_BYTES;
             if blocks {
-                // Coordinate descent reads the working set twice per epoch;
-                // a Newton step rebuilds its Gram whenever the curvature
-                // moves, which only the squared loss's never does.
-                if fits && problem.loss.constant_curvature() {
-                    if newton_taken {
-                        Inner::Newton
-                    } else {
-                        Inner::CdThenNewton
-                    }
-                } else {
-                    Inner::Cd
+                // Coordinate descent reads the working set twice per epoch,
+                // about 2·N·m·c work; a Newton step builds a Gram, N·m²,
+                // once for the squared loss and at every step elsewhere.
+                let (c, d) = problem.op.penalty_shape();
+                let m = ws_len * d + 1;
+                let cheap = problem.loss.constant_curvature()
+                    || (m <= 2 * c * AUTO_NEWTON_EPOCHS && !newton_slow);
+                match (fits && cheap, newton_taken) {
+                    (true, true) => Inner::Newton,
+                    (true, false) => Inner::CdThenNewton,
+                    (false, _) => Inner::Cd,
                 }
             } else if fits && problem.loss.hessian_diagonal() {
                 if newton_taken {
@@ -140,6 +148,7 @@ pub fn solve<O: LinearOperator>(
     let mut gram_cache = None;
     let mut cd_cache = BlockCdCache::default();
     let mut newton_taken = false;
+    let mut newton_slow = false;
     let mut iterations = 0;
     let mut passes = 0.0;
     let mut screened_at_end = 0;
@@ -240,8 +249,7 @@ pub fn solve<O: LinearOperator>(
             .iter()
             .flat_map(|&blk| coef[blk * cd..(blk + 1) * cd].iter().copied())
             .collect();
-        let bytes = gram_bytes(problem, ws.len());
-        let inner = choose_inner(problem, opts, bytes, newton_taken);
+        let inner = choose_inner(problem, opts, ws.len(), newton_taken, newton_slow);
         // Where screening changed nothing, `buf` holds the pass at the
         // current point: FISTA's first step takes it.
         let pass_at_start = matches!(inner, Inner::Fista | Inner::FistaThenNewton)
@@ -281,6 +289,7 @@ pub fn solve<O: LinearOperator>(
                 &mut gram_cache,
                 &mut cd_cache,
                 opts.solver == SolverKind::Auto,
+                &mut newton_slow,
             ),
             Inner::Cd | Inner::CdThenNewton => block_cd(
                 problem,
@@ -325,6 +334,7 @@ pub fn solve<O: LinearOperator>(
                 &mut gram_cache,
                 &mut cd_cache,
                 opts.solver == SolverKind::Auto,
+                &mut newton_slow,
             );
             InnerResult {
                 iterations: first.iterations + second.iterations,
@@ -382,12 +392,16 @@ pub fn solve<O: LinearOperator>(
     })
 }
 
-/// Prox-Newton on `ws`. Where the operator has block products and the
-/// point already has a support smaller than `ws` (coordinate descent found
-/// it), the Gram is built on the support alone (it costs N·m², so half the
-/// blocks is a quarter of the work) and coordinate descent on all of `ws`
-/// then finishes: it admits the blocks the support missed. Only for `auto`
-/// (`restrict`): an explicit prox-newton stays prox-Newton.
+/// Prox-Newton on `ws`. Only for `auto` (`restrict`; an explicit
+/// prox-newton stays prox-Newton, with per-output curvature):
+/// - one Gram for all outputs ([`Curvature::Shared`]);
+/// - where the operator has block products, coordinate descent on all of
+///   `ws` finishes what a Newton step left: where it crawled (`slow`),
+///   and, for the squared loss, where the point already had a support
+///   smaller than `ws` (coordinate descent found it): the Gram is then
+///   built on the support alone (it costs N·m², so half the blocks is a
+///   quarter of the work), and coordinate descent admits the blocks the
+///   support missed.
 #[allow(clippy::too_many_arguments)]
 fn newton_on_support<O: LinearOperator>(
     problem: &Problem<'_, O>,
@@ -400,29 +414,42 @@ fn newton_on_support<O: LinearOperator>(
     gram_cache: &mut Option<(Vec<usize>, super::gram_cd::GramModel)>,
     cd_cache: &mut BlockCdCache,
     restrict: bool,
+    slow: &mut bool,
 ) -> InnerResult {
+    let (curvature, blocks) = match restrict {
+        true => (Curvature::Shared, problem.op.supports_block_products()),
+        false => (Curvature::PerOutput, false),
+    };
     let cd = problem.block_len();
     let support: Vec<usize> = (0..ws.len())
         .filter(|&j| x[j * cd..(j + 1) * cd].iter().any(|&v| v != 0.0))
         .collect();
-    if !restrict
-        || !problem.op.supports_block_products()
-        || support.is_empty()
-        || support.len() == ws.len()
-    {
-        return prox_newton(problem, ws, x, b, tol, budget, buf, gram_cache);
-    }
-    let sub_ws: Vec<usize> = support.iter().map(|&j| ws[j]).collect();
-    let mut sub_x: Vec<f64> = support
-        .iter()
-        .flat_map(|&j| x[j * cd..(j + 1) * cd].iter().copied())
-        .collect();
-    let first = prox_newton(
-        problem, &sub_ws, &mut sub_x, b, tol, budget, buf, gram_cache,
-    );
-    for (k, &j) in support.iter().enumerate() {
-        x[j * cd..(j + 1) * cd].copy_from_slice(&sub_x[k * cd..(k + 1) * cd]);
-    }
+    // (Where the curvature moves, a Gram on all of `ws` is cheap: `auto`
+    // took Newton because it is; coordinate descent would crawl after it.)
+    let on_support = problem.loss.constant_curvature() && support.len() < ws.len();
+    let first = if blocks && on_support && !support.is_empty() {
+        let sub_ws: Vec<usize> = support.iter().map(|&j| ws[j]).collect();
+        let mut sub_x: Vec<f64> = support
+            .iter()
+            .flat_map(|&j| x[j * cd..(j + 1) * cd].iter().copied())
+            .collect();
+        let first = prox_newton(
+            problem, &sub_ws, &mut sub_x, b, tol, budget, buf, gram_cache, curvature, slow,
+        );
+        for (k, &j) in support.iter().enumerate() {
+            x[j * cd..(j + 1) * cd].copy_from_slice(&sub_x[k * cd..(k + 1) * cd]);
+        }
+        first
+    } else {
+        let first = prox_newton(
+            problem, ws, x, b, tol, budget, buf, gram_cache, curvature, slow,
+        );
+        if blocks && *slow {
+            first
+        } else {
+            return first;
+        }
+    };
     let second = block_cd(problem, ws, x, b, tol, budget, buf, cd_cache);
     InnerResult {
         iterations: first.iterations + second.iterations,

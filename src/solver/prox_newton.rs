@@ -22,15 +22,16 @@ use faer::{Accum, MatMut, MatRef, Par};
 pub const AUTO_GRAM_BYTES: usize = 256 << 20;
 pub const MAX_GRAM_BYTES: usize = 2 << 30;
 
-/// The bytes of the Gram matrices a Newton step on `ws` builds.
-pub fn gram_bytes<O: LinearOperator>(problem: &Problem<'_, O>, ws_len: usize) -> usize {
+/// The bytes of the Gram matrices a Newton step on `ws` builds (`shared`:
+/// one for all outputs, as [`Curvature::Shared`]).
+pub fn gram_bytes<O: LinearOperator>(
+    problem: &Problem<'_, O>,
+    ws_len: usize,
+    shared: bool,
+) -> usize {
     let (c, d) = problem.op.penalty_shape();
     let m = ws_len * d + usize::from(problem.intercept);
-    let sets = if problem.loss.curvature_per_output() && c > 1 {
-        c
-    } else {
-        1
-    };
+    let sets = weight_sets(problem.loss, c, shared);
     // Plus the N×m matrix the Grams are built from (on the largest shard).
     8 * m * (sets * m + problem.op.largest_shard_rows())
 }
@@ -38,9 +39,33 @@ pub fn gram_bytes<O: LinearOperator>(problem: &Problem<'_, O>, ws_len: usize) ->
 /// Coordinate-descent epochs per Newton step, at most.
 const MAX_EPOCHS: usize = 2000;
 
+/// The curvature weights of the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Curvature {
+    /// The loss's diagonal curvature, one Gram per output where it differs
+    /// between outputs (the most faithful model).
+    PerOutput,
+    /// One bound per row for all outputs (`SampleLoss::shared_curvature`):
+    /// one Gram, c times cheaper, and a model above the loss's expansion;
+    /// `auto`'s choice. It can be stiff along classes of small probability,
+    /// so a step that gains less than half the gap ends the solve with
+    /// `slow` set: coordinate descent does better there.
+    Shared,
+}
+
+/// One weight set per output, or one for all.
+fn weight_sets(loss: Loss, c: usize, shared: bool) -> usize {
+    if loss.curvature_per_output() && c > 1 && !shared {
+        c
+    } else {
+        1
+    }
+}
+
 /// Solves the problem reduced to `ws` from (x, bx) to relative gap `tol`,
 /// as [`super::fista::fista`] does; `cache` keeps the Gram of the squared
-/// loss (whose weights never change) between calls on the same set.
+/// loss (whose weights never change) between calls on the same set. With
+/// [`Curvature::Shared`] it may return early, having set `slow`.
 #[allow(clippy::too_many_arguments)]
 pub fn prox_newton<O: LinearOperator>(
     problem: &Problem<'_, O>,
@@ -51,6 +76,8 @@ pub fn prox_newton<O: LinearOperator>(
     budget: &mut Budget,
     buf: &mut PassBuffers,
     cache: &mut Option<(Vec<usize>, GramModel)>,
+    curvature: Curvature,
+    slow: &mut bool,
 ) -> InnerResult {
     let (c, d) = problem.op.penalty_shape();
     let cd = problem.block_len();
@@ -73,11 +100,10 @@ pub fn prox_newton<O: LinearOperator>(
     let mut a = vec![0.0; c * m];
     // One weight per row, or per (row, output) where the loss's curvature
     // differs between outputs (then one Gram per output).
-    let sets = if loss.curvature_per_output() && c > 1 {
-        c
-    } else {
-        1
-    };
+    // Shared weights change the model only where outputs' curvatures differ.
+    let merged = curvature == Curvature::Shared && weight_sets(loss, c, false) > 1;
+    let sets = weight_sets(loss, c, merged);
+    let mut last_gap = f64::INFINITY;
     let mut weights = vec![0.0; rows * sets];
     let mut row_w = vec![0.0; c];
     loop {
@@ -89,7 +115,12 @@ pub fn prox_newton<O: LinearOperator>(
         let primal = lv + beta * pen;
         let certificate = reduced_certificate(problem, ws, buf, primal);
         let stopped = budget.exhausted();
-        if certificate.relative_gap <= tol || stopped.is_some() {
+        // A shared model that gains less than half the gap per step hands
+        // over.
+        let crawling = merged && certificate.relative_gap > 0.5 * last_gap;
+        last_gap = certificate.relative_gap;
+        *slow |= crawling;
+        if certificate.relative_gap <= tol || stopped.is_some() || crawling {
             return InnerResult {
                 iterations,
                 passes,
@@ -120,12 +151,16 @@ pub fn prox_newton<O: LinearOperator>(
         if !reuse {
             for i in 0..rows {
                 let r = i * c..(i + 1) * c;
-                loss.curvature(
+                let (yh, g, y) = (
                     &buf.yhat[r.clone()],
-                    problem.target(i),
                     &buf.sample_grad[r.clone()],
-                    &mut row_w,
+                    problem.target(i),
                 );
+                if merged {
+                    weights[i] = loss.shared_curvature(yh, y, g);
+                    continue;
+                }
+                loss.curvature(yh, y, g, &mut row_w);
                 if sets == 1 {
                     weights[i] = row_w[0];
                 } else {
