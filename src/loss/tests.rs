@@ -77,7 +77,7 @@ proptest! {
     /// diag(p) − ppᵀ from above (the model majorises its expansion) and is
     /// within 2× of its largest eigenvalue.
     #[test]
-    fn cross_entropy_newton_weight_bounds_the_hessian(
+    fn cross_entropy_shared_curvature_bounds_the_hessian(
         v in prop::collection::vec(-8.0f64..8.0, 2..9),
         spread in prop::sample::select(vec![0.01, 1.0, 4.0]),
         s in 0.0f64..1.0,
