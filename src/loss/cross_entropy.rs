@@ -54,7 +54,7 @@ impl SampleLoss for CrossEntropy {
     /// one-hot p alike; but as stiff along every class, so classes of small
     /// p learn slowly under it (the per-output diagonal does not).
     #[inline]
-    fn shared_curvature(&self, _yhat: &[f64], y: &[f64], grad: &[f64]) -> f64 {
+    fn shared_curvature(&self, _yhat: &[f64], y: &[f64], grad: &[f64], _w: &mut [f64]) -> f64 {
         let (mut top, mut spread) = (0.0f64, 0.0f64);
         for (g, t) in grad.iter().zip(y) {
             let p = (g + t).clamp(0.0, 1.0);

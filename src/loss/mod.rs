@@ -38,11 +38,11 @@ pub trait SampleLoss {
     }
     /// One weight for all outputs of a row that bounds ∇²L(ŷ) from above,
     /// for a prox-Newton model with one Gram: by default the largest of
-    /// [`Self::curvature`]'s (exact for a diagonal Hessian).
-    fn shared_curvature(&self, yhat: &[f64], y: &[f64], grad: &[f64]) -> f64 {
-        let mut w = vec![0.0; grad.len()];
-        self.curvature(yhat, y, grad, &mut w);
-        w.into_iter().fold(0.0, f64::max)
+    /// [`Self::curvature`]'s (exact for a diagonal Hessian), with `w` (c
+    /// values) as scratch.
+    fn shared_curvature(&self, yhat: &[f64], y: &[f64], grad: &[f64], w: &mut [f64]) -> f64 {
+        self.curvature(yhat, y, grad, w);
+        w.iter().copied().fold(0.0, f64::max)
     }
     /// Whether the curvature weights can differ between the outputs of a
     /// row (then a model needs one Gram per output).
@@ -119,8 +119,8 @@ impl SampleLoss for Loss {
         dispatch!(self, l => l.curvature(yhat, y, grad, w))
     }
     #[inline]
-    fn shared_curvature(&self, yhat: &[f64], y: &[f64], grad: &[f64]) -> f64 {
-        dispatch!(self, l => l.shared_curvature(yhat, y, grad))
+    fn shared_curvature(&self, yhat: &[f64], y: &[f64], grad: &[f64], w: &mut [f64]) -> f64 {
+        dispatch!(self, l => l.shared_curvature(yhat, y, grad, w))
     }
     fn curvature_per_output(&self) -> bool {
         dispatch!(self, l => l.curvature_per_output())

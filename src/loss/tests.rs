@@ -96,7 +96,7 @@ proptest! {
             })
             .collect();
         let top = crate::penalty::SymEigen::new(&h, c, c).unwrap().max();
-        let w = Loss::CrossEntropy.shared_curvature(&yhat, &y, &g);
+        let w = Loss::CrossEntropy.shared_curvature(&yhat, &y, &g, &mut vec![0.0; c]);
         prop_assert!(w >= top * (1.0 - 1e-12) - 1e-15, "{} < λ_max {}", w, top);
         prop_assert!(w <= 2.0 * top * (1.0 + 1e-12) + 1e-15, "{} > 2 λ_max {}", w, top);
         // The default, for a diagonal Hessian: the largest weight.
@@ -104,7 +104,7 @@ proptest! {
         let mut d = vec![0.0; c];
         Loss::Huber(0.7).value_grad(&yhat, &y, &mut g);
         Loss::Huber(0.7).curvature(&yhat, &y, &g, &mut d);
-        let w = Loss::Huber(0.7).shared_curvature(&yhat, &y, &g);
+        let w = Loss::Huber(0.7).shared_curvature(&yhat, &y, &g, &mut vec![0.0; c]);
         prop_assert_eq!(w, d.iter().copied().fold(0.0, f64::max));
     }
 }

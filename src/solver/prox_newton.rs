@@ -157,7 +157,7 @@ pub fn prox_newton<O: LinearOperator>(
                     problem.target(i),
                 );
                 if merged {
-                    weights[i] = loss.shared_curvature(yh, y, g);
+                    weights[i] = loss.shared_curvature(yh, y, g, &mut row_w);
                     continue;
                 }
                 loss.curvature(yh, y, g, &mut row_w);
