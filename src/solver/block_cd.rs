@@ -259,16 +259,15 @@ fn dense_step<O: LinearOperator>(
     if lip <= 0.0 {
         return 1.0;
     }
+    // Z₀G (G symmetric: row l is G z0_l), the same for every retry.
+    rows_times_gram(z, gram, c, d, &mut w.zg);
     let mut reads = 1.0;
     loop {
         let h = *kappa * gamma;
         // min_z ⟨g, z − z0⟩ + (h/2)Σ_l (z_l − z0_l)ᵀG(z_l − z0_l) + βΩ(z):
         // in G's metric, s_l = G z0_l − g_l/h and τ = β/h.
-        for l in 0..c {
-            let z0 = &z[l * d..(l + 1) * d];
-            for q in 0..d {
-                w.s[l * d + q] = dot(&gram[q * d..(q + 1) * d], z0) - w.grad[l * d + q] / h;
-            }
+        for ((s, zg), g) in w.s.iter_mut().zip(&w.zg).zip(&w.grad) {
+            *s = zg - g / h;
         }
         w.trial.copy_from_slice(z);
         let exact =
@@ -281,21 +280,16 @@ fn dense_step<O: LinearOperator>(
             }
             problem.penalty.prox(&mut w.trial, c, d, beta / (h * lip));
         }
-        let mut quad = 0.0;
-        let mut lin = 0.0;
-        for l in 0..c {
-            for q in 0..d {
-                w.delta[l * d + q] = w.trial[l * d + q] - z[l * d + q];
-            }
-            let dl = &w.delta[l * d..(l + 1) * d];
-            lin += dot(dl, &w.grad[l * d..(l + 1) * d]);
-            for q in 0..d {
-                quad += dl[q] * dot(&gram[q * d..(q + 1) * d], dl);
-            }
+        for ((dv, t), z0) in w.delta.iter_mut().zip(&w.trial).zip(z.iter()) {
+            *dv = t - z0;
         }
         if w.delta.iter().all(|&v| v == 0.0) {
             return reads;
         }
+        let lin = dot(&w.delta, &w.grad);
+        // Σ_l Δ_lᵀGΔ_l = ⟨Δ, ΔG⟩.
+        rows_times_gram(&w.delta, gram, c, d, &mut w.dg);
+        let quad = dot(&w.delta, &w.dg);
         let k = *kappa;
         let (kept, read) = keep_or_undo(
             problem,
@@ -313,6 +307,21 @@ fn dense_step<O: LinearOperator>(
             return reads;
         }
     }
+}
+
+/// out = V·G for c rows v_l of d values and a d×d matrix G, as one matrix
+/// product (c·d² work: with many outputs, far faster than c products with G).
+fn rows_times_gram(v: &[f64], gram: &[f64], c: usize, d: usize, out: &mut [f64]) {
+    use faer::linalg::matmul::matmul;
+    use faer::{Accum, MatMut, MatRef};
+    matmul(
+        MatMut::from_row_major_slice_mut(out, c, d),
+        Accum::Replace,
+        MatRef::from_row_major_slice(v, c, d),
+        MatRef::from_row_major_slice(gram, d, d),
+        1.0,
+        crate::operator::kernels::par_for(c * d * d),
+    );
 }
 
 /// The step in a diagonal metric: coefficient (l, q) takes curvature
@@ -579,6 +588,9 @@ struct Scratch {
     m: Vec<f64>,
     h: Vec<f64>,
     secular: Vec<f64>,
+    /// Dense metrics: Z₀G and ΔG.
+    zg: Vec<f64>,
+    dg: Vec<f64>,
 }
 
 impl Scratch {
@@ -592,6 +604,8 @@ impl Scratch {
             h: vec![0.0; c * d],
             // c·d: the rows' rotations when they are batched.
             secular: vec![0.0; c * d],
+            zg: vec![0.0; c * d],
+            dg: vec![0.0; c * d],
         }
     }
 }
