@@ -20,7 +20,7 @@ use super::fista::{Budget, InnerResult};
 use super::gram_cd::anderson_coefficients;
 use super::prox_newton::penalty_sum;
 use crate::loss::SampleLoss;
-use crate::operator::kernels::{axpy, dot};
+use crate::operator::kernels::{axpy, dot, rows_times_symmetric};
 use crate::operator::{LinearOperator, PassBuffers};
 use crate::penalty::{BlockPenalty, SymEigen};
 use crate::problem::Problem;
@@ -260,7 +260,7 @@ fn dense_step<O: LinearOperator>(
         return 1.0;
     }
     // Z₀G (G symmetric: row l is G z0_l), the same for every retry.
-    rows_times_gram(z, gram, c, d, &mut w.zg);
+    rows_times_symmetric(z, gram, c, d, &mut w.zg);
     let mut reads = 1.0;
     loop {
         let h = *kappa * gamma;
@@ -288,7 +288,7 @@ fn dense_step<O: LinearOperator>(
         }
         let lin = dot(&w.delta, &w.grad);
         // Σ_l Δ_lᵀGΔ_l = ⟨Δ, ΔG⟩.
-        rows_times_gram(&w.delta, gram, c, d, &mut w.dg);
+        rows_times_symmetric(&w.delta, gram, c, d, &mut w.dg);
         let quad = dot(&w.delta, &w.dg);
         let k = *kappa;
         let (kept, read) = keep_or_undo(
@@ -307,21 +307,6 @@ fn dense_step<O: LinearOperator>(
             return reads;
         }
     }
-}
-
-/// out = V·G for c rows v_l of d values and a d×d matrix G, as one matrix
-/// product (c·d² work: with many outputs, far faster than c products with G).
-fn rows_times_gram(v: &[f64], gram: &[f64], c: usize, d: usize, out: &mut [f64]) {
-    use faer::linalg::matmul::matmul;
-    use faer::{Accum, MatMut, MatRef};
-    matmul(
-        MatMut::from_row_major_slice_mut(out, c, d),
-        Accum::Replace,
-        MatRef::from_row_major_slice(v, c, d),
-        MatRef::from_row_major_slice(gram, d, d),
-        1.0,
-        crate::operator::kernels::par_for(c * d * d),
-    );
 }
 
 /// The step in a diagonal metric: coefficient (l, q) takes curvature

@@ -14,7 +14,7 @@
 //! acceleration extrapolates every K epochs (skglm's AndersonCD).
 
 use super::fista::Budget;
-use crate::operator::kernels::{axpy, dot, par_for};
+use crate::operator::kernels::{axpy, dot, par_for, rows_times_symmetric};
 use crate::penalty::quadratic::ROWS_BY_PRODUCTS;
 use crate::penalty::{BlockPenalty, Penalty, SymEigen};
 use faer::linalg::matmul::matmul;
@@ -118,16 +118,7 @@ impl GramModel {
     pub fn apply(&self, v: &[f64], u: &mut [f64]) {
         let m = self.m;
         if self.grams.len() == 1 {
-            let c = v.len() / m;
-            let par = par_for(c * m * m);
-            matmul(
-                MatMut::from_row_major_slice_mut(u, c, m),
-                Accum::Replace,
-                MatRef::from_row_major_slice(v, c, m),
-                MatRef::from_row_major_slice(&self.grams[0], m, m),
-                1.0,
-                par,
-            );
+            rows_times_symmetric(v, &self.grams[0], v.len() / m, m, u);
             return;
         }
         for (l, (vl, ul)) in v.chunks_exact(m).zip(u.chunks_exact_mut(m)).enumerate() {

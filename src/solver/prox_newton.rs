@@ -13,8 +13,6 @@ use crate::loss::{Loss, SampleLoss};
 use crate::operator::{LinearOperator, PassBuffers};
 use crate::penalty::BlockPenalty;
 use crate::problem::Problem;
-use faer::linalg::matmul::matmul;
-use faer::{Accum, MatMut, MatRef, Par};
 
 /// Memory for working-set Grams (8·m² bytes each, m = |W|·d + intercept,
 /// one per output for cross-entropy) that `auto` spends before it stays
@@ -202,7 +200,7 @@ pub fn prox_newton<O: LinearOperator>(
         // v0 from (x, bx), u0 = G v0, a = ∇ − G v0.
         to_model(x, bx, ws.len(), c, d, m, ones, &mut v);
         let v0 = v.clone();
-        gram_times(model, &v, &mut u);
+        model.apply(&v, &mut u);
         for l in 0..c {
             for j in 0..ws.len() {
                 for q in 0..d {
@@ -337,20 +335,6 @@ pub(super) fn penalty_sum<O: LinearOperator>(problem: &Problem<'_, O>, x: &[f64]
     x.chunks_exact(problem.block_len())
         .map(|z| problem.penalty.value(z, c, d))
         .sum()
-}
-
-/// u_l = G_l v_l for all outputs: one product (c×m)·(m×m) when the Gram
-/// is shared.
-fn gram_times(model: &GramModel, v: &[f64], u: &mut [f64]) {
-    let (c, m) = (model.c, model.m);
-    if model.grams.len() == 1 {
-        let vm = MatRef::from_row_major_slice(v, c, m);
-        let gm = MatRef::from_row_major_slice(&model.grams[0], m, m);
-        let um = MatMut::from_row_major_slice_mut(u, c, m);
-        matmul(um, Accum::Replace, vm, gm, 1.0, Par::Seq);
-    } else {
-        model.apply(v, u);
-    }
 }
 
 /// Positional blocks (c rows of d each) and intercept → model vectors
