@@ -29,7 +29,7 @@ fn main() -> convexformer::Result<()> {
         "beta", "objective", "rel. gap"
     );
     let block = problem.block_len();
-    solve_path(&mut problem, &betas, &SolverOptions::default(), |s| {
+    solve_path(&mut problem, &betas, &SolverOptions::default(), |_, s| {
         println!(
             "{:>12.4e} {:>14.6e} {:>10.1e}  {:?}",
             s.beta,

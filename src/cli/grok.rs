@@ -114,7 +114,8 @@ pub struct GrokArgs {
     /// Global model: relative duality gap to reach at each β.
     #[arg(long, default_value_t = 1e-4)]
     pub global_tol: f64,
-    /// Global model: cap on the seconds of each β's solve.
+    /// Global model: each β's share of the path's seconds (a solve may also
+    /// use what the earlier β left, so the path takes at most betas × this).
     #[arg(long, default_value_t = 15.0)]
     pub global_max_seconds: f64,
     /// Save each transformer's training state every this many steps (0: only
@@ -645,7 +646,7 @@ fn notes(runs: &[GrokRunSummary], a: &GrokArgs, op: ModOp) -> Vec<String> {
         if let GrokRunSummary::Global(g) = r {
             if !g.all_converged {
                 out.push(format!(
-                    "{}: not every β of the path reached the gap tolerance {:e} within {} s (worst relative gap {:.2e}); raise --global-max-seconds for tighter certificates",
+                    "{}: not every β of the path reached the gap tolerance {:e} within {} s per β, shared along the path (worst relative gap {:.2e}); raise --global-max-seconds for tighter certificates",
                     r.label(),
                     a.global_tol,
                     a.global_max_seconds,

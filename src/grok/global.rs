@@ -28,7 +28,7 @@ use crate::error::{invalid, Result};
 use crate::loss::Loss;
 use crate::operator::{GateKind, GateSpec, Gates, TokenOperator};
 use crate::problem::{mean_loss, Problem, Program};
-use crate::solver::{beta_grid, beta_max, solve, Certificate, SolverOptions, StopReason};
+use crate::solver::{beta_grid, beta_max, solve_path, Certificate, SolverOptions, StopReason};
 
 /// Options of the global convex model.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -43,7 +43,8 @@ pub struct GlobalConfig {
     pub beta_ratio: f64,
     /// Relative duality gap to reach at each β.
     pub tol: f64,
-    /// Cap on each solve's seconds.
+    /// Each solve's share of the path's seconds; a solve may also use what
+    /// the earlier ones left ([`crate::solver::solve_path`]).
     pub max_seconds_per_beta: f64,
     pub max_iter: usize,
     /// Stops the path at the solve in progress (Ctrl-C).
@@ -203,24 +204,19 @@ pub fn run_global(
         &problem,
         (Certificate::new(p0, p0), true, None, 0, 0.0),
     ));
-    let mut warm: Option<(Vec<f64>, Vec<f64>)> = None;
     let mut solver_secs = 0.0;
     let mut interrupted = false;
-    for (k, &beta) in betas.iter().enumerate() {
-        problem.beta = beta;
-        let sol = solve(
-            &problem,
-            &opts,
-            warm.as_ref().map(|(z, b)| (z.as_slice(), b.as_slice())),
-        )?;
+    solve_path(&mut problem, &betas, &opts, |problem, sol| {
         solver_secs += sol.seconds;
+        interrupted = sol.stop == StopReason::Interrupted;
+        let step = points.len();
         points.push(eval(
-            k + 1,
+            step,
             solver_secs,
-            beta,
+            sol.beta,
             &sol.coef,
             &sol.intercept,
-            &problem,
+            problem,
             (
                 sol.certificate,
                 sol.converged(),
@@ -229,12 +225,7 @@ pub fn run_global(
                 sol.data_passes,
             ),
         ));
-        if sol.stop == StopReason::Interrupted {
-            interrupted = true;
-            break;
-        }
-        warm = Some((sol.coef, sol.intercept));
-    }
+    })?;
     Ok(GlobalRun {
         beta_max: bmax,
         n_blocks,

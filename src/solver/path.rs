@@ -51,23 +51,35 @@ pub fn beta_grid(hi: f64, ratio: f64, k: usize) -> Result<Vec<f64>> {
 }
 
 /// Solves along `betas` (any order; warm starts follow it), calling
-/// `on_solution` after each solve. Stops after a solve that ended
+/// `on_solution` with the problem (at that β) and each solve's solution. Stops after a solve that ended
 /// interrupted (its solution is the last one returned).
+///
+/// `opts.max_seconds` is each β's share of the path's time: a solve may
+/// also use what the solves before it left unused, so the path takes at
+/// most `betas.len() × max_seconds`, as with a cap per solve, but the
+/// small β at its end, the slow ones, get the time the large β did not
+/// need.
 pub fn solve_path<O: LinearOperator>(
     problem: &mut Problem<'_, O>,
     betas: &[f64],
     opts: &SolverOptions,
-    mut on_solution: impl FnMut(&Solution),
+    mut on_solution: impl FnMut(&Problem<'_, O>, &Solution),
 ) -> Result<Vec<Solution>> {
     let mut out: Vec<Solution> = Vec::with_capacity(betas.len());
-    for &beta in betas {
+    let start = std::time::Instant::now();
+    for (j, &beta) in betas.iter().enumerate() {
         crate::problem::check_beta(beta)?;
         problem.beta = beta;
         let warm = out
             .last()
             .map(|s| (s.coef.as_slice(), s.intercept.as_slice()));
-        let sol = solve(problem, opts, warm)?;
-        on_solution(&sol);
+        let spent = start.elapsed().as_secs_f64();
+        let opts = SolverOptions {
+            max_seconds: seconds_left(opts.max_seconds, j, spent),
+            ..opts.clone()
+        };
+        let sol = solve(problem, &opts, warm)?;
+        on_solution(problem, &sol);
         let stop = sol.stop;
         out.push(sol);
         if stop == super::StopReason::Interrupted {
@@ -75,4 +87,15 @@ pub fn solve_path<O: LinearOperator>(
         }
     }
     Ok(out)
+}
+
+/// The seconds the `j`-th solve of a path (from 0) may take when each
+/// solve's share is `share` and the path has spent `spent`: its own share
+/// and what the earlier ones left, never less than a tenth of a share (the
+/// path's own bookkeeping between solves may overrun the total a little).
+pub(super) fn seconds_left(share: f64, j: usize, spent: f64) -> f64 {
+    if !share.is_finite() {
+        return share;
+    }
+    ((j + 1) as f64 * share - spent).max(0.1 * share)
 }

@@ -227,7 +227,13 @@ fn an_interrupt_stops_every_solver_with_a_valid_certificate() {
         ..opts(1e-10)
     };
     let bmax = beta_max(&prob);
-    let sols = solve_path(&mut prob, &[0.5 * bmax, 0.2 * bmax, 0.1 * bmax], &o, |_| {}).unwrap();
+    let sols = solve_path(
+        &mut prob,
+        &[0.5 * bmax, 0.2 * bmax, 0.1 * bmax],
+        &o,
+        |_, _| {},
+    )
+    .unwrap();
     assert_eq!(sols.len(), 1);
     assert_eq!(sols[0].stop, StopReason::Interrupted);
 }
@@ -294,11 +300,27 @@ fn path_is_warm_started_and_sparsity_grows_as_beta_falls() {
     )
     .unwrap();
     let betas = beta_grid(beta_max(&prob), 0.01, 8).unwrap();
-    let sols = solve_path(&mut prob, &betas, &opts(1e-8), |_| {}).unwrap();
+    let sols = solve_path(&mut prob, &betas, &opts(1e-8), |_, _| {}).unwrap();
     assert_eq!(sols[0].active_blocks(4).len(), 0);
     let last = sols.last().unwrap().active_blocks(4).len();
     assert!(last >= 4, "only {last} active at the end of the path");
     assert!(sols.iter().all(|s| s.converged()));
+}
+
+/// A path's solves share its time: each gets its own share and what the
+/// earlier ones left, never less than a tenth of a share; no cap stays none.
+#[test]
+fn path_solves_inherit_the_time_earlier_ones_left() {
+    use super::path::seconds_left;
+    assert_eq!(seconds_left(20.0, 0, 0.0), 20.0);
+    // Six β at 20 s each: after 42.4 s for five, the last may take 77.6 s.
+    assert!((seconds_left(20.0, 5, 42.4) - 77.6).abs() < 1e-9);
+    // Earlier solves that overran leave the floor of 2 s, not 0 or less.
+    assert_eq!(seconds_left(20.0, 2, 100.0), 2.0);
+    assert_eq!(seconds_left(f64::INFINITY, 3, 1e9), f64::INFINITY);
+    let mut o = opts(1e-6);
+    o.max_seconds = seconds_left(1.0, 0, 5.0);
+    assert!(o.validate().is_ok(), "the floor must pass validation");
 }
 
 proptest! {

@@ -113,7 +113,7 @@ pub fn fit_position(
     let train_den = squared_errors(&train.y, &train.y, &mean).1;
     let mut points = Vec::with_capacity(grid.len());
     let mut seconds = 0.0;
-    solve_path(&mut problem, &grid, opts, |sol| {
+    solve_path(&mut problem, &grid, opts, |_, sol| {
         seconds += sol.seconds;
         let pen: f64 = sol
             .coef
