@@ -51,8 +51,9 @@ pub fn beta_grid(hi: f64, ratio: f64, k: usize) -> Result<Vec<f64>> {
 }
 
 /// Solves along `betas` (any order; warm starts follow it), calling
-/// `on_solution` with the problem (at that β) and each solve's solution. Stops after a solve that ended
-/// interrupted (its solution is the last one returned).
+/// `on_solution` with the problem (at that β) and the solution after each
+/// solve. Stops after a solve that ended interrupted (its solution is the
+/// last one returned).
 ///
 /// `opts.max_seconds` is each β's share of the path's time: a solve may
 /// also use what the solves before it left unused, so the path takes at
