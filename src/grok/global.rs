@@ -205,10 +205,8 @@ pub fn run_global(
         (Certificate::new(p0, p0), true, None, 0, 0.0),
     ));
     let mut solver_secs = 0.0;
-    let mut interrupted = false;
-    solve_path(&mut problem, &betas, &opts, |problem, sol| {
+    let path = solve_path(&mut problem, &betas, &opts, |problem, sol| {
         solver_secs += sol.seconds;
-        interrupted = sol.stop == StopReason::Interrupted;
         let step = points.len();
         points.push(eval(
             step,
@@ -226,6 +224,10 @@ pub fn run_global(
             ),
         ));
     })?;
+    // The path ends early only after a solve that was interrupted.
+    let interrupted = path
+        .last()
+        .is_some_and(|s| s.stop == StopReason::Interrupted);
     Ok(GlobalRun {
         beta_max: bmax,
         n_blocks,

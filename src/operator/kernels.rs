@@ -101,7 +101,7 @@ pub fn rows_times_symmetric(v: &[f64], g: &[f64], c: usize, m: usize, out: &mut 
     };
     let chunk = ROWS_PER_TASK * m.max(1);
     let (out, v) = (&mut out[..c * m], &v[..c * m]);
-    if c * m * m >= 1 << 20 {
+    if threaded(c * m * m) {
         out.par_chunks_mut(chunk)
             .zip(v.par_chunks(chunk))
             .for_each(task);
@@ -114,11 +114,17 @@ pub fn rows_times_symmetric(v: &[f64], g: &[f64], c: usize, m: usize, out: &mut 
 /// about a million on (below, the hand-off costs more than it saves).
 #[inline]
 pub fn par_for(work: usize) -> faer::Par {
-    if work >= 1 << 20 {
+    if threaded(work) {
         faer::Par::rayon(0)
     } else {
         faer::Par::Seq
     }
+}
+
+/// Whether a product of `work` multiply-adds is worth both cores.
+#[inline]
+fn threaded(work: usize) -> bool {
+    work >= 1 << 20
 }
 
 #[cfg(test)]
