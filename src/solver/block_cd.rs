@@ -1,8 +1,8 @@
 //! Block coordinate descent on the data (skglm's AndersonCD, celer's inner
 //! solver), for any smooth loss: the predictions ŷ, the rows' gradients and
 //! losses are kept up to date as each block of the working set moves, so an
-//! epoch reads the working set's data twice (one adjoint and one update per
-//! block) and never builds an m×m Gram. This is the inner solver where a
+//! epoch reads each block's data once while it is in cache (its adjoint,
+//! then its update) and never builds an m×m Gram. This is the inner solver where a
 //! working-set Gram would cost more than the passes it saves (m ≳ N, many
 //! outputs, cross-entropy).
 //!
@@ -129,7 +129,6 @@ pub fn block_cd<O: LinearOperator>(
         passes += problem.op.pass_fraction(&new);
     }
 
-    let frac_block = |b: usize| problem.op.pass_fraction(&[b]);
     let mut row_loss = vec![0.0; rows];
     let mut work = Scratch::new(c, d);
     let mut history: Vec<Vec<f64>> = Vec::with_capacity(ANDERSON_K + 1);
@@ -163,7 +162,7 @@ pub fn block_cd<O: LinearOperator>(
         for _ in 0..ANDERSON_K {
             for (j, &b) in ws.iter().enumerate() {
                 let metric = cache.blocks.get_mut(&b).expect("computed above");
-                passes += block_step(
+                block_step(
                     problem,
                     b,
                     &mut x[j * cd..(j + 1) * cd],
@@ -171,8 +170,11 @@ pub fn block_cd<O: LinearOperator>(
                     buf,
                     &mut row_loss,
                     &mut work,
-                ) * frac_block(b);
+                );
             }
+            // SPEC §5: an epoch counts as the data its blocks hold (a
+            // block's adjoint and update read its columns while in cache).
+            passes += problem.op.pass_fraction(ws);
             if problem.intercept {
                 passes += intercept_step(problem, bx, cache, buf, &mut row_loss);
             }
@@ -209,7 +211,6 @@ pub fn block_cd<O: LinearOperator>(
 
 /// Block b's step: the exact minimiser of its model, kept if the loss
 /// stays below the model, else undone and retried with a larger κ.
-/// Returns the block's passes it read (the adjoint, each update and undo).
 fn block_step<O: LinearOperator>(
     problem: &Problem<'_, O>,
     b: usize,
@@ -218,7 +219,7 @@ fn block_step<O: LinearOperator>(
     buf: &mut PassBuffers,
     row_loss: &mut [f64],
     w: &mut Scratch,
-) -> f64 {
+) {
     match &metric.shape {
         MetricShape::Dense { gram, eig } => dense_step(
             problem,
@@ -249,7 +250,7 @@ fn dense_step<O: LinearOperator>(
     buf: &mut PassBuffers,
     row_loss: &mut [f64],
     w: &mut Scratch,
-) -> f64 {
+) {
     let (c, d) = problem.op.penalty_shape();
     let loss = problem.loss;
     let gamma = loss.smoothness();
@@ -257,11 +258,10 @@ fn dense_step<O: LinearOperator>(
     problem.op.block_adjoint(b, &buf.sample_grad, &mut w.grad);
     let lip = eig.max();
     if lip <= 0.0 {
-        return 1.0;
+        return;
     }
     // Z₀G (G symmetric: row l is G z0_l), the same for every retry.
     rows_times_symmetric(z, gram, c, d, &mut w.zg);
-    let mut reads = 1.0;
     loop {
         let h = *kappa * gamma;
         // min_z ⟨g, z − z0⟩ + (h/2)Σ_l (z_l − z0_l)ᵀG(z_l − z0_l) + βΩ(z):
@@ -284,14 +284,14 @@ fn dense_step<O: LinearOperator>(
             *dv = t - z0;
         }
         if w.delta.iter().all(|&v| v == 0.0) {
-            return reads;
+            return;
         }
         let lin = dot(&w.delta, &w.grad);
         // Σ_l Δ_lᵀGΔ_l = ⟨Δ, ΔG⟩.
         rows_times_symmetric(&w.delta, gram, c, d, &mut w.dg);
         let quad = dot(&w.delta, &w.dg);
         let k = *kappa;
-        let (kept, read) = keep_or_undo(
+        let kept = keep_or_undo(
             problem,
             b,
             z,
@@ -302,9 +302,8 @@ fn dense_step<O: LinearOperator>(
             (k, 1.0),
             kappa,
         );
-        reads += read;
         if kept {
-            return reads;
+            return;
         }
     }
 }
@@ -323,7 +322,7 @@ fn diagonal_step<O: LinearOperator>(
     buf: &mut PassBuffers,
     row_loss: &mut [f64],
     w: &mut Scratch,
-) -> f64 {
+) {
     let (c, d) = problem.op.penalty_shape();
     let loss = problem.loss;
     let gamma = loss.smoothness();
@@ -359,9 +358,8 @@ fn diagonal_step<O: LinearOperator>(
     }
     // No feature of this block has data: nothing to move.
     if diag.iter().all(|&g| g <= 0.0) {
-        return 1.0;
+        return;
     }
-    let mut reads = 1.0;
     loop {
         let k = kappa.min(cap);
         for (j, ((h, s), (&m, &z0))) in
@@ -400,9 +398,9 @@ fn diagonal_step<O: LinearOperator>(
             quad_m += w.m[j] * *dv * *dv;
         }
         if w.delta.iter().all(|&v| v == 0.0) {
-            return reads;
+            return;
         }
-        let (kept, read) = keep_or_undo(
+        let kept = keep_or_undo(
             problem,
             b,
             z,
@@ -413,9 +411,8 @@ fn diagonal_step<O: LinearOperator>(
             (k, cap),
             kappa,
         );
-        reads += read;
         if kept {
-            return reads;
+            return;
         }
     }
 }
@@ -425,7 +422,7 @@ fn diagonal_step<O: LinearOperator>(
 /// `scale` = (κ in use, its cap, where the model majorises the loss). Keeps
 /// the step if the loss stayed below its model (or κ is at its cap) and
 /// sets κ from the curvature the loss showed; else undoes it and raises κ.
-/// Returns whether it was kept, and the block reads (update, undo).
+/// Returns whether it was kept.
 #[allow(clippy::too_many_arguments)]
 fn keep_or_undo<O: LinearOperator>(
     problem: &Problem<'_, O>,
@@ -437,7 +434,7 @@ fn keep_or_undo<O: LinearOperator>(
     model: (f64, f64, f64),
     scale: (f64, f64),
     kappa: &mut f64,
-) -> (bool, f64) {
+) -> bool {
     let (lin, quad_h, quad_m) = model;
     let (k, cap) = scale;
     let loss = problem.loss;
@@ -463,7 +460,7 @@ fn keep_or_undo<O: LinearOperator>(
     if change <= lin + 0.5 * quad_h + slack || k >= cap {
         z.copy_from_slice(&w.trial);
         *kappa = (1.5 * shown).clamp(KAPPA_MIN, cap);
-        return (true, 1.0);
+        return true;
     }
     // The model did not hold: undo, and retry with the curvature seen.
     for v in w.delta.iter_mut() {
@@ -478,7 +475,7 @@ fn keep_or_undo<O: LinearOperator>(
         grad_fn,
     );
     *kappa = (2.0 * shown).max(2.0 * k).min(cap);
-    (false, 2.0)
+    false
 }
 
 /// The intercept's step (all rows move): the same model with G = N·I.

@@ -59,9 +59,10 @@ fn choose_inner<O: LinearOperator>(
         SolverKind::Auto => {
             let fits = gram && gram_bytes <= AUTO_GRAM_BYTES;
             if blocks {
-                // Coordinate descent reads the working set twice per epoch,
-                // about 2·N·m·c work; a Newton step builds a Gram, N·m²,
-                // once for the squared loss and at every step elsewhere.
+                // An epoch of coordinate descent costs an adjoint and an
+                // update per block, about 2·N·m·c work; a Newton step
+                // builds a Gram, N·m², once for the squared loss and at
+                // every step elsewhere.
                 let (c, d) = problem.op.penalty_shape();
                 let m = ws_len * d + 1;
                 let cheap = problem.loss.constant_curvature()
@@ -154,9 +155,9 @@ pub fn solve<O: LinearOperator>(
     let mut screened_at_end = 0;
     let stop;
     let mut certificate;
-    // The primal value at the current point when `buf` holds FISTA's last
-    // check there, its adjoint on every candidate: the certificate takes
-    // that pass.
+    // The primal value at the current point when `buf` holds the inner
+    // solver's last pass there, its adjoint on every candidate: the
+    // certificate takes that pass.
     let mut checked_primal: Option<f64> = None;
 
     loop {
@@ -172,8 +173,8 @@ pub fn solve<O: LinearOperator>(
         }
         let (primal, max) = match checked_primal.take() {
             Some(primal) => {
-                dual_norms.clone_from(&fb.dual_norms);
-                (primal, dual_norms.iter().copied().fold(0.0, f64::max))
+                let max = dual_scores(problem, &candidates, &buf, &mut scratch, &mut dual_norms);
+                (primal, max)
             }
             None => {
                 let lv =
@@ -357,9 +358,10 @@ pub fn solve<O: LinearOperator>(
         for (j, &blk) in ws.iter().enumerate() {
             coef[blk * cd..(blk + 1) * cd].copy_from_slice(&x[j * cd..(j + 1) * cd]);
         }
-        // FISTA ends on a check at the point it returns: on every candidate,
-        // with no intercept to re-fit, that is the next certificate's pass.
-        if inner == Inner::Fista && ws == candidates && !problem.intercept {
+        // Every inner solver ends on a pass at the point it returns, its
+        // adjoint on `ws`: on every candidate, with no intercept to re-fit,
+        // that is the next certificate's pass.
+        if ws == candidates && !problem.intercept {
             checked_primal = Some(res.certificate.primal);
         }
         // Re-fit the intercept exactly for the current Z (no data pass: ŷ is

@@ -67,6 +67,20 @@ fn kkt_violation(prob: &Problem, sol: &Solution) -> f64 {
     worst
 }
 
+/// The reported certificate is the one a fresh pass at the returned point
+/// gives (the solver reuses its inner solvers' last pass for it).
+fn certificate_is_the_points(prob: &Problem, sol: &Solution) {
+    let fresh = certificate::certificate_at(prob, &sol.coef, &sol.intercept);
+    let got = sol.certificate;
+    let scale = fresh.primal.abs().max(1.0);
+    assert!(
+        (got.primal - fresh.primal).abs() <= 1e-10 * scale
+            && (got.dual - fresh.dual).abs() <= 1e-10 * scale,
+        "{:?}: reported {got:?}, fresh {fresh:?}",
+        prob.loss
+    );
+}
+
 #[test]
 fn solves_converge_certify_and_satisfy_kkt() {
     for seed in 0..4 {
@@ -108,7 +122,9 @@ fn solves_converge_certify_and_satisfy_kkt() {
                     v < 1e-3,
                     "{loss:?} {pen:?} {solver:?} seed {seed}: KKT violation {v}"
                 );
+                certificate_is_the_points(&prob, &s);
             }
+            certificate_is_the_points(&prob, &sol);
             let cert = sol.certificate;
             assert!(
                 cert.gap >= -1e-12 * cert.primal.abs().max(1.0),
@@ -351,4 +367,50 @@ fn stop_reason_names_are_their_serialized_names() {
     ] {
         assert_eq!(serde_json::to_value(s).unwrap(), s.name());
     }
+}
+
+/// SPEC §5's count: a coordinate-descent epoch over blocks is one pass over
+/// the data they hold (a block's adjoint and update read it once), as is
+/// each Gram of a new block's metric, each fused pass (certificate, Anderson).
+#[test]
+fn a_coordinate_descent_epoch_counts_as_one_pass_of_its_blocks() {
+    let ds = random_instance(150, 8, 4, 1, Loss::Squared, 5);
+    let mut prob = Problem::new(
+        TokenOperator::new(&ds, None),
+        Loss::Squared,
+        Penalty::GroupL2,
+        1.0,
+        false,
+    )
+    .unwrap();
+    prob.beta = 0.05 * beta_max(&prob);
+    let ws = [1, 3, 4];
+    let frac = prob.op.pass_fraction(&ws);
+    let mut x = vec![0.0; ws.len() * prob.block_len()];
+    let mut bx = vec![0.0; 1];
+    let mut buf = prob.op.buffers(prob.op.n_blocks());
+    let mut budget = fista::Budget {
+        iterations_left: 5,
+        deadline: None,
+        interrupt: None,
+        shards: None,
+    };
+    let res = block_cd::block_cd(
+        &prob,
+        &ws,
+        &mut x,
+        &mut bx,
+        1e-15,
+        &mut budget,
+        &mut buf,
+        &mut block_cd::BlockCdCache::default(),
+    );
+    assert_eq!(res.iterations, 5);
+    // Metrics, the first pass, five epochs, Anderson's pass, and the pass
+    // at the returned point unless Anderson's was kept.
+    let passes = res.passes / frac;
+    assert!(
+        (passes - 8.0).abs() < 1e-9 || (passes - 9.0).abs() < 1e-9,
+        "{passes} passes of the working set"
+    );
 }
