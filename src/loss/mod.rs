@@ -134,6 +134,31 @@ impl SampleLoss for Loss {
 }
 
 impl Loss {
+    /// ∇²L(ŷ)·u at the point whose gradient is `grad`, exactly: the
+    /// curvature weights where the Hessian is diagonal, diag(p) − ppᵀ with
+    /// p = ∇L + y for cross-entropy.
+    pub fn hessian_times(&self, yhat: &[f64], y: &[f64], grad: &[f64], u: &[f64], out: &mut [f64]) {
+        match self {
+            Loss::CrossEntropy => {
+                let pu: f64 = grad
+                    .iter()
+                    .zip(y)
+                    .zip(u)
+                    .map(|((g, t), v)| (g + t) * v)
+                    .sum();
+                for (((o, g), t), v) in out.iter_mut().zip(grad).zip(y).zip(u) {
+                    *o = (g + t) * (v - pu);
+                }
+            }
+            _ => {
+                self.curvature(yhat, y, grad, out);
+                for (o, v) in out.iter_mut().zip(u) {
+                    *o *= v;
+                }
+            }
+        }
+    }
+
     /// Parses `squared`, `logistic`, `cross-entropy`, `huber` or `huber:DELTA`.
     pub fn parse(s: &str) -> Result<Loss> {
         match s {

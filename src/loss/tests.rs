@@ -25,6 +25,36 @@ fn target(loss: Loss, c: usize, seed: f64) -> Vec<f64> {
 }
 
 proptest! {
+    /// ∇²L·u against central differences of ∇L (Huber away from its kinks).
+    #[test]
+    fn hessian_times_matches_finite_differences(v in prop::collection::vec(-4.0f64..4.0, 4),
+                                                u in prop::collection::vec(-1.0f64..1.0, 4),
+                                                s in -2.0f64..2.0) {
+        for (loss, c) in losses() {
+            let (yhat, u) = (&v[..c], &u[..c]);
+            let y = target(loss, c, s);
+            if let Loss::Huber(delta) = loss {
+                if yhat.iter().zip(&y).any(|(p, t)| ((p - t).abs() - delta).abs() < 1e-3) {
+                    continue;
+                }
+            }
+            let mut g = vec![0.0; c];
+            loss.value_grad(yhat, &y, &mut g);
+            let mut hu = vec![0.0; c];
+            loss.hessian_times(yhat, &y, &g, u, &mut hu);
+            let h = 1e-6;
+            let (mut up, mut dn) = (vec![0.0; c], vec![0.0; c]);
+            let plus: Vec<f64> = yhat.iter().zip(u).map(|(a, b)| a + h * b).collect();
+            let minus: Vec<f64> = yhat.iter().zip(u).map(|(a, b)| a - h * b).collect();
+            loss.value_grad(&plus, &y, &mut up);
+            loss.value_grad(&minus, &y, &mut dn);
+            for l in 0..c {
+                let fd = (up[l] - dn[l]) / (2.0 * h);
+                prop_assert!((fd - hu[l]).abs() < 1e-6, "{:?}: fd {} vs {}", loss, fd, hu[l]);
+            }
+        }
+    }
+
     /// ∇L against central finite differences.
     #[test]
     fn gradient_matches_finite_differences(v in prop::collection::vec(-4.0f64..4.0, 4), s in -2.0f64..2.0) {

@@ -19,6 +19,7 @@ use super::certificate::reduced_certificate;
 use super::fista::{Budget, InnerResult};
 use super::gram_cd::anderson_coefficients;
 use super::prox_newton::penalty_sum;
+use super::support_newton::support_newton_step;
 use crate::loss::SampleLoss;
 use crate::operator::kernels::{axpy, dot, rows_times_symmetric};
 use crate::operator::{LinearOperator, PassBuffers};
@@ -28,6 +29,10 @@ use std::collections::HashMap;
 
 /// Epochs between Anderson extrapolations (and duality-gap checks).
 const ANDERSON_K: usize = 5;
+/// A Newton step on the support is tried where a cycle of epochs leaves
+/// more than this fraction of the gap, once the gap is below `NEWTON_NEAR`.
+const NEWTON_SLOW: f64 = 0.5;
+const NEWTON_NEAR: f64 = 1e-3;
 /// The smallest curvature scale κ a block may take.
 const KAPPA_MIN: f64 = 1e-6;
 
@@ -134,6 +139,12 @@ pub fn block_cd<O: LinearOperator>(
     let mut history: Vec<Vec<f64>> = Vec::with_capacity(ANDERSON_K + 1);
     // Some(loss) when `buf` holds the pass at (x, bx) with the adjoint on ws.
     let mut at_point: Option<f64> = None;
+    let mut last_gap = f64::INFINITY;
+    let mut last_groups = Vec::new();
+    let mut after_newton = false;
+    // The Newton steps' damping, relative to the penalty's curvature.
+    let mut damping = 1e-3;
+    let (mut newton_from, mut newton_off) = (f64::INFINITY, false);
     loop {
         let lv = match at_point.take() {
             Some(lv) => lv,
@@ -153,6 +164,36 @@ pub fn block_cd<O: LinearOperator>(
                 stopped,
                 lipschitz: f64::NAN,
             };
+        }
+        // Crawling near the optimum (gap less than halved by a cycle of
+        // epochs that left the support as it was): Newton steps on the
+        // support, while each gains a tenth of the gap. A run of them that
+        // gained less than a tenth in all is not tried again in this solve.
+        let gap = certificate.relative_gap;
+        let groups = nonzero_groups(x, d);
+        let crawling = if after_newton {
+            let gained = gap < 0.9 * last_gap;
+            newton_off |= !gained && gap >= 0.9 * newton_from;
+            gained
+        } else {
+            !newton_off
+                && gap > NEWTON_SLOW * last_gap
+                && gap < NEWTON_NEAR
+                && groups == last_groups
+        };
+        if crawling && !after_newton {
+            newton_from = gap;
+        }
+        after_newton = false;
+        last_gap = gap;
+        last_groups = groups;
+        if crawling {
+            let (read, moved) = support_newton_step(problem, ws, x, bx, buf, budget, &mut damping);
+            passes += read;
+            if moved {
+                after_newton = true;
+                continue;
+            }
         }
         for (i, l) in row_loss.iter_mut().enumerate() {
             *l = loss.value(&buf.yhat[i * c..(i + 1) * c], problem.target(i));
@@ -550,6 +591,13 @@ fn shift_rows<O: LinearOperator>(
     let mut change = [change];
     problem.op.sum_over_shards(&mut change);
     change[0]
+}
+
+/// Which groups of d coefficients are nonzero.
+fn nonzero_groups(x: &[f64], d: usize) -> Vec<bool> {
+    x.chunks_exact(d)
+        .map(|g| g.iter().any(|&v| v != 0.0))
+        .collect()
 }
 
 /// Coefficients and intercept as one vector (Anderson's iterates).

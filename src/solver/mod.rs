@@ -20,6 +20,7 @@ pub mod lipschitz;
 pub mod outer;
 pub mod path;
 pub mod prox_newton;
+pub mod support_newton;
 
 pub use certificate::Certificate;
 pub use interrupt::Interrupt;

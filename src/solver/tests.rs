@@ -414,3 +414,78 @@ fn a_coordinate_descent_epoch_counts_as_one_pass_of_its_blocks() {
         "{passes} passes of the working set"
     );
 }
+
+/// Newton steps on the support, from a perturbed optimum with the right
+/// support, go back to the optimum (the step the crawling coordinate
+/// descent takes), each lowering the objective.
+#[test]
+fn support_newton_steps_return_to_the_optimum() {
+    for (loss, c, intercept) in [
+        (Loss::CrossEntropy, 4, false),
+        (Loss::CrossEntropy, 3, true),
+        (Loss::Logistic, 1, true),
+        (Loss::Squared, 2, false),
+    ] {
+        let ds = random_instance(150, 8, 4, c, loss, 9);
+        let mut prob = Problem::new(
+            TokenOperator::new(&ds, None),
+            loss,
+            Penalty::GroupL2,
+            1.0,
+            intercept,
+        )
+        .unwrap();
+        prob.beta = 0.1 * beta_max(&prob);
+        let best = solve(&prob, &opts(1e-12), None).unwrap();
+        let ws: Vec<usize> = (0..prob.op.n_blocks()).collect();
+        let mut x = best.coef.clone();
+        let mut bx = best.intercept.clone();
+        // Nonzero coefficients moved by up to 5%.
+        for (k, v) in x.iter_mut().enumerate() {
+            *v *= 1.0 + 0.05 * ((k * 7919 % 13) as f64 / 6.0 - 1.0);
+        }
+        let mut buf = prob.op.buffers(ws.len());
+        let budget = fista::Budget {
+            iterations_left: 1,
+            deadline: None,
+            interrupt: None,
+            shards: None,
+        };
+        let objective = |x: &[f64], bx: &[f64], buf: &mut crate::operator::PassBuffers| {
+            let data = prob.op.data;
+            let lv = prob.op.fused_pass(
+                &ws,
+                x,
+                bx,
+                &ws,
+                |i, y, g| loss.value_grad(y, data.target(i), g),
+                buf,
+            );
+            lv + prob.penalty_value(x)
+        };
+        let mut f = objective(&x, &bx, &mut buf);
+        let mut damping = 1e-3;
+        for _ in 0..20 {
+            let (_, moved) = support_newton::support_newton_step(
+                &prob,
+                &ws,
+                &mut x,
+                &mut bx,
+                &buf,
+                &budget,
+                &mut damping,
+            );
+            if !moved {
+                break;
+            }
+            let next = objective(&x, &bx, &mut buf);
+            assert!(next <= f + 1e-12 * f.abs(), "{loss:?}: {next} after {f}");
+            f = next;
+        }
+        let p = best.certificate.primal;
+        assert!(
+            (f - p).abs() <= 1e-9 * p.abs().max(1.0),
+            "{loss:?} intercept {intercept}: {f} vs optimum {p}"
+        );
+    }
+}

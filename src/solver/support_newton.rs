@@ -1,0 +1,256 @@
+//! A Newton step on the support, for coordinate descent that crawls.
+//!
+//! Near the optimum, with the support found, the group-ℓ₂ objective is
+//! smooth on it: L(𝒜_S z + b) + β Σ_g ‖z_g‖ over the nonzero groups g.
+//! Where blocks are strongly correlated (gates firing on nearly the same
+//! samples), coordinate descent moves along such a valley a little per
+//! epoch, and the dual point −∇L(ŷ) it certifies with does not settle. One
+//! Newton step solves the valley's system by conjugate gradients, each
+//! iteration a Hessian–vector product through the data (one pass over the
+//! support, no Gram), then a line search on the true objective. Zero groups
+//! stay zero: coordinate descent, which resumes after the step, moves them.
+
+use super::fista::Budget;
+use super::prox_newton::penalty_sum;
+use crate::loss::SampleLoss;
+use crate::operator::{LinearOperator, PassBuffers};
+use crate::penalty::Penalty;
+use crate::problem::Problem;
+
+/// Conjugate-gradient iterations per Newton step, at most.
+const MAX_CG: usize = 100;
+/// Groups below this fraction of the largest group's norm are held fixed.
+const SMALL_GROUP: f64 = 1e-3;
+/// CG stops when the residual is this fraction of the gradient's norm.
+const CG_TOL: f64 = 1e-6;
+
+/// One Newton step from (x, bx) on the nonzero groups of `ws`; `buf` holds
+/// the pass at (x, bx) with its adjoint on `ws`. Returns the passes it
+/// read and whether it moved the point (then `buf` no longer holds its pass).
+pub fn support_newton_step<O: LinearOperator>(
+    problem: &Problem<'_, O>,
+    ws: &[usize],
+    x: &mut [f64],
+    bx: &mut [f64],
+    buf: &PassBuffers,
+    budget: &Budget,
+    damping: &mut f64,
+) -> (f64, bool) {
+    if problem.penalty != Penalty::GroupL2 {
+        return (0.0, false);
+    }
+    let (_, d) = problem.op.penalty_shape();
+    let cd = problem.block_len();
+    let loss = problem.loss;
+    let beta = problem.beta;
+    let rows = problem.op.n_rows();
+    let ones = problem.intercept;
+    // The blocks with a nonzero group, and the mask of the nonzero groups'
+    // coefficients (positions in the packed support).
+    let support: Vec<usize> = (0..ws.len())
+        .filter(|&j| x[j * cd..(j + 1) * cd].iter().any(|&v| v != 0.0))
+        .collect();
+    if support.is_empty() {
+        return (0.0, false);
+    }
+    let blocks: Vec<usize> = support.iter().map(|&j| ws[j]).collect();
+    let n = support.len() * cd;
+    let z: Vec<f64> = support
+        .iter()
+        .flat_map(|&j| x[j * cd..(j + 1) * cd].iter().copied())
+        .collect();
+    let norms: Vec<f64> = z
+        .chunks_exact(d)
+        .map(|g| g.iter().map(|v| v * v).sum::<f64>().sqrt())
+        .collect();
+    // Groups far smaller than the largest stay as they are: their curvature
+    // β/‖z_g‖ is the penalty's kink near, not a quadratic's.
+    let top = norms.iter().copied().fold(0.0f64, f64::max);
+    let norms: Vec<f64> = norms
+        .into_iter()
+        .map(|v| if v > SMALL_GROUP * top { v } else { 0.0 })
+        .collect();
+    let mask: Vec<f64> = (0..n)
+        .map(|k| if norms[k / d] > 0.0 { 1.0 } else { 0.0 })
+        .collect();
+    let frac = problem.op.pass_fraction(&blocks);
+
+    // Gradient of the smooth objective on the support.
+    let mut grad = vec![0.0; n + bx.len()];
+    for (k, &j) in support.iter().enumerate() {
+        for q in 0..cd {
+            let i = k * cd + q;
+            let g = k * cd / d + q / d;
+            grad[i] = mask[i]
+                * (buf.block_grad[j * cd + q]
+                    + if norms[g] > 0.0 {
+                        beta * z[i] / norms[g]
+                    } else {
+                        0.0
+                    });
+        }
+    }
+    if ones {
+        grad[n..].copy_from_slice(&buf.intercept_grad);
+    }
+    let yhat0 = buf.yhat.clone();
+    let g0 = buf.sample_grad.clone();
+    let mut hbuf = problem.op.buffers(blocks.len());
+    let mut passes = 0.0;
+    // Levenberg–Marquardt: μ relative to the penalty's curvature β/‖z_g‖,
+    // which alone holds the directions the loss does not see (softmax
+    // shifts, one-hot tokens of one gate traded against each other).
+    let scale = norms
+        .iter()
+        .filter(|&&v| v > 0.0)
+        .map(|v| beta / v)
+        .sum::<f64>()
+        / norms.iter().filter(|&&v| v > 0.0).count().max(1) as f64;
+    let mu = *damping * scale;
+    // H v: the loss's Hessian through the data (one pass), plus the
+    // penalty's β(I − uuᵀ)/‖z_g‖ per nonzero group.
+    let mut hv = |v: &[f64], out: &mut [f64], passes: &mut f64| {
+        let vb: Vec<f64> = if ones {
+            v[n..].to_vec()
+        } else {
+            vec![0.0; bx.len()]
+        };
+        problem.op.fused_pass(
+            &blocks,
+            &v[..n],
+            &vb,
+            &blocks,
+            |i, av, o| {
+                let r = i * av.len()..(i + 1) * av.len();
+                loss.hessian_times(&yhat0[r.clone()], problem.target(i), &g0[r], av, o);
+                0.0
+            },
+            &mut hbuf,
+        );
+        *passes += frac;
+        for i in 0..n {
+            out[i] = mask[i] * hbuf.block_grad[i];
+        }
+        for (g, (zg, vg)) in z.chunks_exact(d).zip(v[..n].chunks_exact(d)).enumerate() {
+            if norms[g] == 0.0 {
+                continue;
+            }
+            let uv: f64 = zg.iter().zip(vg).map(|(a, b)| a * b).sum::<f64>() / norms[g];
+            for q in 0..d {
+                let u = zg[q] / norms[g];
+                out[g * d + q] += beta * (vg[q] - u * uv) / norms[g];
+            }
+        }
+        if ones {
+            out[n..].copy_from_slice(&hbuf.intercept_grad);
+        }
+        for i in 0..n {
+            out[i] += mask[i] * mu * v[i];
+        }
+        // (The intercept too: softmax shifts leave the loss flat.)
+        for i in n..v.len() {
+            out[i] += mu * v[i];
+        }
+    };
+
+    // Conjugate gradients on H Δ = −∇.
+    let m = grad.len();
+    let mut dx = vec![0.0; m];
+    let mut r: Vec<f64> = grad.iter().map(|g| -g).collect();
+    let mut p = r.clone();
+    let mut hp = vec![0.0; m];
+    let g_norm = r.iter().map(|v| v * v).sum::<f64>().sqrt();
+    let mut rr = g_norm * g_norm;
+    for _ in 0..MAX_CG {
+        if rr.sqrt() <= CG_TOL * g_norm || budget.exhausted().is_some() {
+            break;
+        }
+        hv(&p, &mut hp, &mut passes);
+        let php: f64 = p.iter().zip(&hp).map(|(a, b)| a * b).sum();
+        if php <= 0.0 {
+            break;
+        }
+        let a = rr / php;
+        for k in 0..m {
+            dx[k] += a * p[k];
+            r[k] -= a * hp[k];
+        }
+        let rr_new: f64 = r.iter().map(|v| v * v).sum();
+        let b = rr_new / rr;
+        rr = rr_new;
+        for k in 0..m {
+            p[k] = r[k] + b * p[k];
+        }
+    }
+    if dx.iter().all(|&v| v == 0.0) {
+        return (passes, false);
+    }
+
+    // Line search on the true objective along Δ (one forward pass).
+    let db: Vec<f64> = if ones {
+        dx[n..].to_vec()
+    } else {
+        vec![0.0; bx.len()]
+    };
+    problem.op.fused_pass(
+        &blocks,
+        &dx[..n],
+        &db,
+        &[],
+        |_, _, g| {
+            g.iter_mut().for_each(|v| *v = 0.0);
+            0.0
+        },
+        &mut hbuf,
+    );
+    passes += frac;
+    let dyhat = &hbuf.yhat;
+    let slope: f64 = grad.iter().zip(&dx).map(|(a, b)| a * b).sum();
+    if slope >= 0.0 {
+        return (passes, false);
+    }
+    let c_out = problem.op.n_outputs();
+    let mut f0 = 0.0;
+    for i in 0..rows {
+        f0 += loss.value(&yhat0[i * c_out..(i + 1) * c_out], problem.target(i));
+    }
+    let mut f0 = [f0];
+    problem.op.sum_over_shards(&mut f0);
+    let f0 = f0[0] + beta * penalty_sum(problem, x);
+    let mut trial = x.to_vec();
+    let mut row = vec![0.0; c_out];
+    let mut t = 1.0;
+    for _ in 0..30 {
+        trial.copy_from_slice(x);
+        for (k, &j) in support.iter().enumerate() {
+            for q in 0..cd {
+                trial[j * cd + q] += t * dx[k * cd + q];
+            }
+        }
+        let mut f = 0.0;
+        for i in 0..rows {
+            for l in 0..c_out {
+                row[l] = yhat0[i * c_out + l] + t * dyhat[i * c_out + l];
+            }
+            f += loss.value(&row, problem.target(i));
+        }
+        let mut f = [f];
+        problem.op.sum_over_shards(&mut f);
+        let f = f[0] + beta * penalty_sum(problem, &trial);
+        if f <= f0 + 1e-4 * t * slope {
+            x.copy_from_slice(&trial);
+            for (b, v) in bx.iter_mut().zip(&db) {
+                *b += t * v;
+            }
+            *damping = if t == 1.0 {
+                (*damping * 0.3).max(1e-6)
+            } else {
+                *damping * 10.0
+            };
+            return (passes, true);
+        }
+        t *= 0.5;
+    }
+    *damping *= 10.0;
+    (passes, false)
+}
