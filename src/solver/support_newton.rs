@@ -109,12 +109,15 @@ pub fn support_newton_step<O: LinearOperator>(
     let mu = *damping * scale;
     // H v: the loss's Hessian through the data (one pass), plus the
     // penalty's β(I − uuᵀ)/‖z_g‖ per nonzero group.
+    // A direction's intercept part (zeros without an intercept).
+    let intercept_of = |v: &[f64]| -> Vec<f64> {
+        match ones {
+            true => v[n..].to_vec(),
+            false => vec![0.0; bx.len()],
+        }
+    };
     let mut hv = |v: &[f64], out: &mut [f64], passes: &mut f64| {
-        let vb: Vec<f64> = if ones {
-            v[n..].to_vec()
-        } else {
-            vec![0.0; bx.len()]
-        };
+        let vb = intercept_of(v);
         problem.op.fused_pass(
             &blocks,
             &v[..n],
@@ -187,11 +190,7 @@ pub fn support_newton_step<O: LinearOperator>(
     }
 
     // Line search on the true objective along Δ (one forward pass).
-    let db: Vec<f64> = if ones {
-        dx[n..].to_vec()
-    } else {
-        vec![0.0; bx.len()]
-    };
+    let db = intercept_of(&dx);
     problem.op.fused_pass(
         &blocks,
         &dx[..n],

@@ -369,32 +369,42 @@ fn stop_reason_names_are_their_serialized_names() {
     }
 }
 
+/// The token program of `ds` under `loss` and group-ℓ₂, at β = 1.
+fn group_problem<'a>(ds: &'a crate::data::Dataset<'a>, loss: Loss, intercept: bool) -> Problem<'a> {
+    Problem::new(
+        TokenOperator::new(ds, None),
+        loss,
+        Penalty::GroupL2,
+        1.0,
+        intercept,
+    )
+    .unwrap()
+}
+
+/// A budget of `iterations`, with no clock, signal or shards.
+fn iterations_only(iterations: usize) -> fista::Budget<'static> {
+    fista::Budget {
+        iterations_left: iterations,
+        deadline: None,
+        interrupt: None,
+        shards: None,
+    }
+}
+
 /// SPEC §5's count: a coordinate-descent epoch over blocks is one pass over
 /// the data they hold (a block's adjoint and update read it once), as is
 /// each Gram of a new block's metric, each fused pass (certificate, Anderson).
 #[test]
 fn a_coordinate_descent_epoch_counts_as_one_pass_of_its_blocks() {
     let ds = random_instance(150, 8, 4, 1, Loss::Squared, 5);
-    let mut prob = Problem::new(
-        TokenOperator::new(&ds, None),
-        Loss::Squared,
-        Penalty::GroupL2,
-        1.0,
-        false,
-    )
-    .unwrap();
+    let mut prob = group_problem(&ds, Loss::Squared, false);
     prob.beta = 0.05 * beta_max(&prob);
     let ws = [1, 3, 4];
     let frac = prob.op.pass_fraction(&ws);
     let mut x = vec![0.0; ws.len() * prob.block_len()];
     let mut bx = vec![0.0; 1];
     let mut buf = prob.op.buffers(prob.op.n_blocks());
-    let mut budget = fista::Budget {
-        iterations_left: 5,
-        deadline: None,
-        interrupt: None,
-        shards: None,
-    };
+    let mut budget = iterations_only(5);
     let res = block_cd::block_cd(
         &prob,
         &ws,
@@ -427,14 +437,7 @@ fn support_newton_steps_return_to_the_optimum() {
         (Loss::Squared, 2, false),
     ] {
         let ds = random_instance(150, 8, 4, c, loss, 9);
-        let mut prob = Problem::new(
-            TokenOperator::new(&ds, None),
-            loss,
-            Penalty::GroupL2,
-            1.0,
-            intercept,
-        )
-        .unwrap();
+        let mut prob = group_problem(&ds, loss, intercept);
         prob.beta = 0.1 * beta_max(&prob);
         let best = solve(&prob, &opts(1e-12), None).unwrap();
         let ws: Vec<usize> = (0..prob.op.n_blocks()).collect();
@@ -445,12 +448,7 @@ fn support_newton_steps_return_to_the_optimum() {
             *v *= 1.0 + 0.05 * ((k * 7919 % 13) as f64 / 6.0 - 1.0);
         }
         let mut buf = prob.op.buffers(ws.len());
-        let budget = fista::Budget {
-            iterations_left: 1,
-            deadline: None,
-            interrupt: None,
-            shards: None,
-        };
+        let budget = iterations_only(1);
         let objective = |x: &[f64], bx: &[f64], buf: &mut crate::operator::PassBuffers| {
             let data = prob.op.data;
             let lv = prob.op.fused_pass(
