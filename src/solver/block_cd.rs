@@ -2,9 +2,11 @@
 //! solver), for any smooth loss: the predictions ŷ, the rows' gradients and
 //! losses are kept up to date as each block of the working set moves, so an
 //! epoch reads each block's data once while it is in cache (its adjoint,
-//! then its update) and never builds an m×m Gram. This is the inner solver where a
-//! working-set Gram would cost more than the passes it saves (m ≳ N, many
-//! outputs, cross-entropy).
+//! then its update) and never builds an m×m Gram. This is the inner solver
+//! where a working-set Gram would cost more than the passes it saves
+//! (m ≳ N, many outputs, cross-entropy). Where its epochs crawl near the
+//! optimum, it takes Newton steps on the support
+//! ([`super::support_newton`]).
 //!
 //! Each block is minimised exactly on a quadratic model in the metric of
 //! its own Gram X_bᵀX_b (which preconditions anisotropic features), scaled
@@ -167,8 +169,8 @@ pub fn block_cd<O: LinearOperator>(
         }
         // Crawling near the optimum (gap less than halved by a cycle of
         // epochs that left the support as it was): Newton steps on the
-        // support, while each gains a tenth of the gap. A run of them that
-        // gained less than a tenth in all is not tried again in this solve.
+        // support, while each gains a tenth of the gap. After a run of them
+        // that gained less than a tenth in all, none in this call.
         let gap = certificate.relative_gap;
         let groups = nonzero_groups(x, d);
         let crawling = if after_newton {

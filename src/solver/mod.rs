@@ -8,6 +8,9 @@
 //! - [`prox_newton`] and [`gram_cd`]: the second-order inner solver (a
 //!   weighted Gram of the working set, exact block coordinate descent with
 //!   Anderson acceleration, a line search);
+//! - [`block_cd`]: block coordinate descent on the data, and
+//!   [`support_newton`]: the Newton steps it takes on the support where its
+//!   epochs crawl;
 //! - [`outer`]: the outer loop (screening, working sets, stopping);
 //! - [`path`]: β_max and warm-started regularisation paths.
 

@@ -9,6 +9,10 @@
 //! iteration a Hessian–vector product through the data (one pass over the
 //! support, no Gram), then a line search on the true objective. Zero groups
 //! stay zero: coordinate descent, which resumes after the step, moves them.
+//! The system is damped (Levenberg–Marquardt, relative to the penalty's
+//! curvature): the loss is flat along softmax shifts and along one-hot
+//! tokens of one gate traded against each other, the penalty alone holds
+//! those directions, and its quadratic model is poor far from the point.
 
 use super::fista::Budget;
 use super::prox_newton::penalty_sum;
