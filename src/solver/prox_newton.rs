@@ -290,18 +290,8 @@ pub fn prox_newton<O: LinearOperator>(
             for ((tx, x0), dv) in trial_x.iter_mut().zip(x.iter()).zip(&dx) {
                 *tx = x0 + t * dv;
             }
-            let f_pen = beta * penalty_sum(problem, &trial_x);
-            let mut f_loss = 0.0;
-            for i in 0..rows {
-                for l in 0..c {
-                    row[l] = yhat0[i * c + l] + t * dyhat[i * c + l];
-                }
-                f_loss += loss.value(&row, problem.target(i));
-            }
-            let mut f_loss = [f_loss];
-            problem.op.sum_over_shards(&mut f_loss);
-            let f_loss = f_loss[0];
-            if f_loss + f_pen <= primal + 1e-4 * t * decrease.min(0.0) {
+            let f = objective_along(problem, &yhat0, &dyhat, t, &trial_x, &mut row);
+            if f <= primal + 1e-4 * t * decrease.min(0.0) {
                 accepted = true;
                 break;
             }
@@ -327,6 +317,31 @@ pub fn prox_newton<O: LinearOperator>(
             *b += t * d;
         }
     }
+}
+
+/// The objective at predictions ŷ₀ + t·Δŷ and coefficients `x` (on the
+/// blocks of a working set): the rows' losses, summed over shards, plus
+/// β·Ω(x). A line search's trial: no data pass. `row` holds c values.
+pub(super) fn objective_along<O: LinearOperator>(
+    problem: &Problem<'_, O>,
+    yhat0: &[f64],
+    dyhat: &[f64],
+    t: f64,
+    x: &[f64],
+    row: &mut [f64],
+) -> f64 {
+    let c = row.len();
+    let f_pen = problem.beta * penalty_sum(problem, x);
+    let mut f_loss = 0.0;
+    for i in 0..problem.op.n_rows() {
+        for l in 0..c {
+            row[l] = yhat0[i * c + l] + t * dyhat[i * c + l];
+        }
+        f_loss += problem.loss.value(row, problem.target(i));
+    }
+    let mut f_loss = [f_loss];
+    problem.op.sum_over_shards(&mut f_loss);
+    f_loss[0] + f_pen
 }
 
 /// Σ_b Ω(x_b) over positional blocks.

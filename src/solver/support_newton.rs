@@ -15,7 +15,7 @@
 //! those directions, and its quadratic model is poor far from the point.
 
 use super::fista::Budget;
-use super::prox_newton::penalty_sum;
+use super::prox_newton::{objective_along, penalty_sum};
 use crate::loss::SampleLoss;
 use crate::operator::{LinearOperator, PassBuffers};
 use crate::penalty::Penalty;
@@ -230,16 +230,7 @@ pub fn support_newton_step<O: LinearOperator>(
                 trial[j * cd + q] += t * dx[k * cd + q];
             }
         }
-        let mut f = 0.0;
-        for i in 0..rows {
-            for l in 0..c_out {
-                row[l] = yhat0[i * c_out + l] + t * dyhat[i * c_out + l];
-            }
-            f += loss.value(&row, problem.target(i));
-        }
-        let mut f = [f];
-        problem.op.sum_over_shards(&mut f);
-        let f = f[0] + beta * penalty_sum(problem, &trial);
+        let f = objective_along(problem, &yhat0, dyhat, t, &trial, &mut row);
         if f <= f0 + 1e-4 * t * slope {
             x.copy_from_slice(&trial);
             for (b, v) in bx.iter_mut().zip(&db) {
