@@ -7,7 +7,9 @@
 //! epoch, and the dual point −∇L(ŷ) it certifies with does not settle. One
 //! Newton step solves the valley's system by conjugate gradients, each
 //! iteration a Hessian–vector product through the data (one pass over the
-//! support, no Gram), then a line search on the true objective. Zero groups
+//! support, no Gram), stopped at the caller's pass budget (a truncated CG
+//! still gives a descent direction), then a line search on the true
+//! objective. Zero groups
 //! stay zero: coordinate descent, which resumes after the step, moves them.
 //! The system is damped (Levenberg–Marquardt, relative to the penalty's
 //! curvature): the loss is flat along softmax shifts and along one-hot
@@ -15,28 +17,34 @@
 //! those directions, and its quadratic model is poor far from the point.
 
 use super::fista::Budget;
-use super::prox_newton::{objective_along, penalty_sum};
-use crate::loss::SampleLoss;
+use super::prox_newton::objective_along;
 use crate::operator::{LinearOperator, PassBuffers};
 use crate::penalty::Penalty;
 use crate::problem::Problem;
 
-/// Conjugate-gradient iterations per Newton step, at most.
+/// Conjugate-gradient iterations per Newton step, at most, and at least
+/// (whatever the pass budget).
 const MAX_CG: usize = 100;
+const MIN_CG: usize = 3;
 /// Groups below this fraction of the largest group's norm are held fixed.
 const SMALL_GROUP: f64 = 1e-3;
 /// CG stops when the residual is this fraction of the gradient's norm.
 const CG_TOL: f64 = 1e-6;
 
 /// One Newton step from (x, bx) on the nonzero groups of `ws`; `buf` holds
-/// the pass at (x, bx) with its adjoint on `ws`. Returns the passes it
-/// read and whether it moved the point (then `buf` no longer holds its pass).
+/// the pass at (x, bx) with its adjoint on `ws`, and `f0` is the objective
+/// there. CG stops where its products would read more than `max_passes`.
+/// Returns the passes it read and whether it moved the point (then `buf`
+/// no longer holds its pass).
+#[allow(clippy::too_many_arguments)]
 pub fn support_newton_step<O: LinearOperator>(
     problem: &Problem<'_, O>,
     ws: &[usize],
     x: &mut [f64],
     bx: &mut [f64],
     buf: &PassBuffers,
+    f0: f64,
+    max_passes: f64,
     budget: &Budget,
     damping: &mut f64,
 ) -> (f64, bool) {
@@ -47,7 +55,6 @@ pub fn support_newton_step<O: LinearOperator>(
     let cd = problem.block_len();
     let loss = problem.loss;
     let beta = problem.beta;
-    let rows = problem.op.n_rows();
     let ones = problem.intercept;
     // The blocks with a nonzero group, and the mask of the nonzero groups'
     // coefficients (positions in the packed support).
@@ -168,7 +175,9 @@ pub fn support_newton_step<O: LinearOperator>(
     let mut hp = vec![0.0; m];
     let g_norm = r.iter().map(|v| v * v).sum::<f64>().sqrt();
     let mut rr = g_norm * g_norm;
-    for _ in 0..MAX_CG {
+    // Room for the line search's pass; a truncated CG still descends.
+    let max_cg = (((max_passes - frac) / frac).floor() as usize).clamp(MIN_CG, MAX_CG);
+    for _ in 0..max_cg {
         if rr.sqrt() <= CG_TOL * g_norm || budget.exhausted().is_some() {
             break;
         }
@@ -213,13 +222,6 @@ pub fn support_newton_step<O: LinearOperator>(
         return (passes, false);
     }
     let c_out = problem.op.n_outputs();
-    let mut f0 = 0.0;
-    for i in 0..rows {
-        f0 += loss.value(&yhat0[i * c_out..(i + 1) * c_out], problem.target(i));
-    }
-    let mut f0 = [f0];
-    problem.op.sum_over_shards(&mut f0);
-    let f0 = f0[0] + beta * penalty_sum(problem, x);
     let mut trial = x.to_vec();
     let mut row = vec![0.0; c_out];
     let mut t = 1.0;

@@ -427,7 +427,8 @@ fn a_coordinate_descent_epoch_counts_as_one_pass_of_its_blocks() {
 
 /// Newton steps on the support, from a perturbed optimum with the right
 /// support, go back to the optimum (the step the crawling coordinate
-/// descent takes), each lowering the objective.
+/// descent takes), each lowering the objective; one held to a pass budget
+/// keeps to it and descends.
 #[test]
 fn support_newton_steps_return_to_the_optimum() {
     for (loss, c, intercept) in [
@@ -461,6 +462,28 @@ fn support_newton_steps_return_to_the_optimum() {
             );
             lv + prob.penalty_value(x)
         };
+        let start = (x.clone(), bx.clone());
+        // A step held to 6 passes (5 products and the line search's: CG
+        // truncated, the optimum needs more) keeps to them and still
+        // descends.
+        let f0 = objective(&x, &bx, &mut buf);
+        let mut damping = 1e-3;
+        let (read, moved) = support_newton::support_newton_step(
+            &prob,
+            &ws,
+            &mut x,
+            &mut bx,
+            &buf,
+            f0,
+            6.0,
+            &budget,
+            &mut damping,
+        );
+        assert!(moved && read <= 6.0 + 1e-12, "{loss:?}: read {read}");
+        let f1 = objective(&x, &bx, &mut buf);
+        assert!(f1 < f0, "{loss:?}: truncated step {f1} after {f0}");
+        // Full steps return to the optimum.
+        (x, bx) = start;
         let mut f = objective(&x, &bx, &mut buf);
         let mut damping = 1e-3;
         for _ in 0..20 {
@@ -470,6 +493,8 @@ fn support_newton_steps_return_to_the_optimum() {
                 &mut x,
                 &mut bx,
                 &buf,
+                f,
+                f64::INFINITY,
                 &budget,
                 &mut damping,
             );
