@@ -9,8 +9,8 @@
 //! iteration a Hessian–vector product through the data (one pass over the
 //! support, no Gram), stopped at the caller's pass budget (a truncated CG
 //! still gives a descent direction), then a line search on the true
-//! objective. Zero groups
-//! stay zero: coordinate descent, which resumes after the step, moves them.
+//! objective. Zero groups stay zero: coordinate descent, which resumes
+//! after the step, moves them.
 //! The system is damped (Levenberg–Marquardt, relative to the penalty's
 //! curvature): the loss is flat along softmax shifts and along one-hot
 //! tokens of one gate traded against each other, the penalty alone holds
@@ -33,7 +33,8 @@ const CG_TOL: f64 = 1e-6;
 
 /// One Newton step from (x, bx) on the nonzero groups of `ws`; `buf` holds
 /// the pass at (x, bx) with its adjoint on `ws`, and `f0` is the objective
-/// there. CG stops where its products would read more than `max_passes`.
+/// there. CG stops where its products and the line search's pass would
+/// read more than `max_passes` (after `MIN_CG` products at least).
 /// Returns the passes it read and whether it moved the point (then `buf`
 /// no longer holds its pass).
 #[allow(clippy::too_many_arguments)]
