@@ -105,8 +105,8 @@ pub fn support_newton_step<O: LinearOperator>(
     if ones {
         grad[n..].copy_from_slice(&buf.intercept_grad);
     }
-    let yhat0 = buf.yhat.clone();
-    let g0 = buf.sample_grad.clone();
+    // The point's predictions and rows' gradients: `buf` is only read here.
+    let (yhat0, g0) = (&buf.yhat, &buf.sample_grad);
     let mut hbuf = problem.op.buffers(blocks.len());
     let mut passes = 0.0;
     // Levenberg–Marquardt: μ relative to the penalty's curvature β/‖z_g‖,
@@ -233,7 +233,7 @@ pub fn support_newton_step<O: LinearOperator>(
                 trial[j * cd + q] += t * dx[k * cd + q];
             }
         }
-        let f = objective_along(problem, &yhat0, dyhat, t, &trial, &mut row);
+        let f = objective_along(problem, yhat0, dyhat, t, &trial, &mut row);
         if f <= f0 + 1e-4 * t * slope {
             x.copy_from_slice(&trial);
             for (b, v) in bx.iter_mut().zip(&db) {
