@@ -156,6 +156,11 @@ pub fn block_cd<O: LinearOperator>(
     // The Newton steps' damping, relative to the penalty's curvature.
     let mut damping = 1e-3;
     let mut newton_off = false;
+    // The highest dual value seen in this call: every dual point computed
+    // here is feasible for the same reduced problem, so the best bounds its
+    // optimum (celer keeps it too: the rescaled point wobbles, and an
+    // extrapolation rejected for its primal can still hold the better dual).
+    let mut best_dual = f64::NEG_INFINITY;
     loop {
         let lv = match at_point.take() {
             Some(lv) => lv,
@@ -166,12 +171,14 @@ pub fn block_cd<O: LinearOperator>(
         };
         let certificate =
             reduced_certificate(problem, ws, buf, lv + beta * penalty_sum(problem, x));
+        best_dual = best_dual.max(certificate.dual);
+        let bound = Certificate::new(certificate.primal, best_dual);
         let stopped = budget.exhausted();
-        if certificate.relative_gap <= tol || stopped.is_some() {
+        if bound.relative_gap <= tol || stopped.is_some() {
             return InnerResult {
                 iterations,
                 passes,
-                certificate,
+                certificate: bound,
                 stopped,
                 lipschitz: f64::NAN,
             };
@@ -179,9 +186,10 @@ pub fn block_cd<O: LinearOperator>(
         // Crawling near the optimum (gap less than halved by a cycle of
         // epochs that left the support as it was): Newton steps on the
         // support, each reading at most NEWTON_CYCLES cycles' passes, while
-        // each lowers the primal by more of the gap per pass than the cycle
-        // of epochs before them did (the primal, not the gap: the dual point
-        // wobbles). After one that does not, none in this call.
+        // each lowers the primal by more of the gap per pass (its own reads
+        // counted) than the cycle of epochs before them did (the primal, not
+        // the gap: the dual point wobbles). After one that does not, none in
+        // this call.
         let gap = certificate.relative_gap;
         let spent = passes - last_passes;
         let gain = last.map_or(f64::NAN, |l| {
@@ -217,11 +225,12 @@ pub fn block_cd<O: LinearOperator>(
                 &mut damping,
             );
             passes += read;
-            last_passes = passes;
             if moved {
                 after_newton = true;
                 continue;
             }
+            // (The next cycle's passes count from after the step.)
+            last_passes = passes;
         }
         for (i, l) in row_loss.iter_mut().enumerate() {
             *l = loss.value(&buf.yhat[i * c..(i + 1) * c], problem.target(i));
@@ -268,10 +277,14 @@ pub fn block_cd<O: LinearOperator>(
                 let current = current[0] + beta * penalty_sum(problem, x);
                 passes += problem.op.pass_fraction(ws);
                 let le = problem.op.fused_pass(ws, xe, be, ws, grad_fn, buf);
-                if le + beta * penalty_sum(problem, xe) < current {
+                let pe = le + beta * penalty_sum(problem, xe);
+                if pe < current {
                     x.copy_from_slice(xe);
                     bx.copy_from_slice(be);
                     at_point = Some(le);
+                } else {
+                    let ext = reduced_certificate(problem, ws, buf, pe);
+                    best_dual = best_dual.max(ext.dual);
                 }
             }
         }

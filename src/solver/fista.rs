@@ -83,7 +83,9 @@ impl FistaBuffers {
 pub struct InnerResult {
     pub iterations: usize,
     pub passes: f64,
-    /// Certificate of the problem reduced to W.
+    /// Certificate of the problem reduced to W: the primal at the returned
+    /// point; the dual that point's (coordinate descent: the best of the
+    /// dual points the solve computed, each feasible on W).
     pub certificate: Certificate,
     /// Set when the budget ran out.
     pub stopped: Option<StopReason>,
