@@ -224,6 +224,55 @@ pub fn hard_case(name: &str, scale: usize) -> Result<HardCase> {
     Ok(c)
 }
 
+impl HardCase {
+    /// The same case on data drawn with `seed` (the gates keep their own
+    /// seed): the suite's instances are seed 0.
+    pub fn with_data_seed(&self, seed: u64) -> HardCase {
+        let mut c = self.clone();
+        c.spec.seed = seed;
+        c
+    }
+}
+
+/// One case solved on the data of several seeds: the spread one instance
+/// hides (coordinate descent's passes on cross-entropy move by half between
+/// seeds of one spec, and with rounding-level changes of its path).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SeedSpread {
+    pub seeds: Vec<u64>,
+    /// One solve per seed, in the order of `seeds`.
+    pub runs: Vec<CaseResult>,
+    pub min_passes: f64,
+    pub mean_passes: f64,
+    pub max_passes: f64,
+    /// How many solves reached the tolerance.
+    pub converged: usize,
+}
+
+/// Solves `case` once on the data of each seed of `seeds`.
+pub fn run_hard_seeds(case: &HardCase, seeds: &[u64], opts: &SolverOptions) -> Result<SeedSpread> {
+    if seeds.is_empty() {
+        return invalid("a seed spread needs at least one seed");
+    }
+    let runs = seeds
+        .iter()
+        .map(|&seed| {
+            let c = case.with_data_seed(seed);
+            let (data, masks) = hard_instance(&c)?;
+            run_hard(&c, &data, masks.as_ref(), opts)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let passes = || runs.iter().map(|r| r.data_passes);
+    Ok(SeedSpread {
+        seeds: seeds.to_vec(),
+        min_passes: passes().fold(f64::INFINITY, f64::min),
+        mean_passes: passes().sum::<f64>() / runs.len() as f64,
+        max_passes: passes().fold(f64::NEG_INFINITY, f64::max),
+        converged: runs.iter().filter(|r| r.converged).count(),
+        runs,
+    })
+}
+
 /// The data of a hard case and, for the gated program, its gate indicators.
 pub fn hard_instance(case: &HardCase) -> Result<(Dataset<'static>, Option<GateMasks>)> {
     let data = generate(&case.spec)?.0;

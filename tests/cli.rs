@@ -809,6 +809,51 @@ fn bench_hard_suite_runs_one_case_and_saves_its_data() {
     );
     let o = cf(&["bench", "--suite", "easy"], dir.path());
     assert!(!o.status.success() && stderr(&o).contains("planted or hard"));
+
+    // --seeds K: the case once more on the data of each seed 0..K-1, and
+    // the spread of its passes; seed 0 is the instance of the table's row.
+    let seeds = [
+        "bench",
+        "--suite",
+        "hard",
+        "--cases",
+        "sq-0.1",
+        "--scale",
+        "25",
+        "--repeats",
+        "1",
+        "--seeds",
+        "3",
+        "--json",
+        "seeds.json",
+    ];
+    let o = cf(&seeds, dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("sq-0.1 over data seeds 0..2: passes min"),
+        "{out}"
+    );
+    let r = json(&dir.path().join("seeds.json"));
+    let spread = &r["results"][0]["seeds"];
+    assert_eq!(spread["seeds"], serde_json::json!([0, 1, 2]));
+    let objective = |run: &serde_json::Value| run["objective"].as_f64().unwrap();
+    let runs = spread["runs"].as_array().unwrap();
+    assert_eq!(objective(&runs[0]), objective(&r["results"][0]["runs"][0]));
+    assert!(
+        objective(&runs[1]) != objective(&runs[0]) && objective(&runs[2]) != objective(&runs[1])
+    );
+    let passes: Vec<f64> = runs
+        .iter()
+        .map(|r| r["data_passes"].as_f64().unwrap())
+        .collect();
+    let mean = passes.iter().sum::<f64>() / 3.0;
+    assert!(
+        (spread["mean_passes"].as_f64().unwrap() - mean).abs() < 1e-9,
+        "{spread}"
+    );
+    let o = cf(&["bench", "--suite", "hard", "--seeds", "0"], dir.path());
+    assert!(!o.status.success() && stderr(&o).contains("--seeds must be at least 1"));
 }
 
 #[test]

@@ -4,7 +4,8 @@ use super::common::{check_out_file, write_json};
 use anyhow::Context;
 use clap::Args;
 use convexformer::bench::{
-    hard_case, hard_instance, instance, run as run_one, run_hard, size, CaseResult, HARD_CASES,
+    hard_case, hard_instance, instance, run as run_one, run_hard, run_hard_seeds, size, CaseResult,
+    HARD_CASES,
 };
 use convexformer::data::npz::write_npz;
 use convexformer::solver::{SolverKind, SolverOptions};
@@ -45,6 +46,10 @@ pub struct BenchArgs {
     /// Overwrite existing files of --save-data.
     #[arg(long)]
     pub force: bool,
+    /// Hard suite: also solve each case once on the data of each of seeds
+    /// 0..K-1 and report the passes' spread (seed 0 is the suite's instance).
+    #[arg(long, default_value_t = 1)]
+    pub seeds: u64,
     /// Hard suite: divide every case's N by this (quick smoke tests).
     #[arg(long, default_value_t = 1, hide = true)]
     pub scale: usize,
@@ -194,6 +199,9 @@ fn hard(a: &BenchArgs, opts: &SolverOptions) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create folder {}", dir.display()))?;
     }
+    if a.seeds == 0 {
+        anyhow::bail!("--seeds must be at least 1 (seed 0 is the suite's instance)");
+    }
     let threads = rayon::current_num_threads();
     println!(
         "hard suite: rho 0.8, decay 0.5, no intercept, relative gap {:.0e}, max {} s per solve, {threads} threads",
@@ -257,7 +265,23 @@ fn hard(a: &BenchArgs, opts: &SolverOptions) -> anyhow::Result<()> {
                 }),
             )?;
         }
-        all.push(serde_json::json!({ "case": c, "median_seconds": median, "min_seconds": min, "runs": runs }));
+        let mut entry = serde_json::json!({ "case": c, "median_seconds": median, "min_seconds": min, "runs": runs });
+        if a.seeds > 1 {
+            let seeds: Vec<u64> = (0..a.seeds).collect();
+            let spread = run_hard_seeds(c, &seeds, opts)?;
+            println!(
+                "  {} over data seeds 0..{}: passes min {:.1}, mean {:.1}, max {:.1}; {} of {} certified",
+                c.name,
+                a.seeds - 1,
+                spread.min_passes,
+                spread.mean_passes,
+                spread.max_passes,
+                spread.converged,
+                a.seeds
+            );
+            entry["seeds"] = serde_json::to_value(&spread)?;
+        }
+        all.push(entry);
     }
     if let Some(p) = &a.json {
         write_json(

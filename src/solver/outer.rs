@@ -252,16 +252,19 @@ pub fn solve<O: LinearOperator>(
             .collect();
         let inner = choose_inner(problem, opts, ws.len(), newton_taken, newton_slow);
         // Where screening changed nothing, `buf` holds the pass at the
-        // current point: FISTA's first step takes it.
-        let pass_at_start = matches!(inner, Inner::Fista | Inner::FistaThenNewton)
-            && candidates.len() == unscreened;
+        // current point: FISTA's first step takes it, and coordinate
+        // descent's first certificate.
+        let pass_at_start = candidates.len() == unscreened && inner != Inner::Newton;
         if pass_at_start {
             keep_adjoint_blocks(&mut buf.block_grad, &candidates, &ws, cd);
         }
         // A Newton inner solve gains accuracy cheaply: ask it for more, so
         // fewer outer rounds (each a full pass) are needed. So does
-        // coordinate descent, whose epochs adapt to each block.
-        let inner_tol = if inner != Inner::Fista && cert.relative_gap < 1e3 * opts.tol {
+        // coordinate descent, whose epochs adapt to each block. A working set of every candidate leaves an outer round nothing to
+        // add but a pass and a restart (Anderson's history lost): ask it for
+        // the final accuracy too.
+        let whole = ws.len() == candidates.len();
+        let inner_tol = if inner != Inner::Fista && (whole || cert.relative_gap < 1e3 * opts.tol) {
             0.5 * opts.tol
         } else {
             (if inner != Inner::Fista { 0.05 } else { 0.3 } * cert.relative_gap).max(0.5 * opts.tol)
@@ -301,6 +304,7 @@ pub fn solve<O: LinearOperator>(
                 &mut sub,
                 &mut buf,
                 &mut cd_cache,
+                Some(primal - problem.penalty_value(&coef)).filter(|_| pass_at_start),
             ),
             Inner::Fista | Inner::FistaThenNewton => fista(
                 problem,
@@ -452,7 +456,7 @@ fn newton_on_support<O: LinearOperator>(
             return first;
         }
     };
-    let second = block_cd(problem, ws, x, b, tol, budget, buf, cd_cache);
+    let second = block_cd(problem, ws, x, b, tol, budget, buf, cd_cache, None);
     InnerResult {
         iterations: first.iterations + second.iterations,
         passes: first.passes + second.passes,
