@@ -71,8 +71,7 @@ enum MetricShape {
 
 /// Solves the problem reduced to `ws` from (x, bx) to relative gap `tol`,
 /// as [`super::fista::fista`] does (on return `buf` holds the pass at the
-/// returned point). `pass_at_start`: the loss at (x, bx) when `buf` already
-/// holds the pass there, its adjoint on `ws`; the first certificate takes it.
+/// returned point).
 #[allow(clippy::too_many_arguments)]
 pub fn block_cd<O: LinearOperator>(
     problem: &Problem<'_, O>,
@@ -83,7 +82,6 @@ pub fn block_cd<O: LinearOperator>(
     budget: &mut Budget,
     buf: &mut PassBuffers,
     cache: &mut BlockCdCache,
-    pass_at_start: Option<f64>,
 ) -> InnerResult {
     let (c, d) = problem.op.penalty_shape();
     let cd = problem.block_len();
@@ -147,7 +145,7 @@ pub fn block_cd<O: LinearOperator>(
     let mut work = Scratch::new(c, d);
     let mut history: Vec<Vec<f64>> = Vec::with_capacity(ANDERSON_K + 1);
     // Some(loss) when `buf` holds the pass at (x, bx) with the adjoint on ws.
-    let mut at_point: Option<f64> = pass_at_start;
+    let mut at_point: Option<f64> = None;
     let mut last: Option<Certificate> = None;
     let mut last_groups = Vec::new();
     // Passes read when `last` was measured; the last cycle of epochs' passes

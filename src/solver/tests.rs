@@ -414,7 +414,6 @@ fn a_coordinate_descent_epoch_counts_as_one_pass_of_its_blocks() {
         &mut budget,
         &mut buf,
         &mut block_cd::BlockCdCache::default(),
-        None,
     );
     assert_eq!(res.iterations, 5);
     // Metrics, the first pass, five epochs, Anderson's pass, and the pass
@@ -424,35 +423,6 @@ fn a_coordinate_descent_epoch_counts_as_one_pass_of_its_blocks() {
         (passes - 8.0).abs() < 1e-9 || (passes - 9.0).abs() < 1e-9,
         "{passes} passes of the working set"
     );
-    // Given the pass at its start (as the outer loop's certificate leaves
-    // it), the same solve reads one pass less and returns the same point.
-    let mut y = vec![0.0; ws.len() * prob.block_len()];
-    let mut by = vec![0.0; 1];
-    let mut cache = block_cd::BlockCdCache::default();
-    let loss = prob.loss;
-    let data = prob.op.data;
-    let lv = prob.op.fused_pass(
-        &ws,
-        &y,
-        &by,
-        &ws,
-        |i, yh, g| loss.value_grad(yh, data.target(i), g),
-        &mut buf,
-    );
-    let mut budget = iterations_only(5);
-    let given = block_cd::block_cd(
-        &prob,
-        &ws,
-        &mut y,
-        &mut by,
-        1e-15,
-        &mut budget,
-        &mut buf,
-        &mut cache,
-        Some(lv),
-    );
-    assert!((res.passes - given.passes - frac).abs() < 1e-9);
-    assert_eq!(x, y);
 }
 
 /// Coordinate descent stops on the best dual value it has seen (those of
@@ -487,7 +457,6 @@ fn coordinate_descent_bounds_with_its_best_dual_point() {
                 &mut budget,
                 &mut buf,
                 &mut block_cd::BlockCdCache::default(),
-                None,
             );
             let own = certificate::certificate_at(&prob, &x, &bx);
             let got = res.certificate;
