@@ -854,6 +854,8 @@ fn bench_hard_suite_runs_one_case_and_saves_its_data() {
     );
     let o = cf(&["bench", "--suite", "hard", "--seeds", "0"], dir.path());
     assert!(!o.status.success() && stderr(&o).contains("--seeds must be at least 1"));
+    let o = cf(&["bench", "--seeds", "3"], dir.path());
+    assert!(!o.status.success() && stderr(&o).contains("--suite hard only"));
 }
 
 #[test]

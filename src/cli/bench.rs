@@ -117,10 +117,13 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     if a.repeats == 0 {
         anyhow::bail!("--repeats must be at least 1");
     }
+    if a.seeds == 0 {
+        anyhow::bail!("--seeds must be at least 1 (seed 0 is the suite's instance)");
+    }
     match a.suite.as_str() {
         "planted" => {
-            if a.save_data.is_some() || a.cases.is_some() {
-                anyhow::bail!("--save-data and --cases apply to --suite hard only");
+            if a.save_data.is_some() || a.cases.is_some() || a.seeds > 1 {
+                anyhow::bail!("--save-data, --cases and --seeds apply to --suite hard only");
             }
             planted(&a, &opts)
         }
@@ -198,9 +201,6 @@ fn hard(a: &BenchArgs, opts: &SolverOptions) -> anyhow::Result<()> {
         }
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create folder {}", dir.display()))?;
-    }
-    if a.seeds == 0 {
-        anyhow::bail!("--seeds must be at least 1 (seed 0 is the suite's instance)");
     }
     let threads = rayon::current_num_threads();
     println!(
