@@ -812,21 +812,7 @@ fn bench_hard_suite_runs_one_case_and_saves_its_data() {
 
     // --seeds K: the case once more on the data of each seed 0..K-1, and
     // the spread of its passes; seed 0 is the instance of the table's row.
-    let seeds = [
-        "bench",
-        "--suite",
-        "hard",
-        "--cases",
-        "sq-0.1",
-        "--scale",
-        "25",
-        "--repeats",
-        "1",
-        "--seeds",
-        "3",
-        "--json",
-        "seeds.json",
-    ];
+    let seeds = [&args[..9], &["--seeds", "3", "--json", "seeds.json"]].concat();
     let o = cf(&seeds, dir.path());
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
