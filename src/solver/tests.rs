@@ -391,6 +391,38 @@ fn iterations_only(iterations: usize) -> fista::Budget<'static> {
     }
 }
 
+/// Coordinate descent on `ws` from zero for `epochs` epochs (tolerance out
+/// of reach): the point (coefficients, intercept) and the result.
+fn cd_from_zero(
+    prob: &Problem,
+    ws: &[usize],
+    epochs: usize,
+) -> (Vec<f64>, Vec<f64>, fista::InnerResult) {
+    let mut x = vec![0.0; ws.len() * prob.block_len()];
+    let mut bx = vec![0.0; prob.op.n_outputs()];
+    let mut buf = prob.op.buffers(ws.len());
+    let res = block_cd::block_cd(
+        prob,
+        ws,
+        &mut x,
+        &mut bx,
+        1e-15,
+        &mut iterations_only(epochs),
+        &mut buf,
+        &mut block_cd::BlockCdCache::default(),
+    );
+    (x, bx, res)
+}
+
+/// (loss, outputs, intercept): the cases of the coordinate-descent and
+/// Newton-step tests.
+const SMOOTH_CASES: [(Loss, usize, bool); 4] = [
+    (Loss::CrossEntropy, 4, false),
+    (Loss::CrossEntropy, 3, true),
+    (Loss::Logistic, 1, true),
+    (Loss::Squared, 2, false),
+];
+
 /// SPEC §5's count: a coordinate-descent epoch over blocks is one pass over
 /// the data they hold (a block's adjoint and update read it once), as is
 /// each Gram of a new block's metric, each fused pass (certificate, Anderson).
@@ -401,20 +433,7 @@ fn a_coordinate_descent_epoch_counts_as_one_pass_of_its_blocks() {
     prob.beta = 0.05 * beta_max(&prob);
     let ws = [1, 3, 4];
     let frac = prob.op.pass_fraction(&ws);
-    let mut x = vec![0.0; ws.len() * prob.block_len()];
-    let mut bx = vec![0.0; 1];
-    let mut buf = prob.op.buffers(prob.op.n_blocks());
-    let mut budget = iterations_only(5);
-    let res = block_cd::block_cd(
-        &prob,
-        &ws,
-        &mut x,
-        &mut bx,
-        1e-15,
-        &mut budget,
-        &mut buf,
-        &mut block_cd::BlockCdCache::default(),
-    );
+    let (_, _, res) = cd_from_zero(&prob, &ws, 5);
     assert_eq!(res.iterations, 5);
     // Metrics, the first pass, five epochs, Anderson's pass, and the pass
     // at the returned point unless Anderson's was kept.
@@ -431,12 +450,7 @@ fn a_coordinate_descent_epoch_counts_as_one_pass_of_its_blocks() {
 #[test]
 fn coordinate_descent_bounds_with_its_best_dual_point() {
     let mut above = 0;
-    for (loss, c, intercept) in [
-        (Loss::CrossEntropy, 4, false),
-        (Loss::CrossEntropy, 3, true),
-        (Loss::Logistic, 1, true),
-        (Loss::Squared, 2, false),
-    ] {
+    for (loss, c, intercept) in SMOOTH_CASES {
         let ds = random_instance(150, 8, 4, c, loss, 11);
         let mut prob = group_problem(&ds, loss, intercept);
         prob.beta = 0.05 * beta_max(&prob);
@@ -444,20 +458,7 @@ fn coordinate_descent_bounds_with_its_best_dual_point() {
         let ws: Vec<usize> = (0..prob.op.n_blocks()).collect();
         let scale = optimum.abs().max(1.0);
         for epochs in [1, 5, 10, 20, 40] {
-            let mut x = vec![0.0; ws.len() * prob.block_len()];
-            let mut bx = vec![0.0; prob.op.n_outputs()];
-            let mut buf = prob.op.buffers(ws.len());
-            let mut budget = iterations_only(epochs);
-            let res = block_cd::block_cd(
-                &prob,
-                &ws,
-                &mut x,
-                &mut bx,
-                1e-14,
-                &mut budget,
-                &mut buf,
-                &mut block_cd::BlockCdCache::default(),
-            );
+            let (x, bx, res) = cd_from_zero(&prob, &ws, epochs);
             let own = certificate::certificate_at(&prob, &x, &bx);
             let got = res.certificate;
             let what = format!("{loss:?} intercept {intercept}, {epochs} epochs");
@@ -491,12 +492,7 @@ fn coordinate_descent_bounds_with_its_best_dual_point() {
 /// keeps to it and descends.
 #[test]
 fn support_newton_steps_return_to_the_optimum() {
-    for (loss, c, intercept) in [
-        (Loss::CrossEntropy, 4, false),
-        (Loss::CrossEntropy, 3, true),
-        (Loss::Logistic, 1, true),
-        (Loss::Squared, 2, false),
-    ] {
+    for (loss, c, intercept) in SMOOTH_CASES {
         let ds = random_instance(150, 8, 4, c, loss, 9);
         let mut prob = group_problem(&ds, loss, intercept);
         prob.beta = 0.1 * beta_max(&prob);
