@@ -9,8 +9,8 @@
 //!   weighted Gram of the working set, exact block coordinate descent with
 //!   Anderson acceleration, a line search);
 //! - [`block_cd`]: block coordinate descent on the data, and
-//!   [`support_newton`]: the Newton steps it takes on the support where its
-//!   epochs crawl;
+//!   [`group_lengths`]: the nonzero groups' lengths set to their best near
+//!   the optimum, for its dual point;
 //! - [`outer`]: the outer loop (screening, working sets, stopping);
 //! - [`path`]: β_max and warm-started regularisation paths.
 
@@ -18,12 +18,12 @@ pub mod block_cd;
 pub mod certificate;
 pub mod fista;
 pub mod gram_cd;
+pub mod group_lengths;
 pub mod interrupt;
 pub mod lipschitz;
 pub mod outer;
 pub mod path;
 pub mod prox_newton;
-pub mod support_newton;
 
 pub use certificate::Certificate;
 pub use interrupt::Interrupt;
