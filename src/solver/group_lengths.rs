@@ -26,7 +26,8 @@ use crate::penalty::Penalty;
 use crate::problem::Problem;
 
 /// At most this many stored prediction values (K·N: 128 MiB; the 32-gate
-/// grokking model at 0.063·β_max holds 2,406 groups of 4,656 rows).
+/// grokking model at 0.063·β_max holds 2,406 groups of 4,656 rows). Beyond
+/// it the lengths of the groups with the steepest ∂φ/∂t_g are set.
 const MAX_VALUES: usize = 1 << 24;
 /// Rows per parallel chunk.
 const ROWS: usize = 256;
@@ -188,6 +189,19 @@ pub fn set_group_lengths<O: LinearOperator>(
     buf: &PassBuffers,
     aim: f64,
 ) -> (f64, bool) {
+    set_lengths_within(problem, ws, x, bx, buf, aim, MAX_VALUES)
+}
+
+/// [`set_group_lengths`] storing at most `max_values` predictions.
+pub(super) fn set_lengths_within<O: LinearOperator>(
+    problem: &Problem<'_, O>,
+    ws: &[usize],
+    x: &mut [f64],
+    bx: &mut [f64],
+    buf: &PassBuffers,
+    aim: f64,
+    max_values: usize,
+) -> (f64, bool) {
     let op = &problem.op;
     let (c, d) = op.penalty_shape();
     let cd = problem.block_len();
@@ -200,20 +214,31 @@ pub fn set_group_lengths<O: LinearOperator>(
         return (0.0, false);
     }
     let rows = op.n_rows();
-    let (mut pos, mut weight) = (vec![], vec![]);
+    // Each nonzero group with ∂φ/∂t_g = ⟨z_g, 𝒜_gᵀ∇L⟩ + β‖z_g‖, from the pass.
+    let mut groups = vec![];
     for j in 0..ws.len() {
         for l in 0..c {
-            let z = &x[j * cd + l * d..j * cd + (l + 1) * d];
+            let at = j * cd + l * d..j * cd + (l + 1) * d;
+            let z = &x[at.clone()];
             let norm = z.iter().map(|v| v * v).sum::<f64>().sqrt();
             if norm > 0.0 {
-                pos.push((j, l));
-                weight.push(problem.beta * norm);
+                let along: f64 = z.iter().zip(&buf.block_grad[at]).map(|(a, b)| a * b).sum();
+                groups.push(((j, l), problem.beta * norm, along + problem.beta * norm));
             }
         }
     }
+    // Where the predictions of all would not fit, those of the steepest
+    // (the largest share of the gap's first-order term); every shard
+    // chooses alike (the pass's adjoint is summed over shards).
+    let fit = max_values / op.largest_shard_rows().max(1);
+    if groups.len() > fit {
+        groups.sort_by(|a, b| b.2.abs().total_cmp(&a.2.abs()));
+        groups.truncate(fit);
+        groups.sort_by_key(|g| g.0);
+    }
+    let (pos, weight): (Vec<_>, Vec<_>) = groups.iter().map(|g| (g.0, g.1)).unzip();
     let k = pos.len();
-    // (Every shard decides alike: the groups are the same on all.)
-    if k == 0 || k.saturating_mul(op.largest_shard_rows()) > MAX_VALUES {
+    if k == 0 {
         return (0.0, false);
     }
     // The groups' predictions: one read of each support block.

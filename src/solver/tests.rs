@@ -550,6 +550,35 @@ fn setting_group_lengths_leaves_a_second_order_gap() {
             "{loss:?}: the set point's gap fell {second}x: {gaps:?}"
         );
     }
+    // Where not all groups' predictions fit, the steepest groups' lengths
+    // are set: at most that many move, and the objective falls.
+    let ds = random_instance(150, 8, 4, 2, Loss::Squared, 9);
+    let mut prob = group_problem(&ds, Loss::Squared, false);
+    prob.beta = 0.1 * beta_max(&prob);
+    let best = solve(&prob, &opts(1e-12), None).unwrap();
+    let ws: Vec<usize> = (0..prob.op.n_blocks()).collect();
+    let d = prob.op.penalty_shape().1;
+    let mut x = best.coef.clone();
+    for (g, z) in x.chunks_exact_mut(d).enumerate() {
+        z.iter_mut().for_each(|v| *v *= 1.0 + 0.01 * (g % 3) as f64);
+    }
+    let mut bx = best.intercept.clone();
+    let mut buf = prob.op.buffers(ws.len());
+    let grad = |i: usize, y: &[f64], g: &mut [f64]| Loss::Squared.value_grad(y, ds.target(i), g);
+    prob.op.fused_pass(&ws, &x, &bx, &ws, grad, &mut buf);
+    let start = x.clone();
+    let before = prob.objective(&x, &bx);
+    let (_, moved) =
+        group_lengths::set_lengths_within(&prob, &ws, &mut x, &mut bx, &buf, 1e-13, 2 * 150);
+    let changed = (x.chunks_exact(d).zip(start.chunks_exact(d)))
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!(
+        moved && (1..=2).contains(&changed),
+        "{changed} groups changed"
+    );
+    assert!(prob.objective(&x, &bx) < before);
+
     // The nuclear norm has no group lengths to set.
     let ds = random_instance(60, 4, 3, 2, Loss::Squared, 3);
     let prob = Problem::new(
