@@ -85,6 +85,21 @@ impl Lengths<'_> {
     }
     /// The adjoint of [`Self::apply`] on per-row values `r` (rows × c).
     fn adjoint<O: LinearOperator>(&self, problem: &Problem<'_, O>, r: &[f64]) -> Vec<f64> {
+        self.reduce(problem, r, false)
+    }
+    /// The diagonal of the adjoint ∘ diag(w) ∘ apply for per-row weights
+    /// `w` (rows × c).
+    fn adjoint_squares<O: LinearOperator>(&self, problem: &Problem<'_, O>, w: &[f64]) -> Vec<f64> {
+        self.reduce(problem, w, true)
+    }
+    /// Per group Σ_i r_il·p_gi (or r_il·p_gi² where `squared`), p_g = 𝒜_g z_g;
+    /// per intercept output Σ_i r_il; summed over shards.
+    fn reduce<O: LinearOperator>(
+        &self,
+        problem: &Problem<'_, O>,
+        r: &[f64],
+        squared: bool,
+    ) -> Vec<f64> {
         let (rows, c) = (self.rows, self.c);
         let mut cols = vec![0.0; rows * c];
         for (i, ri) in r.chunks_exact(c).enumerate() {
@@ -96,31 +111,11 @@ impl Lengths<'_> {
             .into_par_iter()
             .map(|g| {
                 let col = &cols[self.pos[g].1 * rows..][..rows];
-                col.iter().zip(self.group(g)).map(|(a, b)| a * b).sum()
-            })
-            .collect();
-        if self.intercept {
-            out.extend((0..c).map(|l| cols[l * rows..][..rows].iter().sum::<f64>()));
-        }
-        problem.op.sum_over_shards(&mut out);
-        out
-    }
-    /// The diagonal of the adjoint ∘ weights ∘ apply map for per-row weights
-    /// `w` (rows × c): Σ_i w_il (𝒜_g z_g)_i² per group, Σ_i w_il for the
-    /// intercept.
-    fn adjoint_squares<O: LinearOperator>(&self, problem: &Problem<'_, O>, w: &[f64]) -> Vec<f64> {
-        let (rows, c) = (self.rows, self.c);
-        let mut cols = vec![0.0; rows * c];
-        for (i, wi) in w.chunks_exact(c).enumerate() {
-            for l in 0..c {
-                cols[l * rows + i] = wi[l];
-            }
-        }
-        let mut out: Vec<f64> = (0..self.pos.len())
-            .into_par_iter()
-            .map(|g| {
-                let col = &cols[self.pos[g].1 * rows..][..rows];
-                col.iter().zip(self.group(g)).map(|(a, b)| a * b * b).sum()
+                let pairs = col.iter().zip(self.group(g));
+                match squared {
+                    true => pairs.map(|(a, b)| a * b * b).sum(),
+                    false => pairs.map(|(a, b)| a * b).sum(),
+                }
             })
             .collect();
         if self.intercept {
