@@ -21,6 +21,7 @@
 use rayon::prelude::*;
 
 use crate::loss::SampleLoss;
+use crate::operator::kernels::dot;
 use crate::operator::{LinearOperator, PassBuffers};
 use crate::penalty::Penalty;
 use crate::problem::Problem;
@@ -28,7 +29,7 @@ use crate::problem::Problem;
 /// At most this many stored prediction values (K·N: 128 MiB; the 32-gate
 /// grokking model at 0.063·β_max holds 2,406 groups of 4,656 rows). Beyond
 /// it the lengths of the groups with the steepest ∂φ/∂t_g are set.
-const MAX_VALUES: usize = 1 << 24;
+pub const MAX_VALUES: usize = 1 << 24;
 /// Rows per parallel chunk.
 const ROWS: usize = 256;
 const MAX_NEWTON: usize = 20;
@@ -175,20 +176,10 @@ struct Eval {
 /// intercept `bx`) to the minimum of the objective along them, from the
 /// point whose pass `buf` holds, aiming at an absolute gap `aim`. Returns
 /// the passes read and whether the point moved (then `buf` no longer
-/// holds its pass). Does nothing for other penalties or operators.
+/// holds its pass). At most `max_values` predictions are stored
+/// ([`MAX_VALUES`] in the solver). Does nothing for other penalties or
+/// operators.
 pub fn set_group_lengths<O: LinearOperator>(
-    problem: &Problem<'_, O>,
-    ws: &[usize],
-    x: &mut [f64],
-    bx: &mut [f64],
-    buf: &PassBuffers,
-    aim: f64,
-) -> (f64, bool) {
-    set_lengths_within(problem, ws, x, bx, buf, aim, MAX_VALUES)
-}
-
-/// [`set_group_lengths`] storing at most `max_values` predictions.
-pub(super) fn set_lengths_within<O: LinearOperator>(
     problem: &Problem<'_, O>,
     ws: &[usize],
     x: &mut [f64],
@@ -215,9 +206,9 @@ pub(super) fn set_lengths_within<O: LinearOperator>(
         for l in 0..c {
             let at = j * cd + l * d..j * cd + (l + 1) * d;
             let z = &x[at.clone()];
-            let norm = z.iter().map(|v| v * v).sum::<f64>().sqrt();
+            let norm = dot(z, z).sqrt();
             if norm > 0.0 {
-                let along: f64 = z.iter().zip(&buf.block_grad[at]).map(|(a, b)| a * b).sum();
+                let along = dot(z, &buf.block_grad[at]);
                 groups.push(((j, l), problem.beta * norm, along + problem.beta * norm));
             }
         }
@@ -400,13 +391,13 @@ fn conjugate_gradients(hess: &dyn Fn(&[f64]) -> Vec<f64>, g: &[f64], pre: &[f64]
     let m = g.len();
     let mut s = vec![0.0; m];
     let mut r: Vec<f64> = g.iter().map(|v| -v).collect();
-    let g_norm = r.iter().map(|v| v * v).sum::<f64>().sqrt();
+    let g_norm = dot(&r, &r).sqrt();
     let mut z: Vec<f64> = r.iter().zip(pre).map(|(a, b)| a * b).collect();
     let mut p = z.clone();
-    let mut rz: f64 = r.iter().zip(&z).map(|(a, b)| a * b).sum();
+    let mut rz = dot(&r, &z);
     for _ in 0..MAX_CG {
         let hp = hess(&p);
-        let php: f64 = p.iter().zip(&hp).map(|(a, b)| a * b).sum();
+        let php = dot(&p, &hp);
         if php.is_nan() || php <= 0.0 {
             break;
         }
@@ -415,11 +406,11 @@ fn conjugate_gradients(hess: &dyn Fn(&[f64]) -> Vec<f64>, g: &[f64], pre: &[f64]
             s[i] += a * p[i];
             r[i] -= a * hp[i];
         }
-        if r.iter().map(|v| v * v).sum::<f64>().sqrt() <= 0.1 * g_norm {
+        if dot(&r, &r).sqrt() <= 0.1 * g_norm {
             break;
         }
         z = r.iter().zip(pre).map(|(a, b)| a * b).collect();
-        let rz_new: f64 = r.iter().zip(&z).map(|(a, b)| a * b).sum();
+        let rz_new = dot(&r, &z);
         let b = rz_new / rz;
         rz = rz_new;
         for i in 0..m {

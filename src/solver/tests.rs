@@ -509,7 +509,15 @@ fn setting_group_lengths_leaves_a_second_order_gap() {
             let grad = |i: usize, y: &[f64], g: &mut [f64]| loss.value_grad(y, data.target(i), g);
             prob.op.fused_pass(&ws, x, bx, &ws, grad, &mut buf);
             let before = certificate::certificate_at(&prob, x, bx);
-            let (read, moved) = group_lengths::set_group_lengths(&prob, &ws, x, bx, &buf, 1e-13);
+            let (read, moved) = group_lengths::set_group_lengths(
+                &prob,
+                &ws,
+                x,
+                bx,
+                &buf,
+                1e-13,
+                group_lengths::MAX_VALUES,
+            );
             assert!(moved, "{loss:?}: the lengths did not move");
             assert!(read <= 1.0 + 1e-12, "{loss:?}: read {read} passes");
             let after = certificate::certificate_at(&prob, x, bx);
@@ -569,7 +577,7 @@ fn setting_group_lengths_leaves_a_second_order_gap() {
     let start = x.clone();
     let before = prob.objective(&x, &bx);
     let (_, moved) =
-        group_lengths::set_lengths_within(&prob, &ws, &mut x, &mut bx, &buf, 1e-13, 2 * 150);
+        group_lengths::set_group_lengths(&prob, &ws, &mut x, &mut bx, &buf, 1e-13, 2 * 150);
     let changed = (x.chunks_exact(d).zip(start.chunks_exact(d)))
         .filter(|(a, b)| a != b)
         .count();
@@ -593,6 +601,14 @@ fn setting_group_lengths_leaves_a_second_order_gap() {
     let mut x = vec![1.0; ws.len() * prob.block_len()];
     let mut bx = vec![0.0; 2];
     let buf = prob.op.buffers(ws.len());
-    let (read, moved) = group_lengths::set_group_lengths(&prob, &ws, &mut x, &mut bx, &buf, 1e-9);
+    let (read, moved) = group_lengths::set_group_lengths(
+        &prob,
+        &ws,
+        &mut x,
+        &mut bx,
+        &buf,
+        1e-9,
+        group_lengths::MAX_VALUES,
+    );
     assert!(read == 0.0 && !moved && x.iter().all(|&v| v == 1.0));
 }
