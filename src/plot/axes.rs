@@ -49,11 +49,8 @@ pub(super) fn tick_format(ticks: &[f64], log: bool) -> impl Fn(&f64) -> String {
 
 /// The least of 1, 2, 5, 10, 20, … that is at least `need`.
 pub(super) fn stride(need: f64) -> usize {
-    let strides = (0..19).flat_map(|e| [1, 2, 5].map(|m| m * 10usize.pow(e)));
-    strides
-        .into_iter()
-        .find(|&k| k as f64 >= need)
-        .unwrap_or(usize::MAX)
+    let mut strides = (0..19).flat_map(|e| [1, 2, 5].map(|m| m * 10usize.pow(e)));
+    strides.find(|&k| k as f64 >= need).unwrap_or(usize::MAX)
 }
 
 /// An axis of `n` unit cells from 0 (downwards where `down`), ticked at the

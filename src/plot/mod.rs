@@ -1,29 +1,25 @@
 //! The project's small plotting library: line plots, heatmaps and bar plots.
 //!
 //! Every function takes a path *stem* (`out`, without extension) and writes
-//! exactly two files, `out.png` (900×600 px) and `out.svg`, or neither.
+//! exactly two files, `out.svg` and `out.png` (900×600 px), or neither.
 //!
-//! Charts are built from plotters' own parts: `ChartBuilder` and
-//! `configure_mesh` for axes, ticks and grid, `log_scale()` for log axes,
-//! `with_key_points` for named ticks, `configure_series_labels` for legends,
-//! `DerivedColorMap` for heatmap colors. Text is DejaVu Sans, embedded from
-//! `assets/DejaVuSans.ttf` and registered as the "sans-serif" family; in the
-//! PNG it is laid out by ab_glyph (see [`Crisp`]).
+//! A figure is drawn once, with plotters' own parts (`configure_mesh`,
+//! `log_scale`, `with_key_points`, `configure_series_labels`,
+//! `DerivedColorMap`) on its SVG backend; resvg rasterizes that SVG into the
+//! PNG, so both show the same picture, with kerned text (plotters' bitmap
+//! text opened gaps inside words: "To ken"). Text is DejaVu Sans, embedded
+//! from `assets/DejaVuSans.ttf`, registered as "sans-serif" for plotters'
+//! text layout and in resvg's font database.
 //!
 //! Data are taken as they come: non-finite values (and values ≤ 0 on a log
 //! axis) are skipped, with a note on the picture saying how many; a plot with
 //! nothing left to draw is still written, as an empty chart with a note.
 //! Only inconsistent inputs (mismatched lengths) are errors.
-//!
-//! Here: the public API and rendering to both formats; one file per figure
-//! (`line.rs`, `heatmap.rs`, `bar.rs`), the pieces they share (`axes.rs`)
-//! and the bitmap text layout (`text.rs`).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
-use ab_glyph::{point, Font, FontRef, ScaleFont};
 use plotters::coord::combinators::{
     BindKeyPoints, IntoLogRange, IntoPartialAxis, LogCoord, WithKeyPoints,
 };
@@ -33,7 +29,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::colors::colormaps::{ColorMap, DerivedColorMap};
 use plotters::style::text_anchor::{HPos, Pos, VPos};
-use plotters_backend::{BackendColor, BackendCoord, BackendTextStyle, DrawingErrorKind};
+use resvg::{tiny_skia, usvg};
 
 use crate::error::{Error, Result};
 
@@ -43,13 +39,11 @@ mod heatmap;
 mod line;
 #[cfg(test)]
 mod tests;
-mod text;
 
 use axes::*;
 use bar::*;
 use heatmap::*;
 use line::*;
-use text::*;
 
 /// Picture size in pixels (the SVG uses the same user units).
 const SIZE: (u32, u32) = (900, 600);
@@ -74,18 +68,25 @@ const NOTE_COLOR: RGBColor = RGBColor(90, 90, 90);
 
 static FONT_BYTES: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 
-/// The embedded font, registered with plotters as "sans-serif" on first use.
-fn font() -> Result<&'static FontRef<'static>> {
-    static FONT_REF: OnceLock<Option<FontRef<'static>>> = OnceLock::new();
-    FONT_REF
-        .get_or_init(|| {
-            plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES).ok()?;
-            FontRef::try_from_slice(FONT_BYTES).ok()
+/// resvg's options with the embedded font as "sans-serif"; on first use
+/// the font is also registered with plotters, which lays text out with it.
+fn svg_options() -> Result<&'static usvg::Options<'static>> {
+    static OPTIONS: OnceLock<Option<usvg::Options>> = OnceLock::new();
+    let options = OPTIONS.get_or_init(|| {
+        plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES).ok()?;
+        let mut fonts = usvg::fontdb::Database::new();
+        fonts.load_font_data(FONT_BYTES.to_vec());
+        let family = fonts.faces().next()?.families.first()?.0.clone();
+        fonts.set_sans_serif_family(family);
+        let fontdb = Arc::new(fonts);
+        Some(usvg::Options {
+            fontdb,
+            ..Default::default()
         })
-        .as_ref()
-        .ok_or_else(|| {
-            Error::Invalid("the embedded font assets/DejaVuSans.ttf could not be parsed; restore it from the repository".into())
-        })
+    });
+    options.as_ref().ok_or_else(|| {
+        Error::Invalid("the embedded font assets/DejaVuSans.ttf could not be parsed; restore it from the repository".into())
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -146,7 +147,7 @@ pub fn line_plot(out: &Path, p: &LinePlot) -> Result<()> {
             format!("series '{}' has {x} x values but {y} y values", s.name)
         })?;
     }
-    render(out, Figure::Line(p))
+    render(out, |root| line_figure(root, p))
 }
 
 /// Writes `out.png` and `out.svg`: a heatmap of `h.values`.
@@ -166,7 +167,7 @@ pub fn heatmap(out: &Path, h: &Heatmap) -> Result<()> {
             format!("heatmap {what} has {have} names for {want} entries")
         })?;
     }
-    render(out, Figure::Heat(h))
+    render(out, |root| heat_figure(root, h))
 }
 
 /// Writes `out.png` and `out.svg`: one bar per name, of height `values[i]`.
@@ -185,7 +186,8 @@ pub fn bar_plot(
     check(out, n == v, || {
         format!("bar plot has {n} names but {v} values")
     })?;
-    render(out, Figure::Bars([title, x_label, y_label], names, values))
+    let texts = [title, x_label, y_label];
+    render(out, |root| bar_figure(root, texts, names, values))
 }
 
 /// [`Error::Invalid`] for the plot at `out`, saying `why`, unless `ok`.
@@ -196,33 +198,12 @@ fn check(out: &Path, ok: bool, why: impl FnOnce() -> String) -> Result<()> {
     }
 }
 
-// ---------------------------------------------------------------------------
-// Rendering to both formats
-// ---------------------------------------------------------------------------
+/// The SVG drawing area every figure is drawn on.
+type Svg<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 
 /// A plotters result on backend `DB`.
 type Drawn<DB, T = ()> =
     std::result::Result<T, DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
-
-/// What to draw; drawn once on an SVG and once on a bitmap backend.
-#[derive(Clone, Copy)]
-enum Figure<'f, 'a> {
-    Line(&'f LinePlot<'a>),
-    Heat(&'f Heatmap<'a>),
-    /// `[title, x label, y label]`, names, values.
-    Bars([&'f str; 3], &'f [String], &'f [f64]),
-}
-
-impl Figure<'_, '_> {
-    fn draw<DB: DrawingBackend>(self, root: &DrawingArea<DB, Shift>) -> Drawn<DB> {
-        root.fill(&WHITE)?;
-        match self {
-            Figure::Line(p) => line_figure(root, p),
-            Figure::Heat(h) => heat_figure(root, h),
-            Figure::Bars(texts, names, values) => bar_figure(root, texts, names, values),
-        }
-    }
-}
 
 /// `out` with `.ext` appended (an existing dot in the stem is kept).
 fn with_ext(out: &Path, ext: &str) -> PathBuf {
@@ -232,35 +213,34 @@ fn with_ext(out: &Path, ext: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Draws the SVG in memory, then the PNG straight into its file, then writes
-/// the SVG, each whole or not at all (see `crate::atomic`).
-fn render(out: &Path, fig: Figure) -> Result<()> {
-    font()?;
+/// Draws the figure as SVG and rasterizes it in memory, then writes the PNG
+/// and the SVG, each whole (see `crate::atomic`), the PNG only once the SVG
+/// is in place.
+fn render(out: &Path, draw: impl FnOnce(&Svg) -> Drawn<SVGBackend<'static>>) -> Result<()> {
+    let options = svg_options()?;
     let (png, svg_path) = (with_ext(out, "png"), with_ext(out, "svg"));
-    let failed = |path: &Path, e: &dyn std::fmt::Display| {
-        Error::Invalid(format!("{}: drawing failed: {e}", path.display()))
+    let failed = |e: &dyn std::fmt::Display| {
+        Error::Invalid(format!("{}: drawing failed: {e}", out.display()))
     };
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        let drawn = fig.draw(&root).and_then(|()| root.present());
-        drawn.map_err(|e| failed(&svg_path, &e))?;
+        let drawn = root
+            .fill(&WHITE)
+            .and_then(|()| draw(&root))
+            .and_then(|()| root.present());
+        drawn.map_err(|e| failed(&e))?;
     }
-    // The PNG is encoded into a temporary file beside it (creating that gives
-    // a plain I/O error naming the path) and renamed into place whole.
+    let tree = usvg::Tree::from_str(&svg, options).map_err(|e| failed(&e))?;
+    let mut pixmap = tiny_skia::Pixmap::new(SIZE.0, SIZE.1).ok_or_else(|| failed(&"no pixmap"))?;
+    resvg::render(&tree, tiny_skia::Transform::default(), &mut pixmap.as_mut());
+    let bytes = pixmap.encode_png().map_err(|e| failed(&e))?;
     let pending = crate::atomic::Pending::new(&png)?;
-    let root = Crisp(BitMapBackend::new(pending.path(), SIZE)).into_drawing_area();
-    let drawn = fig
-        .draw(&root)
-        .map_err(|e| failed(&png, &e))
-        .and_then(|()| {
-            root.present().map_err(|e| Error::Io {
-                path: png.clone(),
-                source: std::io::Error::other(e.to_string()),
-            })
-        });
-    drop(root); // a bitmap backend saves itself when dropped, even after an error
-    drawn?;
+    let io = |source| Error::Io {
+        path: png.clone(),
+        source,
+    };
+    std::fs::write(pending.path(), bytes).map_err(io)?;
     crate::atomic::write(&svg_path, svg)?;
     pending.commit()
 }
