@@ -20,7 +20,7 @@
 use super::certificate::{reduced_certificate, Certificate};
 use super::fista::{Budget, InnerResult};
 use super::gram_cd::anderson_coefficients;
-use super::group_lengths::{set_group_lengths, MAX_VALUES};
+use super::group_lengths::{set_group_lengths, Reach, MAX_VALUES};
 use super::prox_newton::penalty_sum;
 use crate::loss::SampleLoss;
 use crate::operator::kernels::{axpy, dot, rows_times_symmetric};
@@ -182,7 +182,13 @@ pub fn block_cd<O: LinearOperator>(
         let gap = certificate.relative_gap;
         if !lengths_set && gap < LENGTHS_NEAR {
             let aim = tol.max(LENGTHS_AIM * gap) * certificate.primal.abs().max(1.0);
-            let (read, moved) = set_group_lengths(problem, ws, x, bx, buf, aim, MAX_VALUES);
+            let stop = || budget.out_of_time().is_some();
+            let reach = Reach {
+                aim,
+                max_values: MAX_VALUES,
+                stop: &stop,
+            };
+            let (read, moved) = set_group_lengths(problem, ws, x, bx, buf, &reach);
             passes += read;
             if moved {
                 lengths_set = true;

@@ -40,6 +40,20 @@ const MAX_CG: usize = 50;
 pub(crate) const GRAD_AIM: f64 = 0.05;
 const SCALE_AIM: f64 = 0.5;
 
+/// How far one lengths step goes.
+pub struct Reach<'s> {
+    /// The absolute gap aimed at.
+    pub aim: f64,
+    /// At most this many stored prediction values ([`MAX_VALUES`] in the
+    /// solver).
+    pub max_values: usize,
+    /// Asked before every Newton iteration and conjugate-gradient product:
+    /// true ends the step early (the solve's deadline or interrupt), keeping
+    /// the lengths of the last accepted Newton iterate. On a sharded solve
+    /// every shard asks at the same points.
+    pub stop: &'s dyn Fn() -> bool,
+}
+
 /// The nonzero groups of a working set and their predictions.
 struct Lengths<'p> {
     /// Each group's (working-set position, output).
@@ -180,19 +194,16 @@ struct Eval {
 
 /// Sets the lengths of the nonzero groups of `ws` in `x` (and the
 /// intercept `bx`) to the minimum of the objective along them, from the
-/// point whose pass `buf` holds, aiming at an absolute gap `aim`. Returns
-/// the passes read and whether the point moved (then `buf` no longer
-/// holds its pass). At most `max_values` predictions are stored
-/// ([`MAX_VALUES`] in the solver). Does nothing for other penalties or
-/// operators.
+/// point whose pass `buf` holds, as far as `reach` says. Returns the
+/// passes read and whether the point moved (then `buf` no longer holds its
+/// pass). Does nothing for other penalties or operators.
 pub fn set_group_lengths<O: LinearOperator>(
     problem: &Problem<'_, O>,
     ws: &[usize],
     x: &mut [f64],
     bx: &mut [f64],
     buf: &PassBuffers,
-    aim: f64,
-    max_values: usize,
+    reach: &Reach,
 ) -> (f64, bool) {
     let op = &problem.op;
     let (c, d) = op.penalty_shape();
@@ -224,7 +235,7 @@ pub fn set_group_lengths<O: LinearOperator>(
     // W·(r_g − 1)⁺ ([`rescaling_left`]); every shard chooses alike (the
     // pass's adjoint is summed over shards).
     let total_weight: f64 = groups.iter().map(|g| g.1).sum();
-    let fit = max_values / op.largest_shard_rows().max(1);
+    let fit = reach.max_values / op.largest_shard_rows().max(1);
     if groups.len() > fit {
         let share =
             |g: &((usize, usize), f64, f64)| g.2.abs() + total_weight * (-g.2 / g.1).max(0.0);
@@ -280,7 +291,7 @@ pub fn set_group_lengths<O: LinearOperator>(
         yhat0: &buf.yhat,
     };
 
-    let Some(t) = newton(problem, &lengths, aim) else {
+    let Some(t) = newton(problem, &lengths, reach) else {
         return (passes, false);
     };
     for (g, &(j, l)) in lengths.pos.iter().enumerate() {
@@ -302,14 +313,18 @@ pub fn set_group_lengths<O: LinearOperator>(
 fn newton<O: LinearOperator>(
     problem: &Problem<'_, O>,
     lengths: &Lengths<'_>,
-    aim: f64,
+    reach: &Reach,
 ) -> Option<Vec<f64>> {
+    let aim = reach.aim;
     let (m, k, c) = (lengths.dim(), lengths.pos.len(), lengths.c);
     let loss = problem.loss;
     let mut t = vec![0.0; m];
     let mut at = lengths.eval(problem, &t);
     let start = at.value;
     for _ in 0..MAX_NEWTON {
+        if (reach.stop)() {
+            break;
+        }
         let grad = lengths.gradient(problem, &at);
         // Groups at length 0 that would shrink further stay there.
         let free: Vec<bool> = (0..m)
@@ -365,7 +380,7 @@ fn newton<O: LinearOperator>(
             }
             h
         };
-        let step = conjugate_gradients(&hess, &grad, &pre);
+        let step = conjugate_gradients(&hess, &grad, &pre, reach.stop);
         // A projected search: lengths stop at 0.
         let mut alpha = 1.0f64;
         let mut moved = false;
@@ -414,8 +429,14 @@ fn rescaling_left(lengths: &Lengths<'_>, grad: &[f64]) -> f64 {
 }
 
 /// Solves H s = −g by preconditioned conjugate gradients (to a tenth of
-/// the gradient's norm, at most `MAX_CG` products).
-fn conjugate_gradients(hess: &dyn Fn(&[f64]) -> Vec<f64>, g: &[f64], pre: &[f64]) -> Vec<f64> {
+/// the gradient's norm, at most `MAX_CG` products, fewer where `stop`
+/// says so: any iterate is a descent direction).
+fn conjugate_gradients(
+    hess: &dyn Fn(&[f64]) -> Vec<f64>,
+    g: &[f64],
+    pre: &[f64],
+    stop: &dyn Fn() -> bool,
+) -> Vec<f64> {
     let m = g.len();
     let mut s = vec![0.0; m];
     let mut r: Vec<f64> = g.iter().map(|v| -v).collect();
@@ -424,6 +445,9 @@ fn conjugate_gradients(hess: &dyn Fn(&[f64]) -> Vec<f64>, g: &[f64], pre: &[f64]
     let mut p = z.clone();
     let mut rz = dot(&r, &z);
     for _ in 0..MAX_CG {
+        if stop() {
+            break;
+        }
         let hp = hess(&p);
         let php = dot(&p, &hp);
         if php.is_nan() || php <= 0.0 {

@@ -509,15 +509,8 @@ fn setting_group_lengths_leaves_a_second_order_gap() {
             let grad = |i: usize, y: &[f64], g: &mut [f64]| loss.value_grad(y, data.target(i), g);
             prob.op.fused_pass(&ws, x, bx, &ws, grad, &mut buf);
             let before = certificate::certificate_at(&prob, x, bx);
-            let (read, moved) = group_lengths::set_group_lengths(
-                &prob,
-                &ws,
-                x,
-                bx,
-                &buf,
-                1e-13,
-                group_lengths::MAX_VALUES,
-            );
+            let (read, moved) =
+                group_lengths::set_group_lengths(&prob, &ws, x, bx, &buf, &reach(1e-13, MAX));
             assert!(moved, "{loss:?}: the lengths did not move");
             assert!(read <= 1.0 + 1e-12, "{loss:?}: read {read} passes");
             let after = certificate::certificate_at(&prob, x, bx);
@@ -578,7 +571,7 @@ fn setting_group_lengths_leaves_a_second_order_gap() {
     let start = x.clone();
     let before = prob.objective(&x, &bx);
     let (_, moved) =
-        group_lengths::set_group_lengths(&prob, &ws, &mut x, &mut bx, &buf, 1e-13, 2 * 150);
+        group_lengths::set_group_lengths(&prob, &ws, &mut x, &mut bx, &buf, &reach(1e-13, 2 * 150));
     let changed = (x.chunks_exact(d).zip(start.chunks_exact(d)))
         .filter(|(a, b)| a != b)
         .count();
@@ -602,15 +595,8 @@ fn setting_group_lengths_leaves_a_second_order_gap() {
     let mut x = vec![1.0; ws.len() * prob.block_len()];
     let mut bx = vec![0.0; 2];
     let buf = prob.op.buffers(ws.len());
-    let (read, moved) = group_lengths::set_group_lengths(
-        &prob,
-        &ws,
-        &mut x,
-        &mut bx,
-        &buf,
-        1e-9,
-        group_lengths::MAX_VALUES,
-    );
+    let (read, moved) =
+        group_lengths::set_group_lengths(&prob, &ws, &mut x, &mut bx, &buf, &reach(1e-9, MAX));
     assert!(read == 0.0 && !moved && x.iter().all(|&v| v == 1.0));
 }
 
@@ -654,9 +640,41 @@ fn setting_group_lengths_stops_on_the_gap_it_leaves() {
         slope < 0.0 && -slope <= group_lengths::GRAD_AIM * aim,
         "∂φ {slope}, aim {aim}"
     );
-    // Room for one group's predictions: N = 200 values.
-    let cap = 200;
-    let (_, moved) = group_lengths::set_group_lengths(&prob, &ws, &mut x, &mut bx, &buf, aim, cap);
+    // Room for one group's predictions: N = 200 values. Asked to stop at
+    // once (a deadline passed, an interrupt), the step leaves the point.
+    let (start, cap) = (x.clone(), 200);
+    let stop = || true;
+    let reach = group_lengths::Reach {
+        aim,
+        max_values: cap,
+        stop: &stop,
+    };
+    let (_, moved) = group_lengths::set_group_lengths(&prob, &ws, &mut x, &mut bx, &buf, &reach);
+    assert!(!moved && x == start);
+    // Else it asks before every Newton iteration and CG product.
+    let asked = std::cell::Cell::new(0);
+    let stop = || {
+        asked.set(asked.get() + 1);
+        false
+    };
+    let reach = group_lengths::Reach {
+        aim,
+        max_values: cap,
+        stop: &stop,
+    };
+    let (_, moved) = group_lengths::set_group_lengths(&prob, &ws, &mut x, &mut bx, &buf, &reach);
     let after = certificate::certificate_at(&prob, &x, &bx);
     assert!(moved && after.gap <= aim, "{before:?} -> {after:?}");
+    assert!(asked.get() >= 2, "asked {} times", asked.get());
+}
+
+const MAX: usize = group_lengths::MAX_VALUES;
+
+/// A lengths step that runs to its aim.
+fn reach(aim: f64, max_values: usize) -> group_lengths::Reach<'static> {
+    group_lengths::Reach {
+        aim,
+        max_values,
+        stop: &|| false,
+    }
 }
