@@ -231,6 +231,13 @@ fn render(out: &Path, draw: impl FnOnce(&Svg) -> Drawn<SVGBackend<'static>>) -> 
             .and_then(|()| root.present());
         drawn.map_err(|e| failed(&e))?;
     }
+    // XML has no control characters (but tab and line ends): where a name
+    // holds one, U+FFFD stands in.
+    let xml = |c: char| (c >= ' ' && c != '\u{FFFE}' && c != '\u{FFFF}') || "\t\n\r".contains(c);
+    let svg: String = svg
+        .chars()
+        .map(|c| if xml(c) { c } else { '\u{FFFD}' })
+        .collect();
     let tree = usvg::Tree::from_str(&svg, options).map_err(|e| failed(&e))?;
     let mut pixmap = tiny_skia::Pixmap::new(SIZE.0, SIZE.1).ok_or_else(|| failed(&"no pixmap"))?;
     resvg::render(&tree, tiny_skia::Transform::default(), &mut pixmap.as_mut());

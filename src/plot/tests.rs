@@ -349,3 +349,15 @@ fn title_text_is_laid_out_without_gaps() {
         "ink {lo}..{hi}"
     );
 }
+
+#[test]
+fn names_with_characters_xml_lacks_are_drawn() {
+    // XML has no control characters: they are drawn as U+FFFD, not an error.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stem = dir.path().join("ctl");
+    let names = ["t\u{0}".to_string(), "<&>\u{FFFF}".to_string()];
+    bar_plot(&stem, "a\u{1}b", "x", "y", &names, &[1.0, 2.0]).expect("bar");
+    check_pair(&stem, "a\u{FFFD}b");
+    let svg = String::from_utf8(read(with_ext(&stem, "svg"))).expect("UTF-8");
+    assert!(svg.contains("t\u{FFFD}") && svg.contains("&lt;&amp;&gt;\u{FFFD}"));
+}

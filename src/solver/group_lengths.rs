@@ -218,6 +218,14 @@ pub fn set_group_lengths<O: LinearOperator>(
     }
     let rows = op.n_rows();
     // Each nonzero group with ∂φ/∂t_g = ⟨z_g, 𝒜_gᵀ∇L⟩ + β‖z_g‖, from the pass.
+    struct Group {
+        /// Working-set position and output.
+        pos: (usize, usize),
+        /// β‖z_g‖.
+        weight: f64,
+        /// ∂φ/∂t_g at t = 0.
+        slope: f64,
+    }
     let mut groups = vec![];
     for j in 0..ws.len() {
         for l in 0..c {
@@ -226,7 +234,13 @@ pub fn set_group_lengths<O: LinearOperator>(
             let norm = dot(z, z).sqrt();
             if norm > 0.0 {
                 let along = dot(z, &buf.block_grad[at]);
-                groups.push(((j, l), problem.beta * norm, along + problem.beta * norm));
+                let weight = problem.beta * norm;
+                let slope = along + weight;
+                groups.push(Group {
+                    pos: (j, l),
+                    weight,
+                    slope,
+                });
             }
         }
     }
@@ -234,16 +248,15 @@ pub fn set_group_lengths<O: LinearOperator>(
     // share of the gap's first-order term: |∂φ/∂t_g| plus the rescaling's
     // W·(r_g − 1)⁺ ([`rescaling_left`]); every shard chooses alike (the
     // pass's adjoint is summed over shards).
-    let total_weight: f64 = groups.iter().map(|g| g.1).sum();
+    let total_weight: f64 = groups.iter().map(|g| g.weight).sum();
     let fit = reach.max_values / op.largest_shard_rows().max(1);
     if groups.len() > fit {
-        let share =
-            |g: &((usize, usize), f64, f64)| g.2.abs() + total_weight * (-g.2 / g.1).max(0.0);
+        let share = |g: &Group| g.slope.abs() + total_weight * excess(g.slope, g.weight);
         groups.sort_by(|a, b| share(b).total_cmp(&share(a)));
         groups.truncate(fit);
-        groups.sort_by_key(|g| g.0);
+        groups.sort_by_key(|g| g.pos);
     }
-    let (pos, weight): (Vec<_>, Vec<_>) = groups.iter().map(|g| (g.0, g.1)).unzip();
+    let (pos, weight): (Vec<_>, Vec<_>) = groups.iter().map(|g| (g.pos, g.weight)).unzip();
     let k = pos.len();
     if k == 0 {
         return (0.0, false);
@@ -423,9 +436,15 @@ fn newton<O: LinearOperator>(
 /// the relative gap at 1e-5 while Σ|∂φ| met the old rule, for 700 passes).
 fn rescaling_left(lengths: &Lengths<'_>, grad: &[f64]) -> f64 {
     let over = (grad.iter().zip(&lengths.weight))
-        .map(|(g, w)| -g / w)
+        .map(|(&g, &w)| excess(g, w))
         .fold(0.0f64, f64::max);
     lengths.total_weight * over
+}
+
+/// How far a group's dual ratio exceeds 1, from its slope ∂φ/∂t_g and
+/// weight β‖z_g‖: (r_g − 1)⁺ = (−∂φ/∂t_g / β‖z_g‖)⁺.
+fn excess(slope: f64, weight: f64) -> f64 {
+    (-slope / weight).max(0.0)
 }
 
 /// Solves H s = −g by preconditioned conjugate gradients (to a tenth of
