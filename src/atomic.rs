@@ -43,8 +43,8 @@ pub struct Pending {
 impl Pending {
     /// Reserves a fresh temporary name in `target`'s folder. The name keeps
     /// `target`'s file name as its end, so writers that pick the format from
-    /// the extension (the PNG encoder) still do; it starts with a dot so
-    /// listings and globs for results skip it.
+    /// the extension still do; it starts with a dot so listings and globs
+    /// for results skip it.
     pub fn new(target: &Path) -> Result<Pending> {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let name = target

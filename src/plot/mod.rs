@@ -89,10 +89,6 @@ fn svg_options() -> Result<&'static usvg::Options<'static>> {
     })
 }
 
-// ---------------------------------------------------------------------------
-// Public API
-// ---------------------------------------------------------------------------
-
 /// One named curve: `y[i]` against `x[i]`. `x` and `y` must have the same length.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Series {
