@@ -3,12 +3,13 @@
 //!
 //!     cargo run --release --example scalar_path
 
+use convexformer::comm::SingleProcess;
 use convexformer::data::synthetic::{generate, SyntheticSpec};
 use convexformer::loss::Loss;
 use convexformer::operator::TokenOperator;
 use convexformer::penalty::Penalty;
 use convexformer::problem::Problem;
-use convexformer::solver::{beta_grid, beta_max, solve_path, SolverOptions};
+use convexformer::solver::{beta_grid, beta_max, solve_path, PathStart, SolverOptions};
 
 fn main() -> convexformer::Result<()> {
     let spec = SyntheticSpec {
@@ -29,14 +30,23 @@ fn main() -> convexformer::Result<()> {
         "beta", "objective", "rel. gap"
     );
     let block = problem.block_len();
-    solve_path(&mut problem, &betas, &SolverOptions::default(), |_, s| {
-        println!(
-            "{:>12.4e} {:>14.6e} {:>10.1e}  {:?}",
-            s.beta,
-            s.certificate.primal,
-            s.certificate.relative_gap,
-            s.active_blocks(block)
-        );
-    })?;
+    let (opts, start) = (SolverOptions::default(), PathStart::default());
+    solve_path(
+        &mut problem,
+        &betas,
+        &opts,
+        start,
+        &SingleProcess,
+        |_, _, s| {
+            println!(
+                "{:>12.4e} {:>14.6e} {:>10.1e}  {:?}",
+                s.beta,
+                s.certificate.primal,
+                s.certificate.relative_gap,
+                s.active_blocks(block)
+            );
+            Ok::<(), convexformer::Error>(())
+        },
+    )?;
     Ok(())
 }

@@ -232,6 +232,9 @@ _COMMON_DOC = """
         Stop at relative duality gap gap / max(1, |objective|) <= tol.
     max_iter : int, default=100000
     max_seconds : float or None, default=None
+        Cap on seconds per solve; along a path (``path``, the CV
+        estimators), each beta's share of the path's solving time, a solve
+        also using what earlier ones left.
     solver : {"auto", "fista", "prox-newton", "cd"}, default="auto"
     warm_start : bool, default=False
         Start from the previous fit's coefficients when the shapes agree.

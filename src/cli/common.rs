@@ -49,7 +49,8 @@ pub struct ProblemArgs {
     /// Cap on solver iterations (per solve).
     #[arg(long, default_value_t = 100_000)]
     pub max_iter: usize,
-    /// Cap on seconds (per solve).
+    /// Cap on seconds per solve; along a path, each β's share of the
+    /// path's solving time (a solve may also use what earlier ones left).
     #[arg(long)]
     pub max_seconds: Option<f64>,
     /// Turn gap-safe screening off.

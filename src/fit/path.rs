@@ -9,7 +9,7 @@ use crate::data::Dataset;
 use crate::error::{invalid, Error, Result};
 use crate::operator::{LinearOperator, Sharded, TokenOperator};
 use crate::problem::Problem;
-use crate::solver::{beta_grid, beta_max, solve, StopReason};
+use crate::solver::{beta_grid, beta_max, solve_path, PathStart};
 
 /// Which β a path visits.
 #[derive(Clone, Debug, PartialEq)]
@@ -135,50 +135,34 @@ impl Walk<'_> {
     ) -> std::result::Result<PathEnd, E> {
         let fit = self.fit;
         let bmax = beta_max(problem);
-        let (grid, done, mut warm) = match self.resume {
+        let (grid, done, warm) = match self.resume {
             Some(r) => {
                 check_resumable(&r, bmax)?;
                 (r.grid, r.done, r.warm)
             }
             None => (self.betas.resolve(bmax)?, 0, None),
         };
-        let raised = || {
-            let own = fit
-                .options
-                .interrupt
-                .as_ref()
-                .is_some_and(|i| i.requested());
-            self.comm.any(own)
-        };
-        let mut interrupted = false;
-        for (index, &beta) in grid.iter().enumerate().skip(done) {
-            if raised() {
-                interrupted = true;
-                break;
-            }
-            crate::problem::check_beta(beta)?;
-            problem.beta = beta;
-            let start = warm
-                .as_ref()
-                .map(|(c, b): &(Vec<f64>, Vec<f64>)| (&c[..], &b[..]));
-            let solution = solve(problem, &fit.options, start)?;
-            let stopped = solution.stop == StopReason::Interrupted;
-            warm = Some((solution.coef.clone(), solution.intercept.clone()));
-            let fitted = fit.fitted_on_shard(
-                setup,
-                problem.op.tokens(),
-                beta,
-                solution,
-                bmax,
-                self.val,
-                sum,
-            )?;
-            on_point(&grid, index, fitted)?;
-            if stopped {
-                interrupted = true;
-                break;
-            }
-        }
+        let start = PathStart { from: done, warm };
+        let interrupted = solve_path(
+            problem,
+            &grid,
+            &fit.options,
+            start,
+            self.comm,
+            |problem, index, solution| {
+                let tokens = problem.op.tokens();
+                let fitted = fit.fitted_on_shard(
+                    setup,
+                    tokens,
+                    problem.beta,
+                    solution,
+                    bmax,
+                    self.val,
+                    sum,
+                )?;
+                on_point(&grid, index, fitted)
+            },
+        )?;
         Ok(PathEnd {
             grid,
             beta_max: bmax,

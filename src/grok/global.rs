@@ -24,11 +24,14 @@ use crate::operator::LinearOperator;
 use std::time::Instant;
 
 use super::data::{one_hot_dataset, ModularTask};
-use crate::error::{invalid, Result};
+use crate::comm::SingleProcess;
+use crate::error::{invalid, Error, Result};
 use crate::loss::Loss;
 use crate::operator::{GateKind, GateSpec, Gates, TokenOperator};
 use crate::problem::{mean_loss, Problem, Program};
-use crate::solver::{beta_grid, beta_max, solve_path, Certificate, SolverOptions, StopReason};
+use crate::solver::{
+    beta_grid, beta_max, solve_path, Certificate, PathStart, SolverOptions, StopReason,
+};
 
 /// Options of the global convex model.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -205,29 +208,33 @@ pub fn run_global(
         (Certificate::new(p0, p0), true, None, 0, 0.0),
     ));
     let mut solver_secs = 0.0;
-    let path = solve_path(&mut problem, &betas, &opts, |problem, sol| {
-        solver_secs += sol.seconds;
-        let step = points.len();
-        points.push(eval(
-            step,
-            solver_secs,
-            sol.beta,
-            &sol.coef,
-            &sol.intercept,
-            problem,
-            (
-                sol.certificate,
-                sol.converged(),
-                Some(sol.stop),
-                sol.iterations,
-                sol.data_passes,
-            ),
-        ));
-    })?;
-    // The path ends early only after a solve that was interrupted.
-    let interrupted = path
-        .last()
-        .is_some_and(|s| s.stop == StopReason::Interrupted);
+    let interrupted = solve_path(
+        &mut problem,
+        &betas,
+        &opts,
+        PathStart::default(),
+        &SingleProcess,
+        |problem, _, sol| {
+            solver_secs += sol.seconds;
+            let step = points.len();
+            points.push(eval(
+                step,
+                solver_secs,
+                sol.beta,
+                &sol.coef,
+                &sol.intercept,
+                problem,
+                (
+                    sol.certificate,
+                    sol.converged(),
+                    Some(sol.stop),
+                    sol.iterations,
+                    sol.data_passes,
+                ),
+            ));
+            Ok::<(), Error>(())
+        },
+    )?;
     Ok(GlobalRun {
         beta_max: bmax,
         n_blocks,

@@ -278,30 +278,46 @@ fn solve_problem<O: LinearOperator>(
     init: Option<&[f64]>,
     sum: &dyn Fn(&mut [f64]),
 ) -> Result<SequenceSolution> {
+    let warm = split_start(init, data)?;
+    let start = warm.as_ref().map(|(c, b)| (&c[..], &b[..]));
+    let sol = crate::solver::solve(problem, opts, start)?;
+    finish(problem, data, sol, sum)
+}
+
+/// The solver's starting point (split-form coefficients, zero intercepts)
+/// from matrix-major coefficients `init` with equal row sums.
+fn split_start(init: Option<&[f64]>, data: &Dataset) -> Result<Option<(Vec<f64>, Vec<f64>)>> {
     let (_, n, d, c) = data.shape();
-    let warm = match init {
-        Some(coef) if coef.len() != n * n * d * c => {
-            return invalid(format!(
-                "the starting point has {} coefficients, the program with n = {n}, d = {d}, \
-                 c = {c} has n²·d·c = {}",
-                coef.len(),
-                n * n * d * c
-            ))
-        }
-        Some(coef) => Some(split_coef(coef, n)?),
-        None => None,
-    };
+    match init {
+        Some(coef) if coef.len() != n * n * d * c => invalid(format!(
+            "the starting point has {} coefficients, the program with n = {n}, d = {d}, \
+             c = {c} has n²·d·c = {}",
+            coef.len(),
+            n * n * d * c
+        )),
+        Some(coef) => Ok(Some((split_coef(coef, n)?, vec![0.0; c]))),
+        None => Ok(None),
+    }
+}
+
+/// The sequence solution from the generic solver's `sol` on `problem`:
+/// C = C⁺ − C⁻ with its row sums made equal, certified at its best split
+/// (whose split objective is the convex objective at C), its heads
+/// recovered and evaluated in the nonconvex objective.
+fn finish<O: LinearOperator>(
+    problem: &Problem<'_, O>,
+    data: &Dataset,
+    sol: crate::solver::Solution,
+    sum: &dyn Fn(&mut [f64]),
+) -> Result<SequenceSolution> {
+    let (_, n, d, c) = data.shape();
     let start = Instant::now();
-    let zero = vec![0.0; c];
-    let sol = crate::solver::solve(problem, opts, warm.as_deref().map(|w| (w, &zero[..])))?;
-    // C = C⁺ − C⁻ with its row sums made equal, certified at its best split
-    // (whose split objective is the convex objective at C).
     let mut coef = merge_split(&sol.coef, n);
     equalize_rows(&mut coef, n);
-    let certificate = certificate_at(problem, &split_coef(&coef, n)?, &zero);
+    let certificate = certificate_at(problem, &split_coef(&coef, n)?, &vec![0.0; c]);
     let heads = recover_sequence_heads(&coef, n, d, c)?;
     // The solve's time: certified and recovered, before the nonconvex check.
-    let seconds = start.elapsed().as_secs_f64();
+    let seconds = sol.seconds + start.elapsed().as_secs_f64();
     let nonconvex_objective =
         recovery::nonconvex_on_shard(&heads, data, problem.loss, problem.beta, sum);
     Ok(SequenceSolution {

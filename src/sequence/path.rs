@@ -2,15 +2,15 @@
 //! grid, each started from the previous solution, in one process or on the
 //! shards of a data-parallel run.
 
-use super::{solve_problem, SequenceShard, SequenceSolution};
+use super::{SequenceShard, SequenceSolution};
 use crate::comm::SingleProcess;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::fit::PathBetas;
 use crate::loss::Loss;
 use crate::operator::LinearOperator;
-use crate::problem::{check_beta, Problem};
-use crate::solver::{SolverOptions, StopReason};
+use crate::problem::Problem;
+use crate::solver::{solve_path, PathStart, SolverOptions};
 
 impl SequenceShard<'_> {
     /// Solves at each β of `grid` in order, the first from `warm` (none:
@@ -46,25 +46,16 @@ impl SequenceShard<'_> {
         mut problem: Problem<'_, O>,
         grid: &[f64],
         opts: &SolverOptions,
-        mut warm: Option<Vec<f64>>,
+        warm: Option<Vec<f64>>,
         mut on_point: impl FnMut(usize, &SequenceSolution) -> std::result::Result<(), E>,
         sum: &dyn Fn(&mut [f64]),
     ) -> std::result::Result<bool, E> {
-        let interrupt = opts.interrupt.clone().unwrap_or_default();
-        for (index, &beta) in grid.iter().enumerate() {
-            if self.comm().any(interrupt.requested()) {
-                return Ok(true);
-            }
-            check_beta(beta)?;
-            problem.beta = beta;
-            let sol = solve_problem(&problem, self.data(), opts, warm.as_deref(), sum)?;
-            on_point(index, &sol)?;
-            if sol.stop == StopReason::Interrupted {
-                return Ok(true);
-            }
-            warm = Some(sol.coef);
-        }
-        Ok(false)
+        let warm = super::split_start(warm.as_deref(), self.data())?;
+        let start = PathStart { from: 0, warm };
+        let on_solution = |problem: &Problem<'_, O>, index, sol| {
+            on_point(index, &super::finish(problem, self.data(), sol, sum)?)
+        };
+        solve_path(&mut problem, grid, opts, start, self.comm(), on_solution)
     }
 }
 

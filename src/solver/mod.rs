@@ -28,7 +28,7 @@ pub mod prox_newton;
 pub use certificate::Certificate;
 pub use interrupt::Interrupt;
 pub use outer::solve;
-pub use path::{beta_grid, beta_max, solve_path};
+pub use path::{beta_grid, beta_max, solve_path, PathStart};
 
 use crate::error::{invalid, Result};
 

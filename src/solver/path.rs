@@ -1,8 +1,9 @@
 //! β_max and warm-started paths over a geometric β grid (SPEC §5).
 
 use super::certificate::dual_scores;
-use super::{solve, Solution, SolverOptions};
-use crate::error::{invalid, Result};
+use super::{solve, Solution, SolverOptions, StopReason};
+use crate::comm::Communicator;
+use crate::error::{invalid, Error, Result};
 use crate::loss::SampleLoss;
 use crate::operator::LinearOperator;
 use crate::problem::Problem;
@@ -50,50 +51,66 @@ pub fn beta_grid(hi: f64, ratio: f64, k: usize) -> Result<Vec<f64>> {
         .collect())
 }
 
-/// Solves along `betas` (any order; warm starts follow it), calling
-/// `on_solution` with the problem (at that β) and the solution after each
-/// solve. Stops after a solve that ended interrupted (its solution is the
-/// last one returned).
+/// Where a path starts: the index in its β grid of the first β to solve,
+/// and the coefficients and intercepts that solve starts from (none: zero).
+/// `Default` is the grid's first β, from zero.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PathStart {
+    pub from: usize,
+    pub warm: Option<(Vec<f64>, Vec<f64>)>,
+}
+
+/// The one path loop every program and experiment uses: solves at each β
+/// of `betas` (any order) from `start` on, each solve started from the one
+/// before, handing the problem (at that β), the β's index in `betas` and
+/// the solution to `on_solution`. Returns whether the path stopped before
+/// its end: after a solve that ended interrupted, or before the next one
+/// once the options' interrupt is raised on any of `comm`'s processes
+/// (all of them take the same branch, so collectives stay in step).
 ///
-/// `opts.max_seconds` is each β's share of the path's time: a solve may
-/// also use what the solves before it left unused, so the path takes at
-/// most `betas.len() × max_seconds`, as with a cap per solve, but the
-/// small β at its end, the slow ones, get the time the large β did not
-/// need.
-pub fn solve_path<O: LinearOperator>(
+/// `opts.max_seconds` is each β's share of the path's solving time: a
+/// solve may also use what the solves before it left unused, so the solves
+/// take at most `betas.len() × max_seconds`, as with a cap per solve, but
+/// the small β at the path's end, the slow ones, get the time the large β
+/// did not need. Time spent in `on_solution` (reports, files) is not
+/// counted.
+pub fn solve_path<O: LinearOperator, E: From<Error>>(
     problem: &mut Problem<'_, O>,
     betas: &[f64],
     opts: &SolverOptions,
-    mut on_solution: impl FnMut(&Problem<'_, O>, &Solution),
-) -> Result<Vec<Solution>> {
-    let mut out: Vec<Solution> = Vec::with_capacity(betas.len());
-    let start = std::time::Instant::now();
-    for (j, &beta) in betas.iter().enumerate() {
+    start: PathStart,
+    comm: &dyn Communicator,
+    mut on_solution: impl FnMut(&Problem<'_, O>, usize, Solution) -> std::result::Result<(), E>,
+) -> std::result::Result<bool, E> {
+    let PathStart { from, mut warm } = start;
+    let mut solving = 0.0;
+    for (index, &beta) in betas.iter().enumerate().skip(from) {
+        let own = opts.interrupt.as_ref().is_some_and(|i| i.requested());
+        if comm.any(own) {
+            return Ok(true);
+        }
         crate::problem::check_beta(beta)?;
         problem.beta = beta;
-        let warm = out
-            .last()
-            .map(|s| (s.coef.as_slice(), s.intercept.as_slice()));
-        let spent = start.elapsed().as_secs_f64();
         let opts = SolverOptions {
-            max_seconds: seconds_left(opts.max_seconds, j, spent),
+            max_seconds: seconds_left(opts.max_seconds, index - from, solving),
             ..opts.clone()
         };
-        let sol = solve(problem, &opts, warm)?;
-        on_solution(problem, &sol);
-        let stop = sol.stop;
-        out.push(sol);
-        if stop == super::StopReason::Interrupted {
-            break;
+        let sol = solve(problem, &opts, warm.as_ref().map(|(c, b)| (&c[..], &b[..])))?;
+        solving += sol.seconds;
+        let stopped = sol.stop == StopReason::Interrupted;
+        warm = Some((sol.coef.clone(), sol.intercept.clone()));
+        on_solution(problem, index, sol)?;
+        if stopped {
+            return Ok(true);
         }
     }
-    Ok(out)
+    Ok(false)
 }
 
 /// The seconds the `j`-th solve of a path (from 0) may take when each
-/// solve's share is `share` and the path has spent `spent`: its own share
-/// and what the earlier ones left, never less than a tenth of a share (the
-/// path's own bookkeeping between solves may overrun the total a little).
+/// solve's share is `share` and the path's solves before it took `spent`:
+/// its own share and what the earlier ones left, never less than a tenth
+/// of a share (a solve may overrun its cap a little).
 pub(super) fn seconds_left(share: f64, j: usize, spent: f64) -> f64 {
     if !share.is_finite() {
         return share;

@@ -2,6 +2,8 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::*;
+use crate::comm::SingleProcess;
+use crate::error::Error;
 use crate::loss::{Loss, SampleLoss};
 use crate::operator::LinearOperator;
 use crate::operator::TokenOperator;
@@ -235,7 +237,7 @@ fn an_interrupt_stops_every_solver_with_a_valid_certificate() {
         flag.clear();
         assert!(!flag.requested());
     }
-    // A path stops after its interrupted solve instead of solving the rest.
+    // A path whose interrupt is raised stops before its next solve.
     let flag = Interrupt::new();
     flag.request();
     let o = SolverOptions {
@@ -243,15 +245,21 @@ fn an_interrupt_stops_every_solver_with_a_valid_certificate() {
         ..opts(1e-10)
     };
     let bmax = beta_max(&prob);
-    let sols = solve_path(
+    let mut solved = 0;
+    let stopped = solve_path(
         &mut prob,
         &[0.5 * bmax, 0.2 * bmax, 0.1 * bmax],
         &o,
-        |_, _| {},
+        PathStart::default(),
+        &SingleProcess,
+        |_, _, _| {
+            solved += 1;
+            Ok::<(), Error>(())
+        },
     )
     .unwrap();
-    assert_eq!(sols.len(), 1);
-    assert_eq!(sols[0].stop, StopReason::Interrupted);
+    assert!(stopped);
+    assert_eq!(solved, 0);
 }
 
 #[test]
@@ -316,11 +324,53 @@ fn path_is_warm_started_and_sparsity_grows_as_beta_falls() {
     )
     .unwrap();
     let betas = beta_grid(beta_max(&prob), 0.01, 8).unwrap();
-    let sols = solve_path(&mut prob, &betas, &opts(1e-8), |_, _| {}).unwrap();
+    let mut sols = vec![];
+    let stopped = solve_path(
+        &mut prob,
+        &betas,
+        &opts(1e-8),
+        PathStart::default(),
+        &SingleProcess,
+        |_, index, sol| {
+            assert_eq!(index, sols.len());
+            sols.push(sol);
+            Ok::<(), Error>(())
+        },
+    )
+    .unwrap();
+    assert!(!stopped);
     assert_eq!(sols[0].active_blocks(4).len(), 0);
     let last = sols.last().unwrap().active_blocks(4).len();
     assert!(last >= 4, "only {last} active at the end of the path");
     assert!(sols.iter().all(|s| s.converged()));
+
+    // Started part way, from a solution, the path solves only the rest,
+    // each β from the one before: the same solves as the whole path's.
+    let warm = Some((sols[4].coef.clone(), sols[4].intercept.clone()));
+    let mut rest = vec![];
+    solve_path(
+        &mut prob,
+        &betas,
+        &opts(1e-8),
+        PathStart { from: 5, warm },
+        &SingleProcess,
+        |_, index, sol| {
+            rest.push((index, sol));
+            Ok::<(), Error>(())
+        },
+    )
+    .unwrap();
+    assert_eq!(rest.iter().map(|r| r.0).collect::<Vec<_>>(), [5, 6, 7]);
+    for (index, sol) in &rest {
+        let whole = &sols[*index];
+        let (a, b) = (sol.certificate.primal, whole.certificate.primal);
+        assert!((a - b).abs() <= 1e-9 * b.abs(), "β {index}: {a} vs {b}");
+        assert_eq!(sol.data_passes, whole.data_passes, "β {index}");
+    }
+    // From zero, the first of them takes another course.
+    prob.beta = betas[5];
+    let cold = solve(&prob, &opts(1e-8), None).unwrap();
+    assert_ne!(cold.data_passes, rest[0].1.data_passes);
 }
 
 /// A path's solves share its time: each gets its own share and what the

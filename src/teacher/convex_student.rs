@@ -5,6 +5,7 @@
 //! duality gap. β is chosen on the validation sentences.
 
 use super::features::{column_mean, squared_errors};
+use crate::comm::SingleProcess;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::loss::Loss;
@@ -12,7 +13,7 @@ use crate::operator::LinearOperator;
 use crate::operator::TokenOperator;
 use crate::penalty::BlockPenalty;
 use crate::problem::{Problem, Program};
-use crate::solver::{beta_grid, beta_max, solve_path, Solution, SolverOptions};
+use crate::solver::{beta_grid, beta_max, solve_path, PathStart, Solution, SolverOptions};
 
 /// The largest convex program we build: coefficients and the solver's
 /// working copies (about 6 vectors of n·k·D) and the token-major copy of X.
@@ -113,41 +114,50 @@ pub fn fit_position(
     let train_den = squared_errors(&train.y, &train.y, &mean).1;
     let mut points = Vec::with_capacity(grid.len());
     let mut seconds = 0.0;
-    solve_path(&mut problem, &grid, opts, |_, sol| {
-        seconds += sol.seconds;
-        let pen: f64 = sol
-            .coef
-            .chunks_exact(block)
-            .map(|z| penalty.value(z, d, k))
-            .sum();
-        let train_sse = 2.0 * (sol.certificate.primal - sol.beta * pen);
-        let token_weight: Vec<f64> = sol
-            .coef
-            .chunks_exact(block)
-            .map(|z| {
-                z.chunks_exact(k)
-                    .map(|row| row.iter().map(|v| v * v).sum::<f64>().sqrt())
-                    .sum()
-            })
-            .collect();
-        let p = ConvexPoint {
-            beta: sol.beta,
-            beta_ratio: sol.beta / bmax,
-            seconds,
-            relative_gap: sol.certificate.relative_gap,
-            certified: sol.certificate.relative_gap <= opts.tol,
-            data_passes: sol.data_passes,
-            sse: [
-                (train_sse.max(0.0), train_den),
-                sse(sol, &val_op, val, &mean),
-                sse(sol, &test_op, test, &mean),
-            ],
-            active_tokens: sol.active_blocks(block),
-            token_weight,
-        };
-        on_point(&p);
-        points.push(p);
-    })?;
+    let start = PathStart::default();
+    solve_path(
+        &mut problem,
+        &grid,
+        opts,
+        start,
+        &SingleProcess,
+        |_, _, sol| {
+            seconds += sol.seconds;
+            let pen: f64 = sol
+                .coef
+                .chunks_exact(block)
+                .map(|z| penalty.value(z, d, k))
+                .sum();
+            let train_sse = 2.0 * (sol.certificate.primal - sol.beta * pen);
+            let token_weight: Vec<f64> = sol
+                .coef
+                .chunks_exact(block)
+                .map(|z| {
+                    z.chunks_exact(k)
+                        .map(|row| row.iter().map(|v| v * v).sum::<f64>().sqrt())
+                        .sum()
+                })
+                .collect();
+            let p = ConvexPoint {
+                beta: sol.beta,
+                beta_ratio: sol.beta / bmax,
+                seconds,
+                relative_gap: sol.certificate.relative_gap,
+                certified: sol.certificate.relative_gap <= opts.tol,
+                data_passes: sol.data_passes,
+                sse: [
+                    (train_sse.max(0.0), train_den),
+                    sse(&sol, &val_op, val, &mean),
+                    sse(&sol, &test_op, test, &mean),
+                ],
+                active_tokens: sol.active_blocks(block),
+                token_weight,
+            };
+            on_point(&p);
+            points.push(p);
+            Ok::<(), Error>(())
+        },
+    )?;
     let chosen = (0..points.len())
         .min_by(|&a, &b| points[a].error(1).total_cmp(&points[b].error(1)))
         .unwrap_or(0);
