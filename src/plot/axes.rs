@@ -27,7 +27,7 @@ pub(super) fn superscript(k: i64) -> String {
 /// The label text for ticks at `ticks`: log axes use [`fmt_sig`] (or 10ⁿ
 /// for far powers of ten), linear axes as many decimals as the tick step
 /// needs (scientific when large or small).
-pub(super) fn tick_format(ticks: &[f64], log: bool) -> impl Fn(&f64) -> String {
+pub(super) fn tick_format(ticks: &[f64], log: bool) -> impl Fn(f64) -> String {
     let step = ticks
         .windows(2)
         .map(|w| (w[1] - w[0]).abs())
@@ -39,7 +39,7 @@ pub(super) fn tick_format(ticks: &[f64], log: bool) -> impl Fn(&f64) -> String {
     let decimals = (-step_exp).clamp(0.0, 15.0) as usize;
     let pow10 = |t: &f64| (t.log10() - t.log10().round()).abs() < 1e-9;
     let sup = log && ticks.iter().all(pow10) && ticks.iter().any(|t| !(1e-3..=1e4).contains(t));
-    move |&v| match () {
+    move |v| match () {
         _ if sup => format!("10{}", superscript(v.log10().round() as i64)),
         _ if log || !step.is_finite() || step <= 0.0 => fmt_sig(v),
         _ if sci => format!("{v:.digits$e}"),
@@ -53,44 +53,115 @@ pub(super) fn stride(need: f64) -> usize {
     strides.find(|&k| k as f64 >= need).unwrap_or(usize::MAX)
 }
 
-/// An axis of `n` unit cells from 0 (downwards where `down`), ticked at the
-/// centers of every k-th cell, k a [`stride`] that leaves labels `label_px`
-/// long room on an axis `axis_px` long. (The `partial_axis` over the whole
-/// range gives it default label formatting.)
-pub(super) fn cells(
-    n: usize,
-    label_px: u32,
-    axis_px: f64,
-    down: bool,
-) -> impl Ranged<ValueType = f64, FormatOption = DefaultFormatting> {
-    let k = stride(f64::from(label_px) * n as f64 / axis_px.max(1.0));
-    let ticks = (0..n).step_by(k).map(|i| i as f64 + 0.5).collect();
-    let end = n.max(1) as f64;
-    let range = if down { end..0.0 } else { 0.0..end };
-    range.clone().with_key_points(ticks).partial_axis(range)
+/// A chart of the SVG picture, on two [`Axis`].
+pub(super) type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<Axis, Axis>>;
+
+/// One axis, as plotters' coordinate: linear over `range` in plot units
+/// (log₁₀ of the value on a log axis, so one type serves all), with its
+/// labelled and light ticks and its tick labels.
+pub(super) struct Axis {
+    pub range: Range<f64>,
+    pub ticks: Vec<f64>,
+    pub light: Vec<f64>,
+    pub label: Box<dyn Fn(f64) -> String>,
 }
 
-/// A tick label formatter.
-pub(super) type Fmt<'f> = dyn Fn(&f64) -> String + 'f;
+impl Axis {
+    /// Over `lo..hi`, with about `n` ticks where plotters puts them (and
+    /// five light lines between two).
+    pub fn linear(lo: f64, hi: f64, n: usize) -> Axis {
+        let coord = RangedCoordf64::from(lo..hi);
+        let ticks = coord.key_points(n);
+        let light = coord.key_points(LightPoints::new(n, n * 5));
+        let label = Box::new(tick_format(&ticks, false));
+        Axis {
+            range: lo..hi,
+            ticks,
+            light,
+            label,
+        }
+    }
 
-/// A chart on `area` with axes, ticks, tick labels (`fmt`), axis names
-/// (`desc`) and, where `grid`, grid lines. The x axis is made by `x` for the
-/// plot's width in pixels (what the y tick labels leave).
-pub(super) fn chart_on<'a, DB, X, Y>(
-    area: &'a DrawingArea<DB, Shift>,
-    x: impl FnOnce(f64) -> X,
-    y: Y,
+    /// Over `lo..hi` (> 0) on a log scale, ticked at powers of ten (every
+    /// [`stride`]-th, for at most about `n` ticks) or, over too few decades
+    /// for three of those, at 1, 2, 5 × 10ᵏ or at every digit.
+    pub fn log(lo: f64, hi: f64, n: usize) -> Axis {
+        let (a, b) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+        let step = stride(f64::from(b - a) / n as f64) as i32;
+        let at = |step: i32, ms: &[f64]| -> Vec<f64> {
+            let decades = (a..=b).filter(|k| k % step == 0);
+            let all = decades.flat_map(|k| ms.iter().map(move |m| m * 10f64.powi(k)));
+            all.filter(|v| (lo..=hi).contains(v)).collect()
+        };
+        let digits = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0];
+        let ticks = [at(step, &[1.0]), at(1, &[1.0, 2.0, 5.0]), at(1, &digits)]
+            .into_iter()
+            .find(|t| t.len() >= 3)
+            .unwrap_or_else(|| RangedCoordf64::from(lo..hi).key_points(n));
+        let light = if step > 1 { vec![] } else { at(1, &digits) };
+        let f = tick_format(&ticks, true);
+        let log = |v: Vec<f64>| v.into_iter().map(f64::log10).collect();
+        Axis {
+            range: lo.log10()..hi.log10(),
+            ticks: log(ticks),
+            light: log(light),
+            label: Box::new(move |v| f(10f64.powf(v))),
+        }
+    }
+
+    /// `names.len()` unit cells from 0 (downwards where `down`), ticked with
+    /// their names at the centers of every k-th cell, k a [`stride`] that
+    /// leaves labels `label_px` long room on an axis `axis_px` long.
+    pub fn cells(names: Vec<String>, (label_px, axis_px): (u32, f64), down: bool) -> Axis {
+        let n = names.len();
+        let k = stride(f64::from(label_px) * n as f64 / axis_px.max(1.0));
+        let end = n.max(1) as f64;
+        Axis {
+            range: if down { end..0.0 } else { 0.0..end },
+            ticks: (0..n).step_by(k).map(|i| i as f64 + 0.5).collect(),
+            light: vec![],
+            label: Box::new(move |v| names.get(v as usize).cloned().unwrap_or_default()),
+        }
+    }
+}
+
+impl Ranged for Axis {
+    type FormatOption = NoDefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, v: &f64, limit: (i32, i32)) -> i32 {
+        RangedCoordf64::from(self.range.clone()).map(v, limit)
+    }
+
+    fn key_points<H: KeyPointHint>(&self, hint: H) -> Vec<f64> {
+        match hint.weight().allow_light_points() {
+            true => self.light.clone(),
+            false => self.ticks.clone(),
+        }
+    }
+
+    fn range(&self) -> Range<f64> {
+        self.range.clone()
+    }
+}
+
+impl ValueFormatter<f64> for Axis {
+    fn format_ext(&self, v: &f64) -> String {
+        (self.label)(*v)
+    }
+}
+
+/// A chart on `area` with axes, ticks, tick labels, axis names (`desc`)
+/// and, where `grid`, grid lines. The x axis is made by `x` for the plot's
+/// width in pixels (what the y tick labels leave).
+pub(super) fn chart_on<'a, 'b>(
+    area: &'a Svg<'b>,
+    x: impl FnOnce(f64) -> Axis,
+    y: Axis,
     desc: [&str; 2],
-    fmt: [&Fmt; 2],
     grid: [bool; 2],
-) -> Drawn<DB, ChartContext<'a, DB, Cartesian2d<X, Y>>>
-where
-    DB: DrawingBackend,
-    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
-    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
-{
-    let y_ticks = y.key_points(BoldPoints(Y_LABELS));
-    let y_width = widest(area, TICK_PX, y_ticks.iter().map(fmt[1]));
+) -> Drawn<Chart<'a, 'b>> {
+    let y_width = widest(area, TICK_PX, y.ticks.iter().map(|&t| (y.label)(t)));
     let y_area = (y_width + 5 + 8 + DESC_PX + 14).clamp(50, 240);
     let plot_w = area.dim_in_pixel().0.saturating_sub(MARGIN + 26 + y_area);
     let mut chart = ChartBuilder::on(area)
@@ -108,37 +179,29 @@ where
     }
     mesh.x_desc(desc[0])
         .y_desc(desc[1])
-        .x_labels(X_LABELS)
-        .y_labels(Y_LABELS)
-        .x_label_formatter(fmt[0])
-        .y_label_formatter(fmt[1])
         .label_style((FONT, TICK_PX))
         .axis_desc_style((FONT, DESC_PX))
         .set_all_tick_mark_size(5)
         .axis_style(BLACK.mix(0.8))
         .bold_line_style(BLACK.mix(0.15))
         .light_line_style(BLACK.mix(0.05))
-        .max_light_lines(5)
         .draw()?;
     Ok(chart)
 }
 
 /// The picture below its title, drawn centered at the top.
-pub(super) fn titled<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
-    title: &str,
-) -> Drawn<DB, DrawingArea<DB, Shift>> {
+pub(super) fn titled<'b>(root: &Svg<'b>, title: &str) -> Drawn<Svg<'b>> {
     root.margin(9, 0, 0, 0).titled(title, (FONT, TITLE_PX))
 }
 
 /// `center`, if any, in the middle of `chart`'s plot, and the `corner` notes
 /// there are in the bottom-right corner of the picture, one per line.
-pub(super) fn notes<DB: DrawingBackend, CT: CoordTranslate>(
-    root: &DrawingArea<DB, Shift>,
-    chart: &ChartContext<DB, CT>,
+pub(super) fn notes(
+    root: &Svg,
+    chart: &Chart,
     center: Option<&str>,
     corner: &[Option<String>],
-) -> Drawn<DB> {
+) -> Drawn {
     let style = |px: u32, h, v| {
         let font = TextStyle::from((FONT, px).into_font());
         font.color(&NOTE_COLOR).pos(Pos::new(h, v))
@@ -152,11 +215,8 @@ pub(super) fn notes<DB: DrawingBackend, CT: CoordTranslate>(
     let style = style(NOTE_PX, HPos::Right, VPos::Bottom);
     for (i, note) in corner.iter().flatten().rev().enumerate() {
         let y = SIZE.1 as i32 - 5 - i as i32 * (NOTE_PX as i32 + 4);
-        root.draw(&Text::new(
-            note.as_str(),
-            (SIZE.0 as i32 - 8, y),
-            style.clone(),
-        ))?;
+        let at = (SIZE.0 as i32 - 8, y);
+        root.draw(&Text::new(note.as_str(), at, style.clone()))?;
     }
     Ok(())
 }
@@ -187,11 +247,7 @@ pub(super) fn usable(v: f64) -> bool {
 }
 
 /// Width in pixels of the widest of `texts` at `px` size.
-pub(super) fn widest<DB: DrawingBackend, CT: CoordTranslate>(
-    area: &DrawingArea<DB, CT>,
-    px: u32,
-    texts: impl Iterator<Item = String>,
-) -> u32 {
+pub(super) fn widest(area: &Svg, px: u32, texts: impl Iterator<Item = String>) -> u32 {
     let style = TextStyle::from((FONT, px).into_font());
     texts
         .filter_map(|s| area.estimate_text_size(&s, &style).ok())

@@ -2,12 +2,12 @@
 
 use super::*;
 
-pub(super) fn bar_figure<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
+pub(super) fn bar_figure(
+    root: &Svg,
     [title, x_label, y_label]: [&str; 3],
     names: &[String],
     values: &[f64],
-) -> Drawn<DB> {
+) -> Drawn {
     let n = values.len();
     let range = min_max(values.iter().copied().filter(|&v| usable(v)));
     // Bars start at 0: keep 0 on the axis, pad only away from it.
@@ -22,18 +22,14 @@ pub(super) fn bar_figure<DB: DrawingBackend>(
         }
         _ => (0.0, 1.0),
     };
-    let y = RangedCoordf64::from(lo..hi);
-    let fy = tick_format(&y.key_points(Y_LABELS), false);
-    let fx = |v: &f64| {
-        names
-            .get(*v as usize)
-            .map_or(String::new(), |s| truncate(s, 18))
-    };
-    let name_px = widest(root, TICK_PX, (0..n).map(|i| fx(&(i as f64)))) + 10;
+    let names: Vec<String> = (0..n)
+        .map(|i| names.get(i).map_or(String::new(), |s| truncate(s, 18)))
+        .collect();
+    let name_px = widest(root, TICK_PX, names.iter().cloned()) + 10;
     let area = titled(root, title)?;
-    let x = |plot_w| cells(n, name_px, plot_w, false);
-    let desc = [x_label, y_label];
-    let mut chart = chart_on(&area, x, y, desc, [&fx, &fy], [false, true])?;
+    let x = |plot_w| Axis::cells(names, (name_px, plot_w), false);
+    let y = Axis::linear(lo, hi, Y_LABELS);
+    let mut chart = chart_on(&area, x, y, [x_label, y_label], [false, true])?;
 
     let half = if n > 150 { 0.5 } else { 0.4 };
     let bars = values

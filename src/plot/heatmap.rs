@@ -2,10 +2,7 @@
 
 use super::*;
 
-pub(super) fn heat_figure<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
-    h: &Heatmap,
-) -> Drawn<DB> {
+pub(super) fn heat_figure(root: &Svg, h: &Heatmap) -> Drawn {
     let range = min_max(h.values.iter().copied().filter(|v| v.is_finite()));
     // White at 0, ColorBrewer Reds up to `hi` and Blues down to `lo` (symmetric
     // when the data have both signs), in 256 levels a side; non-finite gray.
@@ -27,24 +24,22 @@ pub(super) fn heat_figure<DB: DrawingBackend>(
         _ => WHITE,
     };
     let (rows, cols) = (h.rows.max(1) as f64, h.cols.max(1));
-    let name = |names: Option<&[String]>, i: f64| {
-        let i = i as usize;
-        names
-            .and_then(|n| n.get(i))
-            .map_or(i.to_string(), |s| truncate(s, 18))
+    // Each row's and column's name (default: its index).
+    let names = |names: Option<&[String]>, n: usize| -> Vec<String> {
+        let name = |i: usize| names.and_then(|s| s.get(i)).map(|s| truncate(s, 18));
+        (0..n).map(|i| name(i).unwrap_or(i.to_string())).collect()
     };
-    let fx = |v: &f64| name(h.col_names, *v);
-    let fy = |v: &f64| name(h.row_names, *v);
+    let cols_named = names(h.col_names, h.cols);
 
     let area = titled(root, h.title)?;
     let (left, right) = area.split_horizontally(SIZE.0 - BAR_PANEL);
     // As many row and column labels as fit; row 0 at the top.
     let plot_h = f64::from(left.dim_in_pixel().1 - 2 * MARGIN - X_AREA);
-    let y = cells(h.rows, TICK_PX + 5, plot_h, true);
-    let col_px = widest(root, TICK_PX, (0..h.cols).map(|c| fx(&(c as f64)))) + 10;
-    let x = |plot_w| cells(h.cols, col_px, plot_w, false);
+    let y = Axis::cells(names(h.row_names, h.rows), (TICK_PX + 5, plot_h), true);
+    let col_px = widest(root, TICK_PX, cols_named.iter().cloned()) + 10;
+    let x = |w| Axis::cells(cols_named, (col_px, w), false);
     let desc = [h.x_label, h.y_label];
-    let mut chart = chart_on(&left, x, y, desc, [&fx, &fy], [false, false])?;
+    let mut chart = chart_on(&left, x, y, desc, [false, false])?;
 
     // Cells, merging runs of equal color within a row; white is the background.
     let mut cells = vec![];
@@ -68,13 +63,10 @@ pub(super) fn heat_figure<DB: DrawingBackend>(
         .margin_left(0)
         .x_label_area_size(X_AREA)
         .set_label_area_size(LabelAreaPosition::Right, BAR_PANEL - 34)
-        .build_cartesian_2d(0.0..1.0, lo..hi)?;
-    let fb = tick_format(&RangedCoordf64::from(lo..hi).key_points(5), false);
+        .build_cartesian_2d(0.0..1.0, Axis::linear(lo, hi, 5))?;
     bar.configure_mesh()
         .disable_mesh()
         .disable_x_axis()
-        .y_labels(5)
-        .y_label_formatter(&fb)
         .label_style((FONT, TICK_PX))
         .set_all_tick_mark_size(4)
         .axis_style(BLACK.mix(0.6))

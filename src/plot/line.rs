@@ -42,7 +42,7 @@ pub(super) fn axis_range(range: Option<(f64, f64)>, log: bool) -> (f64, f64) {
     if log {
         let (a, b) = (lo.log10(), hi.log10());
         let pad = if b - a > 1e-9 { 0.05 * (b - a) } else { 1.0 };
-        // plotters' log ticks need hi / lo finite: at most 300 decades.
+        // At most 300 decades, so that hi / lo stays finite.
         let b = (b + pad).min(305.0);
         return (10f64.powf((a - pad).max(b - 300.0)), 10f64.powf(b));
     }
@@ -56,68 +56,25 @@ pub(super) fn axis_range(range: Option<(f64, f64)>, log: bool) -> (f64, f64) {
     }
 }
 
-/// A log axis over `lo..hi` ticked at powers of ten (every [`stride`]-th, for
-/// at most about `n` ticks) or, over too few decades for three of those, at
-/// 1, 2, 5 × 10ᵏ or at every digit.
-pub(super) fn log_axis(lo: f64, hi: f64, n: usize) -> WithKeyPoints<LogCoord<f64>> {
-    let (a, b) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
-    let step = stride(f64::from(b - a) / n as f64) as i32;
-    let at = |step: i32, ms: &[f64]| -> Vec<f64> {
-        let decades = (a..=b).filter(|k| k % step == 0);
-        let all = decades.flat_map(|k| ms.iter().map(move |m| m * 10f64.powi(k)));
-        all.filter(|v| (lo..=hi).contains(v)).collect()
-    };
-    let digits = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0];
-    let bold = [at(step, &[1.0]), at(1, &[1.0, 2.0, 5.0]), at(1, &digits)]
-        .into_iter()
-        .find(|t| t.len() >= 3)
-        .unwrap_or_else(|| RangedCoordf64::from(lo..hi).key_points(n));
-    let light = if step > 1 { vec![] } else { at(1, &digits) };
-    (lo..hi)
-        .log_scale()
-        .with_key_points(bold)
-        .with_light_points(light)
-}
-
-pub(super) fn line_figure<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
-    p: &LinePlot,
-) -> Drawn<DB> {
+pub(super) fn line_figure(root: &Svg, p: &LinePlot) -> Drawn {
     let prepared: Vec<Prepared> = p
         .series
         .iter()
         .map(|s| prepare(s, p.log_x, p.log_y))
         .collect();
     let all = || prepared.iter().flat_map(|s| s.0.iter().flatten());
-    let xr = axis_range(min_max(all().map(|q| q.0)), p.log_x);
-    let yr = axis_range(min_max(all().map(|q| q.1)), p.log_y);
-    let lin = |(lo, hi): (f64, f64)| RangedCoordf64::from(lo..hi);
-    let log = |(lo, hi): (f64, f64), n| log_axis(lo, hi, n);
-    match (p.log_x, p.log_y) {
-        (false, false) => line_chart(root, p, &prepared, lin(xr), lin(yr)),
-        (true, false) => line_chart(root, p, &prepared, log(xr, X_LABELS), lin(yr)),
-        (false, true) => line_chart(root, p, &prepared, lin(xr), log(yr, Y_LABELS)),
-        (true, true) => line_chart(root, p, &prepared, log(xr, X_LABELS), log(yr, Y_LABELS)),
-    }
-}
-
-fn line_chart<DB, X, Y>(
-    root: &DrawingArea<DB, Shift>,
-    p: &LinePlot,
-    prepared: &[Prepared],
-    x: X,
-    y: Y,
-) -> Drawn<DB>
-where
-    DB: DrawingBackend,
-    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
-    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
-{
-    let fx = tick_format(&x.key_points(BoldPoints(X_LABELS)), p.log_x);
-    let fy = tick_format(&y.key_points(BoldPoints(Y_LABELS)), p.log_y);
+    let axis = |v: Option<(f64, f64)>, log, n| match axis_range(v, log) {
+        (lo, hi) if log => Axis::log(lo, hi, n),
+        (lo, hi) => Axis::linear(lo, hi, n),
+    };
+    let x = axis(min_max(all().map(|q| q.0)), p.log_x, X_LABELS);
+    let y = axis(min_max(all().map(|q| q.1)), p.log_y, Y_LABELS);
     let area = titled(root, p.title)?;
     let desc = [p.x_label, p.y_label];
-    let mut chart = chart_on(&area, |_| x, y, desc, [&fx, &fy], [true, true])?;
+    let mut chart = chart_on(&area, |_| x, y, desc, [true, true])?;
+    // Points in plot units: log₁₀ on a log axis.
+    let unit = |log: bool, v: f64| if log { v.log10() } else { v };
+    let at = |&(x, y): &(f64, f64)| (unit(p.log_x, x), unit(p.log_y, y));
 
     // Pixels along the lines, to keep the legend off the data.
     let (n, mut samples) = (p.series.len(), vec![]);
@@ -125,9 +82,9 @@ where
         let color = series_color(i, n);
         for run in runs {
             let dots = if p.points || run.len() == 1 { 3 } else { 0 };
-            let line = LineSeries::new(run.iter().copied(), color.stroke_width(2).filled());
+            let line = LineSeries::new(run.iter().map(at), color.stroke_width(2).filled());
             chart.draw_series(line.point_size(dots))?;
-            let px: Vec<(i32, i32)> = run.iter().map(|q| chart.backend_coord(q)).collect();
+            let px: Vec<(i32, i32)> = run.iter().map(|q| chart.backend_coord(&at(q))).collect();
             samples.extend(px.windows(2).flat_map(|w| {
                 let (a, b) = (w[0], w[1]);
                 let k = (((b.0 - a.0).abs() + (b.1 - a.1).abs()) / 6).clamp(1, 300);

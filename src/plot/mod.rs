@@ -4,8 +4,8 @@
 //! exactly two files, `out.svg` and `out.png` (900×600 px), or neither.
 //!
 //! A figure is drawn once, with plotters' own parts (`configure_mesh`,
-//! `log_scale`, `with_key_points`, `configure_series_labels`,
-//! `DerivedColorMap`) on its SVG backend; resvg rasterizes that SVG into the
+//! `configure_series_labels`, `DerivedColorMap`) on its SVG backend, on
+//! axes of our own ticks and labels (`axes::Axis`); resvg rasterizes that SVG into the
 //! PNG, so both show the same picture, with kerned text (plotters' bitmap
 //! text opened gaps inside words: "To ken"). Text is DejaVu Sans, embedded
 //! from `assets/DejaVuSans.ttf`, registered as "sans-serif" for plotters'
@@ -20,10 +20,11 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use plotters::coord::combinators::{
-    BindKeyPoints, IntoLogRange, IntoPartialAxis, LogCoord, WithKeyPoints,
+use std::ops::Range;
+
+use plotters::coord::ranged1d::{
+    KeyPointHint, LightPoints, NoDefaultFormatting, Ranged, ValueFormatter,
 };
-use plotters::coord::ranged1d::{BoldPoints, DefaultFormatting, Ranged, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -197,9 +198,8 @@ fn check(out: &Path, ok: bool, why: impl FnOnce() -> String) -> Result<()> {
 /// The SVG drawing area every figure is drawn on.
 type Svg<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 
-/// A plotters result on backend `DB`.
-type Drawn<DB, T = ()> =
-    std::result::Result<T, DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+/// What drawing on it returns.
+type Drawn<T = ()> = std::result::Result<T, DrawingAreaErrorKind<std::io::Error>>;
 
 /// `out` with `.ext` appended (an existing dot in the stem is kept).
 fn with_ext(out: &Path, ext: &str) -> PathBuf {
@@ -212,7 +212,7 @@ fn with_ext(out: &Path, ext: &str) -> PathBuf {
 /// Draws the figure as SVG and rasterizes it in memory, then writes the PNG
 /// and the SVG, each whole (see `crate::atomic`), the PNG only once the SVG
 /// is in place.
-fn render(out: &Path, draw: impl FnOnce(&Svg) -> Drawn<SVGBackend<'static>>) -> Result<()> {
+fn render(out: &Path, draw: impl FnOnce(&Svg) -> Drawn) -> Result<()> {
     let options = svg_options()?;
     let (png, svg_path) = (with_ext(out, "png"), with_ext(out, "svg"));
     let failed = |e: &dyn std::fmt::Display| {
