@@ -114,8 +114,9 @@ pub struct GrokArgs {
     /// Global model: relative duality gap to reach at each β.
     #[arg(long, default_value_t = 1e-4)]
     pub global_tol: f64,
-    /// Global model: each β's share of the path's seconds (a solve may also
-    /// use what the earlier β left, so the path takes at most betas × this).
+    /// Global model: each β's share of the path's solving seconds (a solve
+    /// may also use what the earlier β left, so the solves take at most
+    /// betas × this).
     #[arg(long, default_value_t = 15.0)]
     pub global_max_seconds: f64,
     /// Save each transformer's training state every this many steps (0: only

@@ -90,9 +90,10 @@ pub struct TeacherArgs {
     /// Convex student: relative duality gap to reach at each β.
     #[arg(long, default_value_t = 1e-6)]
     pub tol: f64,
-    /// Convex student: each β's share of its path's seconds. A solve may
-    /// also use what the earlier (larger, faster) β left, so a path takes
-    /// at most betas × this; the small β are nearly interpolating and slow.
+    /// Convex student: each β's share of its path's solving seconds. A
+    /// solve may also use what the earlier (larger, faster) β left, so a
+    /// path's solves take at most betas × this; the small β are nearly
+    /// interpolating and slow.
     /// A solve stopped by it reports the gap it reached.
     #[arg(long, default_value_t = 20.0)]
     pub max_seconds: f64,
