@@ -1,15 +1,12 @@
 //! A certified regularization path of the scalar program (SPEC §4a) on
-//! planted data: every point with its duality gap and the tokens it reads.
+//! planted data: every point with its duality gap, the tokens it reads and
+//! whether the recovered heads reproduce the convex objective.
 //!
 //!     cargo run --release --example scalar_path
 
-use convexformer::comm::SingleProcess;
 use convexformer::data::synthetic::{generate, SyntheticSpec};
+use convexformer::fit::{Fit, PathBetas};
 use convexformer::loss::Loss;
-use convexformer::operator::TokenOperator;
-use convexformer::penalty::Penalty;
-use convexformer::problem::Problem;
-use convexformer::solver::{beta_grid, beta_max, solve_path, PathStart, SolverOptions};
 
 fn main() -> convexformer::Result<()> {
     let spec = SyntheticSpec {
@@ -21,32 +18,21 @@ fn main() -> convexformer::Result<()> {
         ..Default::default()
     };
     let (data, planted) = generate(&spec)?;
-    let op = TokenOperator::new(&data, None);
-    let mut problem = Problem::new(op, Loss::Squared, Penalty::GroupL2, 1.0, false)?;
-    let betas = beta_grid(beta_max(&problem), 0.01, 8)?;
-    println!("planted tokens {planted:?}");
+    // 8 values of β from β_max down to 0.01·β_max, each solve started from
+    // the one before (the one path loop, `convexformer::solver::solve_path`).
+    let betas = PathBetas::Grid { n: 8, ratio: 0.01 };
+    let (points, beta_max) = Fit::scalar().loss(Loss::Squared).path(&data, &betas)?;
+    println!("planted tokens {planted:?}, beta_max {beta_max:.4e}");
     println!(
-        "{:>12} {:>14} {:>10}  active tokens",
-        "beta", "objective", "rel. gap"
+        "{:>12} {:>14} {:>10} {:>12}  active tokens",
+        "beta", "objective", "rel. gap", "heads differ"
     );
-    let block = problem.block_len();
-    let (opts, start) = (SolverOptions::default(), PathStart::default());
-    solve_path(
-        &mut problem,
-        &betas,
-        &opts,
-        start,
-        &SingleProcess,
-        |_, _, s| {
-            println!(
-                "{:>12.4e} {:>14.6e} {:>10.1e}  {:?}",
-                s.beta,
-                s.certificate.primal,
-                s.certificate.relative_gap,
-                s.active_blocks(block)
-            );
-            Ok::<(), convexformer::Error>(())
-        },
-    )?;
+    for p in &points {
+        let (s, r) = (&p.report.solve, &p.report);
+        println!(
+            "{:>12.4e} {:>14.6e} {:>10.1e} {:>12.1e}  {:?}",
+            s.beta, s.objective, s.relative_gap, r.recovery_relative_difference, r.active_tokens
+        );
+    }
     Ok(())
 }
