@@ -5,9 +5,9 @@
 //!
 //! A figure is drawn once, with plotters' own parts (`configure_mesh`,
 //! `configure_series_labels`, `DerivedColorMap`) on its SVG backend, on
-//! axes of our own ticks and labels (`axes::Axis`); resvg rasterizes that SVG into the
-//! PNG, so both show the same picture, with kerned text (plotters' bitmap
-//! text opened gaps inside words: "To ken"). Text is DejaVu Sans, embedded
+//! axes of our own ticks and labels (`axes::Axis`); resvg rasterizes that
+//! SVG into the PNG, so both show the same picture, with kerned text
+//! (plotters' bitmap text opened gaps inside words: "To ken"). Text is DejaVu Sans, embedded
 //! from `assets/DejaVuSans.ttf`, registered as "sans-serif" for plotters'
 //! text layout and in resvg's font database.
 //!
@@ -17,10 +17,9 @@
 //! Only inconsistent inputs (mismatched lengths) are errors.
 
 use std::ffi::OsString;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
-
-use std::ops::Range;
 
 use plotters::coord::ranged1d::{
     KeyPointHint, LightPoints, NoDefaultFormatting, Ranged, ValueFormatter,

@@ -85,9 +85,12 @@ pub fn solve_path<O: LinearOperator, E: From<Error>>(
     let PathStart { from, mut warm } = start;
     let mut solving = 0.0;
     for (index, &beta) in betas.iter().enumerate().skip(from) {
-        let own = opts.interrupt.as_ref().is_some_and(|i| i.requested());
-        if comm.any(own) {
-            return Ok(true);
+        // As the solver's budget does: without a flag nothing can differ
+        // between shards, and no collective is needed.
+        if let Some(flag) = &opts.interrupt {
+            if comm.any(flag.requested()) {
+                return Ok(true);
+            }
         }
         crate::problem::check_beta(beta)?;
         problem.beta = beta;
