@@ -82,6 +82,27 @@ impl Axis {
         }
     }
 
+    /// For data over `range` in plot units (none: an empty axis), padded by
+    /// 5% of the span (or of the value, for a single one), with about `n`
+    /// ticks; a log axis spans at most 300 decades, so that its values stay finite.
+    pub fn fit(range: Option<(f64, f64)>, log: bool, n: usize) -> Axis {
+        let (a, b) = range.unwrap_or((0.0, 1.0));
+        let pad = match b - a {
+            w if w > 1e-12 * a.abs().max(b.abs()) => 0.05 * w,
+            _ if log || a == 0.0 => 1.0,
+            _ => 0.1 * a.abs(),
+        };
+        let (lo, hi) = (a - pad, b + pad);
+        match log {
+            true => Axis::log(
+                10f64.powf(lo.max(hi.min(305.0) - 300.0)),
+                10f64.powf(hi.min(305.0)),
+                n,
+            ),
+            false => Axis::linear(lo, hi, n),
+        }
+    }
+
     /// Over `lo..hi` (> 0) on a log scale, ticked at powers of ten (every
     /// [`stride`]-th, for at most about `n` ticks) or, over too few decades
     /// for three of those, at 1, 2, 5 × 10ᵏ or at every digit.

@@ -4,12 +4,12 @@
 //! exactly two files, `out.svg` and `out.png` (900×600 px), or neither.
 //!
 //! A figure is drawn once, with plotters' own parts (`configure_mesh`,
-//! `configure_series_labels`, `DerivedColorMap`) on its SVG backend, on
-//! axes of our own ticks and labels (`axes::Axis`); resvg rasterizes that
-//! SVG into the PNG, so both show the same picture, with kerned text
-//! (plotters' bitmap text opened gaps inside words: "To ken"). Text is DejaVu Sans, embedded
-//! from `assets/DejaVuSans.ttf`, registered as "sans-serif" for plotters'
-//! text layout and in resvg's font database.
+//! `LineSeries`, `DerivedColorMap`) on its SVG backend, on axes of our own
+//! ticks and labels (`axes::Axis`); resvg rasterizes that SVG into the PNG,
+//! so both show the same picture, with kerned text (plotters' bitmap text
+//! opened gaps inside words: "To ken"). Text is DejaVu Sans, embedded from
+//! `assets/DejaVuSans.ttf`, registered as "sans-serif" for plotters' text
+//! layout and in resvg's font database.
 //!
 //! Data are taken as they come: non-finite values (and values ≤ 0 on a log
 //! axis) are skipped, with a note on the picture saying how many; a plot with
@@ -97,7 +97,7 @@ pub struct Series {
     pub y: Vec<f64>,
 }
 
-/// A line plot: one colored line per series, with a legend.
+/// A line plot: one colored line per series, with a legend beside the plot.
 #[derive(Debug, Clone, Copy)]
 pub struct LinePlot<'a> {
     pub title: &'a str,

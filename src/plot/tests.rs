@@ -81,6 +81,24 @@ fn line_plot_writes_png_and_svg() {
     line_plot(&stem, &line("Active tokens", &s, true, false)).expect("line plot");
     check_pair(&stem, "Active tokens");
     only_pair(dir.path(), "active");
+    // The legend is beside the plot: right of every data point.
+    let svg = String::from_utf8(read(with_ext(&stem, "svg"))).expect("UTF-8");
+    let number = |after: &str, at: usize| -> f64 {
+        let s = &svg[at..];
+        let s = &s[s.find(after).expect("attribute") + after.len()..];
+        s[..s.find('"').expect("quote")].parse().expect("number")
+    };
+    let dots: Vec<f64> = svg
+        .match_indices("<circle")
+        .map(|(at, _)| number("cx=\"", at))
+        .collect();
+    let label = svg.find(">\nhead 0").expect("legend entry");
+    let label_x = number("x=\"", svg[..label].rfind("<text").expect("text"));
+    assert_eq!(dots.len(), 60);
+    assert!(
+        dots.iter().all(|&x| x < label_x),
+        "{label_x} within {dots:?}"
+    );
 }
 
 #[test]
