@@ -62,7 +62,7 @@ pub(super) fn line_figure(root: &Svg, p: &LinePlot) -> Drawn {
     let names = legend.iter().map(|l| l.0.clone());
     let panel = match legend.is_empty() {
         true => 0,
-        false => (widest(root, LEGEND_PX, names) + 32).min(SIZE.0 / 3),
+        false => widest(root, LEGEND_PX, names) + 32,
     };
 
     let area = titled(root, p.title)?;

@@ -14,6 +14,19 @@ fn check_pair(stem: &Path, title: &str) {
     assert!(svg.contains(title), "SVG lacks the title {title:?}");
 }
 
+/// The number in the first `name="…"` attribute of `svg`.
+fn attribute(svg: &str, name: &str) -> f64 {
+    let key = format!(" {name}=\"");
+    let s = &svg[svg.find(&key).expect("attribute") + key.len()..];
+    s[..s.find('"').expect("quote")].parse().expect("number")
+}
+
+/// The x of the SVG text element whose text is `text`.
+fn text_x(svg: &str, text: &str) -> f64 {
+    let at = svg.find(&format!(">\n{text}\n</text>")).expect("text");
+    attribute(&svg[svg[..at].rfind("<text").expect("<text")..], "x")
+}
+
 /// Only `stem.png` and `stem.svg` in `dir`.
 fn only_pair(dir: &Path, stem: &str) {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -83,17 +96,11 @@ fn line_plot_writes_png_and_svg() {
     only_pair(dir.path(), "active");
     // The legend is beside the plot: right of every data point.
     let svg = String::from_utf8(read(with_ext(&stem, "svg"))).expect("UTF-8");
-    let number = |after: &str, at: usize| -> f64 {
-        let s = &svg[at..];
-        let s = &s[s.find(after).expect("attribute") + after.len()..];
-        s[..s.find('"').expect("quote")].parse().expect("number")
-    };
     let dots: Vec<f64> = svg
         .match_indices("<circle")
-        .map(|(at, _)| number("cx=\"", at))
+        .map(|(at, _)| attribute(&svg[at..], "cx"))
         .collect();
-    let label = svg.find(">\nhead 0").expect("legend entry");
-    let label_x = number("x=\"", svg[..label].rfind("<text").expect("text"));
+    let label_x = text_x(&svg, "head 0");
     assert_eq!(dots.len(), 60);
     assert!(
         dots.iter().all(|&x| x < label_x),
@@ -324,6 +331,22 @@ fn tick_labels_read_well() {
         labels(Axis::log(1e-90, 1e5, Y_LABELS)),
         ["10⁻⁸⁰", "10⁻⁶⁰", "10⁻⁴⁰", "10⁻²⁰", "10⁰"]
     );
+}
+
+#[test]
+fn long_legend_names_stay_on_the_picture() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = "W".repeat(60);
+    let s = vec![series(&name, vec![1.0, 2.0], vec![3.0, 4.0])];
+    let stem = dir.path().join("long");
+    line_plot(&stem, &line("Long", &s, false, false)).expect("line plot");
+    let svg = String::from_utf8(read(with_ext(&stem, "svg"))).expect("UTF-8");
+    let shown = format!("{}…", "W".repeat(31));
+    let mut area = String::new();
+    let area = SVGBackend::with_string(&mut area, SIZE).into_drawing_area();
+    let width = widest(&area, LEGEND_PX, [shown.clone()].into_iter());
+    let end = text_x(&svg, &shown) + f64::from(width);
+    assert!(end <= f64::from(SIZE.0), "the name ends at {end}");
 }
 
 #[test]
