@@ -82,13 +82,19 @@ impl Axis {
         }
     }
 
-    /// For data over `range` in plot units (none: an empty axis), padded by
-    /// 5% of the span (or of the value, for a single one), with about `n`
-    /// ticks; a log axis spans at most 300 decades, so that its values stay finite.
+    /// For data over `range` in plot units (none: as 0..1), padded by 5% of the
+    /// span; a single value by a tenth of it, or by 1 (a decade) where it is
+    /// 0 or the axis is log. About `n` ticks; a log axis spans at most 300
+    /// decades, so that its values stay finite.
     pub fn fit(range: Option<(f64, f64)>, log: bool, n: usize) -> Axis {
         let (a, b) = range.unwrap_or((0.0, 1.0));
+        let single = if log {
+            1e-9
+        } else {
+            1e-12 * a.abs().max(b.abs())
+        };
         let pad = match b - a {
-            w if w > 1e-12 * a.abs().max(b.abs()) => 0.05 * w,
+            w if w > single => 0.05 * w,
             _ if log || a == 0.0 => 1.0,
             _ => 0.1 * a.abs(),
         };

@@ -350,6 +350,25 @@ fn long_legend_names_stay_on_the_picture() {
 }
 
 #[test]
+fn axes_pad_the_data() {
+    let range = |r: (f64, f64), log: bool| Axis::fit(Some(r), log, X_LABELS).range;
+    let close = |a: Range<f64>, b: Range<f64>| {
+        assert!(
+            (a.start - b.start).abs() < 1e-12 && (a.end - b.end).abs() < 1e-12,
+            "{a:?} ≠ {b:?}"
+        );
+    };
+    close(range((0.0, 10.0), false), -0.5..10.5);
+    close(range((2.0, 2.0), false), 1.8..2.2);
+    close(range((0.0, 0.0), false), -1.0..1.0);
+    // Log axes in decades: a single value gets one each side.
+    close(range((-3.0, -3.0), true), -4.0..-2.0);
+    close(range((-2.0, 2.0), true), -2.2..2.2);
+    // At most 300 decades, ending where 10^end is finite.
+    close(range((-400.0, 400.0), true), 5.0..305.0);
+}
+
+#[test]
 fn title_text_is_laid_out_without_gaps() {
     // In the PNG, glyphs inside a word are at most a couple of pixels apart:
     // the one wide gap in the title's band is its space. (plotters' bitmap
