@@ -48,7 +48,9 @@ pub(super) fn line_figure(root: &Svg, p: &LinePlot) -> Drawn {
     let y = Axis::fit(min_max(all().map(|q| q.1)), p.log_y, Y_LABELS);
 
     // The legend: the named series (of an even spread when there are many,
-    // then a count), in a panel as wide as its longest name.
+    // then a count), in a panel as wide as its longest name, up to two
+    // thirds of the picture (the plot keeps the rest; a name of the widest
+    // glyphs is then cut at the picture's edge).
     let n = p.series.len();
     let k = if n <= MAX_LEGEND { n } else { MAX_LEGEND - 1 };
     let mut legend: Vec<(String, Option<RGBColor>)> = (0..k)
@@ -62,7 +64,7 @@ pub(super) fn line_figure(root: &Svg, p: &LinePlot) -> Drawn {
     let names = legend.iter().map(|l| l.0.clone());
     let panel = match legend.is_empty() {
         true => 0,
-        false => widest(root, LEGEND_PX, names) + 32,
+        false => (widest(root, LEGEND_PX, names) + 32).min(SIZE.0 * 2 / 3),
     };
 
     let area = titled(root, p.title)?;

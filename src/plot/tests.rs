@@ -347,6 +347,17 @@ fn long_legend_names_stay_on_the_picture() {
     let width = widest(&area, LEGEND_PX, [shown.clone()].into_iter());
     let end = text_x(&svg, &shown) + f64::from(width);
     assert!(end <= f64::from(SIZE.0), "the name ends at {end}");
+    // Names of the widest glyphs ('‱', 1.5 em) take at most two thirds of
+    // the picture: the plot keeps the rest (its two dots 0.9 of its width
+    // apart).
+    let s = vec![series(&"‱".repeat(60), vec![1.0, 2.0], vec![3.0, 4.0])];
+    line_plot(&stem, &line("Wider", &s, false, false)).expect("line plot");
+    let svg = String::from_utf8(read(with_ext(&stem, "svg"))).expect("UTF-8");
+    let dots: Vec<f64> = svg
+        .match_indices("<circle")
+        .map(|(at, _)| attribute(&svg[at..], "cx"))
+        .collect();
+    assert!(dots.len() == 2 && dots[1] - dots[0] > 150.0, "{dots:?}");
 }
 
 #[test]
