@@ -372,8 +372,9 @@ fn axes_pad_the_data() {
     close(range((0.0, 10.0), false), -0.5..10.5);
     close(range((2.0, 2.0), false), 1.8..2.2);
     close(range((0.0, 0.0), false), -1.0..1.0);
-    // Log axes in decades: a single value gets one each side.
+    // Log axes in decades: a single value (to 1e-9 decades) gets one each side.
     close(range((-3.0, -3.0), true), -4.0..-2.0);
+    close(range((-3.0, -3.0 + 1e-11), true), -4.0..-2.0 + 1e-11);
     close(range((-2.0, 2.0), true), -2.2..2.2);
     // At most 300 decades, ending where 10^end is finite.
     close(range((-400.0, 400.0), true), 5.0..305.0);
