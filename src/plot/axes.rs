@@ -229,10 +229,7 @@ pub(super) fn notes(
     center: Option<&str>,
     corner: &[Option<String>],
 ) -> Drawn {
-    let style = |px: u32, h, v| {
-        let font = TextStyle::from((FONT, px).into_font());
-        font.color(&NOTE_COLOR).pos(Pos::new(h, v))
-    };
+    let style = |px, h, v| text_style(px, h, v).color(&NOTE_COLOR);
     if let Some(msg) = center {
         let area = chart.plotting_area().strip_coord_spec();
         let (w, h) = area.dim_in_pixel();
@@ -273,11 +270,17 @@ pub(super) fn usable(v: f64) -> bool {
     v.is_finite() && v.abs() < 1e300
 }
 
+/// Text at `px` size, anchored at its `h`, `v` point.
+pub(super) fn text_style(px: u32, h: HPos, v: VPos) -> TextStyle<'static> {
+    TextStyle::from((FONT, px).into_font()).pos(Pos::new(h, v))
+}
+
 /// Width in pixels of the widest of `texts` at `px` size.
-pub(super) fn widest(area: &Svg, px: u32, texts: impl Iterator<Item = String>) -> u32 {
+pub(super) fn widest(area: &Svg, px: u32, texts: impl IntoIterator<Item = impl AsRef<str>>) -> u32 {
     let style = TextStyle::from((FONT, px).into_font());
     texts
-        .filter_map(|s| area.estimate_text_size(&s, &style).ok())
+        .into_iter()
+        .filter_map(|s| area.estimate_text_size(s.as_ref(), &style).ok())
         .map(|(w, _)| w)
         .max()
         .unwrap_or(0)

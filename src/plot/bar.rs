@@ -25,7 +25,7 @@ pub(super) fn bar_figure(
     let names: Vec<String> = (0..n)
         .map(|i| names.get(i).map_or(String::new(), |s| truncate(s, 18)))
         .collect();
-    let name_px = widest(root, TICK_PX, names.iter().cloned()) + 10;
+    let name_px = widest(root, TICK_PX, &names) + 10;
     let area = titled(root, title)?;
     let x = |plot_w| Axis::cells(names, (name_px, plot_w), false);
     let y = Axis::linear(lo, hi, Y_LABELS);

@@ -36,7 +36,7 @@ pub(super) fn heat_figure(root: &Svg, h: &Heatmap) -> Drawn {
     // As many row and column labels as fit; row 0 at the top.
     let plot_h = f64::from(left.dim_in_pixel().1 - 2 * MARGIN - X_AREA);
     let y = Axis::cells(names(h.row_names, h.rows), (TICK_PX + 5, plot_h), true);
-    let col_px = widest(root, TICK_PX, cols_named.iter().cloned()) + 10;
+    let col_px = widest(root, TICK_PX, &cols_named) + 10;
     let x = |w| Axis::cells(cols_named, (col_px, w), false);
     let desc = [h.x_label, h.y_label];
     let mut chart = chart_on(&left, x, y, desc, [false, false])?;

@@ -61,7 +61,7 @@ pub(super) fn line_figure(root: &Svg, p: &LinePlot) -> Drawn {
     if n > MAX_LEGEND && !legend.is_empty() {
         legend.push((format!("({} of {n} series shown)", legend.len()), None));
     }
-    let names = legend.iter().map(|l| l.0.clone());
+    let names = legend.iter().map(|l| &l.0);
     let panel = match legend.is_empty() {
         true => 0,
         false => (widest(root, LEGEND_PX, names) + 32).min(SIZE.0 * 2 / 3),
@@ -78,8 +78,7 @@ pub(super) fn line_figure(root: &Svg, p: &LinePlot) -> Drawn {
             chart.draw_series(line.point_size(dots))?;
         }
     }
-    let style =
-        TextStyle::from((FONT, LEGEND_PX).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+    let style = text_style(LEGEND_PX, HPos::Left, VPos::Center);
     for (j, (label, color)) in legend.iter().enumerate() {
         let y = (MARGIN + LEGEND_PX + j as u32 * (LEGEND_PX + 7)) as i32;
         if let Some(c) = *color {

@@ -344,7 +344,7 @@ fn long_legend_names_stay_on_the_picture() {
     let shown = format!("{}…", "W".repeat(31));
     let mut area = String::new();
     let area = SVGBackend::with_string(&mut area, SIZE).into_drawing_area();
-    let width = widest(&area, LEGEND_PX, [shown.clone()].into_iter());
+    let width = widest(&area, LEGEND_PX, [&shown]);
     let end = text_x(&svg, &shown) + f64::from(width);
     assert!(end <= f64::from(SIZE.0), "the name ends at {end}");
     // Names of the widest glyphs ('‱', 1.5 em) take at most two thirds of
@@ -399,7 +399,7 @@ fn title_text_is_laid_out_without_gaps() {
     // the font's height (1.164 em) to the size, the SVG's em is size / 1.24.
     let mut svg = String::new();
     let area = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-    let laid = widest(&area, TITLE_PX, ["Token sparsity".to_string()].into_iter()) as f64;
+    let laid = widest(&area, TITLE_PX, ["Token sparsity"]) as f64;
     let (lo, hi) = (cols[0] as f64, cols[cols.len() - 1] as f64 + 1.0);
     let expect = laid * 1.164 / 1.24;
     assert!(

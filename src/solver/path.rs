@@ -1,6 +1,7 @@
 //! β_max and warm-started paths over a geometric β grid (SPEC §5).
 
 use super::certificate::dual_scores;
+use super::fista::Budget;
 use super::{solve, Solution, SolverOptions, StopReason};
 use crate::comm::Communicator;
 use crate::error::{invalid, Error, Result};
@@ -84,13 +85,17 @@ pub fn solve_path<O: LinearOperator, E: From<Error>>(
 ) -> std::result::Result<bool, E> {
     let PathStart { from, mut warm } = start;
     let mut solving = 0.0;
+    // The options' interrupt, agreed across the shards as in a solve (no
+    // collective without a flag); the path itself has no deadline.
+    let stop = Budget {
+        iterations_left: usize::MAX,
+        deadline: None,
+        interrupt: opts.interrupt.clone(),
+        shards: Some(comm),
+    };
     for (index, &beta) in betas.iter().enumerate().skip(from) {
-        // As the solver's budget does: without a flag nothing can differ
-        // between shards, and no collective is needed.
-        if let Some(flag) = &opts.interrupt {
-            if comm.any(flag.requested()) {
-                return Ok(true);
-            }
+        if stop.out_of_time().is_some() {
+            return Ok(true);
         }
         crate::problem::check_beta(beta)?;
         problem.beta = beta;
